@@ -1,0 +1,164 @@
+//! The `Backend` trait every storage plugin implements, and the staged-write trait behind
+//! [`Staged`](crate::Staged).
+//!
+//! Backends only stage and publish. Hashing, size checks, capability checks and the
+//! already-present/conflict decision live in core ([`Store`](crate::Store)), once.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::error::Error;
+use crate::key::Key;
+use crate::mode::{Capabilities, Mode};
+use crate::verify::{Digest, Sha256};
+
+/// A stream of an object's bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
+
+/// What `head` knows about an object without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Size in bytes.
+    pub size: u64,
+    /// The SHA-256 stored with the object, when stored and still trustworthy.
+    pub sha256: Option<Sha256>,
+    /// An opaque version (ETag, inode and mtime, …) usable with
+    /// [`Mode::ReplaceIfVersion`] where the backend offers it.
+    pub version: Option<String>,
+}
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its key.
+    pub key: Key,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Staging data found by [`Backend::sweep_staging`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    /// Where it is, in the backend's own terms (a path under the root, an upload id, …).
+    pub name: String,
+    /// Bytes it holds, when known.
+    pub size: Option<u64>,
+    /// Time since it was last written, when known.
+    pub age: Option<Duration>,
+    /// Whether a live writer still holds it (only backends that can tell; else `false`).
+    pub live: bool,
+    /// Whether this sweep removed it (false on a dry run or when it was kept).
+    pub removed: bool,
+}
+
+/// A storage plugin: stages bytes out of sight and publishes them atomically.
+///
+/// # Atomicity
+///
+/// Implementations promise, and the conformance suite checks by name:
+/// - `round_trip`, `empty_object`, `large_object_many_chunks`: a published object reads back
+///   byte for byte, whatever its size;
+/// - `listing_never_shows_staging`, `abort_leaves_no_residue`, `drop_leaves_no_residue`: staged
+///   bytes are invisible to `head`, `read` and `list` until published, and gone after an abort
+///   or drop;
+/// - `create_on_taken_key_conflicts`, `create_identical_is_already_present`: a create-only
+///   publish never replaces an object — it fails with [`Error::AlreadyExists`];
+/// - `concurrent_creates_one_winner`: of racing create-only publishes on one key exactly one
+///   wins, decided by the storage itself, never by check-then-act;
+/// - `replace_overwrites`, `replace_if_version_swaps`: other modes only where
+///   [`Capabilities`] say so;
+/// - `sweep_removes_stale_staging_only`: staging data a crash left behind is found and removed
+///   by [`Backend::sweep_staging`], and a live writer's is kept.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// The registry kind (`"local"`, `"s3"`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Where the objects live, for humans (`local:/data`, `s3://bucket/prefix`). Never secrets.
+    fn location(&self) -> String;
+
+    /// What this backend can do safely.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Opens a staging area for `key`. Nothing is visible at `key` until publish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be created.
+    async fn stage(&self, key: &Key) -> Result<Box<dyn StagedWrite>, Error>;
+
+    /// Size, stored digest and version of the object at `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is none.
+    async fn head(&self, key: &Key) -> Result<Meta, Error>;
+
+    /// The object's bytes, as they are stored (core verifies them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is none.
+    async fn read(&self, key: &Key) -> Result<ByteStream, Error>;
+
+    /// Removes the object at `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is none.
+    async fn delete(&self, key: &Key) -> Result<(), Error>;
+
+    /// Objects whose key starts with `prefix` (a plain string prefix), sorted by key. Never
+    /// shows staging data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Backend`] when listing fails.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, Error>;
+
+    /// Finds staging data left behind by crashed or abandoned writers and removes what has
+    /// been untouched for at least `older_than` (backends that can tell a dead writer's data
+    /// from a live one's may remove the dead one's sooner). A live writer's data younger than
+    /// `older_than` is never removed. With `dry_run`, only reports.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be listed.
+    async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error>;
+}
+
+/// A backend's half of a staged object: exactly write, publish, abort.
+///
+/// Dropping it without `publish` or `abort` must discard the staged data (best effort), like an
+/// aborted transaction.
+#[async_trait]
+pub trait StagedWrite: Send {
+    /// Appends `chunk`. A backend may buffer or pipeline: an error may surface on a later
+    /// `write` or on `publish`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Backend`] when staging fails (disk full, connection lost).
+    async fn write(&mut self, chunk: Bytes) -> Result<(), Error>;
+
+    /// Makes the staged bytes the object at the key, atomically, per `mode`. `digest` is what
+    /// core computed and verified; backends store it with the object where they can. Returns
+    /// the new version, if the backend has versions. On any error the staged data is removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] for a create-only publish on a taken key;
+    /// [`Error::VersionMismatch`] for a failed compare-and-swap; I/O or backend errors.
+    async fn publish(self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error>;
+
+    /// Discards the staged data.
+    ///
+    /// # Errors
+    ///
+    /// When the staged data could not be removed; a later sweep will find it.
+    async fn abort(self: Box<Self>) -> Result<(), Error>;
+}

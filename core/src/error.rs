@@ -1,0 +1,152 @@
+//! The one error type every backend and the CLI speak.
+//!
+//! Variants carry meaning, not origin: a caller decides what to do from the variant alone
+//! (`Conflict` → someone else owns that key; `DigestMismatch` → the source is not what you
+//! expected; `is_retryable()` → try again later). Each backend keeps its own private error and
+//! converts it into this one in a single place.
+
+use std::io;
+
+use crate::verify::Sha256;
+
+/// A boxed error from a backend's client library.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while staging, verifying, promoting or reading an object.
+///
+/// Messages are one line: what happened, to which key, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key breaks a naming rule, or resolves through something promote never follows.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// A create-only publish found the key taken. Backends return this from
+    /// [`StagedWrite::publish`](crate::StagedWrite::publish); core resolves it into
+    /// [`Outcome::AlreadyPresent`](crate::Outcome::AlreadyPresent) or [`Error::Conflict`].
+    #[error("key {key:?} already exists")]
+    AlreadyExists {
+        /// The taken key.
+        key: String,
+    },
+    /// The key holds different content (or something in the way); nothing was replaced.
+    #[error("key {key:?} conflicts: {detail}; nothing was replaced")]
+    Conflict {
+        /// The contested key.
+        key: String,
+        /// What is there and why that blocks the write.
+        detail: String,
+    },
+    /// A compare-and-swap found another version than the one expected; nothing was replaced.
+    #[error("key {key:?} is no longer at version {expected}; nothing was replaced (re-read it and retry)")]
+    VersionMismatch {
+        /// The key.
+        key: String,
+        /// The version the caller expected.
+        expected: String,
+    },
+    /// The bytes' SHA-256 is not the expected one; nothing was published.
+    #[error("{key:?}: SHA-256 mismatch: expected {expected}, got {actual}; nothing was published")]
+    DigestMismatch {
+        /// The key being written or read.
+        key: String,
+        /// The digest the caller or the stored object promised.
+        expected: Sha256,
+        /// The digest of the bytes that actually flowed.
+        actual: Sha256,
+    },
+    /// The byte count is not the expected one; nothing was published.
+    #[error("{key:?}: size mismatch: expected {expected} bytes, got {actual}; nothing was published")]
+    SizeMismatch {
+        /// The key being written or read.
+        key: String,
+        /// The size the caller or the stored object promised.
+        expected: u64,
+        /// The bytes that actually flowed.
+        actual: u64,
+    },
+    /// The backend cannot do this safely, so core refuses before any byte moves.
+    #[error("the {backend} backend does not support {operation}")]
+    Unsupported {
+        /// What was asked (e.g. "compare-and-swap (ReplaceIfVersion)").
+        operation: String,
+        /// Which backend, and why if useful.
+        backend: String,
+    },
+    /// No object at that key.
+    #[error("key {key:?} not found")]
+    NotFound {
+        /// The missing key.
+        key: String,
+    },
+    /// The configuration is wrong: names the setting and where it came from.
+    #[error("configuration error: {message}")]
+    Config {
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A local I/O operation failed.
+    #[error("{context}")]
+    Io {
+        /// What promote was doing, naming the key or path.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A remote backend failed.
+    #[error("{backend}: {context}")]
+    Backend {
+        /// Which backend.
+        backend: String,
+        /// What promote was doing, naming the key.
+        context: String,
+        /// Whether repeating the same call may succeed.
+        retryable: bool,
+        /// The client library's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    /// An [`Error::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::Config { message: message.into() }
+    }
+
+    /// Whether repeating the same operation may succeed (a transient network or server fault).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ),
+            Self::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}
+
+impl From<figment::Error> for Error {
+    fn from(err: figment::Error) -> Self {
+        // figment reports every problem it found; each names the key and the source.
+        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        Self::config(messages.join("; "))
+    }
+}

@@ -1,0 +1,151 @@
+//! The staged handle: bytes in, hashed as they pass, then promoted or discarded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::backend::{Backend, StagedWrite};
+use crate::error::Error;
+use crate::key::Key;
+use crate::mode::Mode;
+use crate::outcome::{Outcome, Receipt};
+use crate::store::Store;
+use crate::verify::{Digest, Digester, Expected};
+
+/// Bytes staged for one key, not yet visible there.
+///
+/// Get one from [`Store::stage`]. [`Staged::promote`] consumes it; dropping it without promoting
+/// discards the staged data (best effort), like an aborted transaction.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(store: promote_core::Store) -> Result<(), promote_core::Error> {
+/// use promote_core::{Expected, Key, Mode, Sha256};
+/// let mut staged = store.stage(&Key::new("hello.txt")?).await?;
+/// staged.write("hello\n".into()).await?;
+/// let outcome = staged
+///     .promote(&Expected { sha256: Some(Sha256::of(b"hello\n")), size: Some(6) }, Mode::Create)
+///     .await?;
+/// println!("{}: {}", outcome.label(), outcome.receipt().sha256);
+/// # Ok(()) }
+/// ```
+pub struct Staged {
+    key: Key,
+    store: Store,
+    inner: Box<dyn StagedWrite>,
+    digester: Digester,
+    started: Instant,
+}
+
+impl Staged {
+    pub(crate) fn new(key: Key, store: Store, inner: Box<dyn StagedWrite>) -> Self {
+        tracing::debug!(key = %key, backend = store.backend().kind(), "staged");
+        Self { key, store, inner, digester: Digester::new(), started: Instant::now() }
+    }
+
+    /// The key this will be promoted to.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.digester.size()
+    }
+
+    /// Appends `chunk`, hashing it on the way.
+    ///
+    /// # Errors
+    ///
+    /// The backend's staging error (disk full, connection lost, …).
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.digester.update(&chunk);
+        self.inner.write(chunk).await
+    }
+
+    /// Verifies what was written against `expected`, then publishes it at the key per `mode`.
+    ///
+    /// On any error nothing is published and the staged data is removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeMismatch`]/[`Error::DigestMismatch`] when the bytes are not what was
+    /// expected; [`Error::Conflict`] when create-only finds different bytes at the key;
+    /// [`Error::Unsupported`] when the backend does not offer `mode`; backend errors.
+    pub async fn promote(self, expected: &Expected, mode: Mode) -> Result<Outcome, Error> {
+        let Self { key, store, inner, digester, started } = self;
+        let digest = digester.finish();
+        let backend = Arc::clone(store.backend());
+        if let Err(err) = check_before_publish(backend.as_ref(), &key, expected, &mode, &digest) {
+            let _ = inner.abort().await;
+            aborted(&key, &digest, started, &err);
+            return Err(err);
+        }
+        tracing::debug!(key = %key, bytes = digest.size, sha256 = %digest.sha256, "verified");
+        let receipt = |version| Receipt { key: key.clone(), size: digest.size, sha256: digest.sha256, version };
+        match inner.publish(&mode, &digest).await {
+            Ok(version) => {
+                tracing::info!(
+                    key = %key, bytes = digest.size, sha256 = %digest.sha256,
+                    elapsed_ms = started.elapsed().as_millis() as u64, "promoted"
+                );
+                Ok(Outcome::Promoted(receipt(version)))
+            }
+            Err(Error::AlreadyExists { .. }) if mode == Mode::Create => {
+                match store.resolve_taken(&key, &digest).await {
+                    Ok(version) => {
+                        tracing::info!(
+                            key = %key, bytes = digest.size, sha256 = %digest.sha256,
+                            elapsed_ms = started.elapsed().as_millis() as u64, "already-present"
+                        );
+                        Ok(Outcome::AlreadyPresent(receipt(version)))
+                    }
+                    Err(err) => {
+                        aborted(&key, &digest, started, &err);
+                        Err(err)
+                    }
+                }
+            }
+            Err(err) => {
+                aborted(&key, &digest, started, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Discards the staged data.
+    ///
+    /// # Errors
+    ///
+    /// When it could not be removed; `promote recover` will find it.
+    pub async fn abort(self) -> Result<(), Error> {
+        tracing::debug!(key = %self.key, bytes = self.digester.size(), "aborted");
+        self.inner.abort().await
+    }
+}
+
+fn check_before_publish(
+    backend: &dyn Backend,
+    key: &Key,
+    expected: &Expected,
+    mode: &Mode,
+    digest: &Digest,
+) -> Result<(), Error> {
+    backend.capabilities().check(mode, &backend.location())?;
+    expected.check(key, digest)
+}
+
+fn aborted(key: &Key, digest: &Digest, started: Instant, err: &Error) {
+    tracing::info!(
+        key = %key, bytes = digest.size, sha256 = %digest.sha256,
+        elapsed_ms = started.elapsed().as_millis() as u64, error = %err, "aborted"
+    );
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("key", &self.key).field("bytes", &self.digester.size()).finish()
+    }
+}

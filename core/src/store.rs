@@ -1,0 +1,129 @@
+//! [`Store`]: a backend wrapped with the checks that live in core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Backend, ByteStream, Entry, Leftover, Meta};
+use crate::error::Error;
+use crate::key::Key;
+use crate::mode::Mode;
+use crate::staged::Staged;
+use crate::verify::Digest;
+
+/// A backend plus everything core does around it: capability checks before any byte moves,
+/// hashing and verification while bytes flow, and the already-present/conflict decision.
+///
+/// Cheap to clone; clones share the backend.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Wraps `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Refuses `mode` if the backend does not offer it. Every promotion helper calls this before
+    /// it stages anything; [`Staged::promote`] checks again before publishing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`].
+    pub fn check_mode(&self, mode: &Mode) -> Result<(), Error> {
+        self.backend.capabilities().check(mode, &self.backend.location())
+    }
+
+    /// Opens a staged handle for `key`.
+    ///
+    /// # Errors
+    ///
+    /// The backend's staging error.
+    pub async fn stage(&self, key: &Key) -> Result<Staged, Error> {
+        let inner = self.backend.stage(key).await?;
+        Ok(Staged::new(key.clone(), self.clone(), inner))
+    }
+
+    /// See [`Backend::head`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] and backend errors.
+    pub async fn head(&self, key: &Key) -> Result<Meta, Error> {
+        self.backend.head(key).await
+    }
+
+    /// The object's bytes as stored, unverified. Prefer [`Store::read_verified`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] and backend errors.
+    pub async fn read(&self, key: &Key) -> Result<ByteStream, Error> {
+        self.backend.read(key).await
+    }
+
+    /// See [`Backend::delete`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] and backend errors.
+    pub async fn delete(&self, key: &Key) -> Result<(), Error> {
+        self.backend.delete(key).await
+    }
+
+    /// See [`Backend::list`].
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, Error> {
+        self.backend.list(prefix).await
+    }
+
+    /// See [`Backend::sweep_staging`].
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    pub async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+        let leftovers = self.backend.sweep_staging(older_than, dry_run).await?;
+        for l in leftovers.iter().filter(|l| l.removed) {
+            tracing::info!(name = %l.name, size = l.size, "removed staging leftover");
+        }
+        Ok(leftovers)
+    }
+
+    /// A create-only publish found `key` taken: identical bytes are success (returns the
+    /// existing version), anything else is a conflict.
+    pub(crate) async fn resolve_taken(&self, key: &Key, digest: &Digest) -> Result<Option<String>, Error> {
+        let conflict = |detail: String| Error::Conflict { key: key.to_string(), detail };
+        let meta = match self.backend.head(key).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => {
+                return Err(conflict("another writer held the key and then removed it; retry".into()));
+            }
+            Err(err) => return Err(err),
+        };
+        if meta.size != digest.size {
+            return Err(conflict(format!(
+                "it holds {} bytes of other content, the new object has {} bytes",
+                meta.size, digest.size
+            )));
+        }
+        let existing = match meta.sha256 {
+            Some(sha) => sha,
+            None => self.digest_of(key).await?.sha256,
+        };
+        if existing == digest.sha256 {
+            Ok(meta.version)
+        } else {
+            Err(conflict(format!("it holds sha256 {existing}, the new object has sha256 {}", digest.sha256)))
+        }
+    }
+}
