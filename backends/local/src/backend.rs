@@ -1,0 +1,194 @@
+//! [`LocalBackend`]: the `Backend` trait on a local directory.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use promote_core::{
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Key, Leftover, Meta, StagedWrite, async_trait,
+};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::config::{Durability, LocalConfig};
+use crate::root::{Root, io_err};
+use crate::writer::LocalStaged;
+use crate::{list, staging, stored_digest};
+
+/// Objects as files under a root directory. See the crate docs for the guarantees.
+#[derive(Clone, Debug)]
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) root: Root,
+    pub(crate) config: LocalConfig,
+    xattrs: bool,
+}
+
+impl LocalBackend {
+    /// Opens (creating if missing) the root directory and its staging area. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the root cannot be created or opened.
+    pub fn open(config: LocalConfig) -> Result<Self, Error> {
+        let root = Root::open(&config.root, config.dir_mode)?;
+        let xattrs = probe_xattrs(&root);
+        Ok(Self { inner: Arc::new(Inner { root, config, xattrs }) })
+    }
+
+    /// The root directory, absolute.
+    pub fn root(&self) -> &Path {
+        &self.inner.root.path
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::io("local backend task", std::io::Error::other(e)))?
+    }
+}
+
+/// Whether this filesystem keeps user xattrs (where the digest is stored).
+fn probe_xattrs(root: &Root) -> bool {
+    let Ok((name, file)) = staging::create(root, &Key::new("xattr-probe").expect("valid key")) else { return false };
+    let st = rustix::fs::fstat(&file);
+    let digest = Digest { size: 0, sha256: promote_core::Sha256::of(b"") };
+    let ok = st.is_ok_and(|st| stored_digest::store(&file, &digest, &st) == Ok(true));
+    let _ = staging::remove(root, &name);
+    ok
+}
+
+/// Opens the regular file at `key` for reading, never following a link.
+fn open_object(root: &Root, key: &Key) -> Result<File, Error> {
+    let parent = root.parent_of(key, None)?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd: OwnedFd = match rustix::fs::openat(&parent, key.file_name(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Err(Error::NotFound { key: key.to_string() }),
+        Err(Errno::LOOP) => {
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+                reason: "a symbolic link stands at that path; promote never follows links".into(),
+            });
+        }
+        Err(e) => return Err(io_err(format!("opening {key:?}"), e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("inspecting {key:?}"), e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(Error::NotFound { key: key.to_string() });
+    }
+    Ok(File::from(fd))
+}
+
+fn version(st: &rustix::fs::Stat) -> String {
+    format!("{}-{}.{:09}", st.st_ino, st.st_mtime, st.st_mtime_nsec)
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn location(&self) -> String {
+        format!("local:{}", self.inner.root.path.display())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            create_refused: None,
+            replace: true,
+            replace_if_version: false,
+            stored_digest: self.inner.xattrs,
+            durable: self.inner.config.durability == Durability::Full,
+        }
+    }
+
+    async fn stage(&self, key: &Key) -> Result<Box<dyn StagedWrite>, Error> {
+        let key = key.clone();
+        let inner = Arc::clone(&self.inner);
+        let (name, file) = self.blocking({
+            let key = key.clone();
+            move |inner| staging::create(&inner.root, &key)
+        })
+        .await?;
+        Ok(Box::new(LocalStaged::start(inner, key, name, file)))
+    }
+
+    async fn head(&self, key: &Key) -> Result<Meta, Error> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let file = open_object(&inner.root, &key)?;
+            let st = rustix::fs::fstat(&file).map_err(|e| io_err(format!("inspecting {key:?}"), e))?;
+            let sha256 = if inner.xattrs { stored_digest::load(&file, &st) } else { None };
+            Ok(Meta { size: st.st_size as u64, sha256, version: Some(version(&st)) })
+        })
+        .await
+    }
+
+    async fn read(&self, key: &Key) -> Result<ByteStream, Error> {
+        let key = key.clone();
+        let file = self.blocking({
+            let key = key.clone();
+            move |inner| open_object(&inner.root, &key)
+        })
+        .await?;
+        let stream = futures_util::stream::try_unfold(Some(file), move |file| {
+            let key = key.clone();
+            async move {
+                let Some(mut file) = file else { return Ok(None) };
+                let (file, chunk) = tokio::task::spawn_blocking(move || {
+                    let mut buf = Vec::with_capacity(CHUNK_SIZE);
+                    let n = (&mut file).take(CHUNK_SIZE as u64).read_to_end(&mut buf)?;
+                    Ok::<_, std::io::Error>((if n == 0 { None } else { Some(file) }, buf))
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(|e| Error::io(format!("reading {key:?}"), e))?;
+                Ok(file.map(|f| (Bytes::from(chunk), Some(f))))
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), Error> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            // Refuses links and directories the same way reads do.
+            drop(open_object(&inner.root, &key)?);
+            let parent = inner.root.parent_of(&key, None)?;
+            match rustix::fs::unlinkat(&parent, key.file_name(), AtFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::NOENT) => return Err(Error::NotFound { key: key.to_string() }),
+                Err(e) => return Err(io_err(format!("removing {key:?}"), e)),
+            }
+            if inner.config.durability == Durability::Full {
+                rustix::fs::fsync(&parent).map_err(|e| io_err(format!("fsync after removing {key:?}"), e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, Error> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |inner| list::list(&inner.root, &prefix)).await
+    }
+
+    async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+        self.blocking(move |inner| staging::sweep(&inner.root, older_than, dry_run)).await
+    }
+}

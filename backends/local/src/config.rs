@@ -1,0 +1,117 @@
+//! `[backend]` settings for `kind = "local"`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use promote_core::{Backend, BackendConfig, Error, async_trait};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::LocalBackend;
+
+/// Local-disk settings. Unknown keys are errors.
+///
+/// ```toml
+/// [backend]
+/// kind = "local"
+/// root = "./promote-data"   # created if missing
+/// durability = "full"       # or "none": no fsync, for scratch data only
+/// file_mode = "0644"        # permissions of published files (before umask)
+/// dir_mode = "0755"         # permissions of directories promote creates (before umask)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Always `"local"`.
+    #[serde(default = "kind")]
+    pub kind: String,
+    /// Directory that holds the objects; staging lives in `<root>/.promote/staging`.
+    #[serde(default = "root")]
+    pub root: PathBuf,
+    /// Whether publishing waits for the disk.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Permission bits of published files, octal.
+    #[serde(default = "file_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
+    pub file_mode: u32,
+    /// Permission bits of directories promote creates, octal.
+    #[serde(default = "dir_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
+    pub dir_mode: u32,
+}
+
+/// How hard publishing works to survive power loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync the staged file, publish, fsync the parent directory and every directory created
+    /// for the key. A promoted object survives power loss once `promote` returns.
+    #[default]
+    Full,
+    /// No fsync at all. Still atomic (nobody sees a partial object), but a power loss may lose
+    /// recently promoted objects, or leave them empty. For scratch data you can re-create.
+    None,
+}
+
+fn kind() -> String {
+    "local".into()
+}
+fn root() -> PathBuf {
+    "./promote-data".into()
+}
+fn file_mode() -> u32 {
+    0o644
+}
+fn dir_mode() -> u32 {
+    0o755
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self { kind: kind(), root: root(), durability: Durability::Full, file_mode: file_mode(), dir_mode: dir_mode() }
+    }
+}
+
+impl LocalConfig {
+    /// Defaults, rooted at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), ..Self::default() }
+    }
+}
+
+fn octal_out<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// Accepts `"0644"`, `"644"`, `"0o644"`, or the integer 644 (digits read as octal, since that is
+/// what `PROMOTE_BACKEND__FILE_MODE=0644` becomes).
+fn octal_in<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(n) => n.to_string(),
+        Raw::Str(s) => s,
+    };
+    let digits = text.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(serde::de::Error::custom(format!("{text:?} is not an octal permission mode like \"0644\""))),
+    }
+}
+
+#[async_trait]
+impl BackendConfig for LocalConfig {
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
+        let config = self.clone();
+        let backend = tokio::task::spawn_blocking(move || LocalBackend::open(config))
+            .await
+            .map_err(|e| Error::io("opening the local backend", std::io::Error::other(e)))??;
+        Ok(Arc::new(backend))
+    }
+}

@@ -1,0 +1,46 @@
+//! # promote-local: atomic promotion on a local filesystem
+//!
+//! Objects are plain files under a root directory: key `papers/a.pdf` is
+//! `<root>/papers/a.pdf`. Bytes are staged in `<root>/.promote/staging/` — on the same
+//! filesystem, so publishing is a rename — and nothing appears at the final path until they are
+//! complete, verified and (by default) on disk.
+//!
+//! # Atomicity
+//!
+//! - **Staging**: a fresh file per write, created with `O_CREAT | O_EXCL`, mode 0600, and held
+//!   under an exclusive `flock` while its writer lives.
+//! - **Publish**: fsync the staged file, then `renameat2(RENAME_NOREPLACE)` for create-only (on
+//!   filesystems without it: `link`, which never replaces, then `unlink`), or `rename` for
+//!   replace; then fsync the parent directory and every directory created for the key. The
+//!   filesystem decides who wins a race; there is no check-then-rename.
+//! - **No escape**: keys are resolved from the root's directory descriptor one segment at a time
+//!   with `openat(O_NOFOLLOW)`; a symlink anywhere in a key's path is refused, and a link at the
+//!   final path is never followed.
+//! - **Stored digest**: the SHA-256 rides along in the xattr `user.promote.sha256` with the size
+//!   and mtime it describes; a file changed behind promote's back loses it. Without user xattrs,
+//!   digests are recomputed by reading when needed.
+//! - **Crash leftovers**: a staging file whose lock is free belongs to a dead writer and is
+//!   removed by `sweep_staging` at once; a live writer's file only once it has been untouched for
+//!   the given age.
+//! - **Compare-and-swap** (`ReplaceIfVersion`) is not offered: a local filesystem has no atomic
+//!   way to do it, so core refuses it.
+//!
+//! With `durability = "none"` nothing is fsynced: publishes are still atomic to other readers,
+//! but a power loss may lose recent ones.
+
+mod backend;
+mod config;
+mod list;
+mod publish;
+mod root;
+mod staging;
+mod stored_digest;
+mod writer;
+
+pub use backend::LocalBackend;
+pub use config::{Durability, LocalConfig};
+
+/// Registers `kind = "local"`.
+pub fn register(registry: &mut promote_core::Registry) {
+    registry.register("local", promote_core::registry::load::<LocalConfig>);
+}

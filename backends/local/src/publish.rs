@@ -1,0 +1,106 @@
+//! Publishing a staged file: fsync it, move it into place without replacing anything (unless
+//! asked to), fsync the directories — all in this one helper so no caller can forget a step.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use promote_core::{Digest, Error, Key, Mode};
+use rustix::fs::{AtFlags, FileType, RenameFlags};
+use rustix::io::Errno;
+
+use crate::config::{Durability, LocalConfig};
+use crate::root::{Root, io_err};
+use crate::{staging, stored_digest};
+
+/// Publishes staging file `name` (already fully written to `file`) at `key`. On any error the
+/// staging file is removed.
+pub(crate) fn publish(
+    root: &Root,
+    config: &LocalConfig,
+    key: &Key,
+    name: &str,
+    file: File,
+    mode: &Mode,
+    digest: &Digest,
+) -> Result<Option<String>, Error> {
+    let result = publish_inner(root, config, key, name, &file, mode, digest);
+    drop(file);
+    if result.is_err() {
+        let _ = staging::remove(root, name);
+    }
+    result
+}
+
+fn publish_inner(
+    root: &Root,
+    config: &LocalConfig,
+    key: &Key,
+    name: &str,
+    file: &File,
+    mode: &Mode,
+    digest: &Digest,
+) -> Result<Option<String>, Error> {
+    let durable = config.durability == Durability::Full;
+    let staged = staging::shown(name);
+    rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(config.file_mode))
+        .map_err(|e| io_err(format!("setting permissions on {staged}"), e))?;
+    let st = rustix::fs::fstat(file).map_err(|e| io_err(format!("inspecting {staged}"), e))?;
+    stored_digest::store(file, digest, &st).map_err(|e| io_err(format!("storing the digest of {staged}"), e))?;
+    if durable {
+        file.sync_all().map_err(|e| Error::io(format!("fsync of staged data for {key:?}"), e))?;
+    }
+    let parent = root.parent_of(key, Some(config.dir_mode))?;
+    let leaf = key.file_name();
+    match mode {
+        Mode::Create => create_only(root, name, &parent, leaf, key)?,
+        Mode::Replace => match rustix::fs::renameat(&root.staging, name, &parent, leaf) {
+            Ok(()) => {}
+            Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+                return Err(Error::Conflict { key: key.to_string(), detail: "a directory is in the way".into() });
+            }
+            Err(e) => return Err(io_err(format!("renaming {staged} to {key:?}"), e)),
+        },
+        Mode::ReplaceIfVersion(_) => {
+            return Err(Error::Unsupported {
+                operation: "compare-and-swap (replace-if-version)".into(),
+                backend: "local".into(),
+            });
+        }
+    }
+    if durable {
+        let sync = |fd: &dyn AsFd| rustix::fs::fsync(fd.as_fd());
+        sync(&parent).map_err(|e| io_err(format!("fsync of the directory holding {key:?} (the object is visible, but may not survive a power loss)"), e))?;
+        for dir in parent.created_in.iter().rev() {
+            sync(dir).map_err(|e| io_err(format!("fsync of a directory created for {key:?}"), e))?;
+        }
+    }
+    Ok(Some(format!("{}-{}.{:09}", st.st_ino, st.st_mtime, st.st_mtime_nsec)))
+}
+
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, `link` (which never replaces)
+/// then `unlink` of the staging name.
+fn create_only(root: &Root, name: &str, parent: &impl AsFd, leaf: &str, key: &Key) -> Result<(), Error> {
+    let taken = || match rustix::fs::statat(parent, leaf, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            Error::Conflict { key: key.to_string(), detail: "a directory is in the way".into() }
+        }
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => Error::InvalidKey {
+            key: key.to_string(),
+            reason: "a symbolic link stands at that path; promote never follows links".into(),
+        },
+        _ => Error::AlreadyExists { key: key.to_string() },
+    };
+    match rustix::fs::renameat_with(&root.staging, name, parent, leaf, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) => Err(taken()),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
+            tracing::debug!(key = %key, "no RENAME_NOREPLACE here; publishing with link + unlink");
+            match rustix::fs::linkat(&root.staging, name, parent, leaf, AtFlags::empty()) {
+                Ok(()) => staging::remove(root, name),
+                Err(Errno::EXIST) => Err(taken()),
+                Err(e) => Err(io_err(format!("linking {} to {key:?}", staging::shown(name)), e)),
+            }
+        }
+        Err(e) => Err(io_err(format!("renaming {} to {key:?}", staging::shown(name)), e)),
+    }
+}

@@ -1,0 +1,103 @@
+//! Staging files: created exclusively, locked while their writer lives, swept when it dies.
+//!
+//! Each staging file is `<root>/.promote/staging/<key-hash>-<pid>-<n>.part`, created with
+//! `O_CREAT | O_EXCL` (mode 0600) and held under an exclusive `flock` for as long as its writer
+//! has it open. The kernel drops that lock when the writer exits, however it exits, so a sweep
+//! can tell a crashed writer's leftovers (lock free) from a live writer's (lock held).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use promote_core::{Error, Key, Leftover, RESERVED_SEGMENT, Sha256};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::root::{Root, STAGING_DIR, io_err};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The path of a staging file relative to the root, for messages.
+pub(crate) fn shown(name: &str) -> String {
+    format!("{RESERVED_SEGMENT}/{STAGING_DIR}/{name}")
+}
+
+/// Creates and locks a fresh staging file for `key`.
+pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
+    let key_hash = Sha256::of(key.as_str().as_bytes()).to_string();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let name = format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id());
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(io_err(format!("creating staging file {} for {key:?}", shown(&name)), e)),
+        };
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            // A sweep holds it and is about to remove it: take another name.
+            Err(Errno::WOULDBLOCK) => continue,
+            Err(e) => return Err(io_err(format!("locking staging file {}", shown(&name)), e)),
+        }
+        // A sweep may have removed the name between our create and our lock.
+        match rustix::fs::fstat(&fd) {
+            Ok(st) if st.st_nlink > 0 => return Ok((name, File::from(fd))),
+            Ok(_) => continue,
+            Err(e) => return Err(io_err(format!("checking staging file {}", shown(&name)), e)),
+        }
+    }
+}
+
+/// Removes a staging file by name; a missing one is fine.
+pub(crate) fn remove(root: &Root, name: &str) -> Result<(), Error> {
+    match rustix::fs::unlinkat(&root.staging, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(io_err(format!("removing staging file {}", shown(name)), e)),
+    }
+}
+
+/// Finds staging files and removes those whose writer is gone (no lock held), or that a live
+/// writer has left untouched for `older_than`.
+pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+    let list_err = |e| io_err(format!("listing {}", shown("")), e);
+    let dir_fd = rustix::fs::openat(&root.staging, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(list_err)?;
+    let mut found = Vec::new();
+    for entry in rustix::fs::Dir::new(dir_fd).map_err(list_err)? {
+        let entry = entry.map_err(list_err)?;
+        let Ok(name) = entry.file_name().to_str() else { continue };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let name = name.to_owned();
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(io_err(format!("opening staging file {}", shown(&name)), e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("inspecting {}", shown(&name)), e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            continue;
+        }
+        let mtime = SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
+        let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
+        let live = match rustix::fs::flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => false,
+            Err(Errno::WOULDBLOCK) => true,
+            Err(e) => return Err(io_err(format!("locking {}", shown(&name)), e)),
+        };
+        let stale = !live || age >= older_than;
+        let removed = stale && !dry_run;
+        if removed {
+            // Still holding the lock (when the writer is gone), so no new writer can claim it.
+            remove(root, &name)?;
+        }
+        found.push(Leftover { name: shown(&name), size: Some(st.st_size as u64), age: Some(age), live, removed });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}

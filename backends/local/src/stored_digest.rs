@@ -1,0 +1,42 @@
+//! The SHA-256 stored with each published file, in the extended attribute
+//! `user.promote.sha256`.
+//!
+//! The value records the digest together with the file's size and modification time when it was
+//! published: `v1 <sha256-hex> <size> <mtime-seconds>.<mtime-nanoseconds>`. A file changed
+//! afterwards (by anything other than promote) no longer matches its size or mtime, and its
+//! stored digest is then ignored. Where the filesystem has no user xattrs, nothing is stored
+//! and `head` reports no digest; promote then hashes the file when it needs its digest.
+
+use std::fs::File;
+
+use promote_core::{Digest, Sha256};
+use rustix::fs::{Stat, XattrFlags};
+use rustix::io::Errno;
+
+const NAME: &str = "user.promote.sha256";
+
+fn value(sha256: &Sha256, st: &Stat) -> String {
+    format!("v1 {sha256} {} {}.{}", st.st_size, st.st_mtime, st.st_mtime_nsec)
+}
+
+/// Stores `digest` on `file`. `Ok(false)` where the filesystem has no user xattrs.
+pub(crate) fn store(file: &File, digest: &Digest, st: &Stat) -> Result<bool, Errno> {
+    match rustix::fs::fsetxattr(file, NAME, value(&digest.sha256, st).as_bytes(), XattrFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOTSUP | Errno::PERM) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stored digest, if there is one and it still describes the file.
+pub(crate) fn load(file: &File, st: &Stat) -> Option<Sha256> {
+    let mut buf = Vec::with_capacity(160);
+    rustix::fs::fgetxattr(file, NAME, spare(&mut buf)).ok()?;
+    let text = std::str::from_utf8(&buf).ok()?;
+    let sha256: Sha256 = text.split(' ').nth(1)?.parse().ok()?;
+    (text == value(&sha256, st)).then_some(sha256)
+}
+
+fn spare(buf: &mut Vec<u8>) -> rustix::buffer::SpareCapacity<'_, u8> {
+    rustix::buffer::spare_capacity(buf)
+}
