@@ -1,0 +1,448 @@
+//! The conformance cases. Each is named after the promise it checks (the names match the
+//! **Atomicity** bullets in `promote_core`), takes a fresh empty [`Store`], and panics on failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use promote_core::{Bytes, Capabilities, Error, Expected, Key, Leftover, Mode, Outcome, Sha256, Store};
+use tokio::sync::Barrier;
+
+use crate::data;
+
+/// One named case.
+pub struct Case {
+    /// Its name, as in the contract's docs.
+    pub name: &'static str,
+    /// Why a backend with these capabilities cannot run it (`None`: it can).
+    pub requires: fn(&Capabilities) -> Option<&'static str>,
+    /// The case itself.
+    pub run: fn(Store) -> BoxFuture<'static, ()>,
+}
+
+fn always(_: &Capabilities) -> Option<&'static str> {
+    None
+}
+fn needs_create(c: &Capabilities) -> Option<&'static str> {
+    c.create_refused.is_some().then_some("create-only is refused on this backend")
+}
+fn needs_replace(c: &Capabilities) -> Option<&'static str> {
+    (!c.replace).then_some("the backend offers no atomic replace")
+}
+fn needs_cas(c: &Capabilities) -> Option<&'static str> {
+    (!c.replace_if_version).then_some("the backend offers no compare-and-swap (ReplaceIfVersion)")
+}
+fn lacks_a_mode(c: &Capabilities) -> Option<&'static str> {
+    (c.replace && c.replace_if_version && c.create_refused.is_none()).then_some("the backend offers every mode")
+}
+
+macro_rules! cases {
+    ($($name:ident: $requires:ident),* $(,)?) => {
+        /// Every case, in order.
+        pub const ALL: &[Case] = &[$(Case { name: stringify!($name), requires: $requires, run: |s| Box::pin($name(s)) }),*];
+    };
+}
+
+cases! {
+    round_trip: always,
+    empty_object: always,
+    large_object_many_chunks: always,
+    special_keys_round_trip: always,
+    head_reports_size_and_digest: always,
+    missing_key_is_not_found: always,
+    delete_removes_the_object: always,
+    size_mismatch_publishes_nothing: always,
+    digest_mismatch_publishes_nothing: always,
+    source_error_publishes_nothing: always,
+    abort_leaves_no_residue: always,
+    drop_leaves_no_residue: always,
+    listing_never_shows_staging: always,
+    list_filters_by_prefix: always,
+    invalid_keys_rejected_before_io: always,
+    create_on_taken_key_conflicts: needs_create,
+    create_identical_is_already_present: needs_create,
+    concurrent_creates_one_winner: needs_create,
+    replace_overwrites: needs_replace,
+    replace_if_version_swaps: needs_cas,
+    unsupported_mode_refused_before_io: lacks_a_mode,
+    spooled_promotion_verifies: always,
+    sweep_removes_stale_staging_only: always,
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+fn key(k: &str) -> Key {
+    Key::new(k).expect("valid test key")
+}
+
+/// Promotes `bytes` through the streaming path, cut into uneven chunks.
+async fn put(store: &Store, k: &Key, bytes: &[u8], expected: &Expected, mode: Mode) -> Result<Outcome, Error> {
+    let chunks = data::chunks(bytes, 256 * 1024).into_iter().map(Ok::<_, std::io::Error>);
+    store.promote_stream(k, futures_util::stream::iter(chunks), expected, mode).await
+}
+
+fn exact(bytes: &[u8]) -> Expected {
+    Expected { size: Some(bytes.len() as u64), sha256: Some(Sha256::of(bytes)) }
+}
+
+/// Reads `k` back, verifying it against its stored digest.
+async fn get(store: &Store, k: &Key) -> Vec<u8> {
+    let (_, mut stream) = store.read_verified(k).await.unwrap_or_else(|e| panic!("read {k}: {e}"));
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("read {k}: {e}")));
+    }
+    out
+}
+
+async fn leftovers(store: &Store) -> Vec<Leftover> {
+    store.sweep_staging(Duration::ZERO, true).await.expect("sweep dry run")
+}
+
+/// Staging data may be removed in the background after a drop: wait a little for it.
+async fn assert_no_residue(store: &Store, when: &str) {
+    for _ in 0..100 {
+        if leftovers(store).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("staging residue {when}: {:?}", leftovers(store).await);
+}
+
+async fn assert_absent(store: &Store, k: &Key) {
+    match store.head(k).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("{k} should be absent, head gave {other:?}"),
+    }
+    assert!(store.list("").await.expect("list").iter().all(|e| &e.key != k), "{k} listed");
+}
+
+// ---- cases ------------------------------------------------------------------------------------
+
+async fn round_trip(store: Store) {
+    let k = key("dir/sub/object.bin");
+    let bytes = data::bytes(1, 300_001);
+    let outcome = put(&store, &k, &bytes, &exact(&bytes), Mode::Create).await.expect("promote");
+    assert!(matches!(outcome, Outcome::Promoted(_)), "{outcome:?}");
+    assert_eq!(outcome.receipt().size, bytes.len() as u64);
+    assert_eq!(outcome.receipt().sha256, Sha256::of(&bytes));
+    assert_eq!(get(&store, &k).await, bytes);
+    assert_no_residue(&store, "after a promote").await;
+}
+
+async fn empty_object(store: Store) {
+    let k = key("empty");
+    let outcome = put(&store, &k, b"", &exact(b""), Mode::Create).await.expect("promote");
+    assert_eq!(outcome.receipt().size, 0);
+    assert_eq!(store.head(&k).await.expect("head").size, 0);
+    assert!(get(&store, &k).await.is_empty());
+}
+
+async fn large_object_many_chunks(store: Store) {
+    let k = key("large/64MiB.bin");
+    let bytes = data::bytes(2, 64 << 20);
+    let outcome = put(&store, &k, &bytes, &exact(&bytes), Mode::Create).await.expect("promote 64 MiB");
+    assert_eq!(outcome.receipt().size, 64 << 20);
+    let back = get(&store, &k).await;
+    assert!(back == bytes, "64 MiB object differs after the round trip");
+    assert_no_residue(&store, "after a large promote").await;
+}
+
+async fn special_keys_round_trip(store: Store) {
+    let keys = [
+        "with space/file name.txt",
+        "unicode/日本語/Ωμέγα ✓.txt",
+        "punct/a+b=c&d;e,f@g#h$i%j!k(l)m[n]o{p}q~r'.txt",
+        ".hidden/..dots../...",
+        "deep/a/b/c/d/e/f/g/h/i/j/k.txt",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let k = key(k);
+        let bytes = data::bytes(10 + i as u64, 1000 + i);
+        put(&store, &k, &bytes, &exact(&bytes), Mode::Create).await.unwrap_or_else(|e| panic!("{k}: {e}"));
+        assert_eq!(get(&store, &k).await, bytes, "{k}");
+    }
+    let listed: Vec<String> = store.list("").await.expect("list").into_iter().map(|e| e.key.to_string()).collect();
+    let mut want: Vec<String> = keys.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+async fn head_reports_size_and_digest(store: Store) {
+    let k = key("head/me");
+    let bytes = data::bytes(3, 12_345);
+    put(&store, &k, &bytes, &Expected::default(), Mode::Create).await.expect("promote");
+    let meta = store.head(&k).await.expect("head");
+    assert_eq!(meta.size, bytes.len() as u64);
+    if store.backend().capabilities().stored_digest {
+        assert_eq!(meta.sha256, Some(Sha256::of(&bytes)), "stored digest");
+    }
+    let (_, digest) = store.verify(&k, &exact(&bytes)).await.expect("verify");
+    assert_eq!(digest.sha256, Sha256::of(&bytes));
+}
+
+async fn missing_key_is_not_found(store: Store) {
+    let k = key("no/such/key");
+    assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.read(&k).await.map(|_| ()), Err(Error::NotFound { .. })));
+    assert!(matches!(store.delete(&k).await, Err(Error::NotFound { .. })));
+}
+
+async fn delete_removes_the_object(store: Store) {
+    let k = key("gone/soon");
+    put(&store, &k, b"bye", &Expected::default(), Mode::Create).await.expect("promote");
+    store.delete(&k).await.expect("delete");
+    assert_absent(&store, &k).await;
+    put(&store, &k, b"again", &Expected::default(), Mode::Create).await.expect("create after delete");
+    assert_eq!(get(&store, &k).await, b"again");
+}
+
+async fn size_mismatch_publishes_nothing(store: Store) {
+    let k = key("bad/size");
+    let bytes = data::bytes(4, 5000);
+    for wrong in [4999, 5001] {
+        let expected = Expected { size: Some(wrong), sha256: None };
+        let err = put(&store, &k, &bytes, &expected, Mode::Create).await.expect_err("must fail");
+        assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+        assert_absent(&store, &k).await;
+        assert_no_residue(&store, "after a size mismatch").await;
+    }
+}
+
+async fn digest_mismatch_publishes_nothing(store: Store) {
+    let k = key("bad/digest");
+    let bytes = data::bytes(5, 5000);
+    let expected = Expected { size: Some(5000), sha256: Some(Sha256::of(b"something else")) };
+    let err = put(&store, &k, &bytes, &expected, Mode::Create).await.expect_err("must fail");
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert_absent(&store, &k).await;
+    assert_no_residue(&store, "after a digest mismatch").await;
+    // A mismatch never touches an object already there either.
+    put(&store, &k, b"original", &Expected::default(), Mode::Create).await.expect("promote");
+    let err = put(&store, &k, &bytes, &expected, Mode::Replace).await;
+    assert!(matches!(err, Err(Error::DigestMismatch { .. }) | Err(Error::Unsupported { .. })), "{err:?}");
+    assert_eq!(get(&store, &k).await, b"original");
+}
+
+async fn source_error_publishes_nothing(store: Store) {
+    let k = key("bad/source");
+    let chunks = vec![Ok(Bytes::from(data::bytes(6, 100_000))), Err(std::io::Error::other("connection dropped"))];
+    let err = store
+        .promote_stream(&k, futures_util::stream::iter(chunks), &Expected::default(), Mode::Create)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_absent(&store, &k).await;
+    assert_no_residue(&store, "after a source error").await;
+}
+
+async fn abort_leaves_no_residue(store: Store) {
+    let k = key("aborted");
+    let mut staged = store.stage(&k).await.expect("stage");
+    for chunk in data::chunks(&data::bytes(7, 3 << 20), 1 << 20) {
+        staged.write(chunk).await.expect("write");
+    }
+    staged.abort().await.expect("abort");
+    assert_absent(&store, &k).await;
+    assert_no_residue(&store, "after abort").await;
+}
+
+async fn drop_leaves_no_residue(store: Store) {
+    let k = key("dropped");
+    let mut staged = store.stage(&k).await.expect("stage");
+    for chunk in data::chunks(&data::bytes(8, 3 << 20), 1 << 20) {
+        staged.write(chunk).await.expect("write");
+    }
+    drop(staged);
+    assert_absent(&store, &k).await;
+    assert_no_residue(&store, "after drop").await;
+}
+
+async fn listing_never_shows_staging(store: Store) {
+    let done = key("visible");
+    put(&store, &done, b"done", &Expected::default(), Mode::Create).await.expect("promote");
+    let k = key("in-flight");
+    let mut staged = store.stage(&k).await.expect("stage");
+    staged.write(Bytes::from(data::bytes(9, 1 << 20))).await.expect("write");
+    let listed: Vec<Key> = store.list("").await.expect("list").into_iter().map(|e| e.key).collect();
+    assert_eq!(listed, vec![done.clone()], "only published objects are listed");
+    assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })), "staged data visible to head");
+    staged.promote(&Expected::default(), Mode::Create).await.expect("promote");
+    assert_eq!(store.list("").await.expect("list").len(), 2);
+}
+
+async fn list_filters_by_prefix(store: Store) {
+    for k in ["a/1", "a/2", "ab/3", "b/4"] {
+        put(&store, &key(k), k.as_bytes(), &Expected::default(), Mode::Create).await.expect("promote");
+    }
+    let keys = |prefix: &'static str| {
+        let store = store.clone();
+        async move { store.list(prefix).await.expect("list").into_iter().map(|e| e.key.to_string()).collect::<Vec<_>>() }
+    };
+    assert_eq!(keys("a/").await, ["a/1", "a/2"]);
+    assert_eq!(keys("a").await, ["a/1", "a/2", "ab/3"]);
+    assert_eq!(keys("").await, ["a/1", "a/2", "ab/3", "b/4"]);
+    assert!(keys("c").await.is_empty());
+    let sizes: Vec<u64> = store.list("b/").await.expect("list").into_iter().map(|e| e.size).collect();
+    assert_eq!(sizes, [3]);
+}
+
+async fn invalid_keys_rejected_before_io(store: Store) {
+    for bad in ["", "/abs", "../up", "a/../../b", "a//b", "a/./b", "nul\0byte", "back\\slash", ".promote/staging/x", "tab\there"] {
+        let err = Key::new(bad).expect_err(bad);
+        assert!(matches!(err, Error::InvalidKey { .. }), "{bad:?}: {err}");
+        assert!(err.to_string().contains("invalid key"), "{err}");
+    }
+    assert!(store.list("").await.expect("list").is_empty(), "nothing was written");
+    assert_no_residue(&store, "after invalid keys").await;
+}
+
+async fn create_on_taken_key_conflicts(store: Store) {
+    let k = key("taken");
+    let old = data::bytes(11, 70_000);
+    put(&store, &k, &old, &Expected::default(), Mode::Create).await.expect("first create");
+    let new = data::bytes(12, 70_000);
+    let err = put(&store, &k, &new, &exact(&new), Mode::Create).await.expect_err("second create");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(get(&store, &k).await, old, "old bytes intact");
+    let shorter = &new[..100];
+    let err = put(&store, &k, shorter, &Expected::default(), Mode::Create).await.expect_err("different size");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(get(&store, &k).await, old, "old bytes intact");
+    assert_no_residue(&store, "after conflicts").await;
+}
+
+async fn create_identical_is_already_present(store: Store) {
+    let k = key("rerun");
+    let bytes = data::bytes(13, 99_999);
+    let first = put(&store, &k, &bytes, &exact(&bytes), Mode::Create).await.expect("first");
+    assert!(matches!(first, Outcome::Promoted(_)));
+    let second = put(&store, &k, &bytes, &exact(&bytes), Mode::Create).await.expect("rerun");
+    assert!(matches!(second, Outcome::AlreadyPresent(_)), "{second:?}");
+    assert_eq!(second.receipt().sha256, Sha256::of(&bytes));
+    assert_eq!(get(&store, &k).await, bytes);
+    assert_no_residue(&store, "after an already-present rerun").await;
+}
+
+async fn concurrent_creates_one_winner(store: Store) {
+    let k = key("race/one-key");
+    let writers = 8;
+    let barrier = Arc::new(Barrier::new(writers));
+    let mut tasks = Vec::new();
+    for seed in 0..writers as u64 {
+        let (store, k, barrier) = (store.clone(), k.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let bytes = data::bytes(100 + seed, 2 << 20);
+            let mut staged = store.stage(&k).await.expect("stage");
+            for chunk in data::chunks(&bytes, 512 * 1024) {
+                staged.write(chunk).await.expect("write");
+            }
+            barrier.wait().await;
+            (bytes.clone(), staged.promote(&exact(&bytes), Mode::Create).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (bytes, Ok(Outcome::Promoted(_))) => winners.push(bytes),
+            (_, Err(Error::Conflict { .. })) => {}
+            (_, other) => panic!("expected promoted or conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create-only writer wins");
+    assert!(get(&store, &k).await == winners[0], "the object is the winner's bytes");
+    assert_no_residue(&store, "after a race").await;
+}
+
+async fn replace_overwrites(store: Store) {
+    let k = key("replace/me");
+    put(&store, &k, b"version one", &Expected::default(), Mode::Create).await.expect("create");
+    let new = data::bytes(14, 40_000);
+    let outcome = put(&store, &k, &new, &exact(&new), Mode::Replace).await.expect("replace");
+    assert!(matches!(outcome, Outcome::Promoted(_)));
+    assert_eq!(get(&store, &k).await, new);
+    let fresh = key("replace/new");
+    put(&store, &fresh, b"x", &Expected::default(), Mode::Replace).await.expect("replace on empty key");
+    assert_eq!(get(&store, &fresh).await, b"x");
+}
+
+async fn replace_if_version_swaps(store: Store) {
+    let k = key("cas");
+    put(&store, &k, b"v1", &Expected::default(), Mode::Create).await.expect("create");
+    let v1 = store.head(&k).await.expect("head").version.expect("a version");
+    put(&store, &k, b"v2", &Expected::default(), Mode::ReplaceIfVersion(v1.clone())).await.expect("swap at v1");
+    assert_eq!(get(&store, &k).await, b"v2");
+    let err = put(&store, &k, b"v3", &Expected::default(), Mode::ReplaceIfVersion(v1)).await.expect_err("stale version");
+    assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
+    assert_eq!(get(&store, &k).await, b"v2");
+}
+
+async fn unsupported_mode_refused_before_io(store: Store) {
+    let caps = store.backend().capabilities();
+    let mode = if !caps.replace_if_version {
+        Mode::ReplaceIfVersion("1".into())
+    } else if !caps.replace {
+        Mode::Replace
+    } else {
+        Mode::Create
+    };
+    let k = key("refused");
+    let err = put(&store, &k, b"bytes", &Expected::default(), mode).await.expect_err("refused");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert_absent(&store, &k).await;
+    assert_no_residue(&store, "after a refused mode").await;
+}
+
+async fn spooled_promotion_verifies(store: Store) {
+    let spool = tempfile::tempdir().expect("spool dir");
+    let k = key("spooled/object");
+    let bytes = data::bytes(15, 3 << 20);
+    let outcome = store
+        .promote_spooled(&k, &bytes[..], &exact(&bytes), Mode::Create, spool.path())
+        .await
+        .expect("spooled promote");
+    assert_eq!(outcome.receipt().sha256, Sha256::of(&bytes));
+    assert_eq!(get(&store, &k).await, bytes);
+    let bad = key("spooled/bad");
+    let err = store
+        .promote_spooled(&bad, &bytes[..], &Expected { sha256: Some(Sha256::of(b"no")), size: None }, Mode::Create, spool.path())
+        .await
+        .expect_err("mismatch");
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert_absent(&store, &bad).await;
+    assert_eq!(std::fs::read_dir(spool.path()).expect("spool dir").count(), 0, "spool files removed");
+    assert_no_residue(&store, "after spooled promotions").await;
+}
+
+async fn sweep_removes_stale_staging_only(store: Store) {
+    // A writer that vanished without cleaning up (leaked, as a crash would leave it).
+    let mut abandoned = store.stage(&key("sweep/abandoned")).await.expect("stage");
+    for chunk in data::chunks(&data::bytes(16, 12 << 20), 1 << 20) {
+        abandoned.write(chunk).await.expect("write");
+    }
+    std::mem::forget(abandoned);
+    assert!(!leftovers(&store).await.is_empty(), "an abandoned writer's staging data is findable");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // A live writer, touched just now.
+    let live_key = key("sweep/live");
+    let mut live = store.stage(&live_key).await.expect("stage");
+    let bytes = data::bytes(17, 12 << 20);
+    for chunk in data::chunks(&bytes, 1 << 20) {
+        live.write(chunk).await.expect("write");
+    }
+
+    let removed: Vec<Leftover> = store
+        .sweep_staging(Duration::from_secs(2), false)
+        .await
+        .expect("sweep")
+        .into_iter()
+        .filter(|l| l.removed)
+        .collect();
+    assert!(!removed.is_empty(), "the stale leftover was removed");
+    live.promote(&exact(&bytes), Mode::Create).await.expect("the live writer still promotes");
+    assert_eq!(get(&store, &live_key).await, bytes);
+    assert_no_residue(&store, "after the sweep").await;
+}
