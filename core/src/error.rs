@@ -145,8 +145,37 @@ impl Error {
 
 impl From<figment::Error> for Error {
     fn from(err: figment::Error) -> Self {
-        // figment reports every problem it found; each names the key and the source.
-        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        Self::from_figment(err, "")
+    }
+}
+
+impl Error {
+    /// A configuration error from figment, each problem naming the full key (`prefix` + the
+    /// path figment reports) and the file or variable it came from.
+    pub fn from_figment(err: figment::Error, prefix: &str) -> Self {
+        let messages: Vec<String> = err
+            .into_iter()
+            .map(|e| {
+                let mut line = e.kind.to_string();
+                let path = e.path.join(".");
+                let sep = if prefix.is_empty() || path.is_empty() { "" } else { "." };
+                let key = format!("{prefix}{sep}{path}");
+                if !key.is_empty() {
+                    line.push_str(&format!(" for key `{key}`"));
+                }
+                if let Some(meta) = &e.metadata {
+                    match &meta.source {
+                        Some(source) => line.push_str(&format!(" in {source} ({})", meta.name)),
+                        None if meta.name.contains("environment") && !key.is_empty() => {
+                            let var = key.replace('.', "__").to_uppercase();
+                            line.push_str(&format!(" in environment variable PROMOTE_{var}"));
+                        }
+                        None => line.push_str(&format!(" in {}", meta.name)),
+                    }
+                }
+                line
+            })
+            .collect();
         Self::config(messages.join("; "))
     }
 }

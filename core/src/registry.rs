@@ -42,7 +42,8 @@ pub fn load<C>(figment: &Figment) -> Result<Box<dyn BackendConfig>, Error>
 where
     C: BackendConfig + DeserializeOwned + Serialize + 'static,
 {
-    Ok(Box::new(figment.extract_inner::<C>("backend")?))
+    let config: C = figment.focus("backend").extract().map_err(|e| Error::from_figment(e, "backend"))?;
+    Ok(Box::new(config))
 }
 
 /// Backends by kind.
@@ -74,7 +75,7 @@ impl Registry {
     ///
     /// [`Error::Config`] for a missing or unknown kind (listing the known ones) or bad settings.
     pub fn load(&self, figment: &Figment) -> Result<Box<dyn BackendConfig>, Error> {
-        let kind: String = figment.extract_inner("backend.kind")?;
+        let kind: String = figment.extract_inner("backend.kind").map_err(|e| Error::from_figment(e, "backend.kind"))?;
         let Some(load) = self.kinds.get(kind.as_str()) else {
             let source = figment
                 .find_metadata("backend.kind")

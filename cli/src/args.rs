@@ -1,0 +1,164 @@
+//! Command-line flags, parsed into plain structs first (clap), turned into real objects later.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use promote_core::Sha256;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (promoted, already present, or done)
+  1  doctor found a problem
+  2  usage error, invalid key or input, configuration error, or a mode the backend cannot do safely
+  3  conflict: the key holds different content; nothing was replaced
+  4  verification failed: size or SHA-256 mismatch; nothing was published
+  5  not found
+  6  backend or I/O error (disk full, permissions, network); retrying may help
+
+Configuration: built-in defaults < TOML file (--config, else $PROMOTE_CONFIG, else ./promote.toml)
+< PROMOTE_* environment variables (PROMOTE_BACKEND__ROOT=/data) < flags. See `promote config show`.";
+
+/// Land files in storage all or nothing: streamed, SHA-256 verified, published atomically,
+/// create-only by default.
+#[derive(Debug, Parser)]
+#[command(name = "promote", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Configuration file (TOML). Default: $PROMOTE_CONFIG, else ./promote.toml if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Backend kind (sets backend.kind), e.g. `local`.
+    #[arg(long, global = true, value_name = "KIND")]
+    pub(crate) backend: Option<String>,
+    /// Storage root for the local backend (sets backend.root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+    /// Stream sources straight into staging (true) or spool them to a local file first (false).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub(crate) streaming: Option<bool>,
+    /// Log what happens to stderr (-v info, -vv debug, -vvv trace). RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Promote a file (or `-` for stdin, or a directory, recursively) to KEY.
+    Put(PutArgs),
+    /// Copy the object at KEY to DEST (or `-` for stdout), verifying its stored digest.
+    Get(GetArgs),
+    /// Re-read the object at KEY, recompute its SHA-256 and compare it with the stored one.
+    Verify(VerifyArgs),
+    /// List objects, optionally under PREFIX.
+    Ls(LsArgs),
+    /// Remove the object at KEY.
+    Rm(RmArgs),
+    /// Remove staging data left behind by crashed or abandoned writers.
+    Recover(RecoverArgs),
+    /// Check the configuration and the backend, including a live create-only probe.
+    Doctor(DoctorArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// A file, `-` for stdin, or a directory (every file under it, KEY as the prefix).
+    pub(crate) src: PathBuf,
+    /// Where the object goes (for a directory: the key prefix).
+    pub(crate) key: String,
+    /// Refuse unless the bytes have this SHA-256 (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub(crate) sha256: Option<Sha256>,
+    /// Refuse unless the bytes are exactly N long.
+    #[arg(long, value_name = "N")]
+    pub(crate) size: Option<u64>,
+    /// Overwrite an existing object atomically instead of refusing.
+    #[arg(long)]
+    pub(crate) replace: bool,
+    /// Overwrite only if the object is still at this version (compare-and-swap).
+    #[arg(long, value_name = "VERSION", conflicts_with = "replace")]
+    pub(crate) if_version: Option<String>,
+    /// One JSON object per promoted file on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The object's key.
+    pub(crate) key: String,
+    /// A file path, an existing directory, or `-` for stdout.
+    pub(crate) dest: PathBuf,
+    /// Replace DEST if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The object's key.
+    pub(crate) key: String,
+    /// Also require this SHA-256.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) sha256: Option<Sha256>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Only keys starting with this.
+    #[arg(default_value = "")]
+    pub(crate) prefix: String,
+    /// One JSON object per key.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// The object's key.
+    pub(crate) key: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecoverArgs {
+    /// Also remove staging data a live writer has left untouched this long (e.g. 30m, 2h).
+    /// Data whose writer is gone is removed whatever its age, where the backend can tell.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) older_than: std::time::Duration,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// One JSON object per leftover.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// The effective configuration, each value with where it came from; secrets redacted.
+    Show {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,10 @@
+//! The backends this binary knows. Adding one is a crate plus one line here.
+
+use promote_core::Registry;
+
+/// Every built-in backend kind.
+pub(crate) fn registry() -> Registry {
+    let mut registry = Registry::new();
+    promote_local::register(&mut registry);
+    registry
+}

@@ -1,0 +1,146 @@
+//! `promote doctor`: is this configuration safe to use? Checks it live.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use promote_core::{Error, Expected, Key, Mode, Outcome, Sha256, Store};
+use serde_json::json;
+
+use crate::args::DoctorArgs;
+use crate::exit;
+use crate::settings::{self, Loaded};
+
+struct Report {
+    json: bool,
+    failures: usize,
+}
+
+impl Report {
+    fn check(&mut self, name: &str, result: Result<String, String>) -> bool {
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|e| e);
+        if !ok {
+            self.failures += 1;
+        }
+        if self.json {
+            println!("{}", json!({ "check": name, "ok": ok, "detail": detail }));
+        } else {
+            println!("{} {name}: {detail}", if ok { "ok  " } else { "FAIL" });
+        }
+        ok
+    }
+}
+
+pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let mut report = Report { json: args.json, failures: 0 };
+    let kind = loaded.backend.to_value().get("kind").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    let path = if loaded.settings.streaming { "streaming" } else { "spool" };
+    report.check("config", Ok(format!("backend kind {kind}, {path} path")));
+    let store = match settings::open(loaded).await {
+        Ok(store) => store,
+        Err(err) => {
+            report.check("backend", Err(exit::one_line(&err)));
+            return Ok(ExitCode::from(exit::CHECK_FAILED));
+        }
+    };
+    let backend = store.backend();
+    let caps = backend.capabilities();
+    report.check("backend", Ok(backend.location()));
+    let mut modes = vec![];
+    match &caps.create_refused {
+        None => modes.push("create-only".to_owned()),
+        Some(why) => modes.push(format!("NO create-only ({why})")),
+    }
+    if caps.replace {
+        modes.push("replace".into());
+    }
+    if caps.replace_if_version {
+        modes.push("compare-and-swap".into());
+    }
+    let extras = format!(
+        "{}; digest {}; {}",
+        modes.join(", "),
+        if caps.stored_digest { "stored with each object" } else { "not stored (recomputed by reading)" },
+        if caps.durable { "durable" } else { "NOT durable (no fsync)" }
+    );
+    report.check("capabilities", if caps.create_refused.is_none() { Ok(extras) } else { Err(extras) });
+    report.check(
+        "reachable",
+        store.list("promote-doctor/").await.map(|l| format!("listing works ({} probe objects)", l.len())).map_err(|e| e.to_string()),
+    );
+    report.check(
+        "staging",
+        store
+            .sweep_staging(Duration::from_secs(3600), true)
+            .await
+            .map(|l| format!("{} leftover(s); `promote recover` removes crash leftovers", l.len()))
+            .map_err(|e| e.to_string()),
+    );
+    if caps.create_refused.is_none() {
+        probe(&store, &mut report).await;
+    }
+    if report.failures == 0 {
+        if !report.json {
+            println!("all checks passed");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if !report.json {
+            println!("{} check(s) failed", report.failures);
+        }
+        Ok(ExitCode::from(exit::CHECK_FAILED))
+    }
+}
+
+/// Live: create-only publish, a second create refused, a rerun already present, read back, clean up.
+async fn probe(store: &Store, report: &mut Report) {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let key = Key::new(format!("promote-doctor/probe-{}-{nanos}", std::process::id())).expect("valid probe key");
+    let first = format!("promote doctor probe {nanos}\n").into_bytes();
+    let second = format!("a different probe {nanos}\n").into_bytes();
+    let put = |bytes: Vec<u8>| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            let expected = Expected { size: Some(bytes.len() as u64), sha256: Some(Sha256::of(&bytes)) };
+            store.promote_reader(&key, &bytes[..], &expected, Mode::Create).await
+        }
+    };
+    let created = report.check(
+        "probe: create-only publish",
+        match put(first.clone()).await {
+            Ok(Outcome::Promoted(r)) => Ok(format!("{key} promoted ({} bytes)", r.size)),
+            Ok(other) => Err(format!("unexpected {}", other.label())),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    if created {
+        report.check(
+            "probe: second create refused",
+            match put(second).await {
+                Err(Error::Conflict { .. }) => Ok("the backend refused to replace the object".into()),
+                Ok(_) => Err("the backend REPLACED an object on a create-only write: create-only is not safe here".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        report.check(
+            "probe: identical rerun",
+            match put(first.clone()).await {
+                Ok(Outcome::AlreadyPresent(_)) => Ok("already present (reruns are idempotent)".into()),
+                Ok(other) => Err(format!("unexpected {}", other.label())),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        report.check("probe: read back verified", read_back(store, &key, &first).await);
+        report.check("probe: cleanup", store.delete(&key).await.map(|()| format!("{key} removed")).map_err(|e| e.to_string()));
+    }
+}
+
+async fn read_back(store: &Store, key: &Key, want: &[u8]) -> Result<String, String> {
+    let (_, mut stream) = store.read_verified(key).await.map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    if got == want { Ok("bytes and digest match".into()) } else { Err("the bytes read back differ".into()) }
+}

@@ -1,0 +1,43 @@
+//! One file per command; [`run`] dispatches.
+
+mod config_show;
+mod doctor;
+mod get;
+mod ls;
+mod put;
+mod recover;
+mod rm;
+mod verify;
+
+use std::process::ExitCode;
+
+use promote_core::Key;
+
+use crate::args::{Cli, Command, ConfigCommand};
+use crate::exit::Usage;
+use crate::settings;
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = settings::load(&cli.global)?;
+    match cli.command {
+        Command::Put(args) => put::run(&loaded, args).await,
+        Command::Get(args) => get::run(&loaded, args).await,
+        Command::Verify(args) => verify::run(&loaded, args).await,
+        Command::Ls(args) => ls::run(&loaded, args).await,
+        Command::Rm(args) => rm::run(&loaded, args).await,
+        Command::Recover(args) => recover::run(&loaded, args).await,
+        Command::Doctor(args) => doctor::run(&loaded, args).await,
+        Command::Config(ConfigCommand::Show { json }) => config_show::run(&loaded, json),
+    }
+}
+
+/// Parses a key given on the command line (before any I/O).
+pub(crate) fn parse_key(key: &str) -> anyhow::Result<Key> {
+    Ok(Key::new(key)?)
+}
+
+/// A usage error.
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}

@@ -1,0 +1,50 @@
+//! `promote recover`: find and remove what crashed writers left in staging.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::args::RecoverArgs;
+use crate::output::bytes;
+use crate::settings::{self, Loaded};
+
+pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let store = settings::open(loaded).await?;
+    let leftovers = store.sweep_staging(args.older_than, args.dry_run).await?;
+    let (mut removed, mut kept, mut freed) = (0, 0, 0);
+    for l in &leftovers {
+        let verb = match (l.removed, args.dry_run) {
+            (true, _) => "removed",
+            (false, true) if !l.live || l.age.is_some_and(|a| a >= args.older_than) => "would remove",
+            (false, _) => "kept",
+        };
+        if l.removed {
+            removed += 1;
+            freed += l.size.unwrap_or(0);
+        } else {
+            kept += 1;
+        }
+        if args.json {
+            let v = json!({ "action": verb, "name": l.name, "size": l.size, "idle_seconds": l.age.map(|a| a.as_secs()), "live_writer": l.live });
+            println!("{v}");
+        } else {
+            let idle = l.age.map(|a| humantime::format_duration(std::time::Duration::from_secs(a.as_secs())).to_string());
+            let owner = if l.live { "a live writer holds it" } else { "its writer is gone" };
+            println!(
+                "{verb:<12} {}  ({}, idle {}, {owner})",
+                l.name,
+                l.size.map_or("size unknown".into(), bytes),
+                idle.as_deref().unwrap_or("unknown"),
+            );
+        }
+    }
+    if !args.json {
+        println!(
+            "{} leftover(s) found in {}: {removed} removed ({}), {kept} kept",
+            leftovers.len(),
+            store.backend().location(),
+            bytes(freed)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,77 @@
+//! Exit codes, and turning an error into one line on stderr.
+
+use std::process::ExitCode;
+
+use promote_core::Error;
+
+// 0: promoted, already present, or the command did what it was asked (ExitCode::SUCCESS).
+/// `doctor` found a problem (details above the summary).
+pub(crate) const CHECK_FAILED: u8 = 1;
+/// Bad usage, invalid input (key, digest, path), or a configuration error.
+pub(crate) const USAGE: u8 = 2;
+/// The key already holds different content (or something is in the way); nothing was replaced.
+pub(crate) const CONFLICT: u8 = 3;
+/// The bytes were not what was expected (size or SHA-256); nothing was published.
+pub(crate) const VERIFY: u8 = 4;
+/// No object at that key.
+pub(crate) const NOT_FOUND: u8 = 5;
+/// The backend or local I/O failed (disk full, network, permissions); retry may help.
+pub(crate) const IO: u8 = 6;
+
+/// A usage error the CLI itself detected (wrong combination of arguments, unreadable input path).
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code for a core error.
+pub(crate) fn code_for(err: &Error) -> u8 {
+    match err {
+        Error::InvalidKey { .. } | Error::Unsupported { .. } | Error::Config { .. } => USAGE,
+        Error::AlreadyExists { .. } | Error::Conflict { .. } | Error::VersionMismatch { .. } => CONFLICT,
+        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => VERIFY,
+        Error::NotFound { .. } => NOT_FOUND,
+        _ => IO,
+    }
+}
+
+/// The exit code for any error: the first core error or usage error in its chain decides.
+pub(crate) fn code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(core) = cause.downcast_ref::<Error>() {
+            return code_for(core);
+        }
+        if cause.downcast_ref::<Usage>().is_some() {
+            return USAGE;
+        }
+    }
+    IO
+}
+
+/// Prints `promote: error: …` (the whole cause chain on one line) and returns its exit code.
+pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("promote: error: {}", one_line(err));
+    ExitCode::from(code(err))
+}
+
+/// The cause chain on one line, without repeating a cause a message already includes.
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}

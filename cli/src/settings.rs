@@ -1,0 +1,203 @@
+//! Layered configuration: built-in defaults < TOML file < `PROMOTE_*` environment < flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use promote_core::{BackendConfig, Error};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+
+use crate::args::Global;
+use crate::backends;
+
+/// Name of the defaults layer in `config show`.
+pub(crate) const DEFAULT: &str = "default";
+/// Name of the flags layer in `config show`.
+const FLAG: &str = "command-line flag";
+
+/// Top-level settings (the `backend` table belongs to the backend's own config type).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// Stream sources straight into staging (`PROMOTE_ENABLE_STREAMING`), or spool first.
+    #[serde(default = "yes", deserialize_with = "flexible_bool")]
+    pub(crate) streaming: bool,
+    /// Where the spool path keeps its temporary copies (default: the system temp dir).
+    #[serde(default)]
+    pub(crate) spool_dir: Option<PathBuf>,
+    /// Read by the backend's config type.
+    #[serde(default, skip_serializing)]
+    #[allow(dead_code)]
+    backend: Option<figment::value::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`: environment variables are spelled many ways.
+fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Str(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Int(0) => Ok(false),
+        Raw::Int(1) => Ok(true),
+        Raw::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("{s:?} is not a boolean (use true or false)"))),
+        },
+        Raw::Int(n) => Err(serde::de::Error::custom(format!("{n} is not a boolean (use true or false)"))),
+    }
+}
+
+/// Everything loaded: the layered figment, the top-level settings and the backend's config.
+pub(crate) struct Loaded {
+    pub(crate) figment: Figment,
+    pub(crate) settings: Settings,
+    pub(crate) backend: Box<dyn BackendConfig>,
+}
+
+impl Loaded {
+    /// The spool directory, defaulted.
+    pub(crate) fn spool_dir(&self) -> PathBuf {
+        self.settings.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// A provider under a name of our choosing (so `config show` can say where a value came from).
+struct Named<P> {
+    name: &'static str,
+    inner: P,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// Which config file applies, if any. A file named explicitly must exist.
+fn config_file(global: &Global) -> anyhow::Result<Option<PathBuf>> {
+    let explicit = match &global.config {
+        Some(path) => Some((path.clone(), "--config")),
+        None => std::env::var_os("PROMOTE_CONFIG").map(|p| (PathBuf::from(p), "PROMOTE_CONFIG")),
+    };
+    match explicit {
+        Some((path, origin)) => {
+            std::fs::metadata(&path)
+                .map_err(|e| Error::config(format!("config file {} (from {origin}): {e}", path.display())))?;
+            Ok(Some(path))
+        }
+        None => Ok(Some(PathBuf::from("promote.toml")).filter(|p| p.is_file())),
+    }
+}
+
+/// The environment layer: `PROMOTE_BACKEND__ROOT` → `backend.root`, `PROMOTE_ENABLE_STREAMING` →
+/// `streaming`. `PROMOTE_CONFIG` names the file and `PROMOTE_TEST_*` belong to the test suite.
+fn environment() -> Env {
+    Env::prefixed("PROMOTE_").filter_map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        if key == "config" || key.starts_with("test_") {
+            return None;
+        }
+        let key = if key == "enable_streaming" { "streaming".to_owned() } else { key.replace("__", ".") };
+        Some(key.into())
+    })
+}
+
+/// The env var that sets `path`.
+pub(crate) fn env_var_for(path: &str) -> String {
+    if path == "streaming" && std::env::var_os("PROMOTE_ENABLE_STREAMING").is_some() {
+        return "PROMOTE_ENABLE_STREAMING".into();
+    }
+    format!("PROMOTE_{}", path.replace('.', "__").to_uppercase())
+}
+
+/// Builds the layered figment.
+pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
+    let defaults = json!({ "streaming": true, "backend": { "kind": "local" } });
+    let mut figment = Figment::from(Named { name: DEFAULT, inner: Serialized::defaults(defaults) });
+    if let Some(path) = config_file(global)? {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(environment());
+    let mut flags = serde_json::Map::new();
+    let mut backend = serde_json::Map::new();
+    if let Some(kind) = &global.backend {
+        backend.insert("kind".into(), json!(kind));
+    }
+    if let Some(root) = &global.root {
+        backend.insert("root".into(), json!(root));
+    }
+    if !backend.is_empty() {
+        flags.insert("backend".into(), Value::Object(backend));
+    }
+    if let Some(streaming) = global.streaming {
+        flags.insert("streaming".into(), json!(streaming));
+    }
+    Ok(figment.merge(Named { name: FLAG, inner: Serialized::defaults(Value::Object(flags)) }))
+}
+
+/// Loads and validates everything (no I/O on the storage yet).
+pub(crate) fn load(global: &Global) -> anyhow::Result<Loaded> {
+    let figment = figment(global)?;
+    let settings: Settings = figment.extract().map_err(Error::from)?;
+    let backend = backends::registry().load(&figment)?;
+    Ok(Loaded { figment, settings, backend })
+}
+
+/// Where the value at `path` came from, for humans.
+pub(crate) fn source_of(figment: &Figment, path: &str) -> String {
+    match figment.find_metadata(path) {
+        None => DEFAULT.into(),
+        Some(meta) => match &meta.source {
+            Some(figment::Source::File(file)) => format!("file {}", shown(file)),
+            _ if meta.name.contains("environment") => format!("env {}", env_var_for(path)),
+            _ => meta.name.to_string(),
+        },
+    }
+}
+
+fn shown(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
+}
+
+/// The effective configuration as one JSON tree (secrets not yet redacted).
+pub(crate) fn effective(loaded: &Loaded) -> Value {
+    json!({
+        "streaming": loaded.settings.streaming,
+        "spool_dir": loaded.spool_dir(),
+        "backend": loaded.backend.to_value(),
+    })
+}
+
+/// Whether a setting's name marks it as a secret.
+pub(crate) fn is_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["secret", "password", "token", "credential"].iter().any(|s| name.contains(s))
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Opens the configured backend.
+pub(crate) async fn open(loaded: &Loaded) -> anyhow::Result<promote_core::Store> {
+    let backend = loaded.backend.open().await.context("opening the storage backend")?;
+    Ok(promote_core::Store::new(backend))
+}
