@@ -154,7 +154,11 @@ pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
 /// Loads and validates everything (no I/O on the storage yet).
 pub(crate) fn load(global: &Global) -> anyhow::Result<Loaded> {
     let figment = figment(global)?;
-    let settings: Settings = figment.extract().map_err(Error::from)?;
+    let settings: Settings = figment.extract().map_err(|e| {
+        // The environment layer knows `streaming` by its documented name.
+        let message = Error::from(e).to_string().replace("PROMOTE_STREAMING", &env_var_for("streaming"));
+        Error::config(message.trim_start_matches("configuration error: "))
+    })?;
     let backend = backends::registry().load(&figment)?;
     Ok(Loaded { figment, settings, backend })
 }

@@ -1,0 +1,84 @@
+//! SIGKILL at random moments: the key is absent or complete, and `recover` cleans up.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use promote_tests::data;
+
+use crate::support::*;
+
+#[test]
+fn sigkill_mid_put_never_leaves_a_partial_object() {
+    let s = Scratch::new();
+    let bytes = data::bytes(7, 100 << 20);
+    s.file("big.bin", &bytes);
+    let want = sha(&bytes);
+
+    // How long one whole put takes here, to spread the kills over it.
+    let started = Instant::now();
+    assert_code(&s.run(&["put", "big.bin", "warmup"]), 0);
+    let full = started.elapsed();
+
+    let mut seed = std::process::id() as u64 ^ started.elapsed().as_nanos() as u64;
+    let (mut absent, mut complete) = (0, 0);
+    for i in 0..16 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let delay = Duration::from_micros((seed >> 33) % (full.as_micros() as u64 + 1));
+        let key = format!("crash/{i}");
+        let mut child = s.cmd(&["put", "big.bin", &key]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let path = s.root().join(&key);
+        match std::fs::read(&path) {
+            Ok(got) => {
+                assert_eq!(got.len(), bytes.len(), "partial object at {key} after a kill at {delay:?}");
+                assert_eq!(sha(&got), want, "wrong bytes at {key}");
+                complete += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => absent += 1,
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+    eprintln!("after 16 kills: {absent} absent, {complete} complete");
+    let out = s.run(&["recover"]);
+    assert_code(&out, 0);
+    assert!(s.staging_files().is_empty(), "recover left {:?}", s.staging_files());
+    // Reruns finish the job: every key ends up complete.
+    for i in 0..16 {
+        assert_code(&s.run(&["put", "big.bin", &format!("crash/{i}"), "--sha256", &want]), 0);
+    }
+}
+
+#[test]
+fn recover_reports_and_removes_a_dead_writers_staging() {
+    let s = Scratch::new();
+    let mut child = s.cmd(&["put", "-", "slow"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data::bytes(8, 2 << 20)).unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.staging_files().is_empty() {
+        assert!(Instant::now() < deadline, "no staging file appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A live writer's staging file is kept.
+    let out = s.run(&["recover"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("kept"), "{}", stdout(&out));
+    assert_eq!(s.staging_files().len(), 1);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert!(!s.root().join("slow").exists());
+    let out = s.run(&["recover", "--dry-run"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("would remove"), "{}", stdout(&out));
+    assert_eq!(s.staging_files().len(), 1);
+    let out = s.run(&["recover", "--json"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("\"removed\""), "{}", stdout(&out));
+    assert!(s.staging_files().is_empty());
+}

@@ -1,0 +1,79 @@
+//! Running the real binary in a scratch directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use promote_core::Sha256;
+
+/// A scratch working directory with its own config-free environment.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The default storage root (`./promote-data`).
+    pub fn root(&self) -> PathBuf {
+        self.path().join("promote-data")
+    }
+
+    /// A `promote` command running in the scratch dir, with no PROMOTE_* from the outside.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_promote"));
+        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PROMOTE_") || name == "RUST_LOG" {
+                cmd.env_remove(name);
+            }
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run promote")
+    }
+
+    /// Writes a file in the scratch dir.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, bytes).expect("write file");
+        path
+    }
+
+    /// Files left in the local backend's staging area.
+    pub fn staging_files(&self) -> Vec<String> {
+        match std::fs::read_dir(self.root().join(".promote/staging")) {
+            Ok(entries) => entries.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+#[track_caller]
+pub fn assert_code(out: &Output, want: i32) {
+    assert_eq!(code(out), want, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
+
+pub fn sha(bytes: &[u8]) -> String {
+    Sha256::of(bytes).to_string()
+}
