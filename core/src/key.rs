@@ -156,8 +156,21 @@ mod tests {
         let long_segment = "x".repeat(MAX_SEGMENT_BYTES + 1);
         let long_key = ["y"; 600].join("/");
         for k in [
-            "", "/abs", "a/", "a//b", ".", "..", "a/../b", "./a", "a\0b", "a\nb", "a\\b",
-            ".promote", "x/.promote/y", &long_segment, &long_key,
+            "",
+            "/abs",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/../b",
+            "./a",
+            "a\0b",
+            "a\nb",
+            "a\\b",
+            ".promote",
+            "x/.promote/y",
+            &long_segment,
+            &long_key,
         ] {
             let err = Key::new(k).unwrap_err();
             assert!(matches!(err, Error::InvalidKey { .. }), "{k:?} -> {err}");

@@ -28,7 +28,13 @@ impl Store {
     /// [`Error::Unsupported`] before anything is staged when the backend does not offer `mode`;
     /// [`Error::Io`] when the source fails; everything [`Staged::promote`](crate::Staged::promote)
     /// returns.
-    pub async fn promote_reader<R>(&self, key: &Key, reader: R, expected: &Expected, mode: Mode) -> Result<Outcome, Error>
+    pub async fn promote_reader<R>(
+        &self,
+        key: &Key,
+        reader: R,
+        expected: &Expected,
+        mode: Mode,
+    ) -> Result<Outcome, Error>
     where
         R: AsyncRead + Unpin + Send,
     {
@@ -47,7 +53,13 @@ impl Store {
     /// # Errors
     ///
     /// As [`Store::promote_reader`]; a stream item's error aborts the promotion.
-    pub async fn promote_stream<S>(&self, key: &Key, chunks: S, expected: &Expected, mode: Mode) -> Result<Outcome, Error>
+    pub async fn promote_stream<S>(
+        &self,
+        key: &Key,
+        chunks: S,
+        expected: &Expected,
+        mode: Mode,
+    ) -> Result<Outcome, Error>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -56,11 +68,13 @@ impl Store {
         let mut staged = self.stage(key).await?;
         while let Some(next) = chunks.next().await {
             let step = match next {
-                Ok(chunk) if expected.too_long(staged.bytes_written() + chunk.len() as u64) => Err(Error::SizeMismatch {
-                    key: key.to_string(),
-                    expected: expected.size.unwrap_or_default(),
-                    actual: staged.bytes_written() + chunk.len() as u64,
-                }),
+                Ok(chunk) if expected.too_long(staged.bytes_written() + chunk.len() as u64) => {
+                    Err(Error::SizeMismatch {
+                        key: key.to_string(),
+                        expected: expected.size.unwrap_or_default(),
+                        actual: staged.bytes_written() + chunk.len() as u64,
+                    })
+                }
                 Ok(chunk) => staged.write(chunk).await,
                 Err(err) => Err(Error::io(format!("reading the source for {key:?}"), err)),
             };

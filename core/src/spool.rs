@@ -41,9 +41,8 @@ impl Store {
         let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
         let mut digester = Digester::new();
         loop {
-            let chunk = read_chunk(&mut reader)
-                .await
-                .map_err(|e| Error::io(format!("reading the source for {key:?}"), e))?;
+            let chunk =
+                read_chunk(&mut reader).await.map_err(|e| Error::io(format!("reading the source for {key:?}"), e))?;
             if chunk.is_empty() {
                 break;
             }

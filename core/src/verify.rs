@@ -112,15 +112,15 @@ impl Expected {
     ///
     /// [`Error::SizeMismatch`] or [`Error::DigestMismatch`], naming `key`.
     pub fn check(&self, key: &Key, got: &Digest) -> Result<(), Error> {
-        if let Some(expected) = self.size {
-            if expected != got.size {
-                return Err(Error::SizeMismatch { key: key.to_string(), expected, actual: got.size });
-            }
+        if let Some(expected) = self.size
+            && expected != got.size
+        {
+            return Err(Error::SizeMismatch { key: key.to_string(), expected, actual: got.size });
         }
-        if let Some(expected) = self.sha256 {
-            if expected != got.sha256 {
-                return Err(Error::DigestMismatch { key: key.to_string(), expected, actual: got.sha256 });
-            }
+        if let Some(expected) = self.sha256
+            && expected != got.sha256
+        {
+            return Err(Error::DigestMismatch { key: key.to_string(), expected, actual: got.sha256 });
         }
         Ok(())
     }

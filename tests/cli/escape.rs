@@ -12,7 +12,8 @@ fn symlinked_directory_inside_root_is_refused() {
     std::fs::create_dir_all(s.root()).unwrap();
     symlink(&outside, s.root().join("link")).unwrap();
     s.file("f", b"payload");
-    for args in [vec!["put", "f", "link/x"], vec!["put", "f", "link/deeper/x"], vec!["put", "f", "link/x", "--replace"]] {
+    for args in [vec!["put", "f", "link/x"], vec!["put", "f", "link/deeper/x"], vec!["put", "f", "link/x", "--replace"]]
+    {
         let out = s.run(&args);
         assert_code(&out, 2);
         assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));

@@ -43,7 +43,11 @@ fn verification_failures_publish_nothing() {
     assert!(!s.root().join("x").exists());
     assert!(s.staging_files().is_empty());
     // Same through the spool path.
-    let out = s.cmd(&["put", "a.bin", "x", "--sha256", &sha(b"abd")]).env("PROMOTE_ENABLE_STREAMING", "false").output().unwrap();
+    let out = s
+        .cmd(&["put", "a.bin", "x", "--sha256", &sha(b"abd")])
+        .env("PROMOTE_ENABLE_STREAMING", "false")
+        .output()
+        .unwrap();
     assert_code(&out, 4);
     assert!(!s.root().join("x").exists());
 }

@@ -290,7 +290,18 @@ async fn list_filters_by_prefix(store: Store) {
 }
 
 async fn invalid_keys_rejected_before_io(store: Store) {
-    for bad in ["", "/abs", "../up", "a/../../b", "a//b", "a/./b", "nul\0byte", "back\\slash", ".promote/staging/x", "tab\there"] {
+    for bad in [
+        "",
+        "/abs",
+        "../up",
+        "a/../../b",
+        "a//b",
+        "a/./b",
+        "nul\0byte",
+        "back\\slash",
+        ".promote/staging/x",
+        "tab\there",
+    ] {
         let err = Key::new(bad).expect_err(bad);
         assert!(matches!(err, Error::InvalidKey { .. }), "{bad:?}: {err}");
         assert!(err.to_string().contains("invalid key"), "{err}");
@@ -374,7 +385,8 @@ async fn replace_if_version_swaps(store: Store) {
     let v1 = store.head(&k).await.expect("head").version.expect("a version");
     put(&store, &k, b"v2", &Expected::default(), Mode::ReplaceIfVersion(v1.clone())).await.expect("swap at v1");
     assert_eq!(get(&store, &k).await, b"v2");
-    let err = put(&store, &k, b"v3", &Expected::default(), Mode::ReplaceIfVersion(v1)).await.expect_err("stale version");
+    let err =
+        put(&store, &k, b"v3", &Expected::default(), Mode::ReplaceIfVersion(v1)).await.expect_err("stale version");
     assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
     assert_eq!(get(&store, &k).await, b"v2");
 }
@@ -407,7 +419,13 @@ async fn spooled_promotion_verifies(store: Store) {
     assert_eq!(get(&store, &k).await, bytes);
     let bad = key("spooled/bad");
     let err = store
-        .promote_spooled(&bad, &bytes[..], &Expected { sha256: Some(Sha256::of(b"no")), size: None }, Mode::Create, spool.path())
+        .promote_spooled(
+            &bad,
+            &bytes[..],
+            &Expected { sha256: Some(Sha256::of(b"no")), size: None },
+            Mode::Create,
+            spool.path(),
+        )
         .await
         .expect_err("mismatch");
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");

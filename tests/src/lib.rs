@@ -46,10 +46,10 @@ pub fn run(suites: Vec<Suite>) -> ExitCode {
         for case in cases::ALL {
             let name = format!("{}::{}", suite.name, case.name);
             let skip = (case.requires)(&suite.capabilities);
-            if let Some(reason) = skip {
-                if !args.list {
-                    eprintln!("ignored {name}: {reason}");
-                }
+            if let Some(reason) = skip
+                && !args.list
+            {
+                eprintln!("ignored {name}: {reason}");
             }
             let factory = Arc::clone(&suite.factory);
             let run = case.run;

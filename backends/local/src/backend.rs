@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Key, Leftover, Meta, StagedWrite, async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Key, Leftover, Meta, StagedWrite,
+    async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -119,11 +120,12 @@ impl Backend for LocalBackend {
     async fn stage(&self, key: &Key) -> Result<Box<dyn StagedWrite>, Error> {
         let key = key.clone();
         let inner = Arc::clone(&self.inner);
-        let (name, file) = self.blocking({
-            let key = key.clone();
-            move |inner| staging::create(&inner.root, &key)
-        })
-        .await?;
+        let (name, file) = self
+            .blocking({
+                let key = key.clone();
+                move |inner| staging::create(&inner.root, &key)
+            })
+            .await?;
         Ok(Box::new(LocalStaged::start(inner, key, name, file)))
     }
 
@@ -140,11 +142,12 @@ impl Backend for LocalBackend {
 
     async fn read(&self, key: &Key) -> Result<ByteStream, Error> {
         let key = key.clone();
-        let file = self.blocking({
-            let key = key.clone();
-            move |inner| open_object(&inner.root, &key)
-        })
-        .await?;
+        let file = self
+            .blocking({
+                let key = key.clone();
+                move |inner| open_object(&inner.root, &key)
+            })
+            .await?;
         let stream = futures_util::stream::try_unfold(Some(file), move |file| {
             let key = key.clone();
             async move {

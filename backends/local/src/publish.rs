@@ -69,7 +69,14 @@ fn publish_inner(
     }
     if durable {
         let sync = |fd: &dyn AsFd| rustix::fs::fsync(fd.as_fd());
-        sync(&parent).map_err(|e| io_err(format!("fsync of the directory holding {key:?} (the object is visible, but may not survive a power loss)"), e))?;
+        sync(&parent).map_err(|e| {
+            io_err(
+                format!(
+                    "fsync of the directory holding {key:?} (the object is visible, but may not survive a power loss)"
+                ),
+                e,
+            )
+        })?;
         for dir in parent.created_in.iter().rev() {
             sync(dir).map_err(|e| io_err(format!("fsync of a directory created for {key:?}"), e))?;
         }

@@ -51,7 +51,12 @@ pub(crate) fn io_err(context: impl Into<String>, errno: Errno) -> Error {
 
 /// Opens a directory entry as a directory, refusing symlinks.
 pub(crate) fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn ensure_dir_at(parent: impl AsFd, name: &str, mode: u32) -> Result<OwnedFd, Errno> {
@@ -129,7 +134,10 @@ impl Root {
                     reason: format!("'{path}' is a symbolic link inside the root; promote never follows links"),
                 },
                 _ if !writing => Error::NotFound { key: key.to_string() },
-                _ => Error::Conflict { key: key.to_string(), detail: format!("'{path}' is a file, so nothing can be stored under it") },
+                _ => Error::Conflict {
+                    key: key.to_string(),
+                    detail: format!("'{path}' is a file, so nothing can be stored under it"),
+                },
             },
             e => io_err(format!("opening directory '{path}' under {}", self.path.display()), e),
         }

@@ -63,8 +63,9 @@ pub(crate) fn remove(root: &Root, name: &str) -> Result<(), Error> {
 /// writer has left untouched for `older_than`.
 pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
     let list_err = |e| io_err(format!("listing {}", shown("")), e);
-    let dir_fd = rustix::fs::openat(&root.staging, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(list_err)?;
+    let dir_fd =
+        rustix::fs::openat(&root.staging, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(list_err)?;
     let mut found = Vec::new();
     for entry in rustix::fs::Dir::new(dir_fd).map_err(list_err)? {
         let entry = entry.map_err(list_err)?;

@@ -81,9 +81,11 @@ impl StagedWrite for LocalStaged {
         };
         let name = std::mem::take(&mut self.name);
         let (inner, key, mode, digest) = (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest);
-        tokio::task::spawn_blocking(move || publish::publish(&inner.root, &inner.config, &key, &name, file, &mode, &digest))
-            .await
-            .map_err(|e| Error::io("publishing", std::io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            publish::publish(&inner.root, &inner.config, &key, &name, file, &mode, &digest)
+        })
+        .await
+        .map_err(|e| Error::io("publishing", std::io::Error::other(e)))?
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), Error> {

@@ -67,7 +67,11 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     report.check("capabilities", if caps.create_refused.is_none() { Ok(extras) } else { Err(extras) });
     report.check(
         "reachable",
-        store.list("promote-doctor/").await.map(|l| format!("listing works ({} probe objects)", l.len())).map_err(|e| e.to_string()),
+        store
+            .list("promote-doctor/")
+            .await
+            .map(|l| format!("listing works ({} probe objects)", l.len()))
+            .map_err(|e| e.to_string()),
     );
     report.check(
         "staging",
@@ -119,7 +123,9 @@ async fn probe(store: &Store, report: &mut Report) {
             "probe: second create refused",
             match put(second).await {
                 Err(Error::Conflict { .. }) => Ok("the backend refused to replace the object".into()),
-                Ok(_) => Err("the backend REPLACED an object on a create-only write: create-only is not safe here".into()),
+                Ok(_) => {
+                    Err("the backend REPLACED an object on a create-only write: create-only is not safe here".into())
+                }
                 Err(e) => Err(e.to_string()),
             },
         );
@@ -132,7 +138,10 @@ async fn probe(store: &Store, report: &mut Report) {
             },
         );
         report.check("probe: read back verified", read_back(store, &key, &first).await);
-        report.check("probe: cleanup", store.delete(&key).await.map(|()| format!("{key} removed")).map_err(|e| e.to_string()));
+        report.check(
+            "probe: cleanup",
+            store.delete(&key).await.map(|()| format!("{key} removed")).map_err(|e| e.to_string()),
+        );
     }
 }
 

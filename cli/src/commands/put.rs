@@ -46,7 +46,14 @@ async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {
 }
 
 /// The streaming path or the spool path, as configured.
-async fn promote<R>(loaded: &Loaded, store: &Store, key: &Key, src: R, expected: &Expected, mode: Mode) -> anyhow::Result<Outcome>
+async fn promote<R>(
+    loaded: &Loaded,
+    store: &Store,
+    key: &Key,
+    src: R,
+    expected: &Expected,
+    mode: Mode,
+) -> anyhow::Result<Outcome>
 where
     R: AsyncRead + Unpin + Send,
 {

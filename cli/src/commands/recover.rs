@@ -28,7 +28,8 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
             let v = json!({ "action": verb, "name": l.name, "size": l.size, "idle_seconds": l.age.map(|a| a.as_secs()), "live_writer": l.live });
             println!("{v}");
         } else {
-            let idle = l.age.map(|a| humantime::format_duration(std::time::Duration::from_secs(a.as_secs())).to_string());
+            let idle =
+                l.age.map(|a| humantime::format_duration(std::time::Duration::from_secs(a.as_secs())).to_string());
             let owner = if l.live { "a live writer holds it" } else { "its writer is gone" };
             println!(
                 "{verb:<12} {}  ({}, idle {}, {owner})",
