@@ -60,6 +60,7 @@
 //! ```
 
 mod backend;
+pub mod buffers;
 mod error;
 mod key;
 mod mode;

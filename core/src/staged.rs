@@ -75,8 +75,24 @@ impl Staged {
     /// expected; [`Error::Conflict`] when create-only finds different bytes at the key;
     /// [`Error::Unsupported`] when the backend does not offer `mode`; backend errors.
     pub async fn promote(self, expected: &Expected, mode: Mode) -> Result<Outcome, Error> {
-        let Self { key, store, inner, digester, started } = self;
-        let digest = digester.finish();
+        let digest = self.digester.clone().finish();
+        self.promote_digested(digest, expected, mode).await
+    }
+
+    /// Appends a chunk that the caller hashes itself (see [`Store::promote_file`], which hashes
+    /// on its reader thread while the data is still in cache).
+    pub(crate) async fn write_prehashed(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.inner.write(chunk).await
+    }
+
+    /// [`Staged::promote`] with the digest of everything written computed elsewhere in core.
+    pub(crate) async fn promote_digested(
+        self,
+        digest: Digest,
+        expected: &Expected,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
+        let Self { key, store, inner, started, .. } = self;
         let backend = Arc::clone(store.backend());
         if let Err(err) = check_before_publish(backend.as_ref(), &key, expected, &mode, &digest) {
             let _ = inner.abort().await;

@@ -35,6 +35,7 @@ mod publish;
 mod root;
 mod staging;
 mod stored_digest;
+mod writeback;
 mod writer;
 
 pub use backend::LocalBackend;

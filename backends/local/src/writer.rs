@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::backend::Inner;
-use crate::{publish, staging};
+use crate::config::Durability;
+use crate::{publish, staging, writeback};
 
 /// Chunks queued between the caller and the writer task.
 const QUEUE: usize = 4;
@@ -26,9 +27,17 @@ pub(crate) struct LocalStaged {
 impl LocalStaged {
     pub(crate) fn start(inner: Arc<Inner>, key: Key, name: String, mut file: File) -> Self {
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let durable = inner.config.durability == Durability::Full;
         let worker = tokio::task::spawn_blocking(move || {
+            let (mut written, mut hinted) = (0u64, 0u64);
             while let Some(chunk) = rx.blocking_recv() {
                 file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                promote_core::buffers::recycle(chunk);
+                if durable && written - hinted >= writeback::EVERY {
+                    writeback::start(&file, hinted, written - hinted);
+                    hinted = written;
+                }
             }
             Ok(file)
         });

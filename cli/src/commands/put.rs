@@ -35,7 +35,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         promote(loaded, &store, &key, tokio::io::stdin(), &expected, mode).await?
     } else {
         let file = open_source(&args.src).await?;
-        promote(loaded, &store, &key, file, &expected, mode).await?
+        promote_file(loaded, &store, &key, file, &expected, mode).await?
     };
     println!("{}", output::receipt(&outcome, args.json));
     Ok(ExitCode::SUCCESS)
@@ -62,6 +62,22 @@ where
     } else {
         store.promote_spooled(key, src, expected, mode, &loaded.spool_dir()).await?
     })
+}
+
+/// A local file: read ahead on its own thread when streaming.
+async fn promote_file(
+    loaded: &Loaded,
+    store: &Store,
+    key: &Key,
+    file: tokio::fs::File,
+    expected: &Expected,
+    mode: Mode,
+) -> anyhow::Result<Outcome> {
+    if loaded.settings.streaming {
+        Ok(store.promote_file(key, file.into_std().await, expected, mode).await?)
+    } else {
+        promote(loaded, store, key, file, expected, mode).await
+    }
 }
 
 /// Every regular file under `dir`, relative, sorted; symlinks are skipped with a warning.
@@ -105,7 +121,7 @@ async fn put_tree(
             let rel_str = rel.to_str().ok_or_else(|| usage(format!("{} is not valid UTF-8", rel.display())))?;
             let key = Key::join(prefix, rel_str)?;
             let file = open_source(&dir.join(rel)).await?;
-            promote(loaded, store, &key, file, &Expected::default(), mode.clone()).await
+            promote_file(loaded, store, &key, file, &Expected::default(), mode.clone()).await
         }
         .await;
         match result {
