@@ -6,5 +6,6 @@ use promote_core::Registry;
 pub(crate) fn registry() -> Registry {
     let mut registry = Registry::new();
     promote_local::register(&mut registry);
+    promote_object_store::register(&mut registry);
     registry
 }

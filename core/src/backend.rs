@@ -14,7 +14,7 @@ use futures_util::stream::BoxStream;
 use crate::error::Error;
 use crate::key::Key;
 use crate::mode::{Capabilities, Mode};
-use crate::verify::{Digest, Sha256};
+use crate::verify::{Digest, Expected, Sha256};
 
 /// A stream of an object's bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
@@ -86,10 +86,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Opens a staging area for `key`. Nothing is visible at `key` until publish.
     ///
+    /// `expected` is what the caller promised, as a hint: a backend that must fix an object's
+    /// metadata before its bytes have all arrived (an S3 multipart upload) may store
+    /// `expected.sha256` up front. Core still verifies every byte before publish.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be created.
-    async fn stage(&self, key: &Key) -> Result<Box<dyn StagedWrite>, Error>;
+    async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error>;
 
     /// Size, stored digest and version of the object at `key`.
     ///
@@ -129,6 +133,40 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be listed.
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error>;
+
+    /// Live checks specific to this backend, for `promote doctor` (e.g. that an S3 server
+    /// really refuses a second create-only write). Default: none.
+    async fn self_check(&self) -> Vec<Check> {
+        Vec::new()
+    }
+}
+
+/// One line of a backend's self-check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// `Ok(detail)` when it passed; `Err(detail)` when it failed.
+    pub result: Result<String, String>,
+    /// A failure that does not make the backend unsafe (reported, not fatal).
+    pub warning_only: bool,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), result: Ok(detail.into()), warning_only: false }
+    }
+
+    /// A failed check.
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), result: Err(detail.into()), warning_only: false }
+    }
+
+    /// A failed check that is only a warning.
+    pub fn warn(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), result: Err(detail.into()), warning_only: true }
+    }
 }
 
 /// A backend's half of a staged object: exactly write, publish, abort.

@@ -73,7 +73,7 @@ mod store;
 mod verified_read;
 mod verify;
 
-pub use backend::{Backend, ByteStream, Entry, Leftover, Meta, StagedWrite};
+pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedWrite};
 pub use error::{BoxError, Error};
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};

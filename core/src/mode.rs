@@ -45,6 +45,10 @@ pub struct Capabilities {
     pub stored_digest: bool,
     /// Published objects survive power loss once `promote` returns.
     pub durable: bool,
+    /// Staged data lives outside the writer's process, so a crash can leave some behind for
+    /// [`Backend::sweep_staging`](crate::Backend::sweep_staging) to find. `false` for backends
+    /// that stage in the writer's memory only.
+    pub staging_outlives_writer: bool,
 }
 
 impl Capabilities {

@@ -63,7 +63,7 @@ impl Store {
         mode: Mode,
     ) -> Result<Outcome, Error> {
         self.check_mode(&mode)?;
-        let mut staged = self.stage(key).await?;
+        let mut staged = self.stage(key, expected).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
         let (read_key, limits) = (key.clone(), *expected);
         // Read and hash on one thread, so each chunk is hashed while it is still in cache.
@@ -122,7 +122,7 @@ impl Store {
     {
         self.check_mode(&mode)?;
         let mut chunks = std::pin::pin!(chunks);
-        let mut staged = self.stage(key).await?;
+        let mut staged = self.stage(key, expected).await?;
         while let Some(next) = chunks.next().await {
             let step = match next {
                 Ok(chunk) if expected.too_long(staged.bytes_written() + chunk.len() as u64) => {

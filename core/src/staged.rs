@@ -23,7 +23,7 @@ use crate::verify::{Digest, Digester, Expected};
 /// ```no_run
 /// # async fn demo(store: promote_core::Store) -> Result<(), promote_core::Error> {
 /// use promote_core::{Expected, Key, Mode, Sha256};
-/// let mut staged = store.stage(&Key::new("hello.txt")?).await?;
+/// let mut staged = store.stage(&Key::new("hello.txt")?, &Expected::default()).await?;
 /// staged.write("hello\n".into()).await?;
 /// let outcome = staged
 ///     .promote(&Expected { sha256: Some(Sha256::of(b"hello\n")), size: Some(6) }, Mode::Create)

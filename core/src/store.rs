@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::key::Key;
 use crate::mode::Mode;
 use crate::staged::Staged;
-use crate::verify::Digest;
+use crate::verify::{Digest, Expected};
 
 /// A backend plus everything core does around it: capability checks before any byte moves,
 /// hashing and verification while bytes flow, and the already-present/conflict decision.
@@ -40,13 +40,14 @@ impl Store {
         self.backend.capabilities().check(mode, &self.backend.location())
     }
 
-    /// Opens a staged handle for `key`.
+    /// Opens a staged handle for `key`. `expected` is passed to the backend as a hint (see
+    /// [`Backend::stage`]); pass the same to [`Staged::promote`].
     ///
     /// # Errors
     ///
     /// The backend's staging error.
-    pub async fn stage(&self, key: &Key) -> Result<Staged, Error> {
-        let inner = self.backend.stage(key).await?;
+    pub async fn stage(&self, key: &Key, expected: &Expected) -> Result<Staged, Error> {
+        let inner = self.backend.stage(key, expected).await?;
         Ok(Staged::new(key.clone(), self.clone(), inner))
     }
 

@@ -33,6 +33,10 @@ fn needs_replace(c: &Capabilities) -> Option<&'static str> {
 fn needs_cas(c: &Capabilities) -> Option<&'static str> {
     (!c.replace_if_version).then_some("the backend offers no compare-and-swap (ReplaceIfVersion)")
 }
+fn leaves_staging(c: &Capabilities) -> Option<&'static str> {
+    (!c.staging_outlives_writer)
+        .then_some("staged data lives only in the writer's memory; a crash leaves nothing behind")
+}
 fn lacks_a_mode(c: &Capabilities) -> Option<&'static str> {
     (c.replace && c.replace_if_version && c.create_refused.is_none()).then_some("the backend offers every mode")
 }
@@ -67,7 +71,7 @@ cases! {
     replace_if_version_swaps: needs_cas,
     unsupported_mode_refused_before_io: lacks_a_mode,
     spooled_promotion_verifies: always,
-    sweep_removes_stale_staging_only: always,
+    sweep_removes_stale_staging_only: leaves_staging,
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ async fn source_error_publishes_nothing(store: Store) {
 
 async fn abort_leaves_no_residue(store: Store) {
     let k = key("aborted");
-    let mut staged = store.stage(&k).await.expect("stage");
+    let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
     for chunk in data::chunks(&data::bytes(7, 3 << 20), 1 << 20) {
         staged.write(chunk).await.expect("write");
     }
@@ -251,7 +255,7 @@ async fn abort_leaves_no_residue(store: Store) {
 
 async fn drop_leaves_no_residue(store: Store) {
     let k = key("dropped");
-    let mut staged = store.stage(&k).await.expect("stage");
+    let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
     for chunk in data::chunks(&data::bytes(8, 3 << 20), 1 << 20) {
         staged.write(chunk).await.expect("write");
     }
@@ -264,7 +268,7 @@ async fn listing_never_shows_staging(store: Store) {
     let done = key("visible");
     put(&store, &done, b"done", &Expected::default(), Mode::Create).await.expect("promote");
     let k = key("in-flight");
-    let mut staged = store.stage(&k).await.expect("stage");
+    let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
     staged.write(Bytes::from(data::bytes(9, 1 << 20))).await.expect("write");
     let listed: Vec<Key> = store.list("").await.expect("list").into_iter().map(|e| e.key).collect();
     assert_eq!(listed, vec![done.clone()], "only published objects are listed");
@@ -346,7 +350,7 @@ async fn concurrent_creates_one_winner(store: Store) {
         let (store, k, barrier) = (store.clone(), k.clone(), Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
             let bytes = data::bytes(100 + seed, 2 << 20);
-            let mut staged = store.stage(&k).await.expect("stage");
+            let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
             for chunk in data::chunks(&bytes, 512 * 1024) {
                 staged.write(chunk).await.expect("write");
             }
@@ -436,7 +440,7 @@ async fn spooled_promotion_verifies(store: Store) {
 
 async fn sweep_removes_stale_staging_only(store: Store) {
     // A writer that vanished without cleaning up (leaked, as a crash would leave it).
-    let mut abandoned = store.stage(&key("sweep/abandoned")).await.expect("stage");
+    let mut abandoned = store.stage(&key("sweep/abandoned"), &Expected::default()).await.expect("stage");
     for chunk in data::chunks(&data::bytes(16, 12 << 20), 1 << 20) {
         abandoned.write(chunk).await.expect("write");
     }
@@ -446,7 +450,7 @@ async fn sweep_removes_stale_staging_only(store: Store) {
 
     // A live writer, touched just now.
     let live_key = key("sweep/live");
-    let mut live = store.stage(&live_key).await.expect("stage");
+    let mut live = store.stage(&live_key, &Expected::default()).await.expect("stage");
     let bytes = data::bytes(17, 12 << 20);
     for chunk in data::chunks(&bytes, 1 << 20) {
         live.write(chunk).await.expect("write");

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Key, Leftover, Meta, StagedWrite,
-    async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Expected, Key, Leftover, Meta,
+    StagedWrite, async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -114,10 +114,11 @@ impl Backend for LocalBackend {
             replace_if_version: false,
             stored_digest: self.inner.xattrs,
             durable: self.inner.config.durability == Durability::Full,
+            staging_outlives_writer: true,
         }
     }
 
-    async fn stage(&self, key: &Key) -> Result<Box<dyn StagedWrite>, Error> {
+    async fn stage(&self, key: &Key, _expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
         let key = key.clone();
         let inner = Arc::clone(&self.inner);
         let (name, file) = self

@@ -81,6 +81,18 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
             .map(|l| format!("{} leftover(s); `promote recover` removes crash leftovers", l.len()))
             .map_err(|e| e.to_string()),
     );
+    for check in backend.self_check().await {
+        if check.warning_only && check.result.is_err() {
+            let detail = check.result.unwrap_err();
+            if report.json {
+                println!("{}", json!({ "check": check.name, "ok": true, "warning": detail }));
+            } else {
+                println!("warn {}: {detail}", check.name);
+            }
+        } else {
+            report.check(&check.name, check.result);
+        }
+    }
     if caps.create_refused.is_none() {
         probe(&store, &mut report).await;
     }

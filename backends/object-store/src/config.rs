@@ -1,0 +1,244 @@
+//! `[backend]` settings for `kind = "s3"` and `kind = "memory"`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promote_core::{Backend, BackendConfig, Error, async_trait};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::backend::ObjectStoreBackend;
+
+/// S3 or any S3-compatible server. Unknown keys are errors. Unset credentials, region, bucket
+/// and endpoint fall back to the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+/// `AWS_BUCKET`, `AWS_ALLOW_HTTP`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Always `"s3"`.
+    #[serde(default = "s3")]
+    pub kind: String,
+    /// Bucket name (else `AWS_BUCKET`).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket; promote's objects and staging markers live under it.
+    #[serde(default)]
+    pub prefix: String,
+    /// Endpoint URL for S3-compatible servers, e.g. `http://127.0.0.1:9000` (else
+    /// `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region (else `AWS_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Access key id (else `AWS_ACCESS_KEY_ID`).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key (else `AWS_SECRET_ACCESS_KEY`). Never printed.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Session token (else `AWS_SESSION_TOKEN`). Never printed.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// Allow plain `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.host`) instead of path style (`host/bucket`).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Objects larger than this go up as multipart uploads. Bytes, or "8MiB".
+    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    pub multipart_threshold: u64,
+    /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
+    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    pub part_size: u64,
+    /// Parts uploaded at once. Memory in flight is at most part_size × (upload_concurrency + 1).
+    #[serde(default = "concurrency")]
+    pub upload_concurrency: usize,
+    /// Time limit for one request, e.g. "5m".
+    #[serde(default = "timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    pub request_timeout: Duration,
+    /// Retries of transient failures (5xx, timeouts, connection errors), with backoff.
+    #[serde(default = "retries")]
+    pub max_retries: usize,
+    /// Give up retrying one request after this long, e.g. "3m".
+    #[serde(default = "retry_timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    pub retry_timeout: Duration,
+    /// Send `x-amz-checksum-sha256` with every PUT and part, so servers that verify it reject
+    /// bytes corrupted on the way.
+    #[serde(default = "yes")]
+    pub checksum: bool,
+    /// Whether the server's conditional writes are trusted: see [`ConditionalWrites`].
+    #[serde(default)]
+    pub conditional_writes: ConditionalWrites,
+}
+
+/// How promote learns whether the server honours `If-None-Match: *` (create-only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionalWrites {
+    /// Check live when the backend opens (a few small requests under `<prefix>/.promote/`); a
+    /// server that ignores the condition gets create-only refused.
+    #[default]
+    Probe,
+    /// Assume the server honours them (AWS S3 does since 2024); no probe.
+    Trust,
+    /// The server does not honour them: create-only is refused; use `--replace` explicitly.
+    Off,
+}
+
+fn s3() -> String {
+    "s3".into()
+}
+fn part() -> u64 {
+    8 << 20
+}
+fn concurrency() -> usize {
+    4
+}
+fn timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn retries() -> usize {
+    10
+}
+fn retry_timeout() -> Duration {
+    Duration::from_secs(180)
+}
+fn yes() -> bool {
+    true
+}
+
+impl S3Config {
+    /// Defaults for `bucket`; everything else from the environment.
+    pub fn for_bucket(bucket: impl Into<String>) -> Self {
+        Self {
+            kind: s3(),
+            bucket: Some(bucket.into()),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            allow_http: false,
+            virtual_hosted_style: false,
+            multipart_threshold: part(),
+            part_size: part(),
+            upload_concurrency: concurrency(),
+            request_timeout: timeout(),
+            max_retries: retries(),
+            retry_timeout: retry_timeout(),
+            checksum: true,
+            conditional_writes: ConditionalWrites::Probe,
+        }
+    }
+
+    /// Checks the numbers make sense.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        const MIN_PART: u64 = 5 << 20;
+        const MAX_PART: u64 = 5 << 30;
+        if !(MIN_PART..=MAX_PART).contains(&self.part_size) {
+            return Err(Error::config(format!(
+                "backend.part_size = {} is outside S3's limits (5 MiB to 5 GiB)",
+                self.part_size
+            )));
+        }
+        if self.multipart_threshold > MAX_PART {
+            return Err(Error::config("backend.multipart_threshold may be at most 5 GiB (S3's single-PUT limit)"));
+        }
+        if self.upload_concurrency == 0 {
+            return Err(Error::config("backend.upload_concurrency must be at least 1"));
+        }
+        if self.prefix.split('/').any(|s| s == promote_core::RESERVED_SEGMENT) {
+            return Err(Error::config("backend.prefix may not contain a '.promote' segment"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BackendConfig for S3Config {
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
+        Ok(Arc::new(ObjectStoreBackend::s3(self).await?))
+    }
+}
+
+/// An in-memory store (object_store's `InMemory`): for tests and trials. Everything is gone
+/// when the process exits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Always `"memory"`.
+    #[serde(default = "memory")]
+    pub kind: String,
+}
+
+fn memory() -> String {
+    "memory".into()
+}
+
+#[async_trait]
+impl BackendConfig for MemoryConfig {
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": "memory" })
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
+        Ok(Arc::new(ObjectStoreBackend::memory()))
+    }
+}
+
+fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
+/// Bytes as an integer, or a string with a unit: "512KiB", "8MiB", "1GiB", "8MB".
+fn size_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(n) => return Ok(n),
+        Raw::Str(s) => s,
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(serde::de::Error::custom(format!("{text:?} is not a size like \"8MiB\""))),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size like \"8MiB\"")))
+}
+
+fn duration_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}")))
+}

@@ -1,0 +1,50 @@
+//! # promote-object-store: atomic promotion on S3 and friends
+//!
+//! Objects in an S3 bucket (AWS, or any S3-compatible server: MinIO-class, Garage, Ceph RGW,
+//! LocalStack) under an optional key prefix, through the `object_store` crate; and an in-memory
+//! store for tests (`kind = "memory"`).
+//!
+//! # Atomicity
+//!
+//! - **Nothing partial is ever visible**: an object up to `multipart_threshold` is buffered and
+//!   sent in one PUT; a larger one is a multipart upload, invisible until completed.
+//! - **Create-only, for every size**: a single PUT carries `If-None-Match: *`; a multipart
+//!   upload's CompleteMultipartUpload carries `If-None-Match: *` too (object_store cannot, so an
+//!   HTTP layer adds it for the uploads promote registers). The server decides atomically; there
+//!   is never a HEAD-then-PUT. Cost: nothing extra — no copy, no second write.
+//! - **Compare-and-swap**: `If-Match: <etag>` the same way; `Replace` is a plain PUT.
+//! - **Refused, not weakened**: with `conditional_writes = "probe"` (default) the backend checks
+//!   at open that the server refuses a second create-only PUT and multipart completion; a server
+//!   that does not gets create-only refused, with the reason, until you opt in to overwrites
+//!   (`--replace`) or set `conditional_writes = "trust"`.
+//! - **Digests**: `x-amz-checksum-sha256` on every PUT and part (servers that verify it reject
+//!   corrupted bodies); the object's SHA-256 in `x-amz-meta-promote-sha256`, so `head` and reruns
+//!   need not read data. For multipart uploads the metadata must be set when the upload starts,
+//!   so it is stored when the caller gave the digest up front (`--sha256`); otherwise `head`
+//!   reports none and promote hashes the object when it needs the digest.
+//! - **Retries**: transient failures are retried with backoff by object_store. A create-only
+//!   write whose retry meets "already exists" (perhaps our own first attempt) is resolved by core
+//!   comparing digests: identical is success, different is a conflict.
+//! - **No leftovers**: failed, aborted and dropped uploads are aborted. Each upload has a marker
+//!   under `<prefix>/.promote/staging/` naming its writer (machine boot, pid, start time);
+//!   `sweep_staging` lists in-progress uploads under the prefix and aborts those whose writer is
+//!   gone (same machine) or that are older than the cut-off.
+//! - Memory: at most `part_size × (upload_concurrency + 1)` bytes in flight per object.
+
+mod backend;
+mod conditional;
+mod config;
+mod errors;
+mod liveness;
+mod probe;
+mod staged;
+mod uploads;
+
+pub use backend::ObjectStoreBackend;
+pub use config::{ConditionalWrites, MemoryConfig, S3Config};
+
+/// Registers `kind = "s3"` and `kind = "memory"`.
+pub fn register(registry: &mut promote_core::Registry) {
+    registry.register("s3", promote_core::registry::load::<S3Config>);
+    registry.register("memory", promote_core::registry::load::<MemoryConfig>);
+}

@@ -1,0 +1,235 @@
+//! The staged handle: small objects buffer in memory and go up in one conditional PUT; large
+//! ones become a multipart upload whose completion carries the condition.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, UpdateVersion,
+};
+use promote_core::{Bytes, Digest, Error, Key, Mode, Sha256, StagedWrite, async_trait};
+use tokio::task::JoinSet;
+
+use crate::backend::{DIGEST_METADATA, Inner};
+use crate::errors;
+use crate::liveness::Owner;
+use crate::uploads::{Marker, marker_path};
+
+pub(crate) struct ObjectStaged {
+    inner: Arc<Inner>,
+    key: Key,
+    path: Path,
+    hint: Option<Sha256>,
+    buf: BytesMut,
+    upload: Option<Upload>,
+}
+
+struct Upload {
+    id: String,
+    marker: Path,
+    parts: Vec<Option<PartId>>,
+    tasks: JoinSet<(usize, object_store::Result<PartId>)>,
+}
+
+fn digest_attributes(sha256: &Sha256) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::Metadata(DIGEST_METADATA.into()), sha256.to_string().into());
+    attributes
+}
+
+impl ObjectStaged {
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, hint: Option<Sha256>) -> Self {
+        let path = inner.path(&key);
+        Self { inner, key, path, hint, buf: BytesMut::new(), upload: None }
+    }
+
+    fn err(&self, err: object_store::Error, what: &str) -> Error {
+        errors::map(err, self.inner.kind, self.key.as_str(), what)
+    }
+
+    /// Starts the multipart upload and records its marker.
+    async fn start_upload(&mut self) -> Result<(), Error> {
+        let multipart = self.inner.multipart.as_ref().expect("multipart staging needs a multipart store");
+        let attributes = self.hint.as_ref().map(digest_attributes).unwrap_or_default();
+        let opts = PutMultipartOptions { attributes, ..Default::default() };
+        let id = multipart
+            .create_multipart_opts(&self.path, opts)
+            .await
+            .map_err(|e| self.err(e, "starting a multipart upload for"))?;
+        let marker = marker_path(&self.inner.staging_dir(), &id);
+        let body = Marker { key: self.path.to_string(), upload_id: id.clone(), owner: Owner::me() };
+        let body = serde_json::to_vec(&body).expect("marker serializes");
+        if let Err(e) = self.inner.store.put(&marker, PutPayload::from(body)).await {
+            let _ = multipart.abort_multipart(&self.path, &id).await;
+            return Err(self.err(e, "recording the staging marker for"));
+        }
+        tracing::debug!(key = %self.key, upload_id = %id, "multipart upload started");
+        self.upload = Some(Upload { id, marker, parts: Vec::new(), tasks: JoinSet::new() });
+        Ok(())
+    }
+
+    /// Uploads `part` as the next part, keeping at most `upload_concurrency` in flight.
+    async fn send_part(&mut self, part: Bytes) -> Result<(), Error> {
+        let concurrency = self.inner.concurrency;
+        let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
+        let path = self.path.clone();
+        let upload = self.upload.as_mut().expect("an upload in progress");
+        while upload.tasks.len() >= concurrency {
+            Self::settle_one(upload)
+                .await
+                .map_err(|e| errors::map(e, self.inner.kind, self.key.as_str(), "uploading a part of"))?;
+        }
+        let idx = upload.parts.len();
+        upload.parts.push(None);
+        let id = upload.id.clone();
+        upload.tasks.spawn(async move { (idx, multipart.put_part(&path, &id, idx, PutPayload::from(part)).await) });
+        Ok(())
+    }
+
+    async fn settle_one(upload: &mut Upload) -> object_store::Result<()> {
+        match upload.tasks.join_next().await {
+            Some(Ok((idx, Ok(part)))) => {
+                upload.parts[idx] = Some(part);
+                Ok(())
+            }
+            Some(Ok((_, Err(e)))) => Err(e),
+            Some(Err(join)) => Err(object_store::Error::Generic { store: "promote", source: Box::new(join) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Aborts the upload (if any) and removes its marker.
+    async fn discard_upload(&mut self) {
+        if let Some(mut upload) = self.upload.take() {
+            upload.tasks.abort_all();
+            self.inner.conditions.clear(&upload.id);
+            if let Some(multipart) = &self.inner.multipart {
+                let _ = multipart.abort_multipart(&self.path, &upload.id).await;
+            }
+            let _ = self.inner.store.delete(&upload.marker).await;
+        }
+    }
+
+    async fn publish_single(&mut self, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
+        let put_mode = match mode {
+            Mode::Create => PutMode::Create,
+            Mode::Replace => PutMode::Overwrite,
+            Mode::ReplaceIfVersion(v) => PutMode::Update(UpdateVersion { e_tag: Some(v.clone()), version: None }),
+        };
+        let opts = PutOptions { mode: put_mode, attributes: digest_attributes(&digest.sha256), ..Default::default() };
+        let payload = PutPayload::from(std::mem::take(&mut self.buf).freeze());
+        match self.inner.store.put_opts(&self.path, payload, opts).await {
+            Ok(result) => Ok(result.e_tag),
+            Err(e) => Err(self.refused(e, mode, "publishing")),
+        }
+    }
+
+    async fn publish_multipart(&mut self, mode: &Mode) -> Result<Option<String>, Error> {
+        if !self.buf.is_empty() || self.upload.as_ref().is_some_and(|u| u.parts.is_empty()) {
+            let last = std::mem::take(&mut self.buf).freeze();
+            self.send_part(last).await?;
+        }
+        let upload = self.upload.as_mut().expect("an upload in progress");
+        while !upload.tasks.is_empty() {
+            Self::settle_one(upload)
+                .await
+                .map_err(|e| errors::map(e, self.inner.kind, self.key.as_str(), "uploading a part of"))?;
+        }
+        let parts: Vec<PartId> = upload.parts.iter().map(|p| p.clone().expect("every part settled")).collect();
+        match mode {
+            Mode::Create => {
+                self.inner.conditions.set(&upload.id, http::header::IF_NONE_MATCH, http::HeaderValue::from_static("*"))
+            }
+            Mode::ReplaceIfVersion(v) => {
+                let value = http::HeaderValue::from_str(v).map_err(|_| Error::InvalidKey {
+                    key: self.key.to_string(),
+                    reason: format!("{v:?} is not a valid version (ETag)"),
+                })?;
+                self.inner.conditions.set(&upload.id, http::header::IF_MATCH, value);
+            }
+            Mode::Replace => {}
+        }
+        let (id, marker) = (upload.id.clone(), upload.marker.clone());
+        let multipart = self.inner.multipart.as_ref().expect("multipart store");
+        let completed = multipart.complete_multipart(&self.path, &id, parts).await;
+        self.inner.conditions.clear(&id);
+        match completed {
+            Ok(result) => {
+                self.upload = None;
+                let _ = self.inner.store.delete(&marker).await;
+                Ok(result.e_tag)
+            }
+            Err(e) => {
+                let err = self.refused(e, mode, "completing the multipart upload of");
+                self.discard_upload().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Maps a refused conditional write to what core expects.
+    fn refused(&self, e: object_store::Error, mode: &Mode, what: &str) -> Error {
+        let key = self.key.to_string();
+        match (e, mode) {
+            (object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }, Mode::Create) => {
+                Error::AlreadyExists { key }
+            }
+            (
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+                Mode::ReplaceIfVersion(v),
+            ) => Error::VersionMismatch { key, expected: v.clone() },
+            (e, _) => self.err(e, what),
+        }
+    }
+}
+
+#[async_trait]
+impl StagedWrite for ObjectStaged {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.buf.extend_from_slice(&chunk);
+        promote_core::buffers::recycle(chunk);
+        if self.upload.is_none() && self.inner.multipart.is_some() && self.buf.len() as u64 > self.inner.threshold {
+            self.start_upload().await?;
+        }
+        if self.upload.is_some() {
+            let part_size = self.inner.part_size;
+            while self.buf.len() >= part_size {
+                let part = self.buf.split_to(part_size).freeze();
+                if let Err(err) = self.send_part(part).await {
+                    self.discard_upload().await;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
+        if self.upload.is_some() { self.publish_multipart(mode).await } else { self.publish_single(mode, digest).await }
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), Error> {
+        self.discard_upload().await;
+        Ok(())
+    }
+}
+
+impl Drop for ObjectStaged {
+    fn drop(&mut self) {
+        let Some(mut upload) = self.upload.take() else { return };
+        upload.tasks.abort_all();
+        let (inner, path) = (Arc::clone(&self.inner), self.path.clone());
+        // Best effort: abort in the background; `promote recover` finds what this misses.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                inner.conditions.clear(&upload.id);
+                if let Some(multipart) = &inner.multipart {
+                    let _ = multipart.abort_multipart(&path, &upload.id).await;
+                }
+                let _ = inner.store.delete(&upload.marker).await;
+            });
+        }
+    }
+}

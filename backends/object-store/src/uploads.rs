@@ -1,0 +1,165 @@
+//! Finding staged multipart uploads: promote's markers, and the server's own list.
+//!
+//! Each multipart upload promote starts gets a small marker object,
+//! `<prefix>/.promote/staging/<id-hash>.json`, naming the key, the upload id and the writer
+//! (machine boot, pid, process start). `sweep_staging` pairs markers with the server's list of
+//! in-progress uploads (ListMultipartUploads, which object_store does not expose, so it is sent
+//! here as a presigned GET), and aborts those whose writer is gone or that are older than the
+//! cut-off.
+
+use std::time::{Duration, SystemTime};
+
+use http::Method;
+use object_store::client::{HttpClient, HttpRequestBody};
+use object_store::path::Path;
+use object_store::signer::{SignedUrlOptions, Signer};
+use serde::{Deserialize, Serialize};
+
+use crate::liveness::Owner;
+
+/// What a marker says.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Marker {
+    /// The object key (full S3 key) the upload will complete to.
+    pub(crate) key: String,
+    /// The upload id.
+    pub(crate) upload_id: String,
+    /// The writer.
+    pub(crate) owner: Owner,
+}
+
+/// Where the marker of `upload_id` lives.
+pub(crate) fn marker_path(staging: &str, upload_id: &str) -> Path {
+    let hash = promote_core::Sha256::of(upload_id.as_bytes()).to_string();
+    Path::from(format!("{staging}/{}.json", &hash[..32]))
+}
+
+/// One in-progress multipart upload, as the server lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PendingUpload {
+    pub(crate) key: String,
+    pub(crate) upload_id: String,
+    pub(crate) initiated: Option<SystemTime>,
+}
+
+/// Every in-progress multipart upload whose key starts with `prefix`, following pagination.
+pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -> Result<Vec<PendingUpload>, String> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut id_marker) = (String::new(), String::new());
+    loop {
+        let mut query = vec![("uploads".to_owned(), String::new()), ("prefix".to_owned(), prefix.to_owned())];
+        if !key_marker.is_empty() {
+            query.push(("key-marker".into(), key_marker.clone()));
+            query.push(("upload-id-marker".into(), id_marker.clone()));
+        }
+        let options = SignedUrlOptions::default().with_query(query);
+        let url = signer
+            .signed_url_opts(Method::GET, &Path::default(), Duration::from_secs(300), &options)
+            .await
+            .map_err(|e| format!("signing ListMultipartUploads: {e}"))?;
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str())
+            .body(HttpRequestBody::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = http.execute(req).await.map_err(|e| format!("ListMultipartUploads: {e}"))?;
+        let status = resp.status();
+        let body = resp.into_body().bytes().await.map_err(|e| format!("ListMultipartUploads: {e}"))?;
+        let xml = String::from_utf8_lossy(&body);
+        if !status.is_success() {
+            return Err(format!(
+                "ListMultipartUploads answered {status}: {}",
+                xml.chars().take(300).collect::<String>()
+            ));
+        }
+        for upload in elements(&xml, "Upload") {
+            let (Some(key), Some(upload_id)) = (text(upload, "Key"), text(upload, "UploadId")) else { continue };
+            out.push(PendingUpload {
+                key,
+                upload_id,
+                initiated: text(upload, "Initiated").and_then(|t| parse_time(&t)),
+            });
+        }
+        if text(&xml, "IsTruncated").as_deref() != Some("true") {
+            return Ok(out);
+        }
+        key_marker = text(&xml, "NextKeyMarker").unwrap_or_default();
+        id_marker = text(&xml, "NextUploadIdMarker").unwrap_or_default();
+        if key_marker.is_empty() {
+            return Ok(out);
+        }
+    }
+}
+
+/// The inner XML of each `<tag>…</tag>` in `xml`.
+fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        out.push(&after[..end]);
+        rest = &after[end + close.len()..];
+    }
+    out
+}
+
+/// The unescaped text of the first `<tag>` in `xml`.
+fn text(xml: &str, tag: &str) -> Option<String> {
+    let raw = elements(xml, tag).into_iter().next()?;
+    Some(
+        raw.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// `2026-11-28T21:30:05.000Z` → time.
+pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.trim().trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (hh, mm) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let ss: f64 = t.next()?.split('+').next()?.parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_secs_f64(ss))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_upload_list() {
+        let xml = "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>\
+            <Upload><Key>p/a &amp; b</Key><UploadId>id1</UploadId><Initiated>2026-11-28T21:30:05.000Z</Initiated></Upload>\
+            <Upload><Key>p/c</Key><UploadId>id2</UploadId></Upload></ListMultipartUploadsResult>";
+        let uploads: Vec<_> = elements(xml, "Upload")
+            .into_iter()
+            .map(|u| (text(u, "Key").unwrap(), text(u, "UploadId").unwrap()))
+            .collect();
+        assert_eq!(uploads, [("p/a & b".to_owned(), "id1".to_owned()), ("p/c".to_owned(), "id2".to_owned())]);
+        assert_eq!(text(xml, "IsTruncated").as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn parses_s3_times() {
+        let t = parse_time("2026-11-28T21:30:05.000Z").unwrap();
+        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_795_901_405);
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(SystemTime::UNIX_EPOCH));
+        assert!(parse_time("yesterday").is_none());
+    }
+}
