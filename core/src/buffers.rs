@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::promote::CHUNK_SIZE;
 
 /// Buffers kept for reuse at most.
-const KEEP: usize = 16;
+const KEEP: usize = 4;
 
 static POOL: Mutex<Vec<BytesMut>> = Mutex::new(Vec::new());
 

@@ -5,4 +5,5 @@ mod crash;
 mod escape;
 mod put;
 mod race;
+mod s3;
 mod support;

@@ -17,6 +17,7 @@ use promote_core::{
     async_trait,
 };
 
+use crate::claims::ClaimBody;
 use crate::conditional::{ConditionalConnector, Conditions};
 use crate::config::{ConditionalWrites, S3Config};
 use crate::staged::ObjectStaged;
@@ -70,6 +71,11 @@ impl Inner {
     /// Where staging markers live.
     pub(crate) fn staging_dir(&self) -> String {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/staging"))
+    }
+
+    /// Where claims live (see `claims`).
+    pub(crate) fn claims_dir(&self) -> String {
+        self.with_prefix(&format!("{RESERVED_SEGMENT}/claims"))
     }
 
     /// Where probes write.
@@ -180,6 +186,37 @@ impl ObjectStoreBackend {
 
     fn err(&self, e: object_store::Error, key: &str, what: &str) -> Error {
         errors::map(e, self.inner.kind, key, what)
+    }
+
+    /// Claims left by writers that died between claiming a key and releasing it.
+    async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+        let dir = Path::from(self.inner.claims_dir());
+        let objects: Vec<_> = self
+            .inner
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e, dir.as_ref(), "listing claims in"))?;
+        let mut found = Vec::new();
+        for object in objects {
+            let age = SystemTime::now().duration_since(object.last_modified.into()).unwrap_or_default();
+            let Ok(got) = self.inner.store.get(&object.location).await else { continue };
+            let Ok(bytes) = got.bytes().await else { continue };
+            let alive = serde_json::from_slice::<ClaimBody>(&bytes).ok().and_then(|c| c.owner.alive());
+            let removed = (alive == Some(false) || age >= older_than) && !dry_run;
+            if removed {
+                let _ = self.inner.store.delete(&object.location).await;
+            }
+            found.push(Leftover {
+                name: format!("claim {}", object.location),
+                size: None,
+                age: Some(age),
+                live: alive == Some(true),
+                removed,
+            });
+        }
+        Ok(found)
     }
 
     /// Staging markers by upload id, with their age.
@@ -337,6 +374,7 @@ impl Backend for ObjectStoreBackend {
                 removed,
             });
         }
+        found.extend(self.sweep_claims(older_than, dry_run).await?);
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }

@@ -52,7 +52,8 @@ pub struct S3Config {
     /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
     #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
     pub part_size: u64,
-    /// Parts uploaded at once. Memory in flight is at most part_size × (upload_concurrency + 1).
+    /// Parts in memory at once, uploading or filling (at least 2 are used). Memory in flight
+    /// per object is at most part_size × upload_concurrency (default 32 MiB).
     #[serde(default = "concurrency")]
     pub upload_concurrency: usize,
     /// Time limit for one request, e.g. "5m".

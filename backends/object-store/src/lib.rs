@@ -29,9 +29,10 @@
 //!   under `<prefix>/.promote/staging/` naming its writer (machine boot, pid, start time);
 //!   `sweep_staging` lists in-progress uploads under the prefix and aborts those whose writer is
 //!   gone (same machine) or that are older than the cut-off.
-//! - Memory: at most `part_size × (upload_concurrency + 1)` bytes in flight per object.
+//! - Memory: at most `part_size × upload_concurrency` bytes in flight per object (default 32 MiB).
 
 mod backend;
+mod claims;
 mod conditional;
 mod config;
 mod errors;

@@ -13,9 +13,9 @@ use promote_core::{Bytes, Digest, Error, Key, Mode, Sha256, StagedWrite, async_t
 use tokio::task::JoinSet;
 
 use crate::backend::{DIGEST_METADATA, Inner};
-use crate::errors;
 use crate::liveness::Owner;
 use crate::uploads::{Marker, marker_path};
+use crate::{claims, errors};
 
 pub(crate) struct ObjectStaged {
     inner: Arc<Inner>,
@@ -70,9 +70,10 @@ impl ObjectStaged {
         Ok(())
     }
 
-    /// Uploads `part` as the next part, keeping at most `upload_concurrency` in flight.
+    /// Uploads `part` as the next part. At most `upload_concurrency` parts are in memory at
+    /// once: those uploading plus the one filling (at least one of each).
     async fn send_part(&mut self, part: Bytes) -> Result<(), Error> {
-        let concurrency = self.inner.concurrency;
+        let concurrency = self.inner.concurrency.saturating_sub(1).max(1);
         let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
         let path = self.path.clone();
         let upload = self.upload.as_mut().expect("an upload in progress");
@@ -152,9 +153,23 @@ impl ObjectStaged {
             Mode::Replace => {}
         }
         let (id, marker) = (upload.id.clone(), upload.marker.clone());
+        // One conditional completer at a time per key (see `claims`).
+        let claim = match mode {
+            Mode::Replace => None,
+            _ => match claims::acquire(&self.inner, &self.key).await {
+                Ok(claim) => Some(claim),
+                Err(err) => {
+                    self.discard_upload().await;
+                    return Err(err);
+                }
+            },
+        };
         let multipart = self.inner.multipart.as_ref().expect("multipart store");
         let completed = multipart.complete_multipart(&self.path, &id, parts).await;
         self.inner.conditions.clear(&id);
+        if let Some(claim) = claim {
+            claim.release(&self.inner).await;
+        }
         match completed {
             Ok(result) => {
                 self.upload = None;
@@ -167,6 +182,43 @@ impl ObjectStaged {
                 Err(err)
             }
         }
+    }
+
+    /// Buffers `data`; starts the multipart upload past the threshold, then sends each full
+    /// part. Every part gets its own allocation of exactly `part_size`, so a part in flight
+    /// pins no more memory than its own bytes.
+    async fn append(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        let part_size = self.inner.part_size;
+        if self.upload.is_none() {
+            self.buf.extend_from_slice(data);
+            if self.inner.multipart.is_none() || self.buf.len() as u64 <= self.inner.threshold {
+                return Ok(());
+            }
+            self.start_upload().await?;
+            let pending = std::mem::take(&mut self.buf);
+            data = &[];
+            for piece in pending.chunks(part_size) {
+                if piece.len() == part_size {
+                    self.send_part(Bytes::copy_from_slice(piece)).await?;
+                } else {
+                    self.buf = BytesMut::with_capacity(part_size);
+                    self.buf.extend_from_slice(piece);
+                }
+            }
+        }
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(part_size);
+            }
+            let take = (part_size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == part_size {
+                let part = std::mem::replace(&mut self.buf, BytesMut::with_capacity(part_size)).freeze();
+                self.send_part(part).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Maps a refused conditional write to what core expects.
@@ -188,22 +240,12 @@ impl ObjectStaged {
 #[async_trait]
 impl StagedWrite for ObjectStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        self.buf.extend_from_slice(&chunk);
+        let result = self.append(&chunk).await;
         promote_core::buffers::recycle(chunk);
-        if self.upload.is_none() && self.inner.multipart.is_some() && self.buf.len() as u64 > self.inner.threshold {
-            self.start_upload().await?;
+        if result.is_err() {
+            self.discard_upload().await;
         }
-        if self.upload.is_some() {
-            let part_size = self.inner.part_size;
-            while self.buf.len() >= part_size {
-                let part = self.buf.split_to(part_size).freeze();
-                if let Err(err) = self.send_part(part).await {
-                    self.discard_upload().await;
-                    return Err(err);
-                }
-            }
-        }
-        Ok(())
+        result
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {

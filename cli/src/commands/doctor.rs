@@ -82,8 +82,7 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
             .map_err(|e| e.to_string()),
     );
     for check in backend.self_check().await {
-        if check.warning_only && check.result.is_err() {
-            let detail = check.result.unwrap_err();
+        if let (true, Err(detail)) = (check.warning_only, &check.result) {
             if report.json {
                 println!("{}", json!({ "check": check.name, "ok": true, "warning": detail }));
             } else {

@@ -1,0 +1,234 @@
+//! The CLI against a real S3 server (LocalStack, started by `tests/run`): races, crashes,
+//! verification, doctor, and a server that ignores conditional writes.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use promote_tests::data;
+
+use crate::support::*;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
+}
+
+/// A fresh prefix in the test bucket, reached through `endpoint`.
+struct Bucket {
+    endpoint: String,
+    prefix: String,
+}
+
+impl Bucket {
+    fn new(name: &str) -> Self {
+        Self::at(&var("PROMOTE_TEST_S3_ENDPOINT"), name)
+    }
+
+    fn at(endpoint: &str, name: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        Self { endpoint: endpoint.to_owned(), prefix: format!("cli/{name}-{}-{nanos}", std::process::id()) }
+    }
+
+    /// `promote` configured for this bucket through the environment (as a user would).
+    fn cmd(&self, s: &Scratch, args: &[&str]) -> Command {
+        let mut cmd = s.cmd(args);
+        cmd.env("PROMOTE_BACKEND__KIND", "s3")
+            .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
+            .env("PROMOTE_BACKEND__ENDPOINT", &self.endpoint)
+            .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
+            .env("PROMOTE_BACKEND__PREFIX", &self.prefix)
+            .env("PROMOTE_BACKEND__MULTIPART_THRESHOLD", "5MiB")
+            .env("PROMOTE_BACKEND__PART_SIZE", "5MiB");
+        cmd
+    }
+
+    fn run(&self, s: &Scratch, args: &[&str]) -> std::process::Output {
+        self.cmd(s, args).output().expect("run promote")
+    }
+
+    fn get(&self, s: &Scratch, key: &str) -> Vec<u8> {
+        let out = self.run(s, &["get", key, "-"]);
+        assert_code(&out, 0);
+        out.stdout
+    }
+
+    /// Leftovers `recover --dry-run` reports.
+    fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
+        let out = self.run(s, &["recover", "--dry-run", "--json"]);
+        assert_code(&out, 0);
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+#[test]
+fn eight_processes_race_multipart_one_winner() {
+    let s = Scratch::new();
+    let b = Bucket::new("race");
+    let files: Vec<Vec<u8>> = (0..8).map(|i| data::bytes(200 + i, 32 << 20)).collect();
+    for (i, bytes) in files.iter().enumerate() {
+        s.file(&format!("f{i}"), bytes);
+    }
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            b.cmd(&s, &["put", &format!("f{i}"), "big"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let winners: Vec<usize> = (0..8).filter(|&i| code(&outs[i]) == 0).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exit codes {:?}; stderr {:?}",
+        outs.iter().map(code).collect::<Vec<_>>(),
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+        assert_code(out, 3);
+        assert!(stderr(out).contains("conflicts"), "loser {i}: {}", stderr(out));
+    }
+    assert!(b.get(&s, "big") == files[winners[0]], "the object is the winner's bytes");
+    assert!(b.leftovers(&s).is_empty(), "the losers' uploads were aborted");
+}
+
+#[test]
+fn sigkill_mid_multipart_leaves_no_object_and_recover_aborts_the_upload() {
+    let s = Scratch::new();
+    let b = Bucket::new("crash");
+    let mut child = b.cmd(&s, &["put", "-", "killed"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data::bytes(9, 16 << 20)).unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.leftovers(&s).is_empty() {
+        assert!(Instant::now() < deadline, "no multipart upload appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdin);
+    assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
+    let out = b.run(&s, &["recover"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("removed") && stdout(&out).contains("multipart upload"), "{}", stdout(&out));
+    assert!(b.leftovers(&s).is_empty());
+    assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
+}
+
+#[test]
+fn wrong_sha256_publishes_nothing_small_or_multipart() {
+    let s = Scratch::new();
+    let b = Bucket::new("verify");
+    for (name, len) in [("small", 1000), ("large", 12 << 20)] {
+        let bytes = data::bytes(10, len);
+        s.file(name, &bytes);
+        let out = b.run(&s, &["put", name, name, "--sha256", &sha(b"not these bytes")]);
+        assert_code(&out, 4);
+        assert_code(&b.run(&s, &["get", name, "-"]), 5);
+        let out = b.run(&s, &["put", name, name, "--sha256", &sha(&bytes)]);
+        assert_code(&out, 0);
+        assert!(b.get(&s, name) == bytes);
+        assert_code(&b.run(&s, &["verify", name, "--sha256", &sha(&bytes)]), 0);
+        let out = b.run(&s, &["put", name, name, "--sha256", &sha(&bytes), "--json"]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("already-present"), "{}", stdout(&out));
+    }
+    assert!(b.leftovers(&s).is_empty());
+}
+
+#[test]
+fn doctor_is_green_on_a_conditional_write_server() {
+    let s = Scratch::new();
+    let b = Bucket::new("doctor");
+    let out = b.run(&s, &["doctor"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("ok   server refuses a second create-only PUT"), "{text}");
+    assert!(text.contains("ok   server refuses a second create-only multipart completion"), "{text}");
+    assert!(text.contains("server verifies x-amz-checksum-sha256"), "{text}");
+    let out = b.run(&s, &["config", "show"]);
+    assert!(stdout(&out).contains("secret_access_key") || !stdout(&out).contains(&var("AWS_SECRET_ACCESS_KEY")));
+}
+
+#[test]
+fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
+    let s = Scratch::new();
+    let port_file = s.path().join("proxy.port");
+    let mut proxy = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
+        .arg(var("PROMOTE_TEST_S3_ENDPOINT"))
+        .arg(&port_file)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start the condition-dropping proxy");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        if let Ok(mut f) = std::fs::File::open(&port_file) {
+            let mut p = String::new();
+            f.read_to_string(&mut p).unwrap();
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let b = Bucket::at(&format!("http://127.0.0.1:{port}"), "unsafe");
+    let out = b.run(&s, &["doctor"]);
+    assert_code(&out, 1);
+    assert!(stdout(&out).contains("UNSAFE"), "{}", stdout(&out));
+
+    s.file("f", b"bytes");
+    let out = b.run(&s, &["put", "f", "k"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--replace") && stderr(&out).contains("If-None-Match"), "{}", stderr(&out));
+    assert_code(&b.run(&s, &["put", "f", "k", "--replace"]), 0);
+    drop(proxy.stdin.take());
+    proxy.wait().unwrap();
+}
+
+#[test]
+fn memory_stays_bounded_on_a_1_gib_object() {
+    let s = Scratch::new();
+    let b = Bucket::new("rss");
+    // Default part size and concurrency (8 MiB × 4 in flight).
+    let peak = |key: &str, mib: u64| {
+        let mut child = b
+            .cmd(&s, &["put", "-", key, "--size", &(mib << 20).to_string()])
+            .env_remove("PROMOTE_BACKEND__PART_SIZE")
+            .env_remove("PROMOTE_BACKEND__MULTIPART_THRESHOLD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut stdin = child.stdin.take().unwrap();
+        let block = data::bytes(11, 8 << 20);
+        let mut peak_kib = 0u64;
+        for _ in 0..mib / 8 {
+            stdin.write_all(&block).unwrap();
+            peak_kib = peak_kib.max(hwm_kib(pid));
+        }
+        drop(stdin);
+        // VmHWM is the process's own peak; read it until the process is gone.
+        while child.try_wait().unwrap().is_none() {
+            peak_kib = peak_kib.max(hwm_kib(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(child.wait().unwrap().success());
+        peak_kib / 1024
+    };
+    let small = peak("sixty-four-mib", 64);
+    let large = peak("one-gib", 1024);
+    eprintln!("peak RSS of an S3 put: 64 MiB object {small} MiB, 1 GiB object {large} MiB");
+    assert!(large <= small + 16, "memory grows with the object: {small} MiB for 64 MiB, {large} MiB for 1 GiB");
+    assert!(large < 96, "peak RSS {large} MiB");
+    let out = b.run(&s, &["ls", "--json"]);
+    assert!(stdout(&out).contains(&format!("\"size\":{}", 1u64 << 30)), "{}", stdout(&out));
+}
+
+fn hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
