@@ -91,6 +91,9 @@ pub(crate) struct PutArgs {
     /// One JSON object per promoted file on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// For a directory: files promoted at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) jobs: usize,
 }
 
 #[derive(Debug, Args)]

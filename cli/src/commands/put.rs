@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use futures_util::StreamExt;
 use promote_core::{Expected, Key, Mode, Outcome, Store};
 use tokio::io::AsyncRead;
 
@@ -27,7 +28,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         let files = files_under(&args.src)?;
         let store = settings::open(loaded).await?;
         store.check_mode(&mode)?;
-        return put_tree(loaded, &store, &args.src, &key, &files, &mode, args.json).await;
+        return put_tree(loaded, &store, &args, &key, &files, &mode).await;
     }
     let store = settings::open(loaded).await?;
     store.check_mode(&mode)?;
@@ -104,26 +105,32 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Promotes each file under `dir` to `prefix/<relative path>`; reports every failure and exits
-/// with the first failure's code.
+/// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (receipts in
+/// path order); reports every failure and exits with the first failure's code.
 async fn put_tree(
     loaded: &Loaded,
     store: &Store,
-    dir: &Path,
+    args: &PutArgs,
     prefix: &Key,
     files: &[PathBuf],
     mode: &Mode,
-    json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let (dir, json, jobs) = (args.src.as_path(), args.json, args.jobs);
+    let results = futures_util::stream::iter(files)
+        .map(|rel| async move {
+            let result = async {
+                let rel_str = rel.to_str().ok_or_else(|| usage(format!("{} is not valid UTF-8", rel.display())))?;
+                let key = Key::join(prefix, rel_str)?;
+                let file = open_source(&dir.join(rel)).await?;
+                promote_file(loaded, store, &key, file, &Expected::default(), mode.clone()).await
+            }
+            .await;
+            (rel, result)
+        })
+        .buffered(jobs.max(1));
+    let mut results = std::pin::pin!(results);
     let mut first_failure = None;
-    for rel in files {
-        let result = async {
-            let rel_str = rel.to_str().ok_or_else(|| usage(format!("{} is not valid UTF-8", rel.display())))?;
-            let key = Key::join(prefix, rel_str)?;
-            let file = open_source(&dir.join(rel)).await?;
-            promote_file(loaded, store, &key, file, &Expected::default(), mode.clone()).await
-        }
-        .await;
+    while let Some((rel, result)) = results.next().await {
         match result {
             Ok(outcome) => println!("{}", output::receipt(&outcome, json)),
             Err(err) => {
