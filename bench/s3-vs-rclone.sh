@@ -32,8 +32,15 @@ export PROMOTE_BACKEND__KIND=s3 PROMOTE_BACKEND__BUCKET=$PROMOTE_TEST_S3_BUCKET 
 export RCLONE_CONFIG_LS_TYPE=s3 RCLONE_CONFIG_LS_PROVIDER=Other RCLONE_CONFIG_LS_ENV_AUTH=false \
   RCLONE_CONFIG_LS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_LS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
   RCLONE_CONFIG_LS_ENDPOINT=$PROMOTE_TEST_S3_ENDPOINT RCLONE_CONFIG_LS_REGION=us-east-1 RCLONE_CONFIG=/dev/null
+# rclone refuses to start when AWS_CA_BUNDLE is set and the endpoint is plain http.
+unset AWS_CA_BUNDLE
 
-timed() { /usr/bin/time -f '%e %M' "$@" 2>&1 >/dev/null | tail -n 1; }
+# Prints "seconds peak-KiB"; fails the run if the command failed.
+timed() {
+  local out; out=$(/usr/bin/time -f '%x %e %M' "$@" 2>&1 >/dev/null | tail -n 1)
+  [ "${out%% *}" = 0 ] || { echo "failed: $* ($out)" >&2; exit 1; }
+  echo "${out#* }"
+}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for f in ps pb rs rb; do : > "$work/$f.t"; : > "$work/$f.m"; done
 record() { echo "$2" | awk '{print $1}' >> "$work/$1.t"; echo "$2" | awk '{print $2}' >> "$work/$1.m"; }
@@ -46,6 +53,7 @@ done
 # Check promote's objects really are there and whole.
 PROMOTE_BACKEND__PREFIX=p1 "$bin" verify big.bin --sha256 "$big_sha" >/dev/null
 [ "$(PROMOTE_BACKEND__PREFIX=p1 "$bin" ls small/ | wc -l)" = 500 ]
+[ "$(rclone lsf "ls:$PROMOTE_TEST_S3_BUCKET/r1/small" | wc -l)" = 500 ]
 
 ps=$(median < "$work/ps.t"); rs=$(median < "$work/rs.t"); pb=$(median < "$work/pb.t"); rb=$(median < "$work/rb.t")
 awk -v ps="$ps" -v rs="$rs" -v pb="$pb" -v rb="$rb" -v n="$rounds" \
