@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::client::{ClientOptions, HttpClient, HttpConnector, ReqwestConnector};
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
@@ -105,31 +105,27 @@ impl ObjectStoreBackend {
             .with_retry(retry)
             .with_allow_http(config.allow_http)
             .with_virtual_hosted_style_request(config.virtual_hosted_style);
-        if let Some(bucket) = &config.bucket {
-            builder = builder.with_bucket_name(bucket);
-        }
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &config.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(id) = &config.access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &config.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = &config.session_token {
-            builder = builder.with_token(token);
+        // Settings given in the config win over the AWS_* environment.
+        let given = [
+            (AmazonS3ConfigKey::Bucket, &config.bucket),
+            (AmazonS3ConfigKey::Endpoint, &config.endpoint),
+            (AmazonS3ConfigKey::Region, &config.region),
+            (AmazonS3ConfigKey::AccessKeyId, &config.access_key_id),
+            (AmazonS3ConfigKey::SecretAccessKey, &config.secret_access_key),
+            (AmazonS3ConfigKey::Token, &config.session_token),
+        ];
+        for (key, value) in given {
+            if let Some(value) = value {
+                builder = builder.with_config(key, value);
+            }
         }
         if config.checksum {
             builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
         }
         let bucket = builder
-            .get_config_value(&object_store::aws::AmazonS3ConfigKey::Bucket)
+            .get_config_value(&AmazonS3ConfigKey::Bucket)
             .ok_or_else(|| Error::config("backend.bucket is not set (nor AWS_BUCKET)"))?;
-        let endpoint = builder.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint);
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
         let s3 = Arc::new(builder.build().map_err(|e| Error::config(format!("S3 settings: {e}")))?);
         let http =
             ReqwestConnector::default().connect(&client).map_err(|e| Error::config(format!("HTTP client: {e}")))?;
