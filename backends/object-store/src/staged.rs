@@ -2,6 +2,7 @@
 //! ones become a multipart upload whose completion carries the condition.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use object_store::multipart::PartId;
@@ -31,6 +32,16 @@ struct Upload {
     marker: Path,
     parts: Vec<Option<PartId>>,
     tasks: JoinSet<(usize, object_store::Result<PartId>)>,
+}
+
+/// Times a write refused with 409 ConditionalRequestConflict is tried again.
+const CONFLICT_RETRIES: u32 = 6;
+
+/// S3's 409 ConditionalRequestConflict: another conditional write on the key is in flight. Not
+/// an answer about the key; retried with backoff (object_store reports it like a 412).
+fn is_conflicting_operation(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    text.contains("ConditionalRequestConflict") || text.contains("409 Conflict")
 }
 
 fn digest_attributes(sha256: &Sha256) -> Attributes {
@@ -121,9 +132,14 @@ impl ObjectStaged {
         };
         let opts = PutOptions { mode: put_mode, attributes: digest_attributes(&digest.sha256), ..Default::default() };
         let payload = PutPayload::from(std::mem::take(&mut self.buf).freeze());
-        match self.inner.store.put_opts(&self.path, payload, opts).await {
-            Ok(result) => Ok(result.e_tag),
-            Err(e) => Err(self.refused(e, mode, "publishing")),
+        let mut attempt = 0;
+        loop {
+            match self.inner.store.put_opts(&self.path, payload.clone(), opts.clone()).await {
+                Ok(result) => return Ok(result.e_tag),
+                Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(self.refused(e, mode, "publishing")),
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
     }
 
@@ -165,7 +181,14 @@ impl ObjectStaged {
             },
         };
         let multipart = self.inner.multipart.as_ref().expect("multipart store");
-        let completed = multipart.complete_multipart(&self.path, &id, parts).await;
+        let mut attempt = 0;
+        let completed = loop {
+            match multipart.complete_multipart(&self.path, &id, parts.clone()).await {
+                Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+                done => break done,
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        };
         self.inner.conditions.clear(&id);
         if let Some(claim) = claim {
             claim.release(&self.inner).await;
