@@ -47,7 +47,9 @@ impl LocalStaged {
     /// Closes the queue and waits for the writer: the file, fully written.
     async fn finish_writing(&mut self) -> Result<File, Error> {
         self.queue = None;
-        let worker = self.worker.take().expect("writer already finished");
+        let Some(worker) = self.worker.take() else {
+            return Err(Error::io("the staged writer already stopped", std::io::ErrorKind::BrokenPipe.into()));
+        };
         let context = || format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name));
         match worker.await {
             Ok(Ok(file)) => Ok(file),
@@ -67,7 +69,12 @@ impl LocalStaged {
 #[async_trait]
 impl StagedWrite for LocalStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        let queue = self.queue.as_ref().expect("write after finish");
+        let Some(queue) = self.queue.as_ref() else {
+            return Err(Error::io(
+                format!("writing staged data for {:?}: the staged write already failed", self.key),
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
+        };
         if queue.send(chunk).await.is_ok() {
             return Ok(());
         }

@@ -184,28 +184,32 @@ impl ObjectStoreBackend {
         errors::map(e, self.inner.kind, key, what)
     }
 
-    /// Claims left by writers that died between claiming a key and releasing it.
-    async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
-        let dir = Path::from(self.inner.claims_dir());
-        let objects: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e, dir.as_ref(), "listing claims in"))?;
-        let mut found = Vec::new();
+    /// Every small bookkeeping object under `dir` (claims, markers): path, age and contents.
+    async fn bookkeeping(&self, dir: String, what: &str) -> Result<Vec<(Path, Duration, bytes::Bytes)>, Error> {
+        let dir = Path::from(dir);
+        let objects: Vec<_> =
+            self.inner.store.list(Some(&dir)).try_collect().await.map_err(|e| self.err(e, dir.as_ref(), what))?;
+        let mut out = Vec::new();
         for object in objects {
             let age = SystemTime::now().duration_since(object.last_modified.into()).unwrap_or_default();
             let Ok(got) = self.inner.store.get(&object.location).await else { continue };
             let Ok(bytes) = got.bytes().await else { continue };
+            out.push((object.location, age, bytes));
+        }
+        Ok(out)
+    }
+
+    /// Claims left by writers that died between claiming a key and releasing it.
+    async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+        let mut found = Vec::new();
+        for (path, age, bytes) in self.bookkeeping(self.inner.claims_dir(), "listing claims in").await? {
             let alive = serde_json::from_slice::<ClaimBody>(&bytes).ok().and_then(|c| c.owner.alive());
             let removed = (alive == Some(false) || age >= older_than) && !dry_run;
             if removed {
-                let _ = self.inner.store.delete(&object.location).await;
+                let _ = self.inner.store.delete(&path).await;
             }
             found.push(Leftover {
-                name: format!("claim {}", object.location),
+                name: format!("claim {path}"),
                 size: None,
                 age: Some(age),
                 live: alive == Some(true),
@@ -217,24 +221,13 @@ impl ObjectStoreBackend {
 
     /// Staging markers by upload id, with their age.
     async fn markers(&self) -> Result<HashMap<String, (Path, Marker, Duration)>, Error> {
-        let dir = Path::from(self.inner.staging_dir());
         let mut out = HashMap::new();
-        let objects: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e, dir.as_ref(), "listing staging markers in"))?;
-        for object in objects {
-            let age = SystemTime::now().duration_since(object.last_modified.into()).unwrap_or_default();
-            let Ok(got) = self.inner.store.get(&object.location).await else { continue };
-            let Ok(bytes) = got.bytes().await else { continue };
+        for (path, age, bytes) in self.bookkeeping(self.inner.staging_dir(), "listing staging markers in").await? {
             match serde_json::from_slice::<Marker>(&bytes) {
                 Ok(marker) => {
-                    out.insert(marker.upload_id.clone(), (object.location, marker, age));
+                    out.insert(marker.upload_id.clone(), (path, marker, age));
                 }
-                Err(_) => tracing::warn!(marker = %object.location, "unreadable staging marker"),
+                Err(_) => tracing::warn!(marker = %path, "unreadable staging marker"),
             }
         }
         Ok(out)
