@@ -80,6 +80,7 @@ pub use mode::{Capabilities, Mode};
 pub use outcome::{Outcome, Receipt};
 pub use promote::CHUNK_SIZE;
 pub use registry::{BackendConfig, Registry};
+pub use spool::sweep_spool;
 pub use staged::Staged;
 pub use store::Store;
 pub use verify::{Digest, Digester, Expected, ParseSha256Error, Sha256};

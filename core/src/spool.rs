@@ -8,6 +8,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use crate::backend::Leftover;
 use crate::error::Error;
 use crate::key::Key;
 use crate::mode::Mode;
@@ -37,7 +38,7 @@ impl Store {
     {
         self.check_mode(&mode)?;
         let spool_err = |e| Error::io(format!("spooling {key:?} in {}", spool_dir.display()), e);
-        let spool = tempfile::Builder::new().prefix(".promote-spool-").tempfile_in(spool_dir).map_err(spool_err)?;
+        let spool = tempfile::Builder::new().prefix(SPOOL_PREFIX).tempfile_in(spool_dir).map_err(spool_err)?;
         let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
         let mut digester = Digester::new();
         loop {
@@ -63,4 +64,38 @@ impl Store {
         file.rewind().await.map_err(spool_err)?;
         self.promote_reader(key, file, &Expected::exactly(digest), mode).await
     }
+}
+
+/// Name prefix of spool files.
+const SPOOL_PREFIX: &str = ".promote-spool-";
+
+/// Spool files in `dir` that a killed process left behind: those untouched for `older_than`
+/// (spool files carry no lock, so age is the only sign of an abandoned one). Removes them
+/// unless `dry_run`.
+///
+/// # Errors
+///
+/// [`Error::Io`] when `dir` cannot be listed.
+pub fn sweep_spool(dir: &Path, older_than: std::time::Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+    let list_err = |e| Error::io(format!("listing the spool directory {}", dir.display()), e);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list_err)? {
+        let entry = entry.map_err(list_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = entry.metadata() else { continue };
+        if !name.starts_with(SPOOL_PREFIX) || !meta.is_file() {
+            continue;
+        }
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+        let removed = age >= older_than && !dry_run && std::fs::remove_file(entry.path()).is_ok();
+        found.push(Leftover {
+            name: entry.path().display().to_string(),
+            size: Some(meta.len()),
+            age: Some(age),
+            // Spool files carry no lock: one written to recently is presumed to be in use.
+            live: age < older_than,
+            removed,
+        });
+    }
+    Ok(found)
 }

@@ -82,3 +82,24 @@ fn recover_reports_and_removes_a_dead_writers_staging() {
     assert!(stdout(&out).contains("\"removed\""), "{}", stdout(&out));
     assert!(s.staging_files().is_empty());
 }
+
+#[test]
+fn recover_removes_old_spool_files_and_keeps_fresh_ones() {
+    let s = Scratch::new();
+    let spool = s.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let old = spool.join(".promote-spool-old");
+    let fresh = spool.join(".promote-spool-fresh");
+    let unrelated = spool.join("keep-me");
+    for path in [&old, &fresh, &unrelated] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for path in [&old, &unrelated] {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(two_hours_ago).unwrap();
+    }
+    let out = s.cmd(&["recover"]).env("PROMOTE_SPOOL_DIR", &spool).output().unwrap();
+    assert_code(&out, 0);
+    assert!(!old.exists(), "an abandoned spool file is removed: {}", stdout(&out));
+    assert!(fresh.exists() && unrelated.exists(), "fresh spool files and other files are kept");
+}

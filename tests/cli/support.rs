@@ -33,6 +33,10 @@ impl Scratch {
                 cmd.env_remove(name);
             }
         }
+        // Spool files stay in the scratch dir, so tests never see each other's.
+        let spool = self.path().join(".spool");
+        std::fs::create_dir_all(&spool).expect("spool dir");
+        cmd.env("PROMOTE_SPOOL_DIR", spool);
         cmd
     }
 

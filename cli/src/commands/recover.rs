@@ -10,7 +10,10 @@ use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let store = settings::open(loaded).await?;
-    let leftovers = store.sweep_staging(args.older_than, args.dry_run).await?;
+    let mut leftovers = store.sweep_staging(args.older_than, args.dry_run).await?;
+    // Spool copies (streaming = false) of killed processes, by age.
+    let spool_dir = loaded.spool_dir();
+    leftovers.extend(promote_core::sweep_spool(&spool_dir, args.older_than, args.dry_run)?);
     let (mut removed, mut kept, mut freed) = (0, 0, 0);
     for l in &leftovers {
         let verb = match (l.removed, args.dry_run) {
