@@ -74,8 +74,8 @@ impl Staged {
     /// [`Error::SizeMismatch`]/[`Error::DigestMismatch`] when the bytes are not what was
     /// expected; [`Error::Conflict`] when create-only finds different bytes at the key;
     /// [`Error::Unsupported`] when the backend does not offer `mode`; backend errors.
-    pub async fn promote(self, expected: &Expected, mode: Mode) -> Result<Outcome, Error> {
-        let digest = self.digester.clone().finish();
+    pub async fn promote(mut self, expected: &Expected, mode: Mode) -> Result<Outcome, Error> {
+        let digest = std::mem::take(&mut self.digester).finish();
         self.promote_digested(digest, expected, mode).await
     }
 
