@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use promote_core::Error;
 
+use crate::output::{CLOSED_PIPE_EXIT, ClosedPipe};
+
 // 0: promoted, already present, or the command did what it was asked (ExitCode::SUCCESS).
 /// `doctor` found a problem (details above the summary).
 pub(crate) const CHECK_FAILED: u8 = 1;
@@ -54,24 +56,32 @@ pub(crate) fn code(err: &anyhow::Error) -> u8 {
     IO
 }
 
-/// Prints `promote: error: …` (the whole cause chain on one line) and returns its exit code.
+/// Prints `promote: error: …` (the whole cause chain on one line) and returns its exit code. A
+/// closed stdout is no error to print: the command ends quietly (see [`ClosedPipe`]).
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|cause| cause.is::<ClosedPipe>()) {
+        return ExitCode::from(CLOSED_PIPE_EXIT);
+    }
     eprintln!("promote: error: {}", one_line(err));
     ExitCode::from(code(err))
 }
 
-/// The cause chain on one line, without repeating a cause a message already includes.
+/// The cause chain on one line, without repeating a cause a message already includes. A
+/// configuration error keeps its own line breaks (a TOML syntax error's line, column and caret).
 pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
-        let text = cause.to_string();
+        let mut text = cause.to_string().trim_end().to_owned();
         if line.contains(&text) {
             continue;
+        }
+        if !matches!(cause.downcast_ref::<Error>(), Some(Error::Config { .. })) {
+            text = text.replace('\n', " ");
         }
         if !line.is_empty() {
             line.push_str(": ");
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    line
 }

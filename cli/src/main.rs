@@ -24,8 +24,56 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime")),
     };
-    match runtime.block_on(commands::run(args)) {
-        Ok(code) => code,
-        Err(err) => exit::report(&err),
+    let code = runtime.block_on(async {
+        let code = tokio::select! {
+            result = commands::run(args) => match result {
+                Ok(code) => code,
+                Err(err) => exit::report(&err),
+            },
+            signal = interrupted() => {
+                // The command's future is dropped here: its staged writes discard themselves.
+                eprintln!("promote: interrupted by {}; staged data discarded, nothing published", signal.name);
+                ExitCode::from(signal.exit)
+            }
+        };
+        // Clean-up handed off by dropped handles (aborting uploads, releasing claims).
+        let left = promote_core::cleanup::settle(CLEANUP_LIMIT).await;
+        if left > 0 {
+            eprintln!("promote: {left} clean-up(s) did not finish in time; `promote recover` removes what they leave");
+        }
+        code
+    });
+    code
+}
+
+/// How long an exiting command waits for background clean-up.
+const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A signal that ends the command, and the exit status a shell would report for it.
+struct Interrupt {
+    name: &'static str,
+    exit: u8,
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If the handlers cannot be installed, never resolves
+/// (the default disposition then applies).
+#[cfg(unix)]
+async fn interrupted() -> Interrupt {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => Interrupt { name: "SIGINT", exit: 130 },
+        _ = term.recv() => Interrupt { name: "SIGTERM", exit: 143 },
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+async fn interrupted() -> Interrupt {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => Interrupt { name: "Ctrl-C", exit: 130 },
+        Err(_) => std::future::pending().await,
     }
 }

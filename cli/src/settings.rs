@@ -46,6 +46,7 @@ fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Bool(bool),
         Int(i64),
         Str(String),
+        Other(figment::value::Value),
     }
     match Raw::deserialize(d)? {
         Raw::Bool(b) => Ok(b),
@@ -57,6 +58,9 @@ fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
             _ => Err(serde::de::Error::custom(format!("{s:?} is not a boolean (use true or false)"))),
         },
         Raw::Int(n) => Err(serde::de::Error::custom(format!("{n} is not a boolean (use true or false)"))),
+        Raw::Other(value) => {
+            Err(serde::de::Error::custom(format!("expected a boolean (true or false), found {}", value.to_actual())))
+        }
     }
 }
 
@@ -105,17 +109,50 @@ fn config_file(global: &Global) -> anyhow::Result<Option<PathBuf>> {
     }
 }
 
+/// The top-level settings an environment variable may set (`PROMOTE_<NAME>` or
+/// `PROMOTE_<NAME>__<FIELD>`). Every other `PROMOTE_*` variable is left alone, so a CI variable
+/// that happens to share the prefix (`PROMOTE_TO_PROD`) breaks nothing.
+const ENV_SETTINGS: &[&str] = &["streaming", "spool_dir", "backend"];
+
+/// Variables with the prefix that are not settings: the config file's name, the log level, the
+/// test suite's own.
+const ENV_RESERVED: &[&str] = &["config", "log"];
+
+/// The setting `PROMOTE_<rest>` maps to, `None` for a variable that is not ours, or an error for
+/// a near-miss of a known setting (`PROMOTE_STREAMNG`), naming the variable and the setting.
+fn env_setting(var: &str) -> Result<Option<String>, String> {
+    let Some(rest) = var.strip_prefix("PROMOTE_") else { return Ok(None) };
+    let key = rest.to_ascii_lowercase();
+    if key == "enable_streaming" {
+        return Ok(Some("streaming".into()));
+    }
+    if ENV_RESERVED.contains(&key.as_str()) || key.starts_with("test_") {
+        return Ok(None);
+    }
+    let head = key.split("__").next().unwrap_or_default();
+    if ENV_SETTINGS.contains(&head) {
+        return Ok(Some(key.replace("__", ".")));
+    }
+    match ENV_SETTINGS.iter().find(|known| strsim::damerau_levenshtein(head, known) <= 2) {
+        Some(known) => Err(format!(
+            "environment variable {var} looks like a misspelling of the setting `{known}` (PROMOTE_{}); rename or unset it",
+            known.to_ascii_uppercase()
+        )),
+        None => Ok(None),
+    }
+}
+
 /// The environment layer: `PROMOTE_BACKEND__ROOT` → `backend.root`, `PROMOTE_ENABLE_STREAMING` →
-/// `streaming`. `PROMOTE_CONFIG` names the file and `PROMOTE_TEST_*` belong to the test suite.
-fn environment() -> Env {
-    Env::prefixed("PROMOTE_").filter_map(|key| {
-        let key = key.as_str().to_ascii_lowercase();
-        if key == "config" || key.starts_with("test_") {
-            return None;
+/// `streaming`; only variables that map to settings (see [`env_setting`]).
+fn environment() -> anyhow::Result<Env> {
+    for (var, _) in std::env::vars_os() {
+        if let Some(var) = var.to_str() {
+            env_setting(var).map_err(Error::config)?;
         }
-        let key = if key == "enable_streaming" { "streaming".to_owned() } else { key.replace("__", ".") };
-        Some(key.into())
-    })
+    }
+    Ok(Env::prefixed("PROMOTE_").filter_map(|key| {
+        env_setting(&format!("PROMOTE_{}", key.as_str().to_ascii_uppercase())).ok().flatten().map(Into::into)
+    }))
 }
 
 /// The env var that sets `path`.
@@ -133,7 +170,7 @@ pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
     if let Some(path) = config_file(global)? {
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(environment());
+    figment = figment.merge(environment()?);
     let mut flags = serde_json::Map::new();
     let mut backend = serde_json::Map::new();
     if let Some(kind) = &global.backend {

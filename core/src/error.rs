@@ -156,26 +156,52 @@ impl Error {
         let messages: Vec<String> = err
             .into_iter()
             .map(|e| {
-                let mut line = e.kind.to_string();
                 let path = e.path.join(".");
                 let sep = if prefix.is_empty() || path.is_empty() { "" } else { "." };
                 let key = format!("{prefix}{sep}{path}");
-                if !key.is_empty() {
-                    line.push_str(&format!(" for key `{key}`"));
+                let what = describe(&e.kind, &key);
+                match &e.metadata {
+                    Some(meta) => format!("{}: {what}", origin(meta, &key)),
+                    None => what,
                 }
-                if let Some(meta) = &e.metadata {
-                    match &meta.source {
-                        Some(source) => line.push_str(&format!(" in {source} ({})", meta.name)),
-                        None if meta.name.contains("environment") && !key.is_empty() => {
-                            let var = key.replace('.', "__").to_uppercase();
-                            line.push_str(&format!(" in environment variable PROMOTE_{var}"));
-                        }
-                        None => line.push_str(&format!(" in {}", meta.name)),
-                    }
-                }
-                line
             })
             .collect();
         Self::config(messages.join("; "))
+    }
+}
+
+/// Where a value at `key` came from, for an error message: `promote.toml (TOML file)`,
+/// `environment variable PROMOTE_BACKEND__ROOT`, or the layer's name.
+pub(crate) fn origin(meta: &figment::Metadata, key: &str) -> String {
+    match &meta.source {
+        Some(source) => format!("{source} ({})", meta.name),
+        None if meta.name.contains("environment") && !key.is_empty() => {
+            format!("environment variable PROMOTE_{}", key.replace('.', "__").to_uppercase())
+        }
+        None => meta.name.to_string(),
+    }
+}
+
+/// One figment problem in words: the key, what was wrong, and for a misspelt key the nearest
+/// known one.
+fn describe(kind: &figment::error::Kind, key: &str) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(found, known) => {
+            let nearest = known
+                .iter()
+                .map(|k| (strsim::damerau_levenshtein(found, k), *k))
+                .filter(|(distance, _)| *distance <= 2)
+                .min();
+            let hint = nearest.map(|(_, k)| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+            format!("unknown key `{key}`{hint}; known keys here: {}", known.join(", "))
+        }
+        Kind::InvalidType(actual, expected) => format!("`{key}` must be {expected}, not {actual}"),
+        Kind::MissingField(field) => {
+            let sep = if key.is_empty() { "" } else { "." };
+            format!("missing key `{key}{sep}{field}`")
+        }
+        other if key.is_empty() => other.to_string(),
+        other => format!("`{key}`: {other}"),
     }
 }

@@ -61,6 +61,7 @@
 
 mod backend;
 pub mod buffers;
+pub mod cleanup;
 mod error;
 mod key;
 mod mode;

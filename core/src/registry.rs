@@ -77,8 +77,10 @@ impl Registry {
     pub fn load(&self, figment: &Figment) -> Result<Box<dyn BackendConfig>, Error> {
         let kind: String = figment.extract_inner("backend.kind").map_err(|e| Error::from_figment(e, "backend.kind"))?;
         let Some(load) = self.kinds.get(kind.as_str()) else {
-            let source =
-                figment.find_metadata("backend.kind").map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            let source = figment
+                .find_metadata("backend.kind")
+                .map(|m| format!(" (from {})", crate::error::origin(m, "backend.kind")))
+                .unwrap_or_default();
             let known: Vec<_> = self.kinds().collect();
             return Err(Error::config(format!(
                 "unknown backend kind {kind:?}{source}; known kinds: {}",

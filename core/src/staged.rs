@@ -41,7 +41,7 @@ pub struct Staged {
 
 impl Staged {
     pub(crate) fn new(key: Key, store: Store, inner: Box<dyn StagedWrite>) -> Self {
-        tracing::debug!(key = %key, backend = store.backend().kind(), "staged");
+        tracing::info!(key = %key, backend = store.backend().kind(), "staged");
         Self { key, store, inner, digester: Digester::new(), started: Instant::now() }
     }
 
@@ -99,7 +99,7 @@ impl Staged {
             aborted(&key, &digest, started, &err);
             return Err(err);
         }
-        tracing::debug!(key = %key, bytes = digest.size, sha256 = %digest.sha256, "verified");
+        tracing::info!(key = %key, bytes = digest.size, sha256 = %digest.sha256, "verified");
         let receipt = |version| Receipt { key: key.clone(), size: digest.size, sha256: digest.sha256, version };
         match inner.publish(&mode, &digest).await {
             Ok(version) => {

@@ -2,6 +2,7 @@
 
 mod config;
 mod crash;
+mod daily;
 mod escape;
 mod put;
 mod race;

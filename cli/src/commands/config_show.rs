@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use crate::output::out;
 use crate::settings::{Loaded, effective, is_secret, source_of};
 
 const REDACTED: &str = "***redacted***";
@@ -19,11 +20,11 @@ pub(crate) fn run(loaded: &Loaded, as_json: bool) -> anyhow::Result<ExitCode> {
         if as_json {
             out.insert(path, json!({ "value": value, "source": source }));
         } else {
-            println!("{:<40} # {source}", format!("{path} = {value}"));
+            out!("{:<40} # {source}", format!("{path} = {value}"));
         }
     }
     if as_json {
-        println!("{}", Value::Object(out));
+        out!("{}", Value::Object(out));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,11 +9,14 @@ use serde_json::json;
 
 use crate::args::DoctorArgs;
 use crate::exit;
+use crate::output::{self, out};
 use crate::settings::{self, Loaded};
 
 struct Report {
     json: bool,
     failures: usize,
+    /// Set when stdout was closed; the command then stops quietly.
+    closed: Option<anyhow::Error>,
 }
 
 impl Report {
@@ -23,17 +26,20 @@ impl Report {
         if !ok {
             self.failures += 1;
         }
-        if self.json {
-            println!("{}", json!({ "check": name, "ok": ok, "detail": detail }));
+        let written = if self.json {
+            output::write_line(format_args!("{}", json!({ "check": name, "ok": ok, "detail": detail })))
         } else {
-            println!("{} {name}: {detail}", if ok { "ok  " } else { "FAIL" });
+            output::write_line(format_args!("{} {name}: {detail}", if ok { "ok  " } else { "FAIL" }))
+        };
+        if let Err(err) = written {
+            self.closed.get_or_insert(err);
         }
         ok
     }
 }
 
 pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let mut report = Report { json: args.json, failures: 0 };
+    let mut report = Report { json: args.json, failures: 0, closed: None };
     let kind = loaded.backend.to_value().get("kind").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
     let path = if loaded.settings.streaming { "streaming" } else { "spool" };
     report.check("config", Ok(format!("backend kind {kind}, {path} path")));
@@ -84,9 +90,9 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     for check in backend.self_check().await {
         if let (true, Err(detail)) = (check.warning_only, &check.result) {
             if report.json {
-                println!("{}", json!({ "check": check.name, "ok": true, "warning": detail }));
+                out!("{}", json!({ "check": check.name, "ok": true, "warning": detail }));
             } else {
-                println!("warn {}: {detail}", check.name);
+                out!("warn {}: {detail}", check.name);
             }
         } else {
             report.check(&check.name, check.result);
@@ -95,14 +101,17 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     if caps.create_refused.is_none() {
         probe(&store, &mut report).await;
     }
+    if let Some(err) = report.closed {
+        return Err(err);
+    }
     if report.failures == 0 {
         if !report.json {
-            println!("all checks passed");
+            out!("all checks passed");
         }
         Ok(ExitCode::SUCCESS)
     } else {
         if !report.json {
-            println!("{} check(s) failed", report.failures);
+            out!("{} check(s) failed", report.failures);
         }
         Ok(ExitCode::from(exit::CHECK_FAILED))
     }

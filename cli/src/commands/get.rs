@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{parse_key, usage};
 use crate::args::GetArgs;
+use crate::output;
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -19,9 +20,9 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
         while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk?).await?;
+            out.write_all(&chunk?).await.map_err(output::stdout_error)?;
         }
-        out.flush().await?;
+        out.flush().await.map_err(output::stdout_error)?;
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };

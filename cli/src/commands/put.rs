@@ -9,6 +9,7 @@ use tokio::io::AsyncRead;
 
 use super::{parse_key, usage};
 use crate::args::PutArgs;
+use crate::output::out;
 use crate::settings::{self, Loaded};
 use crate::{exit, output};
 
@@ -38,7 +39,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         let file = open_source(&args.src).await?;
         promote_file(loaded, &store, &key, file, &expected, mode).await?
     };
-    println!("{}", output::receipt(&outcome, args.json));
+    out!("{}", output::receipt(&outcome, args.json));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -132,7 +133,7 @@ async fn put_tree(
     let mut first_failure = None;
     while let Some((rel, result)) = results.next().await {
         match result {
-            Ok(outcome) => println!("{}", output::receipt(&outcome, json)),
+            Ok(outcome) => out!("{}", output::receipt(&outcome, json)),
             Err(err) => {
                 let err = err.context(format!("{}", dir.join(rel).display()));
                 eprintln!("promote: error: {}", exit::one_line(&err));

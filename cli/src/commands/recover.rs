@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::args::RecoverArgs;
 use crate::output::bytes;
+use crate::output::out;
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<ExitCode> {
@@ -29,12 +30,12 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
         }
         if args.json {
             let v = json!({ "action": verb, "name": l.name, "size": l.size, "idle_seconds": l.age.map(|a| a.as_secs()), "live_writer": l.live });
-            println!("{v}");
+            out!("{v}");
         } else {
             let idle =
                 l.age.map(|a| humantime::format_duration(std::time::Duration::from_secs(a.as_secs())).to_string());
             let owner = if l.live { "a live writer holds it" } else { "its writer is gone" };
-            println!(
+            out!(
                 "{verb:<12} {}  ({}, idle {}, {owner})",
                 l.name,
                 l.size.map_or("size unknown".into(), bytes),
@@ -43,7 +44,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
         }
     }
     if !args.json {
-        println!(
+        out!(
             "{} leftover(s) found in {}: {removed} removed ({}), {kept} kept",
             leftovers.len(),
             store.backend().location(),

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::parse_key;
 use crate::args::VerifyArgs;
+use crate::output::out;
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -22,9 +23,9 @@ pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<Exi
     if args.json {
         let v = json!({ "key": key.as_str(), "size": digest.size, "sha256": digest.sha256.to_string(),
                         "stored_sha256": meta.sha256.map(|s| s.to_string()), "verified_against": against });
-        println!("{v}");
+        out!("{v}");
     } else {
-        println!("verified {key}  {} bytes  sha256:{}  (checked against {against})", digest.size, digest.sha256);
+        out!("verified {key}  {} bytes  sha256:{}  (checked against {against})", digest.size, digest.sha256);
     }
     Ok(ExitCode::SUCCESS)
 }
