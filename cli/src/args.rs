@@ -53,13 +53,17 @@ pub(crate) struct Global {
 pub(crate) enum Command {
     /// Promote a file (or `-` for stdin, or a directory, recursively) to KEY.
     Put(PutArgs),
-    /// Copy the object at KEY to DEST (or `-` for stdout), verifying its stored digest.
+    /// Copy the object at KEY to DEST (or `-` for stdout), or every object under PREFIX/ into
+    /// DIR with -r, verifying each against its stored digest.
     Get(GetArgs),
-    /// Re-read the object at KEY, recompute its SHA-256 and compare it with the stored one.
+    /// Re-read the object at KEY (or every object under PREFIX/ with -r), recompute its SHA-256
+    /// and compare it with the stored one.
     Verify(VerifyArgs),
-    /// List objects, optionally under PREFIX.
+    /// List objects under PREFIX, one level (directories end in `/`), or all with -r.
     Ls(LsArgs),
-    /// Remove the object at KEY.
+    /// Size, stored SHA-256, version and modification time of the object at KEY.
+    Stat(StatArgs),
+    /// Remove objects: KEY…, or every object under PREFIX/ with -r.
     Rm(RmArgs),
     /// Remove staging data left behind by crashed or abandoned writers.
     Recover(RecoverArgs),
@@ -79,8 +83,8 @@ pub(crate) struct PutArgs {
     /// Refuse unless the bytes have this SHA-256 (64 hex digits).
     #[arg(long, value_name = "HEX")]
     pub(crate) sha256: Option<Sha256>,
-    /// Refuse unless the bytes are exactly N long.
-    #[arg(long, value_name = "N")]
+    /// Refuse unless the bytes are exactly this long: bytes, or with a unit (1KiB, 8MiB, 2GB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) size: Option<u64>,
     /// Overwrite an existing object atomically instead of refusing.
     #[arg(long)]
@@ -88,12 +92,23 @@ pub(crate) struct PutArgs {
     /// Overwrite only if the object is still at this version (compare-and-swap).
     #[arg(long, value_name = "VERSION", conflicts_with = "replace")]
     pub(crate) if_version: Option<String>,
-    /// One JSON object per promoted file on stdout.
+    /// One JSON object per file on stdout (failures too).
     #[arg(long)]
     pub(crate) json: bool,
-    /// For a directory: files promoted at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub(crate) jobs: usize,
+    /// For a directory: files promoted at once (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
+    /// For a directory: follow symbolic links (default: skip them, with a notice).
+    #[arg(short = 'L', long)]
+    pub(crate) follow_symlinks: bool,
+    /// No summary line (receipts and errors still print).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+/// A size: bytes, or a number with a unit (`1KiB`, `8MiB`, `2GB`), as in the config file.
+fn parse_size(text: &str) -> Result<u64, String> {
+    promote_core::size::parse(text)
 }
 
 #[derive(Debug, Args)]
@@ -102,15 +117,25 @@ pub(crate) struct GetArgs {
     pub(crate) key: String,
     /// A file path, an existing directory, or `-` for stdout.
     pub(crate) dest: PathBuf,
-    /// Replace DEST if it exists.
+    /// Replace DEST if it exists; read an object modified since promotion anyway (checked
+    /// against its size only).
     #[arg(long)]
     pub(crate) force: bool,
+    /// KEY is a prefix (`papers/`): copy every object under it into the directory DEST.
+    #[arg(short, long)]
+    pub(crate) recursive: bool,
+    /// With -r: no summary line.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// The object's key.
+    /// The object's key (with -r: a prefix).
     pub(crate) key: String,
+    /// KEY is a prefix: verify every object under it and print a summary.
+    #[arg(short, long)]
+    pub(crate) recursive: bool,
     /// Also require this SHA-256.
     #[arg(long, value_name = "HEX")]
     pub(crate) sha256: Option<Sha256>,
@@ -127,12 +152,40 @@ pub(crate) struct LsArgs {
     /// One JSON object per key.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Size, SHA-256 (when stored) and modification time, in columns.
+    #[arg(short, long)]
+    pub(crate) long: bool,
+    /// Every key under PREFIX, not one level.
+    #[arg(short, long)]
+    pub(crate) recursive: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatArgs {
+    /// The object's key.
+    pub(crate) key: String,
+    /// Print as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RmArgs {
-    /// The object's key.
-    pub(crate) key: String,
+    /// Keys to remove (with -r: prefixes).
+    #[arg(required = true)]
+    pub(crate) keys: Vec<String>,
+    /// Remove every object under each PREFIX.
+    #[arg(short, long)]
+    pub(crate) recursive: bool,
+    /// With -r and an empty prefix (`""`): remove everything in the store.
+    #[arg(long, requires = "recursive")]
+    pub(crate) all: bool,
+    /// A missing key is not an error.
+    #[arg(short, long)]
+    pub(crate) force: bool,
+    /// One JSON object per removed key.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

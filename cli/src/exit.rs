@@ -37,7 +37,9 @@ pub(crate) fn code_for(err: &Error) -> u8 {
     match err {
         Error::InvalidKey { .. } | Error::Unsupported { .. } | Error::Config { .. } => USAGE,
         Error::AlreadyExists { .. } | Error::Conflict { .. } | Error::VersionMismatch { .. } => CONFLICT,
-        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => VERIFY,
+        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Damaged { .. } | Error::Modified { .. } => {
+            VERIFY
+        }
         Error::NotFound { .. } => NOT_FOUND,
         _ => IO,
     }
@@ -83,5 +85,19 @@ pub(crate) fn one_line(err: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
+    if let Some(hint) = hint(err)
+        && !line.contains("--")
+    {
+        line.push_str(hint);
+    }
     line
+}
+
+/// What to do about an error, where the CLI has a flag for it.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    match err.chain().find_map(|cause| cause.downcast_ref::<Error>())? {
+        Error::Conflict { .. } => Some(" (pass --replace to overwrite it)"),
+        Error::VersionMismatch { .. } => Some(" (`promote stat KEY` shows the current version)"),
+        _ => None,
+    }
 }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime")),
     };
-    let code = runtime.block_on(async {
+    runtime.block_on(async {
         let code = tokio::select! {
             result = commands::run(args) => match result {
                 Ok(code) => code,
@@ -42,8 +42,7 @@ fn main() -> ExitCode {
             eprintln!("promote: {left} clean-up(s) did not finish in time; `promote recover` removes what they leave");
         }
         code
-    });
-    code
+    })
 }
 
 /// How long an exiting command waits for background clean-up.

@@ -39,16 +39,19 @@ pub(crate) fn receipt(outcome: &Outcome, json: bool) -> String {
     }
 }
 
-/// `1.5 MiB`-style sizes.
+/// `1.5 MiB`-style sizes: the one way sizes print for humans (JSON has exact bytes).
 pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    promote_core::size::format(n)
+}
+
+/// A path or name as printed: control characters escaped (`\n`, `\u{1b}`), the rest as is.
+pub(crate) fn shown(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// [`shown`] for a path.
+pub(crate) fn path(p: &std::path::Path) -> String {
+    shown(&p.to_string_lossy())
 }
 
 /// Standard output was closed by its reader (`promote ls | head -1`). Not a failure to report:

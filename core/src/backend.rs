@@ -5,7 +5,7 @@
 //! already-present/conflict decision live in core ([`Store`](crate::Store)), once.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,6 +29,12 @@ pub struct Meta {
     /// An opaque version (ETag, inode and mtime, …) usable with
     /// [`Mode::ReplaceIfVersion`] where the backend offers it.
     pub version: Option<String>,
+    /// When the object was last written, where the backend knows.
+    pub modified: Option<SystemTime>,
+    /// A digest was stored when the object was promoted, but the object has changed since
+    /// (by something other than promote), so `sha256` is `None`: reads report it as modified
+    /// rather than verified.
+    pub changed_since_promotion: bool,
 }
 
 /// One listed object.

@@ -78,6 +78,23 @@ pub enum Error {
         /// Which backend, and why if useful.
         backend: String,
     },
+    /// A stored object's bytes are not what its stored digest (or the caller) says they are:
+    /// it was damaged or changed after it was promoted. Nothing was changed by the read.
+    #[error("{key:?}: the stored object does not match {detail}")]
+    Damaged {
+        /// The key read.
+        key: String,
+        /// What it was checked against and what was found.
+        detail: String,
+    },
+    /// The object was changed by something other than promote since it was promoted (local:
+    /// its size or modification time differ from those recorded with its digest), so its
+    /// stored digest no longer vouches for it.
+    #[error("{key:?} was modified since it was promoted; its stored digest no longer applies")]
+    Modified {
+        /// The key.
+        key: String,
+    },
     /// No object at that key.
     #[error("key {key:?} not found")]
     NotFound {

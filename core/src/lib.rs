@@ -68,6 +68,7 @@ mod mode;
 mod outcome;
 mod promote;
 pub mod registry;
+pub mod size;
 mod spool;
 mod staged;
 mod store;

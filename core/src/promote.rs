@@ -63,6 +63,9 @@ impl Store {
         mode: Mode,
     ) -> Result<Outcome, Error> {
         self.check_mode(&mode)?;
+        if let Some(outcome) = self.already_present(key, expected, &mode).await? {
+            return Ok(outcome);
+        }
         let mut staged = self.stage(key, expected).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
         let (read_key, limits) = (key.clone(), *expected);
@@ -121,6 +124,9 @@ impl Store {
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
         self.check_mode(&mode)?;
+        if let Some(outcome) = self.already_present(key, expected, &mode).await? {
+            return Ok(outcome);
+        }
         let mut chunks = std::pin::pin!(chunks);
         let mut staged = self.stage(key, expected).await?;
         while let Some(next) = chunks.next().await {

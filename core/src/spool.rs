@@ -37,6 +37,9 @@ impl Store {
         R: tokio::io::AsyncRead + Unpin + Send,
     {
         self.check_mode(&mode)?;
+        if let Some(outcome) = self.already_present(key, expected, &mode).await? {
+            return Ok(outcome);
+        }
         let spool_err = |e| Error::io(format!("spooling {key:?} in {}", spool_dir.display()), e);
         let spool = tempfile::Builder::new().prefix(SPOOL_PREFIX).tempfile_in(spool_dir).map_err(spool_err)?;
         let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);

@@ -7,6 +7,7 @@ use crate::backend::{Backend, ByteStream, Entry, Leftover, Meta};
 use crate::error::Error;
 use crate::key::Key;
 use crate::mode::Mode;
+use crate::outcome::{Outcome, Receipt};
 use crate::staged::Staged;
 use crate::verify::{Digest, Expected};
 
@@ -102,6 +103,29 @@ impl Store {
 
     /// A create-only publish found `key` taken: identical bytes are success (returns the
     /// existing version), anything else is a conflict.
+    /// For a create-only promotion whose SHA-256 is known up front: if the key already holds
+    /// exactly that (its stored digest and size say so), the outcome without reading a byte of
+    /// the source. A rerun of `put --sha256` costs one `head`.
+    pub(crate) async fn already_present(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        mode: &Mode,
+    ) -> Result<Option<Outcome>, Error> {
+        let (Mode::Create, Some(sha256)) = (mode, expected.sha256) else { return Ok(None) };
+        let meta = match self.backend.head(key).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if meta.sha256 != Some(sha256) || expected.size.is_some_and(|size| size != meta.size) {
+            return Ok(None);
+        }
+        tracing::info!(key = %key, bytes = meta.size, sha256 = %sha256, "already-present (by its stored digest)");
+        let receipt = Receipt { key: key.clone(), size: meta.size, sha256, version: meta.version };
+        Ok(Some(Outcome::AlreadyPresent(receipt)))
+    }
+
     pub(crate) async fn resolve_taken(&self, key: &Key, digest: &Digest) -> Result<Option<String>, Error> {
         let conflict = |detail: String| Error::Conflict { key: key.to_string(), detail };
         let meta = match self.backend.head(key).await {

@@ -22,6 +22,19 @@ impl Store {
     /// [`Error::NotFound`] and backend errors.
     pub async fn read_verified(&self, key: &Key) -> Result<(Meta, ByteStream), Error> {
         let meta = self.head(key).await?;
+        if meta.changed_since_promotion {
+            return Err(Error::Modified { key: key.to_string() });
+        }
+        self.read_checked(key, meta).await
+    }
+
+    /// Like [`Store::read_verified`], for an object already known (by `meta`) — also one
+    /// modified since promotion, whose bytes are then checked against its size only.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] and backend errors.
+    pub async fn read_checked(&self, key: &Key, meta: Meta) -> Result<(Meta, ByteStream), Error> {
         let inner = self.read(key).await?;
         let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
         let stream = Verifying { key: key.clone(), inner, expected, digester: Some(Digester::new()) };
@@ -50,10 +63,28 @@ impl Store {
     /// [`Error::DigestMismatch`]/[`Error::SizeMismatch`] naming the key; [`Error::NotFound`].
     pub async fn verify(&self, key: &Key, expected: &Expected) -> Result<(Meta, Digest), Error> {
         let meta = self.head(key).await?;
+        if meta.changed_since_promotion {
+            return Err(Error::Modified { key: key.to_string() });
+        }
         let digest = self.digest_of(key).await?;
-        Expected { size: Some(meta.size), sha256: meta.sha256 }.check(key, &digest)?;
-        expected.check(key, &digest)?;
+        Expected { size: Some(meta.size), sha256: meta.sha256 }
+            .check(key, &digest)
+            .map_err(|e| damaged(e, "its stored size and digest"))?;
+        expected.check(key, &digest).map_err(|e| damaged(e, "what was expected"))?;
         Ok((meta, digest))
+    }
+}
+
+/// A mismatch found on reading a stored object: the object is damaged, nothing was published.
+fn damaged(err: Error, against: &str) -> Error {
+    match err {
+        Error::DigestMismatch { key, expected, actual } => {
+            Error::Damaged { key, detail: format!("{against}: expected sha256 {expected}, read {actual}") }
+        }
+        Error::SizeMismatch { key, expected, actual } => {
+            Error::Damaged { key, detail: format!("{against}: expected {expected} bytes, read {actual}") }
+        }
+        other => other,
     }
 }
 
@@ -82,7 +113,7 @@ impl Stream for Verifying {
             Poll::Ready(None) => {
                 let digest = this.digester.take().map(Digester::finish);
                 match digest.map(|d| this.expected.check(&this.key, &d)) {
-                    Some(Err(err)) => Poll::Ready(Some(Err(err))),
+                    Some(Err(err)) => Poll::Ready(Some(Err(damaged(err, "its stored size and digest")))),
                     _ => Poll::Ready(None),
                 }
             }

@@ -45,7 +45,7 @@ fn a_closed_pipe_ends_put_and_ls_quietly_and_leaves_no_staging() {
     // Fill the store so that a listing overflows the pipe, then list into a closed pipe.
     let out = s.cmd(&["put", "d", "all"]).env("PROMOTE_BACKEND__DURABILITY", "none").output().unwrap();
     assert_code(&out, 0);
-    for args in [&["ls", "--json"][..], &["ls"][..]] {
+    for args in [&["ls", "-r", "--json"][..], &["ls", "-r"][..]] {
         let mut child = s.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();

@@ -81,7 +81,7 @@ fn directory_put_get_verify_ls_rm() {
     let out = s.run(&["put", "src", "set"]);
     assert_code(&out, 0);
     assert_eq!(stdout(&out).lines().count(), 2);
-    let out = s.run(&["ls", "set/"]);
+    let out = s.run(&["ls", "-r", "set/"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("set/one.txt") && stdout(&out).contains("set/sub/two.txt"));
 

@@ -17,7 +17,7 @@ use rustix::io::Errno;
 use crate::config::{Durability, LocalConfig};
 use crate::root::{Root, io_err};
 use crate::writer::LocalStaged;
-use crate::{list, staging, stored_digest};
+use crate::{list, prune, staging, stored_digest};
 
 /// Objects as files under a root directory. See the crate docs for the guarantees.
 #[derive(Clone, Debug)]
@@ -135,8 +135,19 @@ impl Backend for LocalBackend {
         self.blocking(move |inner| {
             let file = open_object(&inner.root, &key)?;
             let st = rustix::fs::fstat(&file).map_err(|e| io_err(format!("inspecting {key:?}"), e))?;
-            let sha256 = if inner.xattrs { stored_digest::load(&file, &st) } else { None };
-            Ok(Meta { size: st.st_size as u64, sha256, version: Some(version(&st)) })
+            let recorded = if inner.xattrs { stored_digest::load(&file, &st) } else { stored_digest::Recorded::Absent };
+            let modified = std::time::UNIX_EPOCH
+                .checked_add(std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32));
+            Ok(Meta {
+                size: st.st_size as u64,
+                changed_since_promotion: recorded == stored_digest::Recorded::Stale,
+                sha256: match recorded {
+                    stored_digest::Recorded::Valid(sha256) => Some(sha256),
+                    _ => None,
+                },
+                version: Some(version(&st)),
+                modified,
+            })
         })
         .await
     }
@@ -179,9 +190,12 @@ impl Backend for LocalBackend {
                 Err(Errno::NOENT) => return Err(Error::NotFound { key: key.to_string() }),
                 Err(e) => return Err(io_err(format!("removing {key:?}"), e)),
             }
-            if inner.config.durability == Durability::Full {
+            let sync = inner.config.durability == Durability::Full;
+            if sync {
                 rustix::fs::fsync(&parent).map_err(|e| io_err(format!("fsync after removing {key:?}"), e))?;
             }
+            drop(parent);
+            prune::empty_dirs(&inner.root, &key, sync);
             Ok(())
         })
         .await

@@ -31,6 +31,7 @@
 mod backend;
 mod config;
 mod list;
+mod prune;
 mod publish;
 mod root;
 mod staging;

@@ -28,13 +28,29 @@ pub(crate) fn store(file: &File, digest: &Digest, st: &Stat) -> Result<bool, Err
     }
 }
 
-/// The stored digest, if there is one and it still describes the file.
-pub(crate) fn load(file: &File, st: &Stat) -> Option<Sha256> {
+/// What the file's record says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// A digest that still describes the file.
+    Valid(Sha256),
+    /// A digest was recorded, but the file's size or mtime changed since.
+    Stale,
+    /// No record (never stored, or no xattrs here).
+    Absent,
+}
+
+/// The stored digest, and whether it still describes the file.
+pub(crate) fn load(file: &File, st: &Stat) -> Recorded {
     let mut buf = Vec::with_capacity(160);
-    rustix::fs::fgetxattr(file, NAME, spare(&mut buf)).ok()?;
-    let text = std::str::from_utf8(&buf).ok()?;
-    let sha256: Sha256 = text.split(' ').nth(1)?.parse().ok()?;
-    (text == value(&sha256, st)).then_some(sha256)
+    if rustix::fs::fgetxattr(file, NAME, spare(&mut buf)).is_err() {
+        return Recorded::Absent;
+    }
+    let parsed = std::str::from_utf8(&buf).ok().and_then(|text| Some((text, text.split(' ').nth(1)?.parse().ok()?)));
+    match parsed {
+        Some((text, sha256)) if text == value(&sha256, st) => Recorded::Valid(sha256),
+        Some(_) => Recorded::Stale,
+        None => Recorded::Absent,
+    }
 }
 
 fn spare(buf: &mut Vec<u8>) -> rustix::buffer::SpareCapacity<'_, u8> {

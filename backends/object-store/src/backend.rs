@@ -269,7 +269,13 @@ impl Backend for ObjectStoreBackend {
             .map_err(|e| self.err(e, key.as_str(), "reading metadata of"))?;
         let sha256 =
             got.attributes.get(&Attribute::Metadata(DIGEST_METADATA.into())).and_then(|v| v.as_ref().parse().ok());
-        Ok(Meta { size: got.meta.size, sha256, version: got.meta.e_tag })
+        Ok(Meta {
+            size: got.meta.size,
+            sha256,
+            version: got.meta.e_tag,
+            modified: Some(got.meta.last_modified.into()),
+            changed_since_promotion: false,
+        })
     }
 
     async fn read(&self, key: &Key) -> Result<ByteStream, Error> {

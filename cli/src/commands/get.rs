@@ -1,21 +1,29 @@
-//! `promote get KEY DEST`: copy out, verifying the stored digest; DEST appears only when whole.
+//! `promote get KEY DEST` and `promote get -r PREFIX/ DIR`: copy out, verifying each object
+//! against its stored digest; a file appears at its destination only when whole and verified.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use futures_util::StreamExt;
-use promote_core::Error;
+use promote_core::{Error, Key, Meta, Store};
 use tokio::io::AsyncWriteExt;
 
 use super::{parse_key, usage};
 use crate::args::GetArgs;
-use crate::output;
+use crate::exit;
+use crate::output::{self, out};
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCode> {
+    if args.recursive {
+        return get_tree(loaded, &args).await;
+    }
     let key = parse_key(&args.key)?;
     let store = settings::open(loaded).await?;
-    let (_, mut stream) = store.read_verified(&key).await?;
+    let (_, mut stream) = open(&store, &key, args.force).await?;
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
@@ -26,10 +34,36 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
-    if !args.force && dest.exists() {
+    write_file(&key, stream, &dest, args.force).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The object's verified stream. An object modified since promotion is refused unless
+/// `force`, and then checked against its size only (said on stderr).
+async fn open(store: &Store, key: &Key, force: bool) -> anyhow::Result<(Meta, promote_core::ByteStream)> {
+    match store.read_verified(key).await {
+        Err(Error::Modified { .. }) if force => {
+            let meta = store.head(key).await?;
+            eprintln!(
+                "promote: warning: {key} was modified since it was promoted; copied, checked against its size only"
+            );
+            Ok(store.read_checked(key, meta).await?)
+        }
+        Err(err @ Error::Modified { .. }) => {
+            Err(anyhow::Error::new(err).context("refusing to copy it out (pass --force to copy it anyway)"))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Writes the stream to a hidden temp file next to `dest`, fsyncs it, then moves it into place
+/// (never over an existing file unless `force`). The file gets the mode `cp` would give a new
+/// file: 0666 less the umask.
+async fn write_file(key: &Key, mut stream: promote_core::ByteStream, dest: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && dest.exists() {
         return Err(Error::Conflict {
             key: key.to_string(),
-            detail: format!("{} exists; pass --force to replace it", dest.display()),
+            detail: format!("{} exists; pass --force to replace it", output::path(dest)),
         }
         .into());
     }
@@ -39,17 +73,68 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".promote-get-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
-        .map_err(|e| usage(format!("cannot write in {}: {e}", dir.display())))?;
-    let context = |e: std::io::Error| Error::io(format!("writing {}", dest.display()), e);
+        .map_err(|e| usage(format!("cannot write in {}: {e}", output::path(&dir))))?;
+    let context = |e: std::io::Error| Error::io(format!("writing {}", output::path(dest)), e);
     while let Some(chunk) = stream.next().await {
         tmp.write_all(&chunk?).map_err(context)?;
     }
     tmp.as_file().sync_all().map_err(context)?;
-    if args.force {
-        tmp.persist(&dest).map_err(|e| context(e.error))?;
+    if force {
+        tmp.persist(dest).map_err(|e| context(e.error))?;
     } else {
-        tmp.persist_noclobber(&dest).map_err(|e| context(e.error))?;
+        tmp.persist_noclobber(dest).map_err(|e| context(e.error))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Every object under the prefix KEY into the directory DEST, keeping the part of each key
+/// after the prefix's last `/` as its relative path.
+async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
+    if args.dest.as_os_str() == "-" {
+        return Err(usage("get -r copies into a directory, not to stdout"));
+    }
+    let store = settings::open(loaded).await?;
+    let entries = store.list(&args.key).await?;
+    if entries.is_empty() {
+        return Err(Error::NotFound { key: args.key.clone() }.into());
+    }
+    let base = args.key.rfind('/').map_or(0, |i| i + 1);
+    let started = Instant::now();
+    let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
+    for entry in &entries {
+        let dest: PathBuf = args.dest.join(&entry.key.as_str()[base..]);
+        let result = async {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", output::path(parent)), e))?;
+            }
+            let (meta, stream) = open(&store, &entry.key, args.force).await?;
+            write_file(&entry.key, stream, &dest, args.force).await?;
+            anyhow::Ok(meta.size)
+        }
+        .await;
+        match result {
+            Ok(size) => {
+                copied += 1;
+                bytes += size;
+                out!("copied {}  {}  {}", entry.key, output::bytes(size), output::path(&dest));
+            }
+            Err(err) => {
+                eprintln!("promote: error: {}", exit::one_line(&err));
+                first_failure.get_or_insert(exit::code(&err));
+            }
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "get: {} objects: {copied} copied, {} failed; {} in {:.1}s",
+            entries.len(),
+            entries.len() as u64 - copied,
+            output::bytes(bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
 }

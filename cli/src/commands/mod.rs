@@ -7,6 +7,7 @@ mod ls;
 mod put;
 mod recover;
 mod rm;
+mod stat;
 mod verify;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => get::run(&loaded, args).await,
         Command::Verify(args) => verify::run(&loaded, args).await,
         Command::Ls(args) => ls::run(&loaded, args).await,
+        Command::Stat(args) => stat::run(&loaded, args).await,
         Command::Rm(args) => rm::run(&loaded, args).await,
         Command::Recover(args) => recover::run(&loaded, args).await,
         Command::Doctor(args) => doctor::run(&loaded, args).await,

@@ -1,20 +1,50 @@
-//! `promote put SRC KEY`: stream, verify, promote.
+//! `promote put SRC KEY`: stream, verify, promote. SRC may be a file, `-` (stdin) or a
+//! directory (every file under it, KEY as the prefix).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use promote_core::{Expected, Key, Mode, Outcome, Store};
+use serde_json::json;
 use tokio::io::AsyncRead;
 
 use super::{parse_key, usage};
 use crate::args::PutArgs;
-use crate::output::out;
+use crate::exit;
+use crate::output::{self, out};
 use crate::settings::{self, Loaded};
-use crate::{exit, output};
+
+/// Where a put lands: one key, or (for a directory, or a file put to `dir/`) under a prefix.
+enum Target {
+    /// Exactly this key.
+    Key(Key),
+    /// Under this prefix (`None`: the top of the store, from KEY `/` or `""`).
+    Prefix(Option<Key>),
+}
+
+/// KEY as typed: `a/b` is a key, `a/b/` a prefix (as rclone and `aws s3` read it), `/` or an
+/// empty string the top of the store.
+fn target(key: &str) -> anyhow::Result<Target> {
+    Ok(match key {
+        "" | "/" => Target::Prefix(None),
+        k if k.ends_with('/') => Target::Prefix(Some(parse_key(k.trim_end_matches('/'))?)),
+        k => Target::Key(parse_key(k)?),
+    })
+}
+
+/// `rel` under `prefix`.
+fn under(prefix: &Option<Key>, rel: &str) -> Result<Key, promote_core::Error> {
+    match prefix {
+        Some(prefix) => Key::join(prefix, rel),
+        None => Key::new(rel),
+    }
+}
 
 pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCode> {
-    let key = parse_key(&args.key)?;
+    let target = target(&args.key)?;
     let mode = match (&args.if_version, args.replace) {
         (Some(v), _) => Mode::ReplaceIfVersion(v.clone()),
         (None, true) => Mode::Replace,
@@ -26,11 +56,24 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         if expected != Expected::default() {
             return Err(usage("--sha256 and --size apply to a single file, not to a directory"));
         }
-        let files = files_under(&args.src)?;
+        let prefix = match target {
+            Target::Key(key) => Some(key),
+            Target::Prefix(prefix) => prefix,
+        };
+        let files = files_under(&args.src, args.follow_symlinks)?;
         let store = settings::open(loaded).await?;
         store.check_mode(&mode)?;
-        return put_tree(loaded, &store, &args, &key, &files, &mode).await;
+        return put_tree(loaded, &store, &args, &prefix, &files, &mode).await;
     }
+    let key = match target {
+        Target::Key(key) => key,
+        Target::Prefix(prefix) => {
+            let name = args.src.file_name().and_then(|n| n.to_str()).filter(|_| !is_stdin);
+            let name =
+                name.ok_or_else(|| usage("a KEY ending in `/` needs a named source file to take the name from"))?;
+            under(&prefix, name)?
+        }
+    };
     let store = settings::open(loaded).await?;
     store.check_mode(&mode)?;
     let outcome = if is_stdin {
@@ -44,7 +87,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
 }
 
 async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {
-    tokio::fs::File::open(path).await.map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
+    tokio::fs::File::open(path).await.map_err(|e| usage(format!("cannot read {}: {e}", output::path(path))))
 }
 
 /// The streaming path or the spool path, as configured.
@@ -82,23 +125,38 @@ async fn promote_file(
     }
 }
 
-/// Every regular file under `dir`, relative, sorted; symlinks are skipped with a warning.
-fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Every regular file under `dir`, relative, sorted. Symbolic links are skipped with a notice,
+/// or followed with `follow` (a directory reached twice, through a loop, is read once).
+fn files_under(dir: &Path, follow: bool) -> anyhow::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let unreadable = |path: &Path, e: std::io::Error| usage(format!("cannot read {}: {e}", output::path(path)));
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let here = dir.join(&rel);
-        let entries = std::fs::read_dir(&here).map_err(|e| usage(format!("cannot read {}: {e}", here.display())))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| usage(format!("cannot read {}: {e}", here.display())))?;
-            let kind = entry.file_type().map_err(|e| usage(format!("cannot read {}: {e}", entry.path().display())))?;
+        let meta = std::fs::metadata(&here).map_err(|e| unreadable(&here, e))?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&here).map_err(|e| unreadable(&here, e))? {
+            let entry = entry.map_err(|e| unreadable(&here, e))?;
+            let path = entry.path();
+            let mut kind = entry.file_type().map_err(|e| unreadable(&path, e))?;
+            if kind.is_symlink() {
+                if !follow {
+                    eprintln!("promote: skipping symbolic link {} (pass -L to follow links)", output::path(&path));
+                    continue;
+                }
+                kind = std::fs::metadata(&path).map_err(|e| unreadable(&path, e))?.file_type();
+            }
             let rel = rel.join(entry.file_name());
             if kind.is_dir() {
                 stack.push(rel);
             } else if kind.is_file() {
                 out.push(rel);
             } else {
-                tracing::warn!(path = %entry.path().display(), "skipping: not a regular file");
+                eprintln!("promote: skipping {}: not a regular file", output::path(&path));
             }
         }
     }
@@ -107,39 +165,70 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (receipts in
-/// path order); reports every failure and exits with the first failure's code.
+/// path order); reports every failure and exits with the first failure's code; ends with a
+/// summary line on stderr.
 async fn put_tree(
     loaded: &Loaded,
     store: &Store,
     args: &PutArgs,
-    prefix: &Key,
+    prefix: &Option<Key>,
     files: &[PathBuf],
     mode: &Mode,
 ) -> anyhow::Result<ExitCode> {
-    let (dir, json, jobs) = (args.src.as_path(), args.json, args.jobs);
+    let (dir, json) = (args.src.as_path(), args.json);
+    let started = Instant::now();
     let results = futures_util::stream::iter(files)
         .map(|rel| async move {
             let result = async {
-                let rel_str = rel.to_str().ok_or_else(|| usage(format!("{} is not valid UTF-8", rel.display())))?;
-                let key = Key::join(prefix, rel_str)?;
+                let rel_str = rel.to_str().ok_or_else(|| usage("the file name is not valid UTF-8"))?;
+                if rel_str.contains('\\') {
+                    return Err(usage("the file name contains a backslash, which keys cannot"));
+                }
+                let key = under(prefix, rel_str)?;
                 let file = open_source(&dir.join(rel)).await?;
                 promote_file(loaded, store, &key, file, &Expected::default(), mode.clone()).await
             }
             .await;
             (rel, result)
         })
-        .buffered(jobs.max(1));
+        .buffered(usize::from(args.jobs));
     let mut results = std::pin::pin!(results);
+    let (mut promoted, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;
     while let Some((rel, result)) = results.next().await {
         match result {
-            Ok(outcome) => out!("{}", output::receipt(&outcome, json)),
+            Ok(outcome) => {
+                match outcome {
+                    Outcome::Promoted(_) => promoted += 1,
+                    Outcome::AlreadyPresent(_) => present += 1,
+                }
+                bytes += outcome.receipt().size;
+                out!("{}", output::receipt(&outcome, json));
+            }
             Err(err) => {
-                let err = err.context(format!("{}", dir.join(rel).display()));
+                failed += 1;
+                let path = dir.join(rel);
+                let err = err.context(output::path(&path));
+                let code = exit::code(&err);
+                if json {
+                    let line = exit::one_line(&err);
+                    out!(
+                        "{}",
+                        json!({ "outcome": "failed", "path": path.to_string_lossy(), "error": line, "exit": code })
+                    );
+                }
                 eprintln!("promote: error: {}", exit::one_line(&err));
-                first_failure.get_or_insert(exit::code(&err));
+                first_failure.get_or_insert(code);
             }
         }
+    }
+    if !args.quiet {
+        eprintln!(
+            "put: {} files: {promoted} promoted, {present} already present, {failed} failed; {} in {:.1}s",
+            files.len(),
+            output::bytes(bytes),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
 }

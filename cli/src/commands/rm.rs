@@ -1,16 +1,63 @@
-//! `promote rm KEY`.
+//! `promote rm KEY…`, `promote rm -r PREFIX/…`.
 
 use std::process::ExitCode;
 
-use super::parse_key;
+use promote_core::{Error, Key, Store};
+use serde_json::json;
+
+use super::{parse_key, usage};
 use crate::args::RmArgs;
+use crate::exit;
 use crate::output::out;
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let key = parse_key(&args.key)?;
+    // Every argument is checked before anything is removed.
+    let mut keys = Vec::new();
+    for arg in &args.keys {
+        if args.recursive {
+            if arg.is_empty() && !args.all {
+                return Err(usage("rm -r with an empty prefix would remove everything; add --all if you mean it"));
+            }
+            continue;
+        }
+        keys.push(parse_key(arg)?);
+    }
     let store = settings::open(loaded).await?;
-    store.delete(&key).await?;
-    out!("removed {key}");
-    Ok(ExitCode::SUCCESS)
+    if args.recursive {
+        for prefix in &args.keys {
+            let listed = store.list(prefix).await?;
+            if listed.is_empty() && !args.force {
+                return Err(Error::NotFound { key: prefix.clone() }.into());
+            }
+            keys.extend(listed.into_iter().map(|e| e.key));
+        }
+    }
+    let mut first_failure = None;
+    for key in &keys {
+        match remove(&store, key, args.force || args.recursive).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(err) => {
+                eprintln!("promote: error: {}", exit::one_line(&err));
+                first_failure.get_or_insert(exit::code(&err));
+                continue;
+            }
+        }
+        if args.json {
+            out!("{}", json!({ "removed": key.as_str() }));
+        } else {
+            out!("removed {key}");
+        }
+    }
+    Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+/// Removes `key`: `Ok(true)` when removed; with `missing_ok`, `Ok(false)` when it was not there.
+async fn remove(store: &Store, key: &Key, missing_ok: bool) -> anyhow::Result<bool> {
+    match store.delete(key).await {
+        Ok(()) => Ok(true),
+        Err(Error::NotFound { .. }) if missing_ok => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }

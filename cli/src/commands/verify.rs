@@ -1,31 +1,80 @@
-//! `promote verify KEY`: re-read, recompute, compare.
+//! `promote verify KEY`, `promote verify -r PREFIX/`: re-read, recompute, compare.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
-use promote_core::Expected;
+use promote_core::{Digest, Expected, Key, Meta, Store};
 use serde_json::json;
 
 use super::parse_key;
 use crate::args::VerifyArgs;
-use crate::output::out;
+use crate::exit;
+use crate::output::{self, out};
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let key = parse_key(&args.key)?;
+    let expected = Expected { size: None, sha256: args.sha256 };
+    if !args.recursive {
+        let key = parse_key(&args.key)?;
+        let store = settings::open(loaded).await?;
+        let (meta, digest) = store.verify(&key, &expected).await?;
+        print(&key, &meta, &digest, &args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = settings::open(loaded).await?;
-    let (meta, digest) = store.verify(&key, &Expected { size: None, sha256: args.sha256 }).await?;
+    let started = Instant::now();
+    let (mut ok, mut failed, mut bytes, mut first_failure) = (0u64, 0u64, 0u64, None);
+    for entry in store.list(&args.key).await? {
+        match verify_one(&store, &entry.key, &expected).await {
+            Ok((meta, digest)) => {
+                ok += 1;
+                bytes += digest.size;
+                print(&entry.key, &meta, &digest, &args)?;
+            }
+            Err(err) => {
+                failed += 1;
+                let code = exit::code(&err);
+                if args.json {
+                    out!(
+                        "{}",
+                        json!({ "key": entry.key.as_str(), "ok": false, "error": exit::one_line(&err), "exit": code })
+                    );
+                }
+                eprintln!("promote: error: {}", exit::one_line(&err));
+                first_failure.get_or_insert(code);
+            }
+        }
+    }
+    eprintln!(
+        "verify: {} objects under {:?}: {ok} verified, {failed} failed; {} in {:.1}s",
+        ok + failed,
+        args.key,
+        output::bytes(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+async fn verify_one(store: &Store, key: &Key, expected: &Expected) -> anyhow::Result<(Meta, Digest)> {
+    Ok(store.verify(key, expected).await?)
+}
+
+fn print(key: &Key, meta: &Meta, digest: &Digest, args: &VerifyArgs) -> anyhow::Result<()> {
     let against = match (meta.sha256.is_some(), args.sha256.is_some()) {
         (true, true) => "the stored digest and --sha256",
         (true, false) => "the stored digest",
         (false, true) => "--sha256 (no digest is stored)",
-        (false, false) => "nothing: no digest is stored and no --sha256 was given",
+        (false, false) => "its size only: no digest is stored and no --sha256 was given",
     };
+    let verified = meta.sha256.is_some() || args.sha256.is_some();
     if args.json {
-        let v = json!({ "key": key.as_str(), "size": digest.size, "sha256": digest.sha256.to_string(),
-                        "stored_sha256": meta.sha256.map(|s| s.to_string()), "verified_against": against });
+        let v = json!({ "key": key.as_str(), "ok": true, "verified": verified, "size": digest.size,
+                        "sha256": digest.sha256.to_string(),
+                        "stored_sha256": meta.sha256.map(|s| s.to_string()), "checked_against": against });
         out!("{v}");
     } else {
-        out!("verified {key}  {} bytes  sha256:{}  (checked against {against})", digest.size, digest.sha256);
+        let word = if verified { "verified" } else { "read" };
+        out!("{word} {key}  {}  sha256:{}  (checked against {against})", output::bytes(digest.size), digest.sha256);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,0 +1,58 @@
+//! Sizes as people write them: `512`, `1KiB`, `8MiB`, `2GB` — one parser for the config file
+//! and the command line.
+
+/// Parses bytes, or a number with a unit: `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000),
+/// `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), case-insensitive, a space allowed before it.
+///
+/// # Errors
+///
+/// A message naming the text when it is not a size or overflows 64 bits.
+pub fn parse(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a size like 1048576, \"512KiB\" or \"8MiB\"");
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    digits.parse::<u64>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(bad)
+}
+
+/// `1.5 MiB`-style sizes for humans (exact bytes below 1 KiB).
+pub fn format(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse("1KiB"), Ok(1024));
+        assert_eq!(parse("8 MiB"), Ok(8 << 20));
+        assert_eq!(parse("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse("17"), Ok(17));
+        assert!(parse("1.5MiB").is_err());
+        assert!(parse("MiB").is_err());
+        assert!(parse("99999999999TiB").is_err());
+        assert_eq!(format(1536), "1.5 KiB");
+        assert_eq!(format(12), "12 B");
+    }
+}
