@@ -137,6 +137,18 @@ pub trait ControlStore: Send + Sync + fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, Error>;
 }
 
+/// Where claims live, as a control-object prefix.
+pub const CLAIMS_PREFIX: &str = "claims/";
+
+/// The name of the claim a backend takes to serialize its completions on `key`:
+/// `claims/<first 32 hex digits of the key's SHA-256>.json`. One convention for every backend,
+/// so two backends over the same storage (S3 through object_store, later OpenDAL) exclude each
+/// other.
+pub fn key_claim_name(key: &crate::Key) -> String {
+    let hash = crate::Sha256::of(key.as_str().as_bytes()).to_string();
+    format!("{CLAIMS_PREFIX}{}.json", &hash[..32])
+}
+
 /// A local wall clock. The claim protocol never decides with it (ages come from the server);
 /// it only stamps records for humans. Injectable so tests can skew it.
 pub trait Clock: Send + Sync + fmt::Debug {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -18,7 +19,6 @@ use promote_core::{
     async_trait,
 };
 
-use crate::claims::CLAIMS;
 use crate::conditional::{ConditionalConnector, Conditions};
 use crate::control::ObjectControl;
 use crate::config::{ConditionalWrites, S3Config};
@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) part_size: usize,
     pub(crate) concurrency: usize,
     pub(crate) create_refused: Option<String>,
+    /// The server answered 501 to `If-Match` on DELETE (see `control`).
+    pub(crate) delete_ignores_if_match: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -149,6 +151,7 @@ impl ObjectStoreBackend {
             part_size: config.part_size as usize,
             concurrency: config.upload_concurrency,
             create_refused: None,
+            delete_ignores_if_match: AtomicBool::new(false),
         };
         inner.create_refused = match config.conditional_writes {
             ConditionalWrites::Trust => None,
@@ -178,6 +181,7 @@ impl ObjectStoreBackend {
                 part_size: 8 << 20,
                 concurrency: 1,
                 create_refused: None,
+                delete_ignores_if_match: AtomicBool::new(false),
             }),
         }
     }
@@ -205,7 +209,7 @@ impl ObjectStoreBackend {
     /// only if unchanged since read, judged by the server's clock (see `promote_core::claims`).
     async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         let control = Arc::new(ObjectControl::new(Arc::clone(&self.inner)));
-        promote_core::Claims::new(control).sweep(CLAIMS, older_than, dry_run).await
+        promote_core::Claims::new(control).sweep(promote_core::claims::CLAIMS_PREFIX, older_than, dry_run).await
     }
 
     /// Staging markers by upload id, with their age.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::ObjectStoreExt;
-use promote_core::claims::{Claims, HeldClaim};
+use promote_core::claims::{Claims, HeldClaim, key_claim_name};
 use promote_core::{Error, Key, Mode};
 
 use crate::backend::Inner;
@@ -34,14 +34,6 @@ const PATIENCE: Duration = Duration::from_secs(20 * 60);
 /// How often a waiting writer looks again.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The claims directory, as a control-object prefix.
-pub(crate) const CLAIMS: &str = "claims/";
-
-/// The name of `key`'s completion claim.
-pub(crate) fn claim_name(key: &Key) -> String {
-    let hash = promote_core::Sha256::of(key.as_str().as_bytes()).to_string();
-    format!("{CLAIMS}{}.json", &hash[..32])
-}
 
 /// Takes `key`'s claim for a `mode` completion, waiting for another holder if needed, and keeps
 /// it renewed in the background.
@@ -53,7 +45,7 @@ pub(crate) fn claim_name(key: &Key) -> String {
 /// takes longer than PATIENCE.
 pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Result<HeldClaim, Error> {
     let claims = Claims::new(Arc::new(ObjectControl::new(Arc::clone(inner))));
-    let name = claim_name(key);
+    let name = key_claim_name(key);
     let started = tokio::time::Instant::now();
     loop {
         match claims.try_acquire(&name, LEASE).await {

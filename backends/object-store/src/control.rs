@@ -10,7 +10,8 @@
 //! - **remove** re-reads the object and compares its ETag, then sends DELETE with
 //!   `If-Match: <etag>` (a presigned request). AWS S3 honours `If-Match` on DeleteObject (since
 //!   2024), so there the delete itself is conditional and the re-read only saves a request when
-//!   the claim has moved on. A server that ignores the header (LocalStack, for one) deletes
+//!   the claim has moved on. A server that refuses the header (LocalStack answers 501
+//!   NotImplemented; the backend then remembers and sends plain DELETEs) or ignores it deletes
 //!   unconditionally: the remaining window is the time between that read and the DELETE (one
 //!   round trip), in which a taker would have to take over the claim. The claim's new holder
 //!   then finds it gone at its next renewal or fence and stops before anything irreversible.
@@ -20,6 +21,7 @@
 //! a retryable error: it says nothing about who holds the claim.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -192,7 +194,16 @@ impl ControlStore for ObjectControl {
             return self.inner.store.delete(&self.path(name)).await.map_err(|e| self.err(e, name, "removing"));
         };
         let if_match = [(http::header::IF_MATCH, tag.0.as_str())];
-        let (status, _, body) = self.presigned(signer.as_ref(), http, Method::DELETE, name, &if_match).await?;
+        let unconditional = self.inner.delete_ignores_if_match.load(Ordering::Relaxed);
+        let headers: &[_] = if unconditional { &[] } else { &if_match };
+        let (mut status, _, mut body) = self.presigned(signer.as_ref(), http, Method::DELETE, name, headers).await?;
+        if status == StatusCode::NOT_IMPLEMENTED && !unconditional {
+            // The server refuses If-Match on DELETE (LocalStack): the re-read above is all the
+            // protection there is (see the module docs); remember, and delete plainly.
+            tracing::info!(location = %self.inner.location, "the server refuses If-Match on DELETE; removing claims after a re-read");
+            self.inner.delete_ignores_if_match.store(true, Ordering::Relaxed);
+            (status, _, body) = self.presigned(signer.as_ref(), http, Method::DELETE, name, &[]).await?;
+        }
         match status {
             s if s.is_success() => Ok(()),
             StatusCode::PRECONDITION_FAILED => Err(self.mismatch(name, tag)),
