@@ -4,9 +4,11 @@
 //! named async case in [`cases`]. A backend's test binary hands [`run`] a [`Suite`] — a name
 //! and a factory that makes a fresh, empty store per case — and every case runs against it.
 //! A case the backend's capabilities exclude is reported as *ignored*, with the reason on
-//! stderr, never as passed.
+//! stderr, never as passed. The claim protocol (`promote_core::claims`) has its own suite in
+//! [`claim_cases`], run by `tests/claims` against every backend with a control store.
 
 pub mod cases;
+pub mod claim_cases;
 pub mod data;
 
 use std::future::Future;

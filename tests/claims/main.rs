@@ -1,0 +1,85 @@
+//! Runs the claim suite against every backend with a control store: memory, and a real S3
+//! server (started by `tests/run`; without one the S3 cases fail, loudly).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use promote_core::claims::ControlStore;
+use promote_core::{Backend, Store};
+use promote_object_store::{ObjectStoreBackend, S3Config};
+use promote_tests::claim_cases::{ClaimSuite, run};
+use promote_tests::Fixture;
+
+fn memory() -> ClaimSuite {
+    ClaimSuite {
+        name: "memory",
+        multipart_threshold: None,
+        factory: Arc::new(|| {
+            Box::pin(async {
+                Fixture { store: Store::new(Arc::new(ObjectStoreBackend::memory())), guard: Box::new(()) }
+            })
+        }),
+        // Memory has one client: the store itself.
+        independent: |store| {
+            let control = store.backend().control().expect("memory has a control store");
+            Box::pin(async move { control })
+        },
+    }
+}
+
+const THRESHOLD: u64 = 5 << 20;
+
+/// The test server, a fresh prefix per fixture, small parts so multipart uploads run.
+fn s3_config(prefix: Option<String>) -> S3Config {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the suite with tests/run, which starts a local S3 server")
+        })
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let prefix = prefix.unwrap_or_else(|| {
+        format!("claims/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    });
+    S3Config {
+        endpoint: Some(var("PROMOTE_TEST_S3_ENDPOINT")),
+        allow_http: true,
+        region: Some("us-east-1".into()),
+        prefix,
+        multipart_threshold: THRESHOLD,
+        part_size: 5 << 20,
+        max_retries: 2,
+        ..S3Config::for_bucket(var("PROMOTE_TEST_S3_BUCKET"))
+    }
+}
+
+async fn open_s3(prefix: Option<String>) -> ObjectStoreBackend {
+    ObjectStoreBackend::s3(&s3_config(prefix)).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"))
+}
+
+/// A second backend instance on the fixture's bucket and prefix: its own client and connections.
+fn independent_s3(store: &Store) -> BoxFuture<'static, Arc<dyn ControlStore>> {
+    let location = store.backend().location();
+    Box::pin(async move {
+        let prefix = location.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map(|(_, p)| p);
+        let prefix = prefix.and_then(|p| p.split(' ').next()).expect("an s3://bucket/prefix location").to_owned();
+        open_s3(Some(prefix)).await.control().expect("S3 has a control store")
+    })
+}
+
+fn s3() -> ClaimSuite {
+    ClaimSuite {
+        name: "s3",
+        multipart_threshold: Some(THRESHOLD),
+        factory: Arc::new(|| {
+            Box::pin(async { Fixture { store: Store::new(Arc::new(open_s3(None).await)), guard: Box::new(()) } })
+        }),
+        independent: independent_s3,
+    }
+}
+
+fn main() -> ExitCode {
+    run(vec![memory(), s3()])
+}
