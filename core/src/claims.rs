@@ -32,6 +32,13 @@
 //!   both stamped by the server. The local clock ([`Clock`]) only stamps the record for humans.
 //! - `dropped_holder_releases`: dropping a [`HeldClaim`] (a cancelled or failed task) stops its
 //!   renewal and removes the claim in the background (when a tokio runtime is running).
+//! - `sweep_removes_dead_and_old_claims_only`: [`Claims::sweep`] (`promote recover`) removes the
+//!   claims of dead owners and those older than its cut-off (server time), each only if it is
+//!   still the version it read; a live holder's recent claim stays.
+//!
+//! The S3 backend's use of claims for multipart completions is checked by
+//! `replace_if_version_multipart_checks_the_version_not_the_key` and
+//! `dropped_multipart_writer_releases_its_claim` in the same suite.
 //!
 //! What remains: a storage that cannot delete conditionally (see [`ControlStore::remove`])
 //! re-reads and compares the tag first, so a claim taken over in the instant between that read
@@ -327,7 +334,9 @@ impl Claims {
             if started.elapsed() >= patience {
                 return Err(Error::Backend {
                     backend: "claims".into(),
-                    context: format!("waited {patience:?} for the claim {name:?}; another process holds it, retry later"),
+                    context: format!(
+                        "waited {patience:?} for the claim {name:?}; another process holds it, retry later"
+                    ),
                     retryable: true,
                     source: "claim held".into(),
                 });

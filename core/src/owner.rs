@@ -129,7 +129,13 @@ impl Owner {
 
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {} (pid ns {})", self.pid, if self.host.is_empty() { "?" } else { &self.host }, self.pid_ns)
+        write!(
+            f,
+            "pid {} on {} (pid ns {})",
+            self.pid,
+            if self.host.is_empty() { "?" } else { &self.host },
+            self.pid_ns
+        )
     }
 }
 

@@ -34,7 +34,6 @@ const PATIENCE: Duration = Duration::from_secs(20 * 60);
 /// How often a waiting writer looks again.
 const POLL: Duration = Duration::from_millis(100);
 
-
 /// Takes `key`'s claim for a `mode` completion, waiting for another holder if needed, and keeps
 /// it renewed in the background.
 ///
