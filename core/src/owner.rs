@@ -151,6 +151,17 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_process_is_dead() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        let owner = Owner { pid, start: start_time(pid).expect("child start time"), ..Owner::me() };
+        assert_eq!(owner.liveness(), Liveness::Alive);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        assert_eq!(owner.liveness(), Liveness::Dead);
+    }
+
+    #[test]
     fn another_host_boot_or_pid_namespace_is_unknown() {
         let me = Owner::me();
         assert_eq!(Owner { host: "elsewhere".into(), ..me.clone() }.liveness(), Liveness::Unknown);

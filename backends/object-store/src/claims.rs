@@ -32,8 +32,9 @@ use crate::errors;
 pub(crate) const LEASE: Duration = Duration::from_secs(60);
 /// How long a writer waits for another claim holder before giving up (retryable).
 const PATIENCE: Duration = Duration::from_secs(20 * 60);
-/// How often a waiting writer looks again.
+/// How soon a waiting writer looks again: first, and at most (it backs off in between).
 const POLL: Duration = Duration::from_millis(100);
+const MAX_POLL: Duration = Duration::from_secs(2);
 
 /// Takes `key`'s claim for a `mode` completion, waiting for another holder if needed, and keeps
 /// it renewed in the background.
@@ -47,6 +48,7 @@ pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Resul
     let claims = Claims::new(Arc::new(ObjectControl::new(Arc::clone(inner))));
     let name = key_claim_name(key);
     let started = tokio::time::Instant::now();
+    let mut poll = POLL;
     loop {
         match claims.try_acquire(&name, LEASE).await {
             Ok(Some(mut held)) => {
@@ -73,7 +75,8 @@ pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Resul
                 source: "another writer holds the key's claim".into(),
             });
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 3 / 2).min(MAX_POLL);
     }
 }
 
