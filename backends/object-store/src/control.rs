@@ -8,8 +8,8 @@
 //!   GET through the backend's HTTP client, giving `ETag`, `Last-Modified` and `Date` in one
 //!   request. In memory the "server" is this process and its clock the system clock.
 //! - **remove** re-reads the object and compares its ETag, then sends DELETE with
-//!   `If-Match: <etag>` (a presigned request). AWS S3 honours `If-Match` on DeleteObject (since
-//!   2024), so there the delete itself is conditional and the re-read only saves a request when
+//!   `If-Match: <etag>` (a presigned request). AWS S3 (and Ceph RGW) honour `If-Match` on
+//!   DeleteObject, so there the delete itself is conditional and the re-read only saves a request when
 //!   the claim has moved on. A server that refuses the header (LocalStack answers 501
 //!   NotImplemented; the backend then remembers and sends plain DELETEs) or ignores it deletes
 //!   unconditionally: the remaining window is the time between that read and the DELETE (one
