@@ -293,11 +293,17 @@ impl Claims {
     /// Backend errors.
     pub async fn try_acquire(&self, name: &str, lease: Duration) -> Result<Option<HeldClaim>, Error> {
         let body = self.record(name, lease);
-        // A claim released or taken between our steps is simply looked at again.
-        for _ in 0..4 {
+        // A claim released or taken between our steps is simply looked at again; a transient
+        // failure (S3's 409 for a concurrent conditional write) is retried after a short pause.
+        for attempt in 0..4u32 {
+            let retry = attempt < 3;
             match self.store.create(name, body.clone()).await {
                 Ok(tag) => return Ok(Some(HeldClaim::new(self, name, lease, body, tag))),
                 Err(Error::AlreadyExists { .. }) => {}
+                Err(e) if e.is_retryable() && retry => {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             let Some(current) = self.store.read(name).await? else { continue };
@@ -312,6 +318,7 @@ impl Claims {
                     return Ok(Some(HeldClaim::new(self, name, lease, body, tag)));
                 }
                 Err(Error::VersionMismatch { .. } | Error::NotFound { .. }) => {}
+                Err(e) if e.is_retryable() && retry => tokio::time::sleep(Duration::from_millis(20 << attempt)).await,
                 Err(e) => return Err(e),
             }
         }
