@@ -32,6 +32,13 @@
 //!   both stamped by the server. The local clock ([`Clock`]) only stamps the record for humans.
 //! - `dropped_holder_releases`: dropping a [`HeldClaim`] (a cancelled or failed task) stops its
 //!   renewal and removes the claim in the background (when a tokio runtime is running).
+//! - `sweep_removes_dead_and_old_claims_only`: [`Claims::sweep`] (`promote recover`) removes the
+//!   claims of dead owners and those older than its cut-off (server time), each only if it is
+//!   still the version it read; a live holder's recent claim stays.
+//!
+//! The S3 backend's use of claims for multipart completions is checked by
+//! `replace_if_version_multipart_checks_the_version_not_the_key` and
+//! `dropped_multipart_writer_releases_its_claim` in the same suite.
 //!
 //! What remains: a storage that cannot delete conditionally (see [`ControlStore::remove`])
 //! re-reads and compares the tag first, so a claim taken over in the instant between that read
@@ -286,11 +293,17 @@ impl Claims {
     /// Backend errors.
     pub async fn try_acquire(&self, name: &str, lease: Duration) -> Result<Option<HeldClaim>, Error> {
         let body = self.record(name, lease);
-        // A claim released or taken between our steps is simply looked at again.
-        for _ in 0..4 {
+        // A claim released or taken between our steps is simply looked at again; a transient
+        // failure (S3's 409 for a concurrent conditional write) is retried after a short pause.
+        for attempt in 0..4u32 {
+            let retry = attempt < 3;
             match self.store.create(name, body.clone()).await {
                 Ok(tag) => return Ok(Some(HeldClaim::new(self, name, lease, body, tag))),
                 Err(Error::AlreadyExists { .. }) => {}
+                Err(e) if e.is_retryable() && retry => {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             let Some(current) = self.store.read(name).await? else { continue };
@@ -305,6 +318,7 @@ impl Claims {
                     return Ok(Some(HeldClaim::new(self, name, lease, body, tag)));
                 }
                 Err(Error::VersionMismatch { .. } | Error::NotFound { .. }) => {}
+                Err(e) if e.is_retryable() && retry => tokio::time::sleep(Duration::from_millis(20 << attempt)).await,
                 Err(e) => return Err(e),
             }
         }
@@ -327,7 +341,9 @@ impl Claims {
             if started.elapsed() >= patience {
                 return Err(Error::Backend {
                     backend: "claims".into(),
-                    context: format!("waited {patience:?} for the claim {name:?}; another process holds it, retry later"),
+                    context: format!(
+                        "waited {patience:?} for the claim {name:?}; another process holds it, retry later"
+                    ),
                     retryable: true,
                     source: "claim held".into(),
                 });

@@ -81,10 +81,10 @@ mod verified_read;
 mod verify;
 
 pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedWrite};
+pub use claims::{Claims, ControlStore, HeldClaim};
 pub use error::{BoxError, Error};
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};
-pub use claims::{Claims, ControlStore, HeldClaim};
 pub use outcome::{Outcome, Receipt};
 pub use owner::{Liveness, Owner};
 pub use promote::CHUNK_SIZE;

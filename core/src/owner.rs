@@ -129,7 +129,13 @@ impl Owner {
 
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {} (pid ns {})", self.pid, if self.host.is_empty() { "?" } else { &self.host }, self.pid_ns)
+        write!(
+            f,
+            "pid {} on {} (pid ns {})",
+            self.pid,
+            if self.host.is_empty() { "?" } else { &self.host },
+            self.pid_ns
+        )
     }
 }
 
@@ -142,6 +148,17 @@ mod tests {
         let me = Owner::me();
         assert_eq!(me.liveness(), Liveness::Alive);
         assert_eq!(Owner { start: me.start + 1, ..me.clone() }.liveness(), Liveness::Dead);
+    }
+
+    #[test]
+    fn a_killed_process_is_dead() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        let owner = Owner { pid, start: start_time(pid).expect("child start time"), ..Owner::me() };
+        assert_eq!(owner.liveness(), Liveness::Alive);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        assert_eq!(owner.liveness(), Liveness::Dead);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use futures_util::future::BoxFuture;
 use promote_core::claims::ControlStore;
 use promote_core::{Backend, Store};
 use promote_object_store::{ObjectStoreBackend, S3Config};
-use promote_tests::claim_cases::{ClaimSuite, run};
 use promote_tests::Fixture;
+use promote_tests::claim_cases::{ClaimSuite, run};
 
 fn memory() -> ClaimSuite {
     ClaimSuite {
@@ -40,9 +40,8 @@ fn s3_config(prefix: Option<String>) -> S3Config {
         })
     };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let prefix = prefix.unwrap_or_else(|| {
-        format!("claims/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-    });
+    let prefix = prefix
+        .unwrap_or_else(|| format!("claims/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     S3Config {
         endpoint: Some(var("PROMOTE_TEST_S3_ENDPOINT")),
         allow_http: true,

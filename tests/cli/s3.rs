@@ -232,3 +232,32 @@ fn hwm_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+// ---- claims (completion claims on multipart objects) ------------------------------------------
+
+/// `--if-version` on an object above the multipart threshold: the right version swaps (the key
+/// being taken is what a swap expects, never a conflict), a stale one exits 3 and leaves the
+/// object alone; no claim is left behind.
+#[test]
+fn if_version_on_a_multipart_object_swaps_or_exits_3() {
+    let s = Scratch::new();
+    let b = Bucket::new("cas-multipart");
+    let versions: Vec<Vec<u8>> = (0..3).map(|i| data::bytes(300 + i, 12 << 20)).collect();
+    for (i, bytes) in versions.iter().enumerate() {
+        s.file(&format!("v{i}"), bytes);
+    }
+    let version = |out: &std::process::Output| {
+        let receipt: serde_json::Value = serde_json::from_str(stdout(out).trim()).expect("a JSON receipt");
+        receipt["version"].as_str().expect("a version").to_owned()
+    };
+    let out = b.run(&s, &["put", "v0", "big", "--json"]);
+    assert_code(&out, 0);
+    let v0 = version(&out);
+    let out = b.run(&s, &["put", "v1", "big", "--if-version", &v0, "--json"]);
+    assert_code(&out, 0);
+    assert!(b.get(&s, "big") == versions[1], "the swap published v1");
+    let out = b.run(&s, &["put", "v2", "big", "--if-version", &v0]);
+    assert_code(&out, 3);
+    assert!(b.get(&s, "big") == versions[1], "a stale swap replaced nothing");
+    assert!(b.leftovers(&s).is_empty(), "no upload or claim left: {:?}", b.leftovers(&s));
+}

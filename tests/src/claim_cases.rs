@@ -298,7 +298,8 @@ async fn dropped_holder_releases(ctx: Ctx) {
 }
 
 async fn sweep_removes_dead_and_old_claims_only(ctx: Ctx) {
-    let plan = [("claims/s-dead.json", dead_here()), ("claims/s-live.json", Owner::me()), ("claims/s-far.json", other_host())];
+    let plan =
+        [("claims/s-dead.json", dead_here()), ("claims/s-live.json", Owner::me()), ("claims/s-far.json", other_host())];
     let mut held = Vec::new();
     for (name, owner) in plan {
         held.push(claims(&ctx).as_owner(owner).try_acquire(name, LONG).await.expect("acquire").expect("free"));

@@ -20,8 +20,8 @@ use promote_core::{
 };
 
 use crate::conditional::{ConditionalConnector, Conditions};
-use crate::control::ObjectControl;
 use crate::config::{ConditionalWrites, S3Config};
+use crate::control::ObjectControl;
 use crate::staged::ObjectStaged;
 use crate::uploads::{self, Marker};
 use crate::{errors, probe};

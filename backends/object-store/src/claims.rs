@@ -16,6 +16,7 @@
 //! (same host and pid namespace) is taken over at once, one whose lease ([`LEASE`], judged by
 //! the server's clock) ran out after that; a live holder renews it every lease/3.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +32,9 @@ use crate::errors;
 pub(crate) const LEASE: Duration = Duration::from_secs(60);
 /// How long a writer waits for another claim holder before giving up (retryable).
 const PATIENCE: Duration = Duration::from_secs(20 * 60);
-/// How often a waiting writer looks again.
+/// How soon a waiting writer looks again: first, and at most (it backs off in between).
 const POLL: Duration = Duration::from_millis(100);
-
+const MAX_POLL: Duration = Duration::from_secs(2);
 
 /// Takes `key`'s claim for a `mode` completion, waiting for another holder if needed, and keeps
 /// it renewed in the background.
@@ -47,6 +48,7 @@ pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Resul
     let claims = Claims::new(Arc::new(ObjectControl::new(Arc::clone(inner))));
     let name = key_claim_name(key);
     let started = tokio::time::Instant::now();
+    let mut poll = POLL;
     loop {
         match claims.try_acquire(&name, LEASE).await {
             Ok(Some(mut held)) => {
@@ -73,6 +75,56 @@ pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Resul
                 source: "another writer holds the key's claim".into(),
             });
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 3 / 2).min(MAX_POLL);
+    }
+}
+
+/// Runs `complete` (the completion request, with its own retries) only after fencing `claim`:
+/// proving, right before, that the claim is still ours. Without a claim (`Mode::Replace`) it
+/// just runs it.
+///
+/// # Errors
+///
+/// The fence's error (retryable "claim lost", or a backend error) without running `complete`.
+pub(crate) async fn fenced<T, F, Fut>(claim: Option<&HeldClaim>, complete: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    if let Some(claim) = claim {
+        claim.fence().await?;
+    }
+    Ok(complete().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use promote_core::Backend;
+
+    use super::*;
+    use crate::ObjectStoreBackend;
+
+    #[test]
+    fn a_lost_claim_never_completes() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        runtime.block_on(async {
+            let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+            let elsewhere = promote_core::Owner { host: "elsewhere.example".into(), ..promote_core::Owner::me() };
+            let lease = Duration::from_millis(200);
+            let stale = Claims::new(Arc::clone(&control)).as_owner(elsewhere).try_acquire("claims/k.json", lease).await;
+            let stale = stale.expect("acquire").expect("free");
+            let ran = AtomicBool::new(false);
+            fenced(Some(&stale), || async { ran.store(true, Ordering::SeqCst) }).await.expect("fenced while held");
+            assert!(ran.swap(false, Ordering::SeqCst), "a held claim completes");
+            tokio::time::sleep(lease * 2).await;
+            let taker = Claims::new(control).try_acquire("claims/k.json", LEASE).await.expect("try");
+            assert!(taker.is_some(), "the expired claim is taken over");
+            let err = fenced(Some(&stale), || async { ran.store(true, Ordering::SeqCst) }).await.expect_err("lost");
+            assert!(err.is_retryable(), "{err}");
+            assert!(!ran.load(Ordering::SeqCst), "a writer that lost its claim never completes");
+        });
     }
 }

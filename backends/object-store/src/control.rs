@@ -8,8 +8,8 @@
 //!   GET through the backend's HTTP client, giving `ETag`, `Last-Modified` and `Date` in one
 //!   request. In memory the "server" is this process and its clock the system clock.
 //! - **remove** re-reads the object and compares its ETag, then sends DELETE with
-//!   `If-Match: <etag>` (a presigned request). AWS S3 honours `If-Match` on DeleteObject (since
-//!   2024), so there the delete itself is conditional and the re-read only saves a request when
+//!   `If-Match: <etag>` (a presigned request). AWS S3 (and Ceph RGW) honour `If-Match` on
+//!   DeleteObject, so there the delete itself is conditional and the re-read only saves a request when
 //!   the claim has moved on. A server that refuses the header (LocalStack answers 501
 //!   NotImplemented; the backend then remembers and sends plain DELETEs) or ignores it deletes
 //!   unconditionally: the remaining window is the time between that read and the DELETE (one
@@ -62,7 +62,7 @@ impl ObjectControl {
                 source: Box::new(e),
             };
         }
-        errors::map(e, self.inner.kind, &self.path(name).to_string(), what)
+        errors::map(e, self.inner.kind, self.path(name).as_ref(), what)
     }
 
     fn http_err(&self, name: &str, what: &str, status: Option<StatusCode>, detail: String) -> Error {
@@ -139,7 +139,12 @@ impl ObjectControl {
         let meta = got.meta.clone();
         let body = got.bytes().await.map_err(|e| self.err(e, name, "reading"))?;
         let tag = meta.e_tag.ok_or_else(|| self.http_err(name, "reading", None, "no ETag".into()))?;
-        Ok(Some(ControlObject { body, tag: Tag(tag), modified: meta.last_modified.into(), server_now: SystemTime::now() }))
+        Ok(Some(ControlObject {
+            body,
+            tag: Tag(tag),
+            modified: meta.last_modified.into(),
+            server_now: SystemTime::now(),
+        }))
     }
 
     async fn put(&self, name: &str, body: Bytes, mode: PutMode, what: &str) -> Result<Tag, object_store::Error> {
@@ -219,13 +224,8 @@ impl ControlStore for ObjectControl {
         let base = self.inner.control_dir();
         let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let dir_path = Path::from(format!("{base}/{dir}"));
-        let objects: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&dir_path))
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e, prefix, "listing"))?;
+        let objects: Vec<_> =
+            self.inner.store.list(Some(&dir_path)).try_collect().await.map_err(|e| self.err(e, prefix, "listing"))?;
         let strip = format!("{base}/");
         let mut names: Vec<String> = objects
             .into_iter()

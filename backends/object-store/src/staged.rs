@@ -170,7 +170,7 @@ impl ObjectStaged {
         }
         let (id, marker) = (upload.id.clone(), upload.marker.clone());
         // One conditional completer at a time per key (see `claims`): held, renewed in the
-        // background, and fenced right before each completion request. Dropping this future
+        // background, and fenced right before the completion request. Dropping this future
         // (cancellation) drops the claim, which releases it in the background.
         let claim = match mode {
             Mode::Replace => None,
@@ -183,20 +183,17 @@ impl ObjectStaged {
             },
         };
         let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
-        let (mut attempt, mut fenced) = (0, Ok(()));
-        let completed = loop {
-            if let Some(claim) = &claim {
-                fenced = claim.fence().await;
-                if fenced.is_err() {
-                    break None;
+        let completed = claims::fenced(claim.as_ref(), || async {
+            let mut attempt = 0;
+            loop {
+                match multipart.complete_multipart(&self.path, &id, parts.clone()).await {
+                    Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+                    done => return done,
                 }
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
             }
-            match multipart.complete_multipart(&self.path, &id, parts.clone()).await {
-                Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
-                done => break Some(done),
-            }
-            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-        };
+        })
+        .await;
         self.inner.conditions.clear(&id);
         // Removes the claim only if it is still ours (a lost one belongs to its taker).
         if let Some(claim) = claim
@@ -204,12 +201,14 @@ impl ObjectStaged {
         {
             tracing::warn!(key = %self.key, error = %e, "could not release a claim; it expires on its own");
         }
-        let Some(completed) = completed else {
-            // The claim is not ours any more (or could not be proven ours): never complete.
-            let lost = fenced.expect_err("only a failed fence stops before completing");
-            tracing::warn!(key = %self.key, error = %lost, "completion claim lost; aborting the upload");
-            self.discard_upload().await;
-            return Err(lost);
+        let completed = match completed {
+            Ok(completed) => completed,
+            Err(lost) => {
+                // The claim is not ours any more (or could not be proven ours): never complete.
+                tracing::warn!(key = %self.key, error = %lost, "completion claim lost; aborting the upload");
+                self.discard_upload().await;
+                return Err(lost);
+            }
         };
         match completed {
             Ok(result) => {
