@@ -62,7 +62,7 @@ impl Store {
         expected: &Expected,
         mode: Mode,
     ) -> Result<Outcome, Error> {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         let mut staged = self.stage(key, expected).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
         let (read_key, limits) = (key.clone(), *expected);
@@ -120,7 +120,7 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         let mut chunks = std::pin::pin!(chunks);
         let mut staged = self.stage(key, expected).await?;
         while let Some(next) = chunks.next().await {

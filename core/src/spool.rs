@@ -36,7 +36,7 @@ impl Store {
     where
         R: tokio::io::AsyncRead + Unpin + Send,
     {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         let spool_err = |e| Error::io(format!("spooling {key:?} in {}", spool_dir.display()), e);
         let spool = tempfile::Builder::new().prefix(SPOOL_PREFIX).tempfile_in(spool_dir).map_err(spool_err)?;
         let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);

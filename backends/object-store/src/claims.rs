@@ -46,7 +46,7 @@ pub(crate) struct Claim {
 /// Where `key`'s claim lives.
 pub(crate) fn claim_path(inner: &Inner, key: &Key) -> Path {
     let hash = promote_core::Sha256::of(key.as_str().as_bytes()).to_string();
-    Path::from(format!("{}/{}.json", inner.claims_dir(), &hash[..32]))
+    crate::backend::verbatim(&format!("{}/{}.json", inner.claims_dir(), &hash[..32]))
 }
 
 /// Takes `key`'s claim, waiting for another holder if needed.

@@ -37,6 +37,7 @@ mod conditional;
 mod config;
 mod errors;
 mod liveness;
+mod parts;
 mod probe;
 mod staged;
 mod uploads;

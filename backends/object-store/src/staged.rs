@@ -10,11 +10,12 @@ use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, UpdateVersion,
 };
-use promote_core::{Bytes, Digest, Error, Key, Mode, Sha256, StagedWrite, async_trait};
+use promote_core::{Bytes, Digest, Error, Expected, Key, Mode, Sha256, StagedWrite, async_trait};
 use tokio::task::JoinSet;
 
 use crate::backend::{DIGEST_METADATA, Inner};
 use crate::liveness::Owner;
+use crate::parts::PartSizes;
 use crate::uploads::{Marker, marker_path};
 use crate::{claims, errors};
 
@@ -23,6 +24,10 @@ pub(crate) struct ObjectStaged {
     key: Key,
     path: Path,
     hint: Option<Sha256>,
+    /// The size of each part (see `parts`).
+    sizes: PartSizes,
+    /// Bytes written so far.
+    written: u64,
     buf: BytesMut,
     upload: Option<Upload>,
 }
@@ -44,6 +49,17 @@ fn is_conflicting_operation(e: &object_store::Error) -> bool {
     text.contains("ConditionalRequestConflict") || text.contains("409 Conflict")
 }
 
+/// The refusal of an object larger than the server accepts.
+pub(crate) fn too_large(inner: &Inner, key: &Key, size: u64) -> Error {
+    Error::Unsupported {
+        operation: format!(
+            "objects over backend.max_object_size = {} bytes ({key:?} has {size}); raise it if the server accepts more",
+            inner.max_object_size
+        ),
+        backend: inner.location.clone(),
+    }
+}
+
 fn digest_attributes(sha256: &Sha256) -> Attributes {
     let mut attributes = Attributes::new();
     attributes.insert(Attribute::Metadata(DIGEST_METADATA.into()), sha256.to_string().into());
@@ -51,9 +67,10 @@ fn digest_attributes(sha256: &Sha256) -> Attributes {
 }
 
 impl ObjectStaged {
-    pub(crate) fn new(inner: Arc<Inner>, key: Key, hint: Option<Sha256>) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, expected: &Expected) -> Self {
         let path = inner.path(&key);
-        Self { inner, key, path, hint, buf: BytesMut::new(), upload: None }
+        let sizes = PartSizes::new(inner.part_size as u64, expected.size);
+        Self { inner, key, path, hint: expected.sha256, sizes, written: 0, buf: BytesMut::new(), upload: None }
     }
 
     fn err(&self, err: object_store::Error, what: &str) -> Error {
@@ -208,10 +225,13 @@ impl ObjectStaged {
     }
 
     /// Buffers `data`; starts the multipart upload past the threshold, then sends each full
-    /// part. Every part gets its own allocation of exactly `part_size`, so a part in flight
-    /// pins no more memory than its own bytes.
-    async fn append(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let part_size = self.inner.part_size;
+    /// part. Every part gets its own allocation of exactly its size (see `parts`), so a part in
+    /// flight pins no more memory than its own bytes.
+    async fn append(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.written += data.len() as u64;
+        if self.written > self.inner.max_object_size {
+            return Err(too_large(&self.inner, &self.key, self.written));
+        }
         if self.upload.is_none() {
             self.buf.extend_from_slice(data);
             if self.inner.multipart.is_none() || self.buf.len() as u64 <= self.inner.threshold {
@@ -219,17 +239,16 @@ impl ObjectStaged {
             }
             self.start_upload().await?;
             let pending = std::mem::take(&mut self.buf);
-            data = &[];
-            for piece in pending.chunks(part_size) {
-                if piece.len() == part_size {
-                    self.send_part(Bytes::copy_from_slice(piece)).await?;
-                } else {
-                    self.buf = BytesMut::with_capacity(part_size);
-                    self.buf.extend_from_slice(piece);
-                }
-            }
+            return self.fill(&pending).await;
         }
+        self.fill(data).await
+    }
+
+    /// Appends `data` to the part being filled, sending each part once it is full.
+    async fn fill(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while !data.is_empty() {
+            let sent = self.upload.as_ref().map_or(0, |u| u.parts.len());
+            let part_size = self.sizes.of(sent);
             if self.buf.capacity() == 0 {
                 self.buf.reserve(part_size);
             }
@@ -237,7 +256,7 @@ impl ObjectStaged {
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == part_size {
-                let part = std::mem::replace(&mut self.buf, BytesMut::with_capacity(part_size)).freeze();
+                let part = std::mem::take(&mut self.buf).freeze();
                 self.send_part(part).await?;
             }
         }

@@ -31,7 +31,7 @@ pub(crate) struct Marker {
 /// Where the marker of `upload_id` lives.
 pub(crate) fn marker_path(staging: &str, upload_id: &str) -> Path {
     let hash = promote_core::Sha256::of(upload_id.as_bytes()).to_string();
-    Path::from(format!("{staging}/{}.json", &hash[..32]))
+    crate::backend::verbatim(&format!("{staging}/{}.json", &hash[..32]))
 }
 
 /// One in-progress multipart upload, as the server lists it.

@@ -27,11 +27,11 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         }
         let files = files_under(&args.src)?;
         let store = settings::open(loaded).await?;
-        store.check_mode(&mode)?;
+        store.ready_for(&mode).await?;
         return put_tree(loaded, &store, &args, &key, &files, &mode).await;
     }
     let store = settings::open(loaded).await?;
-    store.check_mode(&mode)?;
+    store.ready_for(&mode).await?;
     let outcome = if is_stdin {
         promote(loaded, &store, &key, tokio::io::stdin(), &expected, mode).await?
     } else {
