@@ -145,32 +145,111 @@ fn doctor_is_green_on_a_conditional_write_server() {
     assert!(text.contains("ok   server refuses a second create-only PUT"), "{text}");
     assert!(text.contains("ok   server refuses a second create-only multipart completion"), "{text}");
     assert!(text.contains("server verifies x-amz-checksum-sha256"), "{text}");
-    let out = b.run(&s, &["config", "show"]);
-    assert!(stdout(&out).contains("secret_access_key") || !stdout(&out).contains(&var("AWS_SECRET_ACCESS_KEY")));
+}
+
+/// A secret no output may contain. LocalStack accepts any secret, so commands still work.
+const CANARY_SECRET: &str = "canary-S3cr3t-7f3a9c2e1b";
+
+#[test]
+fn the_secret_never_reaches_output_or_logs() {
+    let s = Scratch::new();
+    let b = Bucket::new("secret");
+    let with_secret = |args: &[&str]| {
+        b.cmd(&s, args).env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET).output().expect("run promote")
+    };
+    // The secret really is in the configuration: config show names its source.
+    let shown = with_secret(&["config", "show"]);
+    assert_code(&shown, 0);
+    assert!(
+        stdout(&shown).lines().any(|l| l.starts_with("backend.secret_access_key") && l.contains("SECRET_ACCESS_KEY")),
+        "{}",
+        stdout(&shown)
+    );
+    s.file("f", &data::bytes(22, 6 << 20));
+    let mut outputs = vec![
+        shown,
+        with_secret(&["config", "show", "--json"]),
+        with_secret(&["-vvv", "put", "f", "k"]),
+        with_secret(&["-vvv", "ls"]),
+        with_secret(&["-vvv", "get", "k", "-"]),
+        with_secret(&["-vvv", "verify", "k"]),
+        with_secret(&["-vvv", "doctor"]),
+        with_secret(&["-vvv", "recover", "--dry-run"]),
+        with_secret(&["-vvv", "get", "missing", "-"]),
+    ];
+    // Errors that involve the credentials: an unreachable server, a refused write.
+    let closed = Bucket::at("http://127.0.0.1:9", "secret");
+    outputs.push(
+        closed.cmd(&s, &["-vvv", "ls"]).env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET).output().unwrap(),
+    );
+    let proxy = Proxy::start(&s, "secret", &["--read-only"]);
+    let refused = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    outputs.push(
+        refused
+            .cmd(&s, &["-vvv", "put", "f", "k2"])
+            .env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET)
+            .output()
+            .unwrap(),
+    );
+    assert_code(&outputs[2], 0);
+    assert_ne!(code(outputs.last().unwrap()), 0);
+    for out in &outputs {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(!text.contains(CANARY_SECRET), "the secret leaked:\n{text}");
+    }
+}
+
+/// The test proxy (`tests/s3/ignore_conditions.py`) in front of the S3 server; stopped on drop.
+struct Proxy {
+    child: std::process::Child,
+    endpoint: String,
+    refused_log: std::path::PathBuf,
+}
+
+impl Proxy {
+    /// `mode`: `[]` drops conditional headers; `["--read-only"]` refuses every write with 403.
+    fn start(s: &Scratch, name: &str, mode: &[&str]) -> Self {
+        let port_file = s.path().join(format!("{name}.port"));
+        let child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
+            .arg(var("PROMOTE_TEST_S3_ENDPOINT"))
+            .arg(&port_file)
+            .args(mode)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start the test proxy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(mut f) = std::fs::File::open(&port_file) {
+                let mut p = String::new();
+                f.read_to_string(&mut p).unwrap();
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let refused_log = s.path().join(format!("{name}.port.refused"));
+        Self { child, endpoint: format!("http://127.0.0.1:{port}"), refused_log }
+    }
+
+    /// The writes the read-only proxy refused so far ("METHOD PATH" lines).
+    fn refused(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.refused_log).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
     let s = Scratch::new();
-    let port_file = s.path().join("proxy.port");
-    let mut proxy = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
-        .arg(var("PROMOTE_TEST_S3_ENDPOINT"))
-        .arg(&port_file)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start the condition-dropping proxy");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        if let Ok(mut f) = std::fs::File::open(&port_file) {
-            let mut p = String::new();
-            f.read_to_string(&mut p).unwrap();
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let b = Bucket::at(&format!("http://127.0.0.1:{port}"), "unsafe");
+    let proxy = Proxy::start(&s, "unsafe", &[]);
+    let b = Bucket::at(&proxy.endpoint, "unsafe");
     let out = b.run(&s, &["doctor"]);
     assert_code(&out, 1);
     assert!(stdout(&out).contains("UNSAFE"), "{}", stdout(&out));
@@ -180,8 +259,43 @@ fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--replace") && stderr(&out).contains("If-None-Match"), "{}", stderr(&out));
     assert_code(&b.run(&s, &["put", "f", "k", "--replace"]), 0);
-    drop(proxy.stdin.take());
-    proxy.wait().unwrap();
+}
+
+#[test]
+fn reads_never_write_and_work_with_read_only_credentials() {
+    let s = Scratch::new();
+    let direct = Bucket::new("read-only");
+    let (small, large) = (data::bytes(20, 1000), data::bytes(21, 12 << 20));
+    s.file("small", &small);
+    s.file("large", &large);
+    assert_code(&direct.run(&s, &["put", "small", "small"]), 0);
+    assert_code(&direct.run(&s, &["put", "large", "dir/large"]), 0);
+
+    let proxy = Proxy::start(&s, "read-only", &["--read-only"]);
+    let b = Bucket { endpoint: proxy.endpoint.clone(), prefix: direct.prefix.clone() };
+    let out = b.run(&s, &["ls"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("small") && stdout(&out).contains("dir/large"), "{}", stdout(&out));
+    assert!(b.get(&s, "small") == small);
+    assert!(b.get(&s, "dir/large") == large);
+    let out = b.run(&s, &["get", "dir/large", "copy"]);
+    assert_code(&out, 0);
+    assert!(std::fs::read(s.path().join("copy")).unwrap() == large);
+    for key in ["small", "dir/large"] {
+        let out = b.run(&s, &["verify", key]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+    }
+    assert_code(&b.run(&s, &["config", "show"]), 0);
+    assert_code(&b.run(&s, &["recover", "--dry-run"]), 0);
+    assert_eq!(proxy.refused(), Vec::<String>::new(), "read-only commands sent writes");
+
+    // A put needs write access: it fails with a clear error, and the proxy saw it try.
+    let out = b.run(&s, &["put", "small", "new"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert!(!proxy.refused().is_empty(), "the put never reached the proxy");
+    assert_code(&direct.run(&s, &["get", "new", "-"]), 5);
 }
 
 #[test]
