@@ -51,7 +51,8 @@ pub struct Leftover {
     pub age: Option<Duration>,
     /// Whether a live writer still holds it (only backends that can tell; else `false`).
     pub live: bool,
-    /// Whether this sweep removed it (false on a dry run or when it was kept).
+    /// Whether this sweep removed it; on a dry run, whether it would have (one rule, in the
+    /// backend, decides both, so a dry run shows exactly what a real run does).
     pub removed: bool,
 }
 

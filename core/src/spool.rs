@@ -87,7 +87,7 @@ pub fn sweep_spool(dir: &Path, older_than: std::time::Duration, dry_run: bool) -
             continue;
         }
         let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
-        let removed = age >= older_than && !dry_run && std::fs::remove_file(entry.path()).is_ok();
+        let removed = age >= older_than && (dry_run || std::fs::remove_file(entry.path()).is_ok());
         found.push(Leftover {
             name: entry.path().display().to_string(),
             size: Some(meta.len()),

@@ -107,7 +107,7 @@ impl Store {
     /// Backend errors.
     pub async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         let leftovers = self.backend.sweep_staging(older_than, dry_run).await?;
-        for l in leftovers.iter().filter(|l| l.removed) {
+        for l in leftovers.iter().filter(|l| l.removed && !dry_run) {
             tracing::info!(name = %l.name, size = l.size, "removed staging leftover");
         }
         Ok(leftovers)

@@ -114,6 +114,71 @@ fn sigkill_mid_multipart_leaves_no_object_and_recover_aborts_the_upload() {
     assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
 }
 
+/// `recover --json` lines as (name, verdict), with "would remove" read as "removed".
+fn verdicts(out: &std::process::Output) -> Vec<(String, String)> {
+    assert_code(out, 0);
+    let mut v: Vec<(String, String)> = stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|j| {
+            (j["name"].as_str().unwrap().to_owned(), j["action"].as_str().unwrap().replace("would remove", "removed"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn recover_judges_uploads_by_their_newest_part_and_dry_runs_match_real_runs() {
+    let s = Scratch::new();
+    let b = Bucket::new("activity");
+    let upload_of = |key: &str, min_bytes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = b.leftovers(&s).into_iter().find(|l| {
+                l["name"].as_str().unwrap().contains(&format!("/{key} ("))
+                    && l["size"].as_u64().unwrap_or(0) >= min_bytes
+            });
+            if let Some(l) = found {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no upload of {key} with {min_bytes} bytes in parts appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A writer killed mid-upload: dead, so its upload goes at once.
+    let mut dead = b.cmd(&s, &["put", "-", "dead"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    dead.stdin.as_mut().unwrap().write_all(&data::bytes(30, 6 << 20)).unwrap();
+    upload_of("dead", 5 << 20);
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    // A live writer that started long ago (for --older-than 3s) but sent a part just now.
+    let body = data::bytes(31, 16 << 20);
+    let mut live = b.cmd(&s, &["put", "-", "live"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = live.stdin.take().unwrap();
+    stdin.write_all(&body[..6 << 20]).unwrap();
+    upload_of("live", 5 << 20);
+    std::thread::sleep(Duration::from_secs(5));
+    stdin.write_all(&body[6 << 20..12 << 20]).unwrap();
+    let listed = upload_of("live", 10 << 20);
+    assert!(listed["idle_seconds"].as_u64().unwrap() < 3, "idle counts from the newest part: {listed}");
+
+    let dry = verdicts(&b.run(&s, &["recover", "--older-than", "3s", "--dry-run", "--json"]));
+    let real = verdicts(&b.run(&s, &["recover", "--older-than", "3s", "--json"]));
+    assert_eq!(dry, real, "a dry run shows exactly what the real run does");
+    let verdict =
+        |key: &str| real.iter().find(|(name, _)| name.contains(&format!("/{key} ("))).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(verdict("dead"), "removed");
+    assert_eq!(verdict("live"), "kept", "an upload started 5s ago but written to just now is active");
+
+    stdin.write_all(&body[12 << 20..]).unwrap();
+    drop(stdin);
+    let out = live.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    assert!(b.get(&s, "live") == body);
+    assert!(b.leftovers(&s).is_empty(), "{:?}", b.leftovers(&s));
+}
+
 #[test]
 fn wrong_sha256_publishes_nothing_small_or_multipart() {
     let s = Scratch::new();

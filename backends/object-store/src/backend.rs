@@ -238,8 +238,8 @@ impl ObjectStoreBackend {
         let mut found = Vec::new();
         for (path, age, bytes) in self.bookkeeping(self.inner.claims_dir(), "listing claims in").await? {
             let alive = serde_json::from_slice::<ClaimBody>(&bytes).ok().and_then(|c| c.owner.alive());
-            let removed = (alive == Some(false) || age >= older_than) && !dry_run;
-            if removed {
+            let removed = uploads::stale(alive, age, older_than);
+            if removed && !dry_run {
                 let _ = self.inner.store.delete(&path).await;
             }
             found.push(Leftover {
@@ -358,30 +358,34 @@ impl Backend for ObjectStoreBackend {
         };
         let mut markers = self.markers().await?;
         let list_prefix = if self.inner.prefix.is_empty() { String::new() } else { format!("{}/", self.inner.prefix) };
-        let pending = uploads::list(signer.as_ref(), http, &list_prefix).await.map_err(|e| Error::Backend {
+        let backend_err = |context: String, retryable, source: String| Error::Backend {
             backend: self.inner.kind.into(),
-            context: "listing in-progress multipart uploads".into(),
-            retryable: true,
-            source: e.into(),
-        })?;
+            context,
+            retryable,
+            source: source.into(),
+        };
+        let listing = uploads::list(signer.as_ref(), http, &list_prefix)
+            .await
+            .map_err(|e| backend_err("listing in-progress multipart uploads".into(), true, e))?;
+        // Ages on the server's clock, like the timestamps they are computed from.
+        let now = listing.server_now.unwrap_or_else(SystemTime::now);
         let mut found = Vec::new();
-        for upload in pending {
+        for upload in listing.uploads {
             let marker = markers.remove(&upload.upload_id);
             let alive = marker.as_ref().and_then(|(_, m, _)| m.owner.alive());
-            let age = upload
-                .initiated
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
+            let path = Path::parse(&upload.key).map_err(|e| {
+                backend_err(format!("reading the multipart upload of {:?}", upload.key), false, e.to_string())
+            })?;
+            let activity = uploads::activity(signer.as_ref(), http, &path, &upload)
+                .await
+                .map_err(|e| backend_err(format!("listing the parts of {:?}", upload.key), true, e))?;
+            let idle = activity
+                .last
+                .and_then(|t| now.duration_since(t).ok())
                 .or(marker.as_ref().map(|(_, _, age)| *age))
                 .unwrap_or_default();
-            let removable = alive == Some(false) || age >= older_than;
-            let removed = removable && !dry_run;
-            if removed {
-                let path = Path::parse(&upload.key).map_err(|e| Error::Backend {
-                    backend: self.inner.kind.into(),
-                    context: format!("aborting the multipart upload of {:?}", upload.key),
-                    retryable: false,
-                    source: e.into(),
-                })?;
+            let removed = uploads::stale(alive, idle, older_than);
+            if removed && !dry_run {
                 match multipart.abort_multipart(&path, &upload.upload_id).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(self.err(e, &upload.key, "aborting a stale multipart upload of")),
@@ -392,17 +396,18 @@ impl Backend for ObjectStoreBackend {
             }
             found.push(Leftover {
                 name: format!("multipart upload of {} ({})", upload.key, upload.upload_id),
-                size: None,
-                age: Some(age),
+                size: Some(activity.bytes),
+                age: Some(idle),
                 live: alive == Some(true),
                 removed,
             });
         }
         // Markers whose upload is already gone (a crash between completing and cleaning up).
         for (_, (path, marker, age)) in markers {
+            // Its upload is gone, so only a live writer (about to clean up) keeps it.
             let alive = marker.owner.alive();
-            let removed = (alive != Some(true) || age >= older_than) && !dry_run;
-            if removed {
+            let removed = alive != Some(true) || age >= older_than;
+            if removed && !dry_run {
                 let _ = self.inner.store.delete(&path).await;
             }
             found.push(Leftover {
