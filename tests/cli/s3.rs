@@ -327,6 +327,22 @@ fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
 }
 
 #[test]
+fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
+    let s = Scratch::new();
+    let requests = |status: &str, s3_code: &str| {
+        let proxy = Proxy::start(&s, &format!("fail-{status}-{s3_code}"), &["--fail", status, s3_code]);
+        let b = Bucket::at(&proxy.endpoint, "faults");
+        let out = b.cmd(&s, &["ls"]).env("PROMOTE_BACKEND__MAX_RETRIES", "2").output().unwrap();
+        assert_ne!(code(&out), 0);
+        assert!(stderr(&out).contains(s3_code), "the error names the S3 code: {}", stderr(&out));
+        proxy.refused().len()
+    };
+    assert_eq!(requests("400", "InvalidArgument"), 1, "a plain 400 is final");
+    assert_eq!(requests("503", "SlowDown"), 3, "a 503 is tried 1 + max_retries times");
+    assert_eq!(requests("400", "RequestTimeout"), 3, "S3's RequestTimeout (a 400) is retried");
+}
+
+#[test]
 fn reads_never_write_and_work_with_read_only_credentials() {
     let s = Scratch::new();
     let direct = Bucket::new("read-only");

@@ -3,6 +3,7 @@
 
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE              # drop conditions
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --read-only  # refuse writes
+    python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --fail STATUS CODE  # fail everything
 
 Default: drops If-None-Match / If-Match from every request, so the server behind it ignores
 conditional writes (for testing that promote refuses to trust it).
@@ -10,6 +11,9 @@ conditional writes (for testing that promote refuses to trust it).
 --read-only: answers every PUT, POST and DELETE with 403 AccessDenied, as S3 does for
 credentials that may only read, and appends "METHOD PATH" of each refused request to
 PORT_FILE.refused (for testing that reads never write).
+
+--fail STATUS CODE: answers every request with STATUS and an S3 error body with CODE, logging
+each to PORT_FILE.refused too (for counting how often a fault is retried).
 
 Writes the port it listens on to PORT_FILE once ready; exits when stdin closes.
 """
@@ -21,6 +25,7 @@ import urllib.parse
 
 UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
 READ_ONLY = sys.argv[3:] == ["--read-only"]
+FAIL = (int(sys.argv[4]), sys.argv[5]) if sys.argv[3:4] == ["--fail"] else None
 REFUSED_LOG = sys.argv[2] + ".refused"
 LOG_LOCK = threading.Lock()
 DROPPED = {"if-none-match", "if-match"}
@@ -33,12 +38,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def refuse(self):
+    def refuse(self, status=403, code="AccessDenied"):
         with LOG_LOCK, open(REFUSED_LOG, "a") as log:
             log.write("%s %s\n" % (self.command, self.path))
-        data = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-                b"<Message>Access Denied (read-only test proxy)</Message></Error>")
-        self.send_response(403, "Forbidden")
+        data = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+                "<Message>refused by the test proxy</Message></Error>" % code).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -49,6 +54,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         if READ_ONLY and self.command in ("PUT", "POST", "DELETE"):
             return self.refuse()
+        if FAIL:
+            return self.refuse(*FAIL)
         dropped = set() if READ_ONLY else DROPPED
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped | HOP}
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)

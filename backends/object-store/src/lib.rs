@@ -36,6 +36,7 @@ mod claims;
 mod conditional;
 mod config;
 mod errors;
+mod faults;
 mod liveness;
 mod parts;
 mod probe;

@@ -43,10 +43,9 @@ struct Upload {
 const CONFLICT_RETRIES: u32 = 6;
 
 /// S3's 409 ConditionalRequestConflict: another conditional write on the key is in flight. Not
-/// an answer about the key; retried with backoff (object_store reports it like a 412).
+/// an answer about the key; retried with backoff (see `faults`).
 fn is_conflicting_operation(e: &object_store::Error) -> bool {
-    let text = e.to_string();
-    text.contains("ConditionalRequestConflict") || text.contains("409 Conflict")
+    crate::faults::find(e).is_some_and(crate::faults::Fault::is_conflicting_operation)
 }
 
 /// The refusal of an object larger than the server accepts.
