@@ -327,6 +327,38 @@ fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
 }
 
 #[test]
+fn multipart_objects_without_sha256_still_get_a_stored_digest_and_get_says_what_it_checked() {
+    let s = Scratch::new();
+    let b = Bucket::new("digests");
+    let bytes = data::bytes(40, 12 << 20);
+    s.file("large", &bytes);
+    assert_code(&b.run(&s, &["put", "large", "with"]), 0);
+    let out = b.run(&s, &["verify", "with"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("(checked against the stored digest)"), "{}", stdout(&out));
+    let out = b.run(&s, &["get", "with", "with.out"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains(&format!("sha256:{} (checked against the stored digest)", sha(&bytes))));
+
+    // The digest record could not be written (as after a crash right after completing): the
+    // digest is unknown, and get says it checked the size only.
+    let proxy = Proxy::start(&s, "no-digests", &["--refuse-writes-to", "/.promote/digests/"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    assert_code(&through.run(&s, &["put", "large", "without"]), 0);
+    assert!(!proxy.refused().is_empty(), "the digest record was attempted");
+    let out = b.run(&s, &["get", "without", "without.out"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("size checked only"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("checked against the stored digest"), "{}", stdout(&out));
+    let out = b.run(&s, &["get", "without", "-"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("size checked only"), "{}", stderr(&out));
+    let out = b.run(&s, &["verify", "without", "--sha256", &sha(&bytes)]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("no digest is stored"), "{}", stdout(&out));
+}
+
+#[test]
 fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
     let s = Scratch::new();
     let requests = |status: &str, s3_code: &str| {
@@ -361,6 +393,7 @@ fn reads_never_write_and_work_with_read_only_credentials() {
     assert!(b.get(&s, "dir/large") == large);
     let out = b.run(&s, &["get", "dir/large", "copy"]);
     assert_code(&out, 0);
+    assert!(stdout(&out).contains("checked against the stored digest"), "{}", stdout(&out));
     assert!(std::fs::read(s.path().join("copy")).unwrap() == large);
     for key in ["small", "dir/large"] {
         let out = b.run(&s, &["verify", key]);

@@ -1,6 +1,7 @@
 //! An independent look at a conformance prefix on S3: every in-progress multipart upload
 //! (ListMultipartUploads, sent here as a presigned GET) and every object under
-//! `<prefix>/.promote/`, read straight from the server rather than through the backend's sweep.
+//! `<prefix>/.promote/` but the digest sidecars of published objects, read straight from the
+//! server rather than through the backend's sweep.
 
 use std::time::Duration;
 
@@ -19,7 +20,14 @@ pub(crate) async fn residue(config: &S3Config) -> Vec<String> {
     let mut out = Vec::new();
     let staging = Path::parse(format!("{}/.promote", config.prefix)).expect("a plain test prefix");
     let objects: Vec<_> = s3.list(Some(&staging)).try_collect().await.expect("list .promote/ objects");
-    out.extend(objects.into_iter().map(|o| format!("object {}", o.location)));
+    // Digest sidecars belong to published objects; everything else there is staging.
+    let digests = format!("{staging}/digests/");
+    out.extend(
+        objects
+            .into_iter()
+            .filter(|o| !o.location.as_ref().starts_with(&digests))
+            .map(|o| format!("object {}", o.location)),
+    );
     out.extend(uploads(&s3, config).await.into_iter().map(|(key, id)| format!("multipart upload of {key} ({id})")));
     out
 }

@@ -4,6 +4,7 @@
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE              # drop conditions
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --read-only  # refuse writes
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --fail STATUS CODE  # fail everything
+    python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --refuse-writes-to TEXT
 
 Default: drops If-None-Match / If-Match from every request, so the server behind it ignores
 conditional writes (for testing that promote refuses to trust it).
@@ -15,6 +16,8 @@ PORT_FILE.refused (for testing that reads never write).
 --fail STATUS CODE: answers every request with STATUS and an S3 error body with CODE, logging
 each to PORT_FILE.refused too (for counting how often a fault is retried).
 
+--refuse-writes-to TEXT: like --read-only, for writes whose path contains TEXT only.
+
 Writes the port it listens on to PORT_FILE once ready; exits when stdin closes.
 """
 import http.client
@@ -25,6 +28,7 @@ import urllib.parse
 
 UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
 READ_ONLY = sys.argv[3:] == ["--read-only"]
+REFUSED_PATH = sys.argv[4] if sys.argv[3:4] == ["--refuse-writes-to"] else None
 FAIL = (int(sys.argv[4]), sys.argv[5]) if sys.argv[3:4] == ["--fail"] else None
 REFUSED_LOG = sys.argv[2] + ".refused"
 LOG_LOCK = threading.Lock()
@@ -52,11 +56,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        if READ_ONLY and self.command in ("PUT", "POST", "DELETE"):
+        if (READ_ONLY or (REFUSED_PATH and REFUSED_PATH in self.path)) and self.command in ("PUT", "POST", "DELETE"):
             return self.refuse()
         if FAIL:
             return self.refuse(*FAIL)
-        dropped = set() if READ_ONLY else DROPPED
+        dropped = set() if READ_ONLY or REFUSED_PATH or FAIL else DROPPED
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped | HOP}
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         conn.request(self.command, self.path, body=body, headers=headers)

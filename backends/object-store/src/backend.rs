@@ -22,7 +22,7 @@ use crate::conditional::{ConditionalConnector, Conditions};
 use crate::config::{ConditionalWrites, S3Config};
 use crate::staged::ObjectStaged;
 use crate::uploads::{self, Marker};
-use crate::{errors, probe};
+use crate::{digests, errors, probe};
 
 /// The user-metadata name the SHA-256 is stored under (`x-amz-meta-promote-sha256` on S3).
 pub(crate) const DIGEST_METADATA: &str = "promote-sha256";
@@ -112,6 +112,11 @@ impl Inner {
     /// Where claims live (see `claims`).
     pub(crate) fn claims_dir(&self) -> String {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/claims"))
+    }
+
+    /// Where digest sidecars live (see `digests`).
+    pub(crate) fn digests_dir(&self) -> String {
+        self.with_prefix(&format!("{RESERVED_SEGMENT}/digests"))
     }
 
     /// Where probes write.
@@ -214,6 +219,11 @@ impl ObjectStoreBackend {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     fn err(&self, e: object_store::Error, key: &str, what: &str) -> Error {
         errors::map(e, self.inner.kind, key, what)
     }
@@ -311,8 +321,11 @@ impl Backend for ObjectStoreBackend {
             .get_opts(&path, GetOptions::new().with_head(true))
             .await
             .map_err(|e| self.err(e, key.as_str(), "reading metadata of"))?;
-        let sha256 =
+        let mut sha256 =
             got.attributes.get(&Attribute::Metadata(DIGEST_METADATA.into())).and_then(|v| v.as_ref().parse().ok());
+        if let (None, Some(etag), Some(_)) = (&sha256, &got.meta.e_tag, &self.inner.multipart) {
+            sha256 = digests::lookup(&self.inner, key, etag).await;
+        }
         Ok(Meta { size: got.meta.size, sha256, version: got.meta.e_tag })
     }
 
@@ -326,7 +339,9 @@ impl Backend for ObjectStoreBackend {
     async fn delete(&self, key: &Key) -> Result<(), Error> {
         self.head(key).await?;
         let path = self.inner.path(key);
-        self.inner.store.delete(&path).await.map_err(|e| self.err(e, key.as_str(), "removing"))
+        self.inner.store.delete(&path).await.map_err(|e| self.err(e, key.as_str(), "removing"))?;
+        digests::forget(&self.inner, key).await;
+        Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>, Error> {

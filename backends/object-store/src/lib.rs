@@ -19,9 +19,10 @@
 //!   (`--replace`) or set `conditional_writes = "trust"`.
 //! - **Digests**: `x-amz-checksum-sha256` on every PUT and part (servers that verify it reject
 //!   corrupted bodies); the object's SHA-256 in `x-amz-meta-promote-sha256`, so `head` and reruns
-//!   need not read data. For multipart uploads the metadata must be set when the upload starts,
-//!   so it is stored when the caller gave the digest up front (`--sha256`); otherwise `head`
-//!   reports none and promote hashes the object when it needs the digest.
+//!   need not read data. A multipart upload's metadata is fixed when it starts, so it carries the
+//!   digest only when the caller gave it up front (`--sha256`); otherwise the digest is recorded
+//!   after completion in a sidecar under `<prefix>/.promote/digests/`, which `head` trusts only
+//!   while the object's ETag is the one it names (see `digests`).
 //! - **Retries**: transient failures are retried with backoff by object_store. A create-only
 //!   write whose retry meets "already exists" (perhaps our own first attempt) is resolved by core
 //!   comparing digests: identical is success, different is a conflict.
@@ -35,6 +36,7 @@ mod backend;
 mod claims;
 mod conditional;
 mod config;
+mod digests;
 mod errors;
 mod faults;
 mod liveness;

@@ -17,7 +17,7 @@ use crate::backend::{DIGEST_METADATA, Inner};
 use crate::liveness::Owner;
 use crate::parts::PartSizes;
 use crate::uploads::{Marker, marker_path};
-use crate::{claims, errors};
+use crate::{claims, digests, errors};
 
 pub(crate) struct ObjectStaged {
     inner: Arc<Inner>,
@@ -290,7 +290,16 @@ impl StagedWrite for ObjectStaged {
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
-        if self.upload.is_some() { self.publish_multipart(mode).await } else { self.publish_single(mode, digest).await }
+        if self.upload.is_none() {
+            return self.publish_single(mode, digest).await;
+        }
+        // The upload's metadata holds the digest only when it was known up front.
+        let in_metadata = self.hint == Some(digest.sha256);
+        let version = self.publish_multipart(mode).await?;
+        if !in_metadata {
+            digests::record(&self.inner, &self.key, version.as_deref(), &digest.sha256).await;
+        }
+        Ok(version)
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), Error> {

@@ -1,4 +1,5 @@
 //! `promote get KEY DEST`: copy out, verifying the stored digest; DEST appears only when whole.
+//! It says what was checked: the stored SHA-256, or only the size when none is stored.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +15,14 @@ use crate::settings::{self, Loaded};
 pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCode> {
     let key = parse_key(&args.key)?;
     let store = settings::open(loaded).await?;
-    let (_, mut stream) = store.read_verified(&key).await?;
+    let (meta, mut stream) = store.read_verified(&key).await?;
+    let checked = match meta.sha256 {
+        Some(sha) => format!("{} bytes, sha256:{sha} (checked against the stored digest)", meta.size),
+        None => format!(
+            "{} bytes (size checked only: no digest is stored; `promote verify {key} --sha256 HEX` checks the content)",
+            meta.size
+        ),
+    };
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
@@ -22,6 +30,9 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
             out.write_all(&chunk?).await?;
         }
         out.flush().await?;
+        if meta.sha256.is_none() {
+            eprintln!("promote: {key}: {checked}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
@@ -50,5 +61,6 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     } else {
         tmp.persist_noclobber(&dest).map_err(|e| context(e.error))?;
     }
+    println!("got {key} -> {}  {checked}", dest.display());
     Ok(ExitCode::SUCCESS)
 }
