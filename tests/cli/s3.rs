@@ -359,6 +359,41 @@ fn multipart_objects_without_sha256_still_get_a_stored_digest_and_get_says_what_
 }
 
 #[test]
+fn an_object_over_the_servers_maximum_is_refused_before_it_uploads() {
+    let s = Scratch::new();
+    let b = Bucket::new("max-size");
+    let bytes = data::bytes(41, 12 << 20);
+    s.file("f", &bytes);
+    let capped = |args: &[&str]| {
+        let mut cmd = b.cmd(&s, args);
+        cmd.env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "10MiB");
+        cmd
+    };
+    // Size known: refused before any request (through a proxy that fails every request).
+    let proxy = Proxy::start(&s, "max-size", &["--fail", "500", "InternalError"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    let out = through
+        .cmd(&s, &["put", "f", "k", "--size", &bytes.len().to_string()])
+        .env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "10MiB")
+        .env("PROMOTE_BACKEND__CONDITIONAL_WRITES", "trust")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("max_object_size"), "{}", stderr(&out));
+    assert_eq!(proxy.refused(), Vec::<String>::new(), "no request was sent");
+    // Size unknown (stdin): refused as soon as it passes the maximum; nothing is left.
+    let mut child = capped(&["put", "-", "k"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(&bytes);
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("max_object_size"), "{}", stderr(&out));
+    assert_code(&b.run(&s, &["get", "k", "-"]), 5);
+    assert!(b.leftovers(&s).is_empty(), "{:?}", b.leftovers(&s));
+    // Under the maximum, the same object goes up.
+    assert_code(&b.cmd(&s, &["put", "f", "k"]).env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "12MiB").output().unwrap(), 0);
+}
+
+#[test]
 fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
     let s = Scratch::new();
     let requests = |status: &str, s3_code: &str| {
