@@ -82,8 +82,9 @@ pub struct S3Config {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConditionalWrites {
-    /// Check live when the backend opens (a few small requests under `<prefix>/.promote/`); a
-    /// server that ignores the condition gets create-only refused.
+    /// Check live before the first create-only publish of a process, and in `doctor` (a few
+    /// small requests under `<prefix>/.promote/probe/`); a server that ignores the condition gets
+    /// create-only refused. Reads never trigger it.
     #[default]
     Probe,
     /// Assume the server honours them (AWS S3 does since 2024); no probe.
