@@ -59,7 +59,8 @@ pub struct Leftover {
     pub age: Option<Duration>,
     /// Whether a live writer still holds it (only backends that can tell; else `false`).
     pub live: bool,
-    /// Whether this sweep removed it (false on a dry run or when it was kept).
+    /// Whether this sweep removed it; on a dry run, whether it would have (one rule, in the
+    /// backend, decides both, so a dry run shows exactly what a real run does).
     pub removed: bool,
 }
 
@@ -89,8 +90,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Where the objects live, for humans (`local:/data`, `s3://bucket/prefix`). Never secrets.
     fn location(&self) -> String;
 
-    /// What this backend can do safely.
+    /// What this backend can do safely. Live checks [`Backend::ready_for`] runs may narrow it.
     fn capabilities(&self) -> Capabilities;
+
+    /// Runs whatever live check publishing in `mode` needs, before any byte moves (S3: the
+    /// create-only probe, which writes a few small objects), once per process; afterwards
+    /// [`Backend::capabilities`] reflects what it found. Read-only commands never call it, so
+    /// they work with read-only credentials. Core calls it from [`Store::ready_for`](crate::Store::ready_for)
+    /// before staging and again before publishing. Default: nothing to check.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors when the check cannot run (no access, server unreachable). A check that
+    /// runs and finds the mode unsafe is not an error here: it shows in the capabilities.
+    async fn ready_for(&self, mode: &Mode) -> Result<(), Error> {
+        let _ = mode;
+        Ok(())
+    }
 
     /// Opens a staging area for `key`. Nothing is visible at `key` until publish.
     ///

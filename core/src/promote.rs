@@ -62,7 +62,7 @@ impl Store {
         expected: &Expected,
         mode: Mode,
     ) -> Result<Outcome, Error> {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
             return Ok(outcome);
         }
@@ -123,7 +123,7 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
             return Ok(outcome);
         }

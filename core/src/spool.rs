@@ -36,7 +36,7 @@ impl Store {
     where
         R: tokio::io::AsyncRead + Unpin + Send,
     {
-        self.check_mode(&mode)?;
+        self.ready_for(&mode).await?;
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
             return Ok(outcome);
         }
@@ -90,7 +90,7 @@ pub fn sweep_spool(dir: &Path, older_than: std::time::Duration, dry_run: bool) -
             continue;
         }
         let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
-        let removed = age >= older_than && !dry_run && std::fs::remove_file(entry.path()).is_ok();
+        let removed = age >= older_than && (dry_run || std::fs::remove_file(entry.path()).is_ok());
         found.push(Leftover {
             name: entry.path().display().to_string(),
             size: Some(meta.len()),

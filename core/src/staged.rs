@@ -94,7 +94,8 @@ impl Staged {
     ) -> Result<Outcome, Error> {
         let Self { key, store, inner, started, .. } = self;
         let backend = Arc::clone(store.backend());
-        if let Err(err) = check_before_publish(backend.as_ref(), &key, expected, &mode, &digest) {
+        let ready = backend.ready_for(&mode).await;
+        if let Err(err) = ready.and_then(|()| check_before_publish(backend.as_ref(), &key, expected, &mode, &digest)) {
             let _ = inner.abort().await;
             aborted(&key, &digest, started, &err);
             return Err(err);

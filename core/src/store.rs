@@ -31,14 +31,27 @@ impl Store {
         &self.backend
     }
 
-    /// Refuses `mode` if the backend does not offer it. Every promotion helper calls this before
-    /// it stages anything; [`Staged::promote`] checks again before publishing.
+    /// Refuses `mode` if the backend does not offer it, as far as it knows without live checks
+    /// (see [`Store::ready_for`], which runs them first).
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`].
     pub fn check_mode(&self, mode: &Mode) -> Result<(), Error> {
         self.backend.capabilities().check(mode, &self.backend.location())
+    }
+
+    /// Runs the backend's live checks for `mode` ([`Backend::ready_for`], e.g. S3's create-only
+    /// probe, once per process), then refuses `mode` if the backend does not offer it. Every
+    /// promotion helper calls this before it stages anything; [`Staged::promote`] checks again
+    /// before publishing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`]; backend errors when the live check cannot run.
+    pub async fn ready_for(&self, mode: &Mode) -> Result<(), Error> {
+        self.backend.ready_for(mode).await?;
+        self.check_mode(mode)
     }
 
     /// Opens a staged handle for `key`. `expected` is passed to the backend as a hint (see
@@ -95,7 +108,7 @@ impl Store {
     /// Backend errors.
     pub async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         let leftovers = self.backend.sweep_staging(older_than, dry_run).await?;
-        for l in leftovers.iter().filter(|l| l.removed) {
+        for l in leftovers.iter().filter(|l| l.removed && !dry_run) {
             tracing::info!(name = %l.name, size = l.size, "removed staging leftover");
         }
         Ok(leftovers)

@@ -114,6 +114,71 @@ fn sigkill_mid_multipart_leaves_no_object_and_recover_aborts_the_upload() {
     assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
 }
 
+/// `recover --json` lines as (name, verdict), with "would remove" read as "removed".
+fn verdicts(out: &std::process::Output) -> Vec<(String, String)> {
+    assert_code(out, 0);
+    let mut v: Vec<(String, String)> = stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|j| {
+            (j["name"].as_str().unwrap().to_owned(), j["action"].as_str().unwrap().replace("would remove", "removed"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn recover_judges_uploads_by_their_newest_part_and_dry_runs_match_real_runs() {
+    let s = Scratch::new();
+    let b = Bucket::new("activity");
+    let upload_of = |key: &str, min_bytes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = b.leftovers(&s).into_iter().find(|l| {
+                l["name"].as_str().unwrap().contains(&format!("/{key} ("))
+                    && l["size"].as_u64().unwrap_or(0) >= min_bytes
+            });
+            if let Some(l) = found {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no upload of {key} with {min_bytes} bytes in parts appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A writer killed mid-upload: dead, so its upload goes at once.
+    let mut dead = b.cmd(&s, &["put", "-", "dead"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    dead.stdin.as_mut().unwrap().write_all(&data::bytes(30, 6 << 20)).unwrap();
+    upload_of("dead", 5 << 20);
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    // A live writer that started long ago (for --older-than 3s) but sent a part just now.
+    let body = data::bytes(31, 16 << 20);
+    let mut live = b.cmd(&s, &["put", "-", "live"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = live.stdin.take().unwrap();
+    stdin.write_all(&body[..6 << 20]).unwrap();
+    upload_of("live", 5 << 20);
+    std::thread::sleep(Duration::from_secs(5));
+    stdin.write_all(&body[6 << 20..12 << 20]).unwrap();
+    let listed = upload_of("live", 10 << 20);
+    assert!(listed["idle_seconds"].as_u64().unwrap() < 3, "idle counts from the newest part: {listed}");
+
+    let dry = verdicts(&b.run(&s, &["recover", "--older-than", "3s", "--dry-run", "--json"]));
+    let real = verdicts(&b.run(&s, &["recover", "--older-than", "3s", "--json"]));
+    assert_eq!(dry, real, "a dry run shows exactly what the real run does");
+    let verdict =
+        |key: &str| real.iter().find(|(name, _)| name.contains(&format!("/{key} ("))).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(verdict("dead"), "removed");
+    assert_eq!(verdict("live"), "kept", "an upload started 5s ago but written to just now is active");
+
+    stdin.write_all(&body[12 << 20..]).unwrap();
+    drop(stdin);
+    let out = live.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    assert!(b.get(&s, "live") == body);
+    assert!(b.leftovers(&s).is_empty(), "{:?}", b.leftovers(&s));
+}
+
 #[test]
 fn wrong_sha256_publishes_nothing_small_or_multipart() {
     let s = Scratch::new();
@@ -145,32 +210,111 @@ fn doctor_is_green_on_a_conditional_write_server() {
     assert!(text.contains("ok   server refuses a second create-only PUT"), "{text}");
     assert!(text.contains("ok   server refuses a second create-only multipart completion"), "{text}");
     assert!(text.contains("server verifies x-amz-checksum-sha256"), "{text}");
-    let out = b.run(&s, &["config", "show"]);
-    assert!(stdout(&out).contains("secret_access_key") || !stdout(&out).contains(&var("AWS_SECRET_ACCESS_KEY")));
+}
+
+/// A secret no output may contain. LocalStack accepts any secret, so commands still work.
+const CANARY_SECRET: &str = "canary-S3cr3t-7f3a9c2e1b";
+
+#[test]
+fn the_secret_never_reaches_output_or_logs() {
+    let s = Scratch::new();
+    let b = Bucket::new("secret");
+    let with_secret = |args: &[&str]| {
+        b.cmd(&s, args).env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET).output().expect("run promote")
+    };
+    // The secret really is in the configuration: config show names its source.
+    let shown = with_secret(&["config", "show"]);
+    assert_code(&shown, 0);
+    assert!(
+        stdout(&shown).lines().any(|l| l.starts_with("backend.secret_access_key") && l.contains("SECRET_ACCESS_KEY")),
+        "{}",
+        stdout(&shown)
+    );
+    s.file("f", &data::bytes(22, 6 << 20));
+    let mut outputs = vec![
+        shown,
+        with_secret(&["config", "show", "--json"]),
+        with_secret(&["-vvv", "put", "f", "k"]),
+        with_secret(&["-vvv", "ls"]),
+        with_secret(&["-vvv", "get", "k", "-"]),
+        with_secret(&["-vvv", "verify", "k"]),
+        with_secret(&["-vvv", "doctor"]),
+        with_secret(&["-vvv", "recover", "--dry-run"]),
+        with_secret(&["-vvv", "get", "missing", "-"]),
+    ];
+    // Errors that involve the credentials: an unreachable server, a refused write.
+    let closed = Bucket::at("http://127.0.0.1:9", "secret");
+    outputs.push(
+        closed.cmd(&s, &["-vvv", "ls"]).env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET).output().unwrap(),
+    );
+    let proxy = Proxy::start(&s, "secret", &["--read-only"]);
+    let refused = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    outputs.push(
+        refused
+            .cmd(&s, &["-vvv", "put", "f", "k2"])
+            .env("PROMOTE_BACKEND__SECRET_ACCESS_KEY", CANARY_SECRET)
+            .output()
+            .unwrap(),
+    );
+    assert_code(&outputs[2], 0);
+    assert_ne!(code(outputs.last().unwrap()), 0);
+    for out in &outputs {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(!text.contains(CANARY_SECRET), "the secret leaked:\n{text}");
+    }
+}
+
+/// The test proxy (`tests/s3/ignore_conditions.py`) in front of the S3 server; stopped on drop.
+struct Proxy {
+    child: std::process::Child,
+    endpoint: String,
+    refused_log: std::path::PathBuf,
+}
+
+impl Proxy {
+    /// `mode`: `[]` drops conditional headers; `["--read-only"]` refuses every write with 403.
+    fn start(s: &Scratch, name: &str, mode: &[&str]) -> Self {
+        let port_file = s.path().join(format!("{name}.port"));
+        let child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
+            .arg(var("PROMOTE_TEST_S3_ENDPOINT"))
+            .arg(&port_file)
+            .args(mode)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start the test proxy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(mut f) = std::fs::File::open(&port_file) {
+                let mut p = String::new();
+                f.read_to_string(&mut p).unwrap();
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let refused_log = s.path().join(format!("{name}.port.refused"));
+        Self { child, endpoint: format!("http://127.0.0.1:{port}"), refused_log }
+    }
+
+    /// The writes the read-only proxy refused so far ("METHOD PATH" lines).
+    fn refused(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.refused_log).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
     let s = Scratch::new();
-    let port_file = s.path().join("proxy.port");
-    let mut proxy = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
-        .arg(var("PROMOTE_TEST_S3_ENDPOINT"))
-        .arg(&port_file)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start the condition-dropping proxy");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        if let Ok(mut f) = std::fs::File::open(&port_file) {
-            let mut p = String::new();
-            f.read_to_string(&mut p).unwrap();
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let b = Bucket::at(&format!("http://127.0.0.1:{port}"), "unsafe");
+    let proxy = Proxy::start(&s, "unsafe", &[]);
+    let b = Bucket::at(&proxy.endpoint, "unsafe");
     let out = b.run(&s, &["doctor"]);
     assert_code(&out, 1);
     assert!(stdout(&out).contains("UNSAFE"), "{}", stdout(&out));
@@ -180,8 +324,127 @@ fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--replace") && stderr(&out).contains("If-None-Match"), "{}", stderr(&out));
     assert_code(&b.run(&s, &["put", "f", "k", "--replace"]), 0);
-    drop(proxy.stdin.take());
-    proxy.wait().unwrap();
+}
+
+#[test]
+fn multipart_objects_without_sha256_still_get_a_stored_digest_and_get_says_what_it_checked() {
+    let s = Scratch::new();
+    let b = Bucket::new("digests");
+    let bytes = data::bytes(40, 12 << 20);
+    s.file("large", &bytes);
+    assert_code(&b.run(&s, &["put", "large", "with"]), 0);
+    let out = b.run(&s, &["verify", "with"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("(checked against the stored digest)"), "{}", stdout(&out));
+    let out = b.run(&s, &["get", "with", "with.out"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains(&format!("sha256:{} (checked against the stored digest)", sha(&bytes))));
+
+    // The digest record could not be written (as after a crash right after completing): the
+    // digest is unknown, and get says it checked the size only.
+    let proxy = Proxy::start(&s, "no-digests", &["--refuse-writes-to", "/.promote/digests/"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    assert_code(&through.run(&s, &["put", "large", "without"]), 0);
+    assert!(!proxy.refused().is_empty(), "the digest record was attempted");
+    let out = b.run(&s, &["get", "without", "without.out"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("size checked only"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("checked against the stored digest"), "{}", stdout(&out));
+    let out = b.run(&s, &["get", "without", "-"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("size checked only"), "{}", stderr(&out));
+    let out = b.run(&s, &["verify", "without", "--sha256", &sha(&bytes)]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("no digest is stored"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_object_over_the_servers_maximum_is_refused_before_it_uploads() {
+    let s = Scratch::new();
+    let b = Bucket::new("max-size");
+    let bytes = data::bytes(41, 12 << 20);
+    s.file("f", &bytes);
+    let capped = |args: &[&str]| {
+        let mut cmd = b.cmd(&s, args);
+        cmd.env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "10MiB");
+        cmd
+    };
+    // Size known: refused before any request (through a proxy that fails every request).
+    let proxy = Proxy::start(&s, "max-size", &["--fail", "500", "InternalError"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    let out = through
+        .cmd(&s, &["put", "f", "k", "--size", &bytes.len().to_string()])
+        .env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "10MiB")
+        .env("PROMOTE_BACKEND__CONDITIONAL_WRITES", "trust")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("max_object_size"), "{}", stderr(&out));
+    assert_eq!(proxy.refused(), Vec::<String>::new(), "no request was sent");
+    // Size unknown (stdin): refused as soon as it passes the maximum; nothing is left.
+    let mut child = capped(&["put", "-", "k"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(&bytes);
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("max_object_size"), "{}", stderr(&out));
+    assert_code(&b.run(&s, &["get", "k", "-"]), 5);
+    assert!(b.leftovers(&s).is_empty(), "{:?}", b.leftovers(&s));
+    // Under the maximum, the same object goes up.
+    assert_code(&b.cmd(&s, &["put", "f", "k"]).env("PROMOTE_BACKEND__MAX_OBJECT_SIZE", "12MiB").output().unwrap(), 0);
+}
+
+#[test]
+fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
+    let s = Scratch::new();
+    let requests = |status: &str, s3_code: &str| {
+        let proxy = Proxy::start(&s, &format!("fail-{status}-{s3_code}"), &["--fail", status, s3_code]);
+        let b = Bucket::at(&proxy.endpoint, "faults");
+        let out = b.cmd(&s, &["ls"]).env("PROMOTE_BACKEND__MAX_RETRIES", "2").output().unwrap();
+        assert_ne!(code(&out), 0);
+        assert!(stderr(&out).contains(s3_code), "the error names the S3 code: {}", stderr(&out));
+        proxy.refused().len()
+    };
+    assert_eq!(requests("400", "InvalidArgument"), 1, "a plain 400 is final");
+    assert_eq!(requests("503", "SlowDown"), 3, "a 503 is tried 1 + max_retries times");
+    assert_eq!(requests("400", "RequestTimeout"), 3, "S3's RequestTimeout (a 400) is retried");
+}
+
+#[test]
+fn reads_never_write_and_work_with_read_only_credentials() {
+    let s = Scratch::new();
+    let direct = Bucket::new("read-only");
+    let (small, large) = (data::bytes(20, 1000), data::bytes(21, 12 << 20));
+    s.file("small", &small);
+    s.file("large", &large);
+    assert_code(&direct.run(&s, &["put", "small", "small"]), 0);
+    assert_code(&direct.run(&s, &["put", "large", "dir/large"]), 0);
+
+    let proxy = Proxy::start(&s, "read-only", &["--read-only"]);
+    let b = Bucket { endpoint: proxy.endpoint.clone(), prefix: direct.prefix.clone() };
+    let out = b.run(&s, &["ls"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("small") && stdout(&out).contains("dir/large"), "{}", stdout(&out));
+    assert!(b.get(&s, "small") == small);
+    assert!(b.get(&s, "dir/large") == large);
+    let out = b.run(&s, &["get", "dir/large", "copy"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("checked against the stored digest"), "{}", stdout(&out));
+    assert!(std::fs::read(s.path().join("copy")).unwrap() == large);
+    for key in ["small", "dir/large"] {
+        let out = b.run(&s, &["verify", key]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+    }
+    assert_code(&b.run(&s, &["config", "show"]), 0);
+    assert_code(&b.run(&s, &["recover", "--dry-run"]), 0);
+    assert_eq!(proxy.refused(), Vec::<String>::new(), "read-only commands sent writes");
+
+    // A put needs write access: it fails with a clear error, and the proxy saw it try.
+    let out = b.run(&s, &["put", "small", "new"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert!(!proxy.refused().is_empty(), "the put never reached the proxy");
+    assert_code(&direct.run(&s, &["get", "new", "-"]), 5);
 }
 
 #[test]

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use promote_core::{Backend, Store};
+use promote_core::{Backend, Mode, Store};
 use promote_local::{Durability, LocalBackend, LocalConfig};
 use promote_object_store::{ObjectStoreBackend, S3Config};
-use promote_tests::{Fixture, Suite, run};
+use promote_tests::{Fixture, Residue, Suite, run};
+
+mod s3_residue;
 
 fn local(name: &'static str, durability: Durability) -> Suite {
     let open = move || {
@@ -21,9 +23,12 @@ fn local(name: &'static str, durability: Durability) -> Suite {
     Suite {
         name,
         capabilities: probe.capabilities(),
+        large: 3 << 20,
         factory: Arc::new(move || {
             let (backend, dir) = open();
-            Box::pin(async move { Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir) } })
+            Box::pin(
+                async move { Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir), residue: None } },
+            )
         }),
     }
 }
@@ -32,9 +37,14 @@ fn memory() -> Suite {
     Suite {
         name: "memory",
         capabilities: ObjectStoreBackend::memory().capabilities(),
+        large: 3 << 20,
         factory: Arc::new(|| {
             Box::pin(async {
-                Fixture { store: Store::new(Arc::new(ObjectStoreBackend::memory())), guard: Box::new(()) }
+                Fixture {
+                    store: Store::new(Arc::new(ObjectStoreBackend::memory())),
+                    guard: Box::new(()),
+                    residue: None,
+                }
             })
         }),
     }
@@ -62,18 +72,32 @@ fn s3_config() -> S3Config {
     }
 }
 
-async fn open_s3() -> ObjectStoreBackend {
-    ObjectStoreBackend::s3(&s3_config()).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"))
+async fn open_s3(config: &S3Config) -> ObjectStoreBackend {
+    let backend =
+        ObjectStoreBackend::s3(config).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"));
+    // Run the create-only probe now, so the capabilities say what the server really does.
+    backend.ready_for(&Mode::Create).await.unwrap_or_else(|e| panic!("cannot probe the test S3 server: {e}"));
+    backend
 }
 
 fn s3() -> Suite {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let capabilities = runtime.block_on(open_s3()).capabilities();
+    let capabilities = runtime.block_on(open_s3(&s3_config())).capabilities();
     Suite {
         name: "s3",
         capabilities,
+        // Above the 5 MiB multipart threshold: two parts.
+        large: (6 << 20) + 12_345,
         factory: Arc::new(|| {
-            Box::pin(async { Fixture { store: Store::new(Arc::new(open_s3().await)), guard: Box::new(()) } })
+            Box::pin(async {
+                let config = s3_config();
+                let store = Store::new(Arc::new(open_s3(&config).await));
+                let residue: Residue = Arc::new(move || {
+                    let config = config.clone();
+                    Box::pin(async move { s3_residue::residue(&config).await })
+                });
+                Fixture { store, guard: Box::new(()), residue: Some(residue) }
+            })
         }),
     }
 }

@@ -18,7 +18,19 @@ pub struct Case {
     /// Why a backend with these capabilities cannot run it (`None`: it can).
     pub requires: fn(&Capabilities) -> Option<&'static str>,
     /// The case itself.
-    pub run: fn(Store) -> BoxFuture<'static, ()>,
+    pub run: fn(Ctx) -> BoxFuture<'static, ()>,
+}
+
+/// What a case gets: a fresh, empty store and what its suite says about the backend. Most
+/// cases take only the store.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The store under test.
+    pub store: Store,
+    /// Bytes that take the backend's large-object path (see [`Suite::large`](crate::Suite::large)).
+    pub large: usize,
+    /// The independent residue check, where the suite has one.
+    pub residue: Option<crate::Residue>,
 }
 
 fn always(_: &Capabilities) -> Option<&'static str> {
@@ -42,10 +54,13 @@ fn lacks_a_mode(c: &Capabilities) -> Option<&'static str> {
 }
 
 macro_rules! cases {
-    ($($name:ident: $requires:ident),* $(,)?) => {
+    ($($name:ident: $requires:ident $(($ctx:ident))?),* $(,)?) => {
         /// Every case, in order.
-        pub const ALL: &[Case] = &[$(Case { name: stringify!($name), requires: $requires, run: |s| Box::pin($name(s)) }),*];
+        pub const ALL: &[Case] =
+            &[$(Case { name: stringify!($name), requires: $requires, run: |c| Box::pin($name(cases!(@arg c $($ctx)?))) }),*];
     };
+    (@arg $c:ident) => { $c.store };
+    (@arg $c:ident ctx) => { $c };
 }
 
 cases! {
@@ -53,20 +68,20 @@ cases! {
     empty_object: always,
     large_object_many_chunks: always,
     special_keys_round_trip: always,
-    head_reports_size_and_digest: always,
+    head_reports_size_and_digest: always(ctx),
     missing_key_is_not_found: always,
     delete_removes_the_object: always,
     size_mismatch_publishes_nothing: always,
     digest_mismatch_publishes_nothing: always,
     source_error_publishes_nothing: always,
-    abort_leaves_no_residue: always,
-    drop_leaves_no_residue: always,
-    listing_never_shows_staging: always,
+    abort_leaves_no_residue: always(ctx),
+    drop_leaves_no_residue: always(ctx),
+    listing_never_shows_staging: always(ctx),
     list_filters_by_prefix: always,
     invalid_keys_rejected_before_io: always,
     create_on_taken_key_conflicts: needs_create,
     create_identical_is_already_present: needs_create,
-    concurrent_creates_one_winner: needs_create,
+    concurrent_creates_one_winner: needs_create(ctx),
     replace_overwrites: needs_replace,
     replace_if_version_swaps: needs_cas,
     unsupported_mode_refused_before_io: lacks_a_mode,
@@ -115,6 +130,20 @@ async fn assert_no_residue(store: &Store, when: &str) {
     panic!("staging residue {when}: {:?}", leftovers(store).await);
 }
 
+/// [`assert_no_residue`], then the suite's independent listing (S3: ListMultipartUploads and
+/// the objects under `.promote/`, not the backend's sweep) must come up empty too.
+async fn assert_no_residue_anywhere(ctx: &Ctx, when: &str) {
+    assert_no_residue(&ctx.store, when).await;
+    let Some(residue) = &ctx.residue else { return };
+    for _ in 0..100 {
+        if residue().await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("staging residue {when}, found by an independent listing: {:?}", residue().await);
+}
+
 async fn assert_absent(store: &Store, k: &Key) {
     match store.head(k).await {
         Err(Error::NotFound { .. }) => {}
@@ -161,6 +190,9 @@ async fn special_keys_round_trip(store: Store) {
         "punct/a+b=c&d;e,f@g#h$i%j!k(l)m[n]o{p}q~r'.txt",
         ".hidden/..dots../...",
         "deep/a/b/c/d/e/f/g/h/i/j/k.txt",
+        "odd ~#%[]{}^| dir/~#%[]{}^| and spaces",
+        "odd ~#%[]{}^| dir/sub%20not-an-escape/x^y|z",
+        "pct/%41%2F%25.txt",
     ];
     for (i, k) in keys.iter().enumerate() {
         let k = key(k);
@@ -172,19 +204,43 @@ async fn special_keys_round_trip(store: Store) {
     let mut want: Vec<String> = keys.iter().map(|s| (*s).to_owned()).collect();
     want.sort();
     assert_eq!(listed, want);
+    // Prefixes with the same characters list the same keys (one path encoding for both).
+    let listed = |prefix: &'static str| {
+        let store = store.clone();
+        async move { store.list(prefix).await.expect("list").into_iter().map(|e| e.key.to_string()).collect::<Vec<_>>() }
+    };
+    assert_eq!(listed("odd ~#%[]{}^| dir/").await, [keys[6], keys[5]]);
+    assert_eq!(listed("odd ~#%[]{}^| dir/~#%").await, [keys[5]]);
+    assert_eq!(listed("odd ~#%[]{}^| dir/sub%20").await, [keys[6]]);
+    assert_eq!(listed("pct/%41").await, [keys[7]]);
+    assert!(listed("pct/A").await.is_empty(), "no percent-decoding");
 }
 
-async fn head_reports_size_and_digest(store: Store) {
-    let k = key("head/me");
-    let bytes = data::bytes(3, 12_345);
-    put(&store, &k, &bytes, &Expected::default(), Mode::Create).await.expect("promote");
-    let meta = store.head(&k).await.expect("head");
-    assert_eq!(meta.size, bytes.len() as u64);
-    if store.backend().capabilities().stored_digest {
-        assert_eq!(meta.sha256, Some(Sha256::of(&bytes)), "stored digest");
+async fn head_reports_size_and_digest(ctx: Ctx) {
+    let store = &ctx.store;
+    // Small and large (S3: multipart), put without the digest up front: it is still stored.
+    for (name, len) in [("head/small", 12_345), ("head/large", ctx.large)] {
+        let k = key(name);
+        let bytes = data::bytes(3, len);
+        put(store, &k, &bytes, &Expected::default(), Mode::Create).await.expect("promote");
+        let meta = store.head(&k).await.expect("head");
+        assert_eq!(meta.size, bytes.len() as u64);
+        if store.backend().capabilities().stored_digest {
+            assert_eq!(meta.sha256, Some(Sha256::of(&bytes)), "stored digest of {name}");
+        }
+        let (_, digest) = store.verify(&k, &exact(&bytes)).await.expect("verify");
+        assert_eq!(digest.sha256, Sha256::of(&bytes));
+        if store.backend().capabilities().replace {
+            // Replaced, the stored digest follows the new bytes.
+            let new = data::bytes(4, len);
+            put(store, &k, &new, &Expected::default(), Mode::Replace).await.expect("replace");
+            let meta = store.head(&k).await.expect("head");
+            if store.backend().capabilities().stored_digest {
+                assert_eq!(meta.sha256, Some(Sha256::of(&new)), "stored digest of {name} after a replace");
+            }
+            assert!(get(store, &k).await == new);
+        }
     }
-    let (_, digest) = store.verify(&k, &exact(&bytes)).await.expect("verify");
-    assert_eq!(digest.sha256, Sha256::of(&bytes));
 }
 
 async fn missing_key_is_not_found(store: Store) {
@@ -242,39 +298,51 @@ async fn source_error_publishes_nothing(store: Store) {
     assert_no_residue(&store, "after a source error").await;
 }
 
-async fn abort_leaves_no_residue(store: Store) {
-    let k = key("aborted");
+async fn abort_leaves_no_residue(ctx: Ctx) {
+    let (store, k) = (&ctx.store, key("aborted"));
     let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
-    for chunk in data::chunks(&data::bytes(7, 3 << 20), 1 << 20) {
+    for chunk in data::chunks(&data::bytes(7, ctx.large), 1 << 20) {
         staged.write(chunk).await.expect("write");
     }
     staged.abort().await.expect("abort");
-    assert_absent(&store, &k).await;
-    assert_no_residue(&store, "after abort").await;
+    assert_absent(store, &k).await;
+    assert_no_residue_anywhere(&ctx, "after abort").await;
 }
 
-async fn drop_leaves_no_residue(store: Store) {
-    let k = key("dropped");
+async fn drop_leaves_no_residue(ctx: Ctx) {
+    let (store, k) = (&ctx.store, key("dropped"));
     let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
-    for chunk in data::chunks(&data::bytes(8, 3 << 20), 1 << 20) {
+    for chunk in data::chunks(&data::bytes(8, ctx.large), 1 << 20) {
         staged.write(chunk).await.expect("write");
     }
     drop(staged);
-    assert_absent(&store, &k).await;
-    assert_no_residue(&store, "after drop").await;
+    assert_absent(store, &k).await;
+    assert_no_residue_anywhere(&ctx, "after drop").await;
 }
 
-async fn listing_never_shows_staging(store: Store) {
+async fn listing_never_shows_staging(ctx: Ctx) {
+    let store = &ctx.store;
     let done = key("visible");
-    put(&store, &done, b"done", &Expected::default(), Mode::Create).await.expect("promote");
+    put(store, &done, b"done", &Expected::default(), Mode::Create).await.expect("promote");
     let k = key("in-flight");
     let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
-    staged.write(Bytes::from(data::bytes(9, 1 << 20))).await.expect("write");
-    let listed: Vec<Key> = store.list("").await.expect("list").into_iter().map(|e| e.key).collect();
-    assert_eq!(listed, vec![done.clone()], "only published objects are listed");
+    let bytes = data::bytes(9, ctx.large);
+    for chunk in data::chunks(&bytes, 1 << 20) {
+        staged.write(chunk).await.expect("write");
+    }
+    if let Some(residue) = &ctx.residue {
+        assert!(!residue().await.is_empty(), "the independent listing sees the staged upload");
+    }
+    for prefix in ["", "in", "in-flight"] {
+        let listed: Vec<Key> = store.list(prefix).await.expect("list").into_iter().map(|e| e.key).collect();
+        let want = if prefix.is_empty() { vec![done.clone()] } else { Vec::new() };
+        assert_eq!(listed, want, "only published objects are listed (prefix {prefix:?})");
+    }
     assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })), "staged data visible to head");
-    staged.promote(&Expected::default(), Mode::Create).await.expect("promote");
+    staged.promote(&exact(&bytes), Mode::Create).await.expect("promote");
     assert_eq!(store.list("").await.expect("list").len(), 2);
+    assert!(get(store, &k).await == bytes);
+    assert_no_residue_anywhere(&ctx, "after promoting a large object").await;
 }
 
 async fn list_filters_by_prefix(store: Store) {
@@ -341,34 +409,37 @@ async fn create_identical_is_already_present(store: Store) {
     assert_no_residue(&store, "after an already-present rerun").await;
 }
 
-async fn concurrent_creates_one_winner(store: Store) {
-    let k = key("race/one-key");
-    let writers = 8;
-    let barrier = Arc::new(Barrier::new(writers));
-    let mut tasks = Vec::new();
-    for seed in 0..writers as u64 {
-        let (store, k, barrier) = (store.clone(), k.clone(), Arc::clone(&barrier));
-        tasks.push(tokio::spawn(async move {
-            let bytes = data::bytes(100 + seed, 2 << 20);
-            let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
-            for chunk in data::chunks(&bytes, 512 * 1024) {
-                staged.write(chunk).await.expect("write");
-            }
-            barrier.wait().await;
-            (bytes.clone(), staged.promote(&exact(&bytes), Mode::Create).await)
-        }));
-    }
-    let mut winners = Vec::new();
-    for task in tasks {
-        match task.await.expect("task") {
-            (bytes, Ok(Outcome::Promoted(_))) => winners.push(bytes),
-            (_, Err(Error::Conflict { .. })) => {}
-            (_, other) => panic!("expected promoted or conflict, got {other:?}"),
+async fn concurrent_creates_one_winner(ctx: Ctx) {
+    const ROUNDS: u64 = 3;
+    const WRITERS: usize = 8;
+    for round in 0..ROUNDS {
+        let k = key(&format!("race/round-{round}"));
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let mut tasks = Vec::new();
+        for writer in 0..WRITERS as u64 {
+            let (store, k, barrier, len) = (ctx.store.clone(), k.clone(), Arc::clone(&barrier), ctx.large);
+            tasks.push(tokio::spawn(async move {
+                let bytes = data::bytes(100 + round * 100 + writer, len);
+                let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
+                for chunk in data::chunks(&bytes, 512 * 1024) {
+                    staged.write(chunk).await.expect("write");
+                }
+                barrier.wait().await;
+                (bytes.clone(), staged.promote(&exact(&bytes), Mode::Create).await)
+            }));
         }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                (bytes, Ok(Outcome::Promoted(_))) => winners.push(bytes),
+                (_, Err(Error::Conflict { .. })) => {}
+                (_, other) => panic!("round {round}: expected promoted or conflict, got {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one create-only writer wins");
+        assert!(get(&ctx.store, &k).await == winners[0], "round {round}: the object is the winner's bytes");
+        assert_no_residue_anywhere(&ctx, &format!("after race round {round}")).await;
     }
-    assert_eq!(winners.len(), 1, "exactly one create-only writer wins");
-    assert!(get(&store, &k).await == winners[0], "the object is the winner's bytes");
-    assert_no_residue(&store, "after a race").await;
 }
 
 async fn replace_overwrites(store: Store) {

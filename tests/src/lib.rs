@@ -25,7 +25,16 @@ pub struct Fixture {
     pub store: Store,
     /// Dropped after the case.
     pub guard: Box<dyn Send>,
+    /// An independent look at the storage behind `store` (see [`Residue`]), where the suite has
+    /// one.
+    pub residue: Option<Residue>,
 }
+
+/// Lists the staging data in a fixture's storage (S3: every in-progress multipart upload and
+/// every object under `.promote/` in the fixture's prefix) without going through the backend,
+/// so the cases check residue independently of the backend's own `sweep_staging`. Each entry
+/// names one piece of residue.
+pub type Residue = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
 
 /// Makes a fresh [`Fixture`].
 pub type Factory = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Fixture> + Send>> + Send + Sync>;
@@ -36,6 +45,9 @@ pub struct Suite {
     pub name: &'static str,
     /// Its capabilities (decides which cases are ignored).
     pub capabilities: Capabilities,
+    /// Bytes a staged object needs to take the backend's large-object path (S3: above the
+    /// multipart threshold, so abort, drop, listing and race cases exercise multipart uploads).
+    pub large: usize,
     /// Makes a fresh store per case.
     pub factory: Factory,
 }
@@ -54,7 +66,7 @@ pub fn run(suites: Vec<Suite>) -> ExitCode {
                 eprintln!("ignored {name}: {reason}");
             }
             let factory = Arc::clone(&suite.factory);
-            let run = case.run;
+            let (run, large) = (case.run, suite.large);
             let trial = Trial::test(name, move || {
                 if let Some(reason) = skip {
                     return Err(Failed::from(format!("not supported by this backend: {reason}")));
@@ -66,7 +78,8 @@ pub fn run(suites: Vec<Suite>) -> ExitCode {
                     .map_err(|e| Failed::from(e.to_string()))?;
                 runtime.block_on(async move {
                     let fixture = factory().await;
-                    run(fixture.store.clone()).await;
+                    let ctx = cases::Ctx { store: fixture.store.clone(), large, residue: fixture.residue.clone() };
+                    run(ctx).await;
                     drop(fixture);
                 });
                 // A case may leak a writer on purpose (as a crash would); don't wait for it.

@@ -92,8 +92,8 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
             Err(e) => return Err(io_err(format!("locking {}", shown(&name)), e)),
         };
         let stale = !live || age >= older_than;
-        let removed = stale && !dry_run;
-        if removed {
+        let removed = stale;
+        if removed && !dry_run {
             // Still holding the lock (when the writer is gone), so no new writer can claim it.
             remove(root, &name)?;
         }

@@ -15,8 +15,8 @@ use object_store::signer::Signer;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use promote_core::claims::ControlStore;
 use promote_core::{
-    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, RESERVED_SEGMENT, StagedWrite,
-    async_trait,
+    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, Mode, RESERVED_SEGMENT,
+    StagedWrite, async_trait,
 };
 
 use crate::conditional::{ConditionalConnector, Conditions};
@@ -24,7 +24,7 @@ use crate::config::{ConditionalWrites, S3Config};
 use crate::control::ObjectControl;
 use crate::staged::ObjectStaged;
 use crate::uploads::{self, Marker};
-use crate::{errors, probe};
+use crate::{digests, errors, probe};
 
 /// The user-metadata name the SHA-256 is stored under (`x-amz-meta-promote-sha256` on S3).
 pub(crate) const DIGEST_METADATA: &str = "promote-sha256";
@@ -49,9 +49,14 @@ pub(crate) struct Inner {
     pub(crate) threshold: u64,
     pub(crate) part_size: usize,
     pub(crate) concurrency: usize,
-    pub(crate) create_refused: Option<String>,
     /// The server answered 501 to `If-Match` on DELETE (see `control`).
     pub(crate) delete_ignores_if_match: AtomicBool,
+    /// Largest object the server accepts (S3: 5 TiB); a larger known size is refused up front.
+    pub(crate) max_object_size: u64,
+    /// How create-only is decided (`Probe`: by `probe`, on the first create-only publish).
+    pub(crate) conditional_writes: ConditionalWrites,
+    /// What the create-only probe found, once it ran (once per process).
+    pub(crate) probe: tokio::sync::OnceCell<probe::Report>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -60,12 +65,43 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// The object path of `name` exactly as written: every path promote uses (keys, listing
+/// prefixes, markers, claims, probes) goes through here, so nothing is percent-encoded on one
+/// side and verbatim on the other (object_store's `Path::from` would encode `~ # % [ ] { } ^ |`;
+/// its listings return keys verbatim). `name` is a valid key, or a reserved path under the
+/// configured prefix, which [`S3Config::validate`] checked with the key rules.
+pub(crate) fn verbatim(name: &str) -> Path {
+    Path::parse(name).unwrap_or_else(|e| unreachable!("{name:?} is built from validated keys: {e}"))
+}
+
 impl Inner {
+    /// Why create-only is refused, as far as known: before the probe ran, nothing is known and
+    /// `ready_for` runs it before the first create-only publish.
+    fn create_refused(&self) -> Option<String> {
+        match self.conditional_writes {
+            ConditionalWrites::Trust => None,
+            ConditionalWrites::Off => Some("backend.conditional_writes = \"off\"".into()),
+            ConditionalWrites::Probe => self.probe.get().and_then(probe::Report::refusal),
+        }
+    }
+
+    /// Runs the create-only probe unless it already ran in this process.
+    async fn probed(&self) -> Result<&probe::Report, Error> {
+        self.probe
+            .get_or_try_init(|| async {
+                let report = probe::conditions(self).await?;
+                if let Some(why) = report.refusal() {
+                    tracing::warn!(location = %self.location, "create-only refused: {why}");
+                }
+                Ok(report)
+            })
+            .await
+    }
+
     /// The store path of `key`: the key verbatim under the prefix (no percent-encoding, so
     /// other S3 tools see the same names).
     pub(crate) fn path(&self, key: &Key) -> Path {
-        // Keys have no empty, `.` or `..` segments and no control characters, so this parses.
-        Path::parse(self.with_prefix(key.as_str())).expect("a valid key is a valid object path")
+        verbatim(&self.with_prefix(key.as_str()))
     }
 
     fn with_prefix(&self, rest: &str) -> String {
@@ -82,6 +118,11 @@ impl Inner {
         self.with_prefix(RESERVED_SEGMENT)
     }
 
+    /// Where digest sidecars live (see `digests`).
+    pub(crate) fn digests_dir(&self) -> String {
+        self.with_prefix(&format!("{RESERVED_SEGMENT}/digests"))
+    }
+
     /// Where probes write.
     pub(crate) fn probe_dir(&self) -> String {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/probe"))
@@ -89,13 +130,15 @@ impl Inner {
 }
 
 impl ObjectStoreBackend {
-    /// An S3 (or S3-compatible) backend. With `conditional_writes = "probe"` (the default) this
-    /// checks live, with a few small requests under `<prefix>/.promote/probe/`, that the server
-    /// refuses a second create-only write, both as a single PUT and as a multipart completion.
+    /// An S3 (or S3-compatible) backend. Opening sends no request. With
+    /// `conditional_writes = "probe"` (the default) the first create-only publish of the process
+    /// (and `doctor`) first checks live, with a few small requests under
+    /// `<prefix>/.promote/probe/`, that the server refuses a second create-only write, both as a
+    /// single PUT and as a multipart completion; reads never write.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for unusable settings; backend errors when the probe cannot run.
+    /// [`Error::Config`] for unusable settings.
     pub async fn s3(config: &S3Config) -> Result<Self, Error> {
         config.validate()?;
         let conditions = Conditions::default();
@@ -138,7 +181,7 @@ impl ObjectStoreBackend {
         if let Some(endpoint) = endpoint {
             location.push_str(&format!(" at {endpoint}"));
         }
-        let mut inner = Inner {
+        let inner = Inner {
             kind: "s3",
             location,
             store: Arc::clone(&s3) as Arc<dyn ObjectStore>,
@@ -150,17 +193,11 @@ impl ObjectStoreBackend {
             threshold: config.multipart_threshold,
             part_size: config.part_size as usize,
             concurrency: config.upload_concurrency,
-            create_refused: None,
             delete_ignores_if_match: AtomicBool::new(false),
+            max_object_size: config.max_object_size,
+            conditional_writes: config.conditional_writes,
+            probe: tokio::sync::OnceCell::new(),
         };
-        inner.create_refused = match config.conditional_writes {
-            ConditionalWrites::Trust => None,
-            ConditionalWrites::Off => Some("backend.conditional_writes = \"off\"".into()),
-            ConditionalWrites::Probe => probe::conditions(&inner).await?.refusal(),
-        };
-        if let Some(why) = &inner.create_refused {
-            tracing::warn!(location = %inner.location, "create-only refused: {why}");
-        }
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -180,10 +217,17 @@ impl ObjectStoreBackend {
                 threshold: u64::MAX,
                 part_size: 8 << 20,
                 concurrency: 1,
-                create_refused: None,
                 delete_ignores_if_match: AtomicBool::new(false),
+                max_object_size: u64::MAX,
+                conditional_writes: ConditionalWrites::Trust,
+                probe: tokio::sync::OnceCell::new(),
             }),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     fn err(&self, e: object_store::Error, key: &str, what: &str) -> Error {
@@ -192,7 +236,7 @@ impl ObjectStoreBackend {
 
     /// Every small bookkeeping object under `dir` (claims, markers): path, age and contents.
     async fn bookkeeping(&self, dir: String, what: &str) -> Result<Vec<(Path, Duration, bytes::Bytes)>, Error> {
-        let dir = Path::from(dir);
+        let dir = verbatim(&dir);
         let objects: Vec<_> =
             self.inner.store.list(Some(&dir)).try_collect().await.map_err(|e| self.err(e, dir.as_ref(), what))?;
         let mut out = Vec::new();
@@ -239,7 +283,7 @@ impl Backend for ObjectStoreBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            create_refused: self.inner.create_refused.clone(),
+            create_refused: self.inner.create_refused(),
             replace: true,
             replace_if_version: true,
             stored_digest: true,
@@ -248,8 +292,18 @@ impl Backend for ObjectStoreBackend {
         }
     }
 
+    async fn ready_for(&self, mode: &Mode) -> Result<(), Error> {
+        if *mode == Mode::Create && self.inner.conditional_writes == ConditionalWrites::Probe {
+            self.inner.probed().await?;
+        }
+        Ok(())
+    }
+
     async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
-        Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected.sha256)))
+        if let Some(size) = expected.size.filter(|&size| size > self.inner.max_object_size) {
+            return Err(crate::staged::too_large(&self.inner, key, size));
+        }
+        Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected)))
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
@@ -260,8 +314,11 @@ impl Backend for ObjectStoreBackend {
             .get_opts(&path, GetOptions::new().with_head(true))
             .await
             .map_err(|e| self.err(e, key.as_str(), "reading metadata of"))?;
-        let sha256 =
+        let mut sha256 =
             got.attributes.get(&Attribute::Metadata(DIGEST_METADATA.into())).and_then(|v| v.as_ref().parse().ok());
+        if let (None, Some(etag), Some(_)) = (&sha256, &got.meta.e_tag, &self.inner.multipart) {
+            sha256 = digests::lookup(&self.inner, key, etag).await;
+        }
         Ok(Meta {
             size: got.meta.size,
             sha256,
@@ -281,13 +338,16 @@ impl Backend for ObjectStoreBackend {
     async fn delete(&self, key: &Key) -> Result<(), Error> {
         self.head(key).await?;
         let path = self.inner.path(key);
-        self.inner.store.delete(&path).await.map_err(|e| self.err(e, key.as_str(), "removing"))
+        self.inner.store.delete(&path).await.map_err(|e| self.err(e, key.as_str(), "removing"))?;
+        digests::forget(&self.inner, key).await;
+        Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>, Error> {
         // object_store lists by whole segments: list the prefix's directory, filter by string.
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        let dir_path = Path::from(self.inner.with_prefix(dir).trim_matches('/'));
+        // A prefix that is no valid path (`a//`, `./`) matches no key.
+        let Ok(dir_path) = Path::parse(self.inner.with_prefix(dir)) else { return Ok(Vec::new()) };
         let strip = if self.inner.prefix.is_empty() { String::new() } else { format!("{}/", self.inner.prefix) };
         let objects: Vec<_> =
             self.inner.store.list(Some(&dir_path)).try_collect().await.map_err(|e| self.err(e, prefix, "listing"))?;
@@ -312,25 +372,34 @@ impl Backend for ObjectStoreBackend {
         };
         let mut markers = self.markers().await?;
         let list_prefix = if self.inner.prefix.is_empty() { String::new() } else { format!("{}/", self.inner.prefix) };
-        let pending = uploads::list(signer.as_ref(), http, &list_prefix).await.map_err(|e| Error::Backend {
+        let backend_err = |context: String, retryable, source: String| Error::Backend {
             backend: self.inner.kind.into(),
-            context: "listing in-progress multipart uploads".into(),
-            retryable: true,
-            source: e.into(),
-        })?;
+            context,
+            retryable,
+            source: source.into(),
+        };
+        let listing = uploads::list(signer.as_ref(), http, &list_prefix)
+            .await
+            .map_err(|e| backend_err("listing in-progress multipart uploads".into(), true, e))?;
+        // Ages on the server's clock, like the timestamps they are computed from.
+        let now = listing.server_now.unwrap_or_else(SystemTime::now);
         let mut found = Vec::new();
-        for upload in pending {
+        for upload in listing.uploads {
             let marker = markers.remove(&upload.upload_id);
             let alive = marker.as_ref().and_then(|(_, m, _)| m.owner.alive());
-            let age = upload
-                .initiated
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
+            let path = Path::parse(&upload.key).map_err(|e| {
+                backend_err(format!("reading the multipart upload of {:?}", upload.key), false, e.to_string())
+            })?;
+            let activity = uploads::activity(signer.as_ref(), http, &path, &upload)
+                .await
+                .map_err(|e| backend_err(format!("listing the parts of {:?}", upload.key), true, e))?;
+            let idle = activity
+                .last
+                .and_then(|t| now.duration_since(t).ok())
                 .or(marker.as_ref().map(|(_, _, age)| *age))
                 .unwrap_or_default();
-            let removable = alive == Some(false) || age >= older_than;
-            let removed = removable && !dry_run;
-            if removed {
-                let path = Path::from(upload.key.as_str());
+            let removed = uploads::stale(alive, idle, older_than);
+            if removed && !dry_run {
                 match multipart.abort_multipart(&path, &upload.upload_id).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(self.err(e, &upload.key, "aborting a stale multipart upload of")),
@@ -341,17 +410,18 @@ impl Backend for ObjectStoreBackend {
             }
             found.push(Leftover {
                 name: format!("multipart upload of {} ({})", upload.key, upload.upload_id),
-                size: None,
-                age: Some(age),
+                size: Some(activity.bytes),
+                age: Some(idle),
                 live: alive == Some(true),
                 removed,
             });
         }
         // Markers whose upload is already gone (a crash between completing and cleaning up).
         for (_, (path, marker, age)) in markers {
+            // Its upload is gone, so only a live writer (about to clean up) keeps it.
             let alive = marker.owner.alive();
-            let removed = (alive != Some(true) || age >= older_than) && !dry_run;
-            if removed {
+            let removed = alive != Some(true) || age >= older_than;
+            if removed && !dry_run {
                 let _ = self.inner.store.delete(&path).await;
             }
             found.push(Leftover {
@@ -375,7 +445,7 @@ impl Backend for ObjectStoreBackend {
         if self.inner.kind != "s3" {
             return Vec::new();
         }
-        match probe::conditions(&self.inner).await {
+        match self.inner.probed().await {
             Ok(report) => report.checks(),
             Err(e) => vec![promote_core::Check::fail("conditional writes probe", e.to_string())],
         }

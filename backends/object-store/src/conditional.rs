@@ -44,7 +44,7 @@ impl Conditions {
 }
 
 /// Builds object_store's usual HTTP client, wrapped so registered completions carry their
-/// condition.
+/// condition and failed responses become typed faults (see `faults`).
 #[derive(Debug)]
 pub(crate) struct ConditionalConnector {
     pub(crate) conditions: Conditions,
@@ -69,7 +69,7 @@ impl HttpService for ConditionalService {
         if let Some((name, value)) = self.conditions.for_request(&req) {
             req.headers_mut().insert(name, value);
         }
-        self.inner.execute(req).await
+        crate::faults::check(self.inner.execute(req).await?).await
     }
 }
 

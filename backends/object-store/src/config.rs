@@ -52,6 +52,10 @@ pub struct S3Config {
     /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
     #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
     pub part_size: u64,
+    /// Largest object the server accepts (S3: 5 TiB). An object whose size is known up front
+    /// (`--size`) and larger is refused before any byte moves. Bytes, or "5TiB".
+    #[serde(default = "max_object", serialize_with = "size_out", deserialize_with = "size_in")]
+    pub max_object_size: u64,
     /// Parts in memory at once, uploading or filling (at least 2 are used). Memory in flight
     /// per object is at most part_size × upload_concurrency (default 32 MiB).
     #[serde(default = "concurrency")]
@@ -78,8 +82,9 @@ pub struct S3Config {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConditionalWrites {
-    /// Check live when the backend opens (a few small requests under `<prefix>/.promote/`); a
-    /// server that ignores the condition gets create-only refused.
+    /// Check live before the first create-only publish of a process, and in `doctor` (a few
+    /// small requests under `<prefix>/.promote/probe/`); a server that ignores the condition gets
+    /// create-only refused. Reads never trigger it.
     #[default]
     Probe,
     /// Assume the server honours them (AWS S3 does since 2024); no probe.
@@ -93,6 +98,9 @@ fn s3() -> String {
 }
 fn part() -> u64 {
     8 << 20
+}
+fn max_object() -> u64 {
+    5 << 40
 }
 fn concurrency() -> usize {
     4
@@ -126,6 +134,7 @@ impl S3Config {
             virtual_hosted_style: false,
             multipart_threshold: part(),
             part_size: part(),
+            max_object_size: max_object(),
             upload_concurrency: concurrency(),
             request_timeout: timeout(),
             max_retries: retries(),
@@ -155,8 +164,17 @@ impl S3Config {
         if self.upload_concurrency == 0 {
             return Err(Error::config("backend.upload_concurrency must be at least 1"));
         }
-        if self.prefix.split('/').any(|s| s == promote_core::RESERVED_SEGMENT) {
-            return Err(Error::config("backend.prefix may not contain a '.promote' segment"));
+        if self.max_object_size == 0 {
+            return Err(Error::config("backend.max_object_size must be more than 0"));
+        }
+        let prefix = self.prefix.trim_matches('/');
+        if !prefix.is_empty()
+            && let Err(Error::InvalidKey { reason, .. }) = promote_core::Key::new(prefix)
+        {
+            return Err(Error::config(format!(
+                "backend.prefix = {:?} is not usable: {reason} (a prefix follows the key rules)",
+                self.prefix
+            )));
         }
         Ok(())
     }
@@ -225,6 +243,8 @@ fn size_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
         _ => return Err(serde::de::Error::custom(format!("{text:?} is not a size like \"8MiB\""))),
     };
     digits
@@ -242,4 +262,31 @@ fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_prefix_is_a_config_error_not_a_panic() {
+        for bad in ["a//b", "../up", "x/./y", "tab\there", "team/.promote/x", "nul\0"] {
+            let config = S3Config { prefix: bad.into(), ..S3Config::for_bucket("b") };
+            match config.validate() {
+                Err(Error::Config { message }) => assert!(message.contains("backend.prefix"), "{bad:?}: {message}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        for good in ["", "/", "team/", "/team/runs/", "with space/a~b#c%d[e]f{g}h^i|j"] {
+            let config = S3Config { prefix: good.into(), ..S3Config::for_bucket("b") };
+            config.validate().unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn sizes_take_units_up_to_tib() {
+        let config: S3Config = serde_json::from_value(serde_json::json!({"max_object_size": "5TiB"})).unwrap();
+        assert_eq!(config.max_object_size, 5 << 40);
+        assert_eq!(S3Config::for_bucket("b").max_object_size, 5 << 40);
+    }
 }

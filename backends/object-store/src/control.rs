@@ -50,7 +50,7 @@ impl ObjectControl {
     }
 
     fn path(&self, name: &str) -> Path {
-        Path::from(format!("{}/{}", self.inner.control_dir(), name.trim_matches('/')))
+        crate::backend::verbatim(&format!("{}/{}", self.inner.control_dir(), name.trim_matches('/')))
     }
 
     fn err(&self, e: object_store::Error, name: &str, what: &str) -> Error {
@@ -223,7 +223,7 @@ impl ControlStore for ObjectControl {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let base = self.inner.control_dir();
         let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
-        let dir_path = Path::from(format!("{base}/{dir}"));
+        let dir_path = crate::backend::verbatim(&format!("{base}/{dir}"));
         let objects: Vec<_> =
             self.inner.store.list(Some(&dir_path)).try_collect().await.map_err(|e| self.err(e, prefix, "listing"))?;
         let strip = format!("{base}/");

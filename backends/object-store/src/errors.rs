@@ -1,6 +1,24 @@
-//! The one place object_store's errors become promote's.
+//! The one place object_store's errors become promote's. Whether a failure is worth retrying
+//! is decided from the HTTP status and S3 error code of the response (see `faults`) or the
+//! kind of transport failure, never from an error message's text.
 
+use object_store::client::HttpErrorKind;
 use promote_core::Error;
+
+use crate::faults;
+
+/// A failed response the server may answer differently later (5xx, 429, throttling, a
+/// conflicting conditional write), or a transport failure (connection refused or reset,
+/// timeout). Everything else, a plain 4xx first of all, is final.
+pub(crate) fn is_retryable(err: &object_store::Error) -> bool {
+    if let Some(fault) = faults::find(err) {
+        return fault.is_retryable();
+    }
+    matches!(
+        faults::transport(err),
+        Some(HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted)
+    )
+}
 
 /// Maps an object_store error about `key` while doing `what`.
 pub(crate) fn map(err: object_store::Error, backend: &str, key: &str, what: &str) -> Error {
@@ -15,20 +33,7 @@ pub(crate) fn map(err: object_store::Error, backend: &str, key: &str, what: &str
             source: Box::new(err),
         },
         other => {
-            let text = other.to_string();
-            let retryable = [
-                "timed out",
-                "timeout",
-                "connection",
-                "error sending request",
-                "Server returned",
-                "BadDigest",
-                "SlowDown",
-                "InternalError",
-                "ServiceUnavailable",
-            ]
-            .iter()
-            .any(|t| text.contains(t));
+            let retryable = is_retryable(&other);
             Error::Backend {
                 backend: backend.to_owned(),
                 context: format!("{what} {key:?}"),
@@ -36,5 +41,41 @@ pub(crate) fn map(err: object_store::Error, backend: &str, key: &str, what: &str
                 source: Box::new(other),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use object_store::client::HttpError;
+
+    use super::*;
+    use crate::faults::Fault;
+
+    fn with_fault(status: u16, code: &str) -> object_store::Error {
+        let fault = Fault { status: StatusCode::from_u16(status).unwrap(), code: Some(code.into()), message: None };
+        object_store::Error::Generic { store: "S3", source: Box::new(HttpError::new(HttpErrorKind::Unknown, fault)) }
+    }
+
+    fn retryable(err: object_store::Error) -> bool {
+        map(err, "s3", "k", "writing").is_retryable()
+    }
+
+    #[test]
+    fn retryable_comes_from_status_code_and_transport_kind() {
+        assert!(retryable(with_fault(503, "SlowDown")));
+        assert!(retryable(with_fault(500, "InternalError")));
+        assert!(retryable(with_fault(429, "TooManyRequests")));
+        assert!(retryable(with_fault(409, "ConditionalRequestConflict")));
+        assert!(!retryable(with_fault(400, "InvalidArgument")), "a plain 4xx is final");
+        assert!(!retryable(with_fault(400, "EntityTooLarge")));
+        let timeout = HttpError::new(HttpErrorKind::Timeout, std::io::Error::other("slow"));
+        assert!(retryable(object_store::Error::Generic { store: "S3", source: Box::new(timeout) }));
+        let decode = HttpError::new(HttpErrorKind::Decode, std::io::Error::other("bad xml"));
+        assert!(!retryable(object_store::Error::Generic { store: "S3", source: Box::new(decode) }));
+        // Words in a message decide nothing.
+        let text = "Server returned non-2xx status code: 503 Service Unavailable: timed out connection";
+        assert!(!retryable(object_store::Error::Generic { store: "S3", source: text.into() }));
+        assert!(!retryable(object_store::Error::PermissionDenied { path: "k".into(), source: "403".into() }));
     }
 }

@@ -13,10 +13,16 @@
 //!   HTTP layer adds it for the uploads promote registers). The server decides atomically; there
 //!   is never a HEAD-then-PUT. Cost: nothing extra — no copy, no second write.
 //! - **Compare-and-swap**: `If-Match: <etag>` the same way; `Replace` is a plain PUT.
-//! - **Refused, not weakened**: with `conditional_writes = "probe"` (default) the backend checks
-//!   at open that the server refuses a second create-only PUT and multipart completion; a server
-//!   that does not gets create-only refused, with the reason, until you opt in to overwrites
-//!   (`--replace`) or set `conditional_writes = "trust"`.
+//! - **Refused, not weakened**: with `conditional_writes = "probe"` (default) the backend checks,
+//!   before the first create-only publish of the process (`Backend::ready_for`) and in `doctor`,
+//!   that the server refuses a second create-only PUT and multipart completion; a server that
+//!   does not gets create-only refused, with the reason, before any byte moves, until you opt in
+//!   to overwrites (`--replace`) or set `conditional_writes = "trust"`. Opening the backend and
+//!   reading (`head`, `read`, `list`, a dry-run sweep) never write, so read-only credentials work.
+//! - **Paths**: keys, prefixes, markers and claims are object paths verbatim (`verbatim`), never
+//!   percent-encoded; the configured prefix follows the key rules.
+//! - **Any size**: part sizes keep an upload under S3's 10,000 parts (see `parts`); objects over
+//!   `max_object_size` are refused up front when their size is known.
 //! - **Digests**: `x-amz-checksum-sha256` on every PUT and part (servers that verify it reject
 //!   corrupted bodies); the object's SHA-256 in `x-amz-meta-promote-sha256`, so `head` and reruns
 //!   need not read data. For multipart uploads the metadata must be set when the upload starts,
@@ -33,8 +39,19 @@
 //! - **No leftovers**: failed, aborted and dropped uploads are aborted, and their claims
 //!   released. Each upload has a marker under `<prefix>/.promote/staging/` naming its writer
 //!   (host, boot, pid namespace, pid, start time);
+//!   need not read data. A multipart upload's metadata is fixed when it starts, so it carries the
+//!   digest only when the caller gave it up front (`--sha256`); otherwise the digest is recorded
+//!   after completion in a sidecar under `<prefix>/.promote/digests/`, which `head` trusts only
+//!   while the object's ETag is the one it names (see `digests`).
+//! - **Retries**: transient faults are retried with backoff by object_store, decided from the
+//!   HTTP status and S3 error code (see `faults`), never from message text; a plain 4xx is final.
+//!   A create-only write whose retry meets "already exists" (perhaps our own first attempt) is
+//!   resolved by core comparing digests: identical is success, different is a conflict.
+//! - **No leftovers**: failed, aborted and dropped uploads are aborted. Each upload has a marker
+//!   under `<prefix>/.promote/staging/` naming its writer (machine boot, pid, start time);
 //!   `sweep_staging` lists in-progress uploads under the prefix and aborts those whose writer is
-//!   gone (same machine) or that are older than the cut-off.
+//!   gone (same machine) or that have been idle (since their newest part, on the server's clock)
+//!   for the cut-off; one rule decides dry and real runs.
 //! - Memory: at most `part_size × upload_concurrency` bytes in flight per object (default 32 MiB).
 
 mod backend;
@@ -42,8 +59,11 @@ mod claims;
 mod conditional;
 mod config;
 mod control;
+mod digests;
 mod errors;
+mod faults;
 mod liveness;
+mod parts;
 mod probe;
 mod staged;
 mod uploads;

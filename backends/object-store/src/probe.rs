@@ -69,7 +69,7 @@ impl Report {
 /// Runs the probe under `<prefix>/.promote/probe/` and cleans up.
 pub(crate) async fn conditions(inner: &Inner) -> Result<Report, Error> {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let path = Path::from(format!("{}/{}-{nanos}", inner.probe_dir(), std::process::id()));
+    let path = crate::backend::verbatim(&format!("{}/{}-{nanos}", inner.probe_dir(), std::process::id()));
     let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
     let err = |e| errors::map(e, inner.kind, path.as_ref(), "probing conditional writes at");
     inner.store.put_opts(&path, PutPayload::from_static(b"first"), create()).await.map_err(err)?;
@@ -113,7 +113,7 @@ async fn checksum_verified(inner: &Inner, path: &Path) -> Result<bool, String> {
     let wrong = HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     let name = HeaderName::from_static("x-amz-checksum-sha256");
     let options = SignedUrlOptions::default().with_signed_header(name.clone(), wrong.clone());
-    let probe = Path::from(format!("{path}-checksum"));
+    let probe = crate::backend::verbatim(&format!("{path}-checksum"));
     let url = signer
         .signed_url_opts(Method::PUT, &probe, Duration::from_secs(300), &options)
         .await

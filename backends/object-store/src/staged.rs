@@ -10,19 +10,24 @@ use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, UpdateVersion,
 };
-use promote_core::{Bytes, Digest, Error, Key, Mode, Sha256, StagedWrite, async_trait};
+use promote_core::{Bytes, Digest, Error, Expected, Key, Mode, Sha256, StagedWrite, async_trait};
 use tokio::task::JoinSet;
 
 use crate::backend::{DIGEST_METADATA, Inner};
 use crate::liveness::Owner;
+use crate::parts::PartSizes;
 use crate::uploads::{Marker, marker_path};
-use crate::{claims, errors};
+use crate::{claims, digests, errors};
 
 pub(crate) struct ObjectStaged {
     inner: Arc<Inner>,
     key: Key,
     path: Path,
     hint: Option<Sha256>,
+    /// The size of each part (see `parts`).
+    sizes: PartSizes,
+    /// Bytes written so far.
+    written: u64,
     buf: BytesMut,
     upload: Option<Upload>,
 }
@@ -38,10 +43,20 @@ struct Upload {
 const CONFLICT_RETRIES: u32 = 6;
 
 /// S3's 409 ConditionalRequestConflict: another conditional write on the key is in flight. Not
-/// an answer about the key; retried with backoff (object_store reports it like a 412).
+/// an answer about the key; retried with backoff (see `faults`).
 pub(crate) fn is_conflicting_operation(e: &object_store::Error) -> bool {
-    let text = e.to_string();
-    text.contains("ConditionalRequestConflict") || text.contains("409 Conflict")
+    crate::faults::find(e).is_some_and(crate::faults::Fault::is_conflicting_operation)
+}
+
+/// The refusal of an object larger than the server accepts.
+pub(crate) fn too_large(inner: &Inner, key: &Key, size: u64) -> Error {
+    Error::Unsupported {
+        operation: format!(
+            "objects over backend.max_object_size = {} bytes ({key:?} has {size}); raise it if the server accepts more",
+            inner.max_object_size
+        ),
+        backend: inner.location.clone(),
+    }
 }
 
 fn digest_attributes(sha256: &Sha256) -> Attributes {
@@ -51,9 +66,10 @@ fn digest_attributes(sha256: &Sha256) -> Attributes {
 }
 
 impl ObjectStaged {
-    pub(crate) fn new(inner: Arc<Inner>, key: Key, hint: Option<Sha256>) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, expected: &Expected) -> Self {
         let path = inner.path(&key);
-        Self { inner, key, path, hint, buf: BytesMut::new(), upload: None }
+        let sizes = PartSizes::new(inner.part_size as u64, expected.size);
+        Self { inner, key, path, hint: expected.sha256, sizes, written: 0, buf: BytesMut::new(), upload: None }
     }
 
     fn err(&self, err: object_store::Error, what: &str) -> Error {
@@ -225,10 +241,13 @@ impl ObjectStaged {
     }
 
     /// Buffers `data`; starts the multipart upload past the threshold, then sends each full
-    /// part. Every part gets its own allocation of exactly `part_size`, so a part in flight
-    /// pins no more memory than its own bytes.
-    async fn append(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let part_size = self.inner.part_size;
+    /// part. Every part gets its own allocation of exactly its size (see `parts`), so a part in
+    /// flight pins no more memory than its own bytes.
+    async fn append(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.written += data.len() as u64;
+        if self.written > self.inner.max_object_size {
+            return Err(too_large(&self.inner, &self.key, self.written));
+        }
         if self.upload.is_none() {
             self.buf.extend_from_slice(data);
             if self.inner.multipart.is_none() || self.buf.len() as u64 <= self.inner.threshold {
@@ -236,17 +255,16 @@ impl ObjectStaged {
             }
             self.start_upload().await?;
             let pending = std::mem::take(&mut self.buf);
-            data = &[];
-            for piece in pending.chunks(part_size) {
-                if piece.len() == part_size {
-                    self.send_part(Bytes::copy_from_slice(piece)).await?;
-                } else {
-                    self.buf = BytesMut::with_capacity(part_size);
-                    self.buf.extend_from_slice(piece);
-                }
-            }
+            return self.fill(&pending).await;
         }
+        self.fill(data).await
+    }
+
+    /// Appends `data` to the part being filled, sending each part once it is full.
+    async fn fill(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while !data.is_empty() {
+            let sent = self.upload.as_ref().map_or(0, |u| u.parts.len());
+            let part_size = self.sizes.of(sent);
             if self.buf.capacity() == 0 {
                 self.buf.reserve(part_size);
             }
@@ -254,7 +272,7 @@ impl ObjectStaged {
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == part_size {
-                let part = std::mem::replace(&mut self.buf, BytesMut::with_capacity(part_size)).freeze();
+                let part = std::mem::take(&mut self.buf).freeze();
                 self.send_part(part).await?;
             }
         }
@@ -289,7 +307,16 @@ impl StagedWrite for ObjectStaged {
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
-        if self.upload.is_some() { self.publish_multipart(mode).await } else { self.publish_single(mode, digest).await }
+        if self.upload.is_none() {
+            return self.publish_single(mode, digest).await;
+        }
+        // The upload's metadata holds the digest only when it was known up front.
+        let in_metadata = self.hint == Some(digest.sha256);
+        let version = self.publish_multipart(mode).await?;
+        if !in_metadata {
+            digests::record(&self.inner, &self.key, version.as_deref(), &digest.sha256).await;
+        }
+        Ok(version)
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), Error> {

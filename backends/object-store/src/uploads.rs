@@ -31,7 +31,7 @@ pub(crate) struct Marker {
 /// Where the marker of `upload_id` lives.
 pub(crate) fn marker_path(staging: &str, upload_id: &str) -> Path {
     let hash = promote_core::Sha256::of(upload_id.as_bytes()).to_string();
-    Path::from(format!("{staging}/{}.json", &hash[..32]))
+    crate::backend::verbatim(&format!("{staging}/{}.json", &hash[..32]))
 }
 
 /// One in-progress multipart upload, as the server lists it.
@@ -42,9 +42,47 @@ pub(crate) struct PendingUpload {
     pub(crate) initiated: Option<SystemTime>,
 }
 
+/// The server's list of in-progress uploads, and its clock when it answered.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) uploads: Vec<PendingUpload>,
+    /// The server's `Date` header: ages are judged on the server's clock, like its timestamps.
+    pub(crate) server_now: Option<SystemTime>,
+}
+
+/// A signed GET on `path` with `query`: (the server's `Date`, the body). `what` names the
+/// request in errors.
+async fn signed_get(
+    signer: &dyn Signer,
+    http: &HttpClient,
+    path: &Path,
+    query: Vec<(String, String)>,
+    what: &str,
+) -> Result<(Option<SystemTime>, String), String> {
+    let options = SignedUrlOptions::default().with_query(query);
+    let url = signer
+        .signed_url_opts(Method::GET, path, Duration::from_secs(300), &options)
+        .await
+        .map_err(|e| format!("signing {what}: {e}"))?;
+    let req = http::Request::builder()
+        .method(Method::GET)
+        .uri(url.as_str())
+        .body(HttpRequestBody::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = http.execute(req).await.map_err(|e| format!("{what}: {e}"))?;
+    let status = resp.status();
+    let date = resp.headers().get(http::header::DATE).and_then(|d| d.to_str().ok()).and_then(parse_http_date);
+    let body = resp.into_body().bytes().await.map_err(|e| format!("{what}: {e}"))?;
+    let xml = String::from_utf8_lossy(&body).into_owned();
+    if !status.is_success() {
+        return Err(format!("{what} answered {status}: {}", xml.chars().take(300).collect::<String>()));
+    }
+    Ok((date, xml))
+}
+
 /// Every in-progress multipart upload whose key starts with `prefix`, following pagination.
-pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -> Result<Vec<PendingUpload>, String> {
-    let mut out = Vec::new();
+pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -> Result<Listing, String> {
+    let mut listing = Listing { uploads: Vec::new(), server_now: None };
     let (mut key_marker, mut id_marker) = (String::new(), String::new());
     loop {
         let mut query = vec![("uploads".to_owned(), String::new()), ("prefix".to_owned(), prefix.to_owned())];
@@ -52,43 +90,72 @@ pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -
             query.push(("key-marker".into(), key_marker.clone()));
             query.push(("upload-id-marker".into(), id_marker.clone()));
         }
-        let options = SignedUrlOptions::default().with_query(query);
-        let url = signer
-            .signed_url_opts(Method::GET, &Path::default(), Duration::from_secs(300), &options)
-            .await
-            .map_err(|e| format!("signing ListMultipartUploads: {e}"))?;
-        let req = http::Request::builder()
-            .method(Method::GET)
-            .uri(url.as_str())
-            .body(HttpRequestBody::empty())
-            .map_err(|e| e.to_string())?;
-        let resp = http.execute(req).await.map_err(|e| format!("ListMultipartUploads: {e}"))?;
-        let status = resp.status();
-        let body = resp.into_body().bytes().await.map_err(|e| format!("ListMultipartUploads: {e}"))?;
-        let xml = String::from_utf8_lossy(&body);
-        if !status.is_success() {
-            return Err(format!(
-                "ListMultipartUploads answered {status}: {}",
-                xml.chars().take(300).collect::<String>()
-            ));
-        }
+        let (date, xml) = signed_get(signer, http, &Path::default(), query, "ListMultipartUploads").await?;
+        listing.server_now = listing.server_now.or(date);
         for upload in elements(&xml, "Upload") {
             let (Some(key), Some(upload_id)) = (text(upload, "Key"), text(upload, "UploadId")) else { continue };
-            out.push(PendingUpload {
+            listing.uploads.push(PendingUpload {
                 key,
                 upload_id,
                 initiated: text(upload, "Initiated").and_then(|t| parse_time(&t)),
             });
         }
         if text(&xml, "IsTruncated").as_deref() != Some("true") {
-            return Ok(out);
+            return Ok(listing);
         }
         key_marker = text(&xml, "NextKeyMarker").unwrap_or_default();
         id_marker = text(&xml, "NextUploadIdMarker").unwrap_or_default();
         if key_marker.is_empty() {
-            return Ok(out);
+            return Ok(listing);
         }
     }
+}
+
+/// What an upload's parts say (ListParts).
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// When it was last written to: its newest part's LastModified, or its initiation when it
+    /// has no part yet. A writer that started long ago but still sends parts is not stale.
+    pub(crate) last: Option<SystemTime>,
+    /// Bytes in its parts.
+    pub(crate) bytes: u64,
+}
+
+/// Reads `upload`'s parts (ListParts, every page).
+pub(crate) async fn activity(
+    signer: &dyn Signer,
+    http: &HttpClient,
+    path: &Path,
+    upload: &PendingUpload,
+) -> Result<Activity, String> {
+    let mut activity = Activity { last: upload.initiated, bytes: 0 };
+    let mut marker = String::new();
+    loop {
+        let mut query = vec![("uploadId".to_owned(), upload.upload_id.clone())];
+        if !marker.is_empty() {
+            query.push(("part-number-marker".into(), marker.clone()));
+        }
+        let (_, xml) = signed_get(signer, http, path, query, "ListParts").await?;
+        for part in elements(&xml, "Part") {
+            if let Some(modified) = text(part, "LastModified").and_then(|t| parse_time(&t)) {
+                activity.last = activity.last.max(Some(modified));
+            }
+            activity.bytes += text(part, "Size").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+        if text(&xml, "IsTruncated").as_deref() != Some("true") {
+            return Ok(activity);
+        }
+        marker = text(&xml, "NextPartNumberMarker").unwrap_or_default();
+        if marker.is_empty() {
+            return Ok(activity);
+        }
+    }
+}
+
+/// The one rule `sweep_staging` applies, on dry runs and real ones alike: remove what a dead
+/// writer left, or what has been idle for at least `older_than`.
+pub(crate) fn stale(alive: Option<bool>, idle: Duration, older_than: Duration) -> bool {
+    alive == Some(false) || idle >= older_than
 }
 
 /// The inner XML of each `<tag>…</tag>` in `xml`.
@@ -138,6 +205,15 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_secs_f64(ss))
 }
 
+/// An HTTP date (`Sun, 29 Nov 2026 17:03:39 GMT`) → time.
+pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let mut words = s.split_whitespace().skip(1);
+    let (day, month, year, time) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    parse_time(&format!("{year}-{month:02}-{day}T{time}Z"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +237,16 @@ mod tests {
         assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_795_901_405);
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(SystemTime::UNIX_EPOCH));
         assert!(parse_time("yesterday").is_none());
+        assert_eq!(parse_http_date("Sat, 28 Nov 2026 21:30:05 GMT"), Some(t));
+        assert!(parse_http_date("not a date").is_none());
+    }
+
+    #[test]
+    fn one_rule_for_stale() {
+        let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
+        assert!(stale(Some(false), Duration::ZERO, hour), "a dead writer's upload goes at once");
+        assert!(!stale(Some(true), minute, hour), "a live writer's recent upload stays");
+        assert!(!stale(None, minute, hour), "an unknown writer's recent upload stays");
+        assert!(stale(None, hour, hour) && stale(Some(true), hour, hour), "idle past the cut-off goes");
     }
 }

@@ -51,6 +51,10 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
         }
     };
     let backend = store.backend();
+    // Live checks first (S3: the create-only probe), so the capabilities below are what they found.
+    if let Err(err) = backend.ready_for(&Mode::Create).await {
+        report.check("live checks", Err(err.to_string()));
+    }
     let caps = backend.capabilities();
     report.check("backend", Ok(backend.location()));
     let mut modes = vec![];

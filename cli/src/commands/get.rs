@@ -1,5 +1,6 @@
 //! `promote get KEY DEST` and `promote get -r PREFIX/ DIR`: copy out, verifying each object
 //! against its stored digest; a file appears at its destination only when whole and verified.
+//! Each copy says what was checked: the stored SHA-256, or only the size when none is stored.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +24,7 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     }
     let key = parse_key(&args.key)?;
     let store = settings::open(loaded).await?;
-    let (_, mut stream) = open(&store, &key, args.force).await?;
+    let (meta, mut stream) = open(&store, &key, args.force).await?;
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
@@ -31,11 +32,27 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
             out.write_all(&chunk?).await.map_err(output::stdout_error)?;
         }
         out.flush().await.map_err(output::stdout_error)?;
+        if meta.sha256.is_none() {
+            eprintln!("promote: {key}: {}", checked(&key, &meta));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
     write_file(&key, stream, &dest, args.force).await?;
+    out!("got {key} -> {}  {}", output::path(&dest), checked(&key, &meta));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a copy was checked against, in words.
+fn checked(key: &Key, meta: &Meta) -> String {
+    match (meta.sha256, meta.changed_since_promotion) {
+        (Some(sha), _) => format!("{}, sha256:{sha} (checked against the stored digest)", output::bytes(meta.size)),
+        (None, true) => format!("{} (modified since promotion: size checked only)", output::bytes(meta.size)),
+        (None, false) => format!(
+            "{} (size checked only: no digest is stored; `promote verify {key} --sha256 HEX` checks the content)",
+            output::bytes(meta.size)
+        ),
+    }
 }
 
 /// The object's verified stream. An object modified since promotion is refused unless
@@ -112,14 +129,14 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
             }
             let (meta, stream) = open(&store, &entry.key, args.force).await?;
             write_file(&entry.key, stream, &dest, args.force).await?;
-            anyhow::Ok(meta.size)
+            anyhow::Ok(meta)
         }
         .await;
         match result {
-            Ok(size) => {
+            Ok(meta) => {
                 copied += 1;
-                bytes += size;
-                out!("copied {}  {}  {}", entry.key, output::bytes(size), output::path(&dest));
+                bytes += meta.size;
+                out!("got {} -> {}  {}", entry.key, output::path(&dest), checked(&entry.key, &meta));
             }
             Err(err) => {
                 eprintln!("promote: error: {}", exit::one_line(&err));

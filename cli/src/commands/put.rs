@@ -62,7 +62,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         };
         let files = files_under(&args.src, args.follow_symlinks)?;
         let store = settings::open(loaded).await?;
-        store.check_mode(&mode)?;
+        store.ready_for(&mode).await?;
         return put_tree(loaded, &store, &args, &prefix, &files, &mode).await;
     }
     let key = match target {
@@ -75,7 +75,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         }
     };
     let store = settings::open(loaded).await?;
-    store.check_mode(&mode)?;
+    store.ready_for(&mode).await?;
     let outcome = if is_stdin {
         promote(loaded, &store, &key, tokio::io::stdin(), &expected, mode).await?
     } else {

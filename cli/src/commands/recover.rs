@@ -17,9 +17,10 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
     leftovers.extend(promote_core::sweep_spool(&spool_dir, args.older_than, args.dry_run)?);
     let (mut removed, mut kept, mut freed) = (0, 0, 0);
     for l in &leftovers {
+        // The backend's verdict, the same on a dry run (`removed` then means "would be").
         let verb = match (l.removed, args.dry_run) {
-            (true, _) => "removed",
-            (false, true) if !l.live || l.age.is_some_and(|a| a >= args.older_than) => "would remove",
+            (true, false) => "removed",
+            (true, true) => "would remove",
             (false, _) => "kept",
         };
         if l.removed {
@@ -45,9 +46,10 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
     }
     if !args.json {
         out!(
-            "{} leftover(s) found in {}: {removed} removed ({}), {kept} kept",
+            "{} leftover(s) found in {}: {removed} {} ({}), {kept} kept",
             leftovers.len(),
             store.backend().location(),
+            if args.dry_run { "would be removed" } else { "removed" },
             bytes(freed)
         );
     }
