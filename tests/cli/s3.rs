@@ -431,6 +431,17 @@ fn the_create_only_probe_runs_once_per_process_before_the_first_create() {
 }
 
 #[test]
+fn a_bad_prefix_is_a_configuration_error() {
+    let s = Scratch::new();
+    let b = Bucket::new("prefix");
+    for bad in ["a//b", "../up", "team/.promote/x"] {
+        let out = b.cmd(&s, &["ls"]).env("PROMOTE_BACKEND__PREFIX", bad).output().unwrap();
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains("backend.prefix"), "{bad}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
     let s = Scratch::new();
     let requests = |status: &str, s3_code: &str| {
