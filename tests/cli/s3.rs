@@ -301,6 +301,12 @@ impl Proxy {
     fn refused(&self) -> Vec<String> {
         std::fs::read_to_string(&self.refused_log).unwrap_or_default().lines().map(str::to_owned).collect()
     }
+
+    /// Every request the proxy received so far ("METHOD PATH" lines).
+    fn requests(&self) -> Vec<String> {
+        let log = self.refused_log.with_extension("requests");
+        std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
 }
 
 impl Drop for Proxy {
@@ -394,6 +400,48 @@ fn an_object_over_the_servers_maximum_is_refused_before_it_uploads() {
 }
 
 #[test]
+fn the_create_only_probe_runs_once_per_process_before_the_first_create() {
+    let s = Scratch::new();
+    let proxy = Proxy::start(&s, "probe-count", &["--refuse-writes-to", "/nothing-refused/"]);
+    let b = Bucket::at(&proxy.endpoint, "probe-count");
+    for (i, name) in ["tree/a", "tree/b", "tree/sub/c"].iter().enumerate() {
+        std::fs::create_dir_all(s.path().join(name).parent().unwrap()).unwrap();
+        s.file(name, &data::bytes(50 + i as u64, 1000 + i));
+    }
+    // Each probe run writes under its own name in .promote/probe/.
+    let probes = || {
+        let mut names: Vec<String> = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("PUT "))
+            .filter_map(|r| r.split("/.promote/probe/").nth(1))
+            .map(|n| n.split(['?', '-']).take(2).collect::<Vec<_>>().join("-"))
+            .collect();
+        names.dedup();
+        names.sort();
+        names.dedup();
+        names
+    };
+    assert_code(&b.run(&s, &["ls"]), 0);
+    assert!(probes().is_empty(), "ls probed: {:?}", proxy.requests());
+    assert_code(&b.run(&s, &["put", "tree", "t"]), 0);
+    assert_eq!(probes().len(), 1, "one probe for three creates: {:?}", probes());
+    assert_code(&b.run(&s, &["put", "tree/a", "x", "--replace"]), 0);
+    assert_eq!(probes().len(), 1, "--replace needs no probe");
+}
+
+#[test]
+fn a_bad_prefix_is_a_configuration_error() {
+    let s = Scratch::new();
+    let b = Bucket::new("prefix");
+    for bad in ["a//b", "../up", "team/.promote/x"] {
+        let out = b.cmd(&s, &["ls"]).env("PROMOTE_BACKEND__PREFIX", bad).output().unwrap();
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains("backend.prefix"), "{bad}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn faults_are_retried_by_status_and_a_plain_4xx_is_not() {
     let s = Scratch::new();
     let requests = |status: &str, s3_code: &str| {
@@ -438,6 +486,7 @@ fn reads_never_write_and_work_with_read_only_credentials() {
     assert_code(&b.run(&s, &["config", "show"]), 0);
     assert_code(&b.run(&s, &["recover", "--dry-run"]), 0);
     assert_eq!(proxy.refused(), Vec::<String>::new(), "read-only commands sent writes");
+    assert!(proxy.requests().len() >= 8, "the reads went through the proxy: {:?}", proxy.requests());
 
     // A put needs write access: it fails with a clear error, and the proxy saw it try.
     let out = b.run(&s, &["put", "small", "new"]);

@@ -18,6 +18,7 @@ each to PORT_FILE.refused too (for counting how often a fault is retried).
 
 --refuse-writes-to TEXT: like --read-only, for writes whose path contains TEXT only.
 
+Every mode appends "METHOD PATH" of each request it receives to PORT_FILE.requests.
 Writes the port it listens on to PORT_FILE once ready; exits when stdin closes.
 """
 import http.client
@@ -31,6 +32,7 @@ READ_ONLY = sys.argv[3:] == ["--read-only"]
 REFUSED_PATH = sys.argv[4] if sys.argv[3:4] == ["--refuse-writes-to"] else None
 FAIL = (int(sys.argv[4]), sys.argv[5]) if sys.argv[3:4] == ["--fail"] else None
 REFUSED_LOG = sys.argv[2] + ".refused"
+REQUEST_LOG = sys.argv[2] + ".requests"
 LOG_LOCK = threading.Lock()
 DROPPED = {"if-none-match", "if-match"}
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -56,6 +58,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        with LOG_LOCK, open(REQUEST_LOG, "a") as log:
+            log.write("%s %s\n" % (self.command, self.path))
         if (READ_ONLY or (REFUSED_PATH and REFUSED_PATH in self.path)) and self.command in ("PUT", "POST", "DELETE"):
             return self.refuse()
         if FAIL:
