@@ -39,7 +39,7 @@ impl LocalBackend {
     ///
     /// [`Error::Io`] when the root cannot be created or opened.
     pub fn open(config: LocalConfig) -> Result<Self, Error> {
-        let root = Root::open(&config.root, config.dir_mode)?;
+        let root = Root::open(&config.root, config.dir_mode, config.durability == Durability::Full)?;
         let xattrs = probe_xattrs(&root);
         Ok(Self { inner: Arc::new(Inner { root, config, xattrs }) })
     }

@@ -31,6 +31,7 @@
 mod backend;
 mod config;
 mod list;
+mod lock;
 mod publish;
 mod root;
 mod staging;
