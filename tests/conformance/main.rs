@@ -11,11 +11,12 @@ use promote_object_store::{ObjectStoreBackend, S3Config};
 use promote_tests::{Fixture, Suite, run};
 
 fn local(name: &'static str, durability: Durability) -> Suite {
+    let at = move |root: &std::path::Path| {
+        LocalBackend::open(LocalConfig { durability, ..LocalConfig::at(root) }).expect("open local backend")
+    };
     let open = move || {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = LocalConfig { durability, ..LocalConfig::at(dir.path().join("root")) };
-        let backend = LocalBackend::open(config).expect("open local backend");
-        (backend, dir)
+        (at(&dir.path().join("root")), dir)
     };
     let (probe, _dir) = open();
     Suite {
@@ -23,8 +24,14 @@ fn local(name: &'static str, durability: Durability) -> Suite {
         capabilities: probe.capabilities(),
         factory: Arc::new(move || {
             let (backend, dir) = open();
-            Box::pin(async move { Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir) } })
+            let address = Some(backend.root().display().to_string());
+            Box::pin(async move { Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir), address } })
         }),
+        // Another process reaches the same root directory.
+        reopen: Some(Arc::new(move |root| {
+            let backend = at(std::path::Path::new(&root));
+            Box::pin(async move { Store::new(Arc::new(backend)) })
+        })),
     }
 }
 
@@ -34,27 +41,43 @@ fn memory() -> Suite {
         capabilities: ObjectStoreBackend::memory().capabilities(),
         factory: Arc::new(|| {
             Box::pin(async {
-                Fixture { store: Store::new(Arc::new(ObjectStoreBackend::memory())), guard: Box::new(()) }
+                Fixture {
+                    store: Store::new(Arc::new(ObjectStoreBackend::memory())),
+                    guard: Box::new(()),
+                    address: None,
+                }
             })
         }),
+        // Each process has its own memory.
+        reopen: None,
     }
 }
 
 /// The test server's settings, from the environment `tests/run` exports; each fixture gets a
 /// fresh prefix. Small parts, so multipart uploads are exercised too.
 fn s3_config() -> S3Config {
+    s3_config_at(fresh_prefix())
+}
+
+/// A prefix no other fixture uses.
+fn fresh_prefix() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("conformance/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The test server's settings for `prefix`.
+fn s3_config_at(prefix: String) -> S3Config {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!("{name} is not set: run the suite with tests/run, which starts a local S3 server")
         })
     };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     S3Config {
         endpoint: Some(var("PROMOTE_TEST_S3_ENDPOINT")),
         allow_http: true,
         region: Some("us-east-1".into()),
-        prefix: format!("conformance/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+        prefix,
         multipart_threshold: 5 << 20,
         part_size: 5 << 20,
         max_retries: 2,
@@ -62,8 +85,12 @@ fn s3_config() -> S3Config {
     }
 }
 
+async fn open_s3_at(config: S3Config) -> ObjectStoreBackend {
+    ObjectStoreBackend::s3(&config).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"))
+}
+
 async fn open_s3() -> ObjectStoreBackend {
-    ObjectStoreBackend::s3(&s3_config()).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"))
+    open_s3_at(s3_config()).await
 }
 
 fn s3() -> Suite {
@@ -73,8 +100,16 @@ fn s3() -> Suite {
         name: "s3",
         capabilities,
         factory: Arc::new(|| {
-            Box::pin(async { Fixture { store: Store::new(Arc::new(open_s3().await)), guard: Box::new(()) } })
+            Box::pin(async {
+                let config = s3_config();
+                let address = Some(config.prefix.clone());
+                Fixture { store: Store::new(Arc::new(open_s3_at(config).await)), guard: Box::new(()), address }
+            })
         }),
+        // Another process reaches the same bucket and prefix (the server's settings are inherited).
+        reopen: Some(Arc::new(|prefix| {
+            Box::pin(async move { Store::new(Arc::new(open_s3_at(s3_config_at(prefix)).await)) })
+        })),
     }
 }
 

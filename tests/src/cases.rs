@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use promote_core::{Bytes, Capabilities, Error, Expected, Key, Leftover, Mode, Outcome, Sha256, Store};
 use tokio::sync::Barrier;
 
-use crate::data;
+use crate::{Target, data};
 
 /// One named case.
 pub struct Case {
@@ -17,8 +17,10 @@ pub struct Case {
     pub name: &'static str,
     /// Why a backend with these capabilities cannot run it (`None`: it can).
     pub requires: fn(&Capabilities) -> Option<&'static str>,
+    /// Whether it starts writers in other processes (needs [`Suite::reopen`](crate::Suite)).
+    pub other_process: bool,
     /// The case itself.
-    pub run: fn(Store) -> BoxFuture<'static, ()>,
+    pub run: fn(Target) -> BoxFuture<'static, ()>,
 }
 
 fn always(_: &Capabilities) -> Option<&'static str> {
@@ -41,11 +43,21 @@ fn lacks_a_mode(c: &Capabilities) -> Option<&'static str> {
     (c.replace && c.replace_if_version && c.create_refused.is_none()).then_some("the backend offers every mode")
 }
 
+/// `name: requires` runs `name(store)`; `name: requires [other_process]` runs `name(target)`.
 macro_rules! cases {
-    ($($name:ident: $requires:ident),* $(,)?) => {
+    ($($name:ident: $requires:ident $([$with:ident])?),* $(,)?) => {
         /// Every case, in order.
-        pub const ALL: &[Case] = &[$(Case { name: stringify!($name), requires: $requires, run: |s| Box::pin($name(s)) }),*];
+        pub const ALL: &[Case] = &[$(Case {
+            name: stringify!($name),
+            requires: $requires,
+            other_process: cases!(@other $($with)?),
+            run: |t| Box::pin(cases!(@call $name t $($with)?)),
+        }),*];
     };
+    (@other) => { false };
+    (@other other_process) => { true };
+    (@call $name:ident $t:ident) => { $name($t.store) };
+    (@call $name:ident $t:ident other_process) => { $name($t) };
 }
 
 cases! {
@@ -71,7 +83,7 @@ cases! {
     replace_if_version_swaps: needs_cas,
     unsupported_mode_refused_before_io: lacks_a_mode,
     spooled_promotion_verifies: always,
-    sweep_removes_stale_staging_only: leaves_staging,
+    sweep_removes_stale_staging_only: leaves_staging [other_process],
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -438,17 +450,15 @@ async fn spooled_promotion_verifies(store: Store) {
     assert_no_residue(&store, "after spooled promotions").await;
 }
 
-async fn sweep_removes_stale_staging_only(store: Store) {
-    // A writer that vanished without cleaning up (leaked, as a crash would leave it).
-    let mut abandoned = store.stage(&key("sweep/abandoned"), &Expected::default()).await.expect("stage");
-    for chunk in data::chunks(&data::bytes(16, 12 << 20), 1 << 20) {
-        abandoned.write(chunk).await.expect("write");
-    }
-    std::mem::forget(abandoned);
-    assert!(!leftovers(&store).await.is_empty(), "an abandoned writer's staging data is findable");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+async fn sweep_removes_stale_staging_only(target: Target) {
+    let store = target.store.clone();
+    // A writer that really died: another process staged 12 MiB, then got SIGKILL.
+    let dead = tokio::task::spawn_blocking(move || target.spawn_writer("sweep/dead", 12 << 20)).await.expect("spawn");
+    let before = leftovers(&store).await;
+    assert!(!before.is_empty(), "the child writer's staging data is findable before it dies");
+    dead.kill();
 
-    // A live writer, touched just now.
+    // A live writer, touched just now, in this process.
     let live_key = key("sweep/live");
     let mut live = store.stage(&live_key, &Expected::default()).await.expect("stage");
     let bytes = data::bytes(17, 12 << 20);
@@ -456,15 +466,12 @@ async fn sweep_removes_stale_staging_only(store: Store) {
         live.write(chunk).await.expect("write");
     }
 
-    let removed: Vec<Leftover> = store
-        .sweep_staging(Duration::from_secs(2), false)
-        .await
-        .expect("sweep")
-        .into_iter()
-        .filter(|l| l.removed)
-        .collect();
-    assert!(!removed.is_empty(), "the stale leftover was removed");
+    // Nothing here is an hour old: only a dead writer's leftovers may go, and they go at once.
+    let swept = store.sweep_staging(Duration::from_secs(3600), false).await.expect("sweep");
+    let removed: Vec<&Leftover> = swept.iter().filter(|l| l.removed).collect();
+    assert!(!removed.is_empty(), "the dead writer's leftovers are removed at once: {swept:?}");
     live.promote(&exact(&bytes), Mode::Create).await.expect("the live writer still promotes");
     assert_eq!(get(&store, &live_key).await, bytes);
+    assert_absent(&store, &key("sweep/dead")).await;
     assert_no_residue(&store, "after the sweep").await;
 }
