@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod escape;
+mod local;
 mod put;
 mod race;
 mod s3;

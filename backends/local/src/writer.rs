@@ -41,12 +41,23 @@ impl LocalStaged {
         format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name))
     }
 
+    /// A failed write, with what to do when the disk is full.
+    fn write_error(&self, e: std::io::Error) -> Error {
+        let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
+        if full {
+            let root = self.inner.root.path.display();
+            Error::io(format!("{}: the filesystem of {root} is full (free space there, then retry)", self.context()), e)
+        } else {
+            Error::io(self.context(), e)
+        }
+    }
+
     /// Waits for the oldest outstanding write.
     async fn settle_one(&mut self) -> Result<(), Error> {
         let Some(task) = self.pending.pop_front() else { return Ok(()) };
         match task.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::io(self.context(), e)),
+            Ok(Err(e)) => Err(self.write_error(e)),
             Err(join) => Err(Error::io(self.context(), std::io::Error::other(join))),
         }
     }
