@@ -9,7 +9,7 @@ use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
 use crate::config::{Durability, LocalConfig};
-use crate::root::{Root, io_err};
+use crate::root::{Root, io_err, mode_bits};
 use crate::{staging, stored_digest};
 
 /// Publishes staging file `name` (already fully written to `file`) at `key`. On any error the
@@ -42,7 +42,7 @@ fn publish_inner(
 ) -> Result<Option<String>, Error> {
     let durable = config.durability == Durability::Full;
     let staged = staging::shown(name);
-    rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(config.file_mode))
+    rustix::fs::fchmod(file, mode_bits(config.file_mode))
         .map_err(|e| io_err(format!("setting permissions on {staged}"), e))?;
     let st = rustix::fs::fstat(file).map_err(|e| io_err(format!("inspecting {staged}"), e))?;
     stored_digest::store(file, digest, &st).map_err(|e| io_err(format!("storing the digest of {staged}"), e))?;

@@ -53,6 +53,13 @@ impl AsFd for Parent<'_> {
     }
 }
 
+/// Permission bits as the system's `mode_t` (`u16` on macOS, `u32` on Linux); configured modes are
+/// at most 0o7777, so nothing is lost.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn mode_bits(bits: u32) -> Mode {
+    Mode::from_raw_mode((bits & 0o7777) as rustix::fs::RawMode)
+}
+
 pub(crate) fn io_err(context: impl Into<String>, errno: Errno) -> Error {
     Error::io(context, errno.into())
 }
@@ -70,10 +77,10 @@ pub(crate) fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Errn
 /// Opens directory `name` under `parent`, creating it with exactly `mode` (the umask does not
 /// apply) when missing. Returns it and whether this call created it.
 fn ensure_dir_at(parent: impl AsFd, name: &str, mode: u32) -> Result<(OwnedFd, bool), Errno> {
-    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
+    match rustix::fs::mkdirat(&parent, name, mode_bits(mode)) {
         Ok(()) => {
             let dir = open_dir_at(&parent, name)?;
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+            rustix::fs::fchmod(&dir, mode_bits(mode))?;
             Ok((dir, true))
         }
         Err(Errno::EXIST) => Ok((open_dir_at(&parent, name)?, false)),
@@ -97,7 +104,7 @@ fn fsync_path(path: &Path) -> Result<(), Errno> {
 /// Creates directory `path` and its missing ancestors with exactly `mode`; when `durable`,
 /// fsyncs the directory holding each one it created.
 fn create_dir_all(path: &Path, mode: u32, durable: bool) -> Result<(), Errno> {
-    let mkdir = || rustix::fs::mkdir(path, Mode::from_raw_mode(mode));
+    let mkdir = || rustix::fs::mkdir(path, mode_bits(mode));
     match mkdir() {
         Ok(()) => {}
         Err(Errno::EXIST) => return Ok(()),
@@ -113,7 +120,7 @@ fn create_dir_all(path: &Path, mode: u32, durable: bool) -> Result<(), Errno> {
     }
     let dir =
         rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
-    rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+    rustix::fs::fchmod(&dir, mode_bits(mode))?;
     if durable { fsync_path(holder(path)) } else { Ok(()) }
 }
 

@@ -15,7 +15,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::lock;
-use crate::root::{Root, STAGING_DIR, io_err};
+use crate::root::{Root, STAGING_DIR, io_err, mode_bits};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -32,7 +32,7 @@ pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let name = format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id());
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::from_raw_mode(0o600)) {
+        let fd = match rustix::fs::openat(&root.staging, &name, flags, mode_bits(0o600)) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => continue,
             Err(e) => return Err(io_err(format!("creating staging file {} for {key:?}", shown(&name)), e)),

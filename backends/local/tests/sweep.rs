@@ -13,8 +13,11 @@ fn open(root: &Path) -> Store {
     Store::new(Arc::new(LocalBackend::open(LocalConfig::at(root)).expect("open")))
 }
 
+/// A staging file's name, size, mtime and ctime (seconds, nanoseconds).
+type Seen = (String, u64, (i64, i64), (i64, i64));
+
 /// Every staging file with its size, mtime and ctime (to the nanosecond).
-fn snapshot(root: &Path) -> Vec<(String, u64, (i64, i64), (i64, i64))> {
+fn snapshot(root: &Path) -> Vec<Seen> {
     let mut files: Vec<_> = std::fs::read_dir(root.join(".promote/staging"))
         .expect("staging dir")
         .map(|e| {
