@@ -26,8 +26,8 @@ fn find(lines: &[String], from: usize, calls: &[&str], path: &str) -> Option<usi
 }
 
 /// Puts `key` under strace and checks: data fsync of the staged file, then the no-replace
-/// rename, then an fsync of the parent and of every directory up to the root.
-fn check_publish_order(s: &Scratch, key: &str) {
+/// rename, then an fsync of the parent and of every directory up to the root. Returns the trace.
+fn check_publish_order(s: &Scratch, key: &str) -> Vec<String> {
     let log = s.path().join(format!("strace-{}.txt", key.replace('/', "_")));
     let calls = "fsync,fdatasync,renameat2,rename,renameat,link,linkat,openat";
     let out = s.strace(&log, calls, &["put", "data.bin", key]).output().expect("run strace");
@@ -62,14 +62,24 @@ fn check_publish_order(s: &Scratch, key: &str) {
         }
         dir = Path::new(&dir).parent().expect("parent").display().to_string();
     }
+    lines
 }
 
 #[test]
 fn publish_syncs_data_then_renames_then_syncs_every_directory_up_to_the_root() {
     let s = Scratch::new();
     s.file("data.bin", &data::bytes(1, 3 << 20));
-    // Directories created by this put...
-    check_publish_order(&s, "a/b/c/first");
+    // Directories created by this put (and the store itself: opening it created the root, its
+    // `.promote` and `.promote/staging`, so the directories holding them are fsynced)...
+    let first = check_publish_order(&s, "a/b/c/first");
+    let scratch = std::fs::canonicalize(s.path()).expect("scratch").display().to_string();
+    for dir in [scratch.clone(), format!("{scratch}/promote-data"), format!("{scratch}/promote-data/.promote")] {
+        assert!(
+            find(&first, 0, &["fsync"], &dir).is_some(),
+            "opening a new store did not fsync {dir}:\n{}",
+            first.join("\n")
+        );
+    }
     // ...and found by the next one (a concurrent writer may have just created them).
     check_publish_order(&s, "a/b/c/second");
 }
