@@ -35,6 +35,13 @@ pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
         let fd = match rustix::fs::openat(&root.staging, &name, flags, mode_bits(0o600)) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => continue,
+            Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+                let what = format!(
+                    "creating staging file {} for {key:?}: each open staged write holds a file; raise the open-file limit (ulimit -n) or stage fewer at once",
+                    shown(&name)
+                );
+                return Err(io_err(what, e));
+            }
             Err(e) => return Err(io_err(format!("creating staging file {} for {key:?}", shown(&name)), e)),
         };
         match lock::try_take(&fd) {
