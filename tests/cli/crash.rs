@@ -21,8 +21,9 @@ fn sigkill_mid_put_never_leaves_a_partial_object() {
     let full = started.elapsed();
 
     let mut seed = std::process::id() as u64 ^ started.elapsed().as_nanos() as u64;
-    let (mut absent, mut complete) = (0, 0);
+    let (mut absent, mut complete, mut mid_staging) = (0, 0, 0);
     for i in 0..16 {
+        let staged_before = s.staging_files().len();
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let delay = Duration::from_micros((seed >> 33) % (full.as_micros() as u64 + 1));
         let key = format!("crash/{i}");
@@ -30,6 +31,9 @@ fn sigkill_mid_put_never_leaves_a_partial_object() {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        // A kill that landed while the bytes were being staged leaves its staging file behind.
+        let landed_mid_staging = s.staging_files().len() > staged_before;
+        mid_staging += usize::from(landed_mid_staging);
         let path = s.root().join(&key);
         match std::fs::read(&path) {
             Ok(got) => {
@@ -41,9 +45,16 @@ fn sigkill_mid_put_never_leaves_a_partial_object() {
             Err(e) => panic!("{key}: {e}"),
         }
     }
-    eprintln!("after 16 kills: {absent} absent, {complete} complete");
+    eprintln!("after 16 kills: {absent} absent ({mid_staging} killed mid-staging), {complete} complete");
+    assert!(mid_staging > 0, "no kill landed while bytes were staged: the test proved nothing");
+    let leftovers = s.staging_files();
+    assert_eq!(leftovers.len(), mid_staging, "one staging file per kill mid-staging: {leftovers:?}");
     let out = s.run(&["recover"]);
     assert_code(&out, 0);
+    for name in &leftovers {
+        let line = stdout(&out).lines().find(|l| l.contains(name.as_str())).map(str::to_owned);
+        assert!(line.as_deref().is_some_and(|l| l.starts_with("removed")), "recover did not remove {name}: {line:?}");
+    }
     assert!(s.staging_files().is_empty(), "recover left {:?}", s.staging_files());
     // Reruns finish the job: every key ends up complete.
     for i in 0..16 {

@@ -5,6 +5,7 @@ mod config;
 mod crash;
 mod daily;
 mod escape;
+mod local;
 mod put;
 mod race;
 mod s3;

@@ -27,7 +27,26 @@ impl Scratch {
     /// A `promote` command running in the scratch dir, with no PROMOTE_* from the outside.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_promote"));
-        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        cmd.args(args);
+        self.prepare(cmd)
+    }
+
+    /// A `promote` command run under `strace -f -y -e trace=<calls> -o <out>`. Panics (never
+    /// skips) when strace is not installed.
+    pub fn strace(&self, out: &Path, calls: &str, args: &[&str]) -> Command {
+        let found = Command::new("strace").arg("-V").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "strace is not installed: this test records syscalls with it (apt-get install strace); it never skips"
+        );
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-y", "-e", &format!("trace={calls}"), "-o"]).arg(out).arg("--");
+        cmd.arg(env!("CARGO_BIN_EXE_promote")).args(args);
+        self.prepare(cmd)
+    }
+
+    fn prepare(&self, mut cmd: Command) -> Command {
+        cmd.current_dir(self.path()).stdin(Stdio::null());
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PROMOTE_") || name == "RUST_LOG" {
                 cmd.env_remove(name);

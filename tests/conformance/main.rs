@@ -13,11 +13,12 @@ use promote_tests::{Fixture, Residue, Suite, run};
 mod s3_residue;
 
 fn local(name: &'static str, durability: Durability) -> Suite {
+    let at = move |root: &std::path::Path| {
+        LocalBackend::open(LocalConfig { durability, ..LocalConfig::at(root) }).expect("open local backend")
+    };
     let open = move || {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = LocalConfig { durability, ..LocalConfig::at(dir.path().join("root")) };
-        let backend = LocalBackend::open(config).expect("open local backend");
-        (backend, dir)
+        (at(&dir.path().join("root")), dir)
     };
     let (probe, _dir) = open();
     Suite {
@@ -26,10 +27,16 @@ fn local(name: &'static str, durability: Durability) -> Suite {
         large: 3 << 20,
         factory: Arc::new(move || {
             let (backend, dir) = open();
-            Box::pin(
-                async move { Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir), residue: None } },
-            )
+            let address = Some(backend.root().display().to_string());
+            Box::pin(async move {
+                Fixture { store: Store::new(Arc::new(backend)), guard: Box::new(dir), residue: None, address }
+            })
         }),
+        // Another process reaches the same root directory.
+        reopen: Some(Arc::new(move |root| {
+            let backend = at(std::path::Path::new(&root));
+            Box::pin(async move { Store::new(Arc::new(backend)) })
+        })),
     }
 }
 
@@ -44,27 +51,40 @@ fn memory() -> Suite {
                     store: Store::new(Arc::new(ObjectStoreBackend::memory())),
                     guard: Box::new(()),
                     residue: None,
+                    address: None,
                 }
             })
         }),
+        // Each process has its own memory.
+        reopen: None,
     }
 }
 
 /// The test server's settings, from the environment `tests/run` exports; each fixture gets a
 /// fresh prefix. Small parts, so multipart uploads are exercised too.
 fn s3_config() -> S3Config {
+    s3_config_at(fresh_prefix())
+}
+
+/// A prefix no other fixture uses.
+fn fresh_prefix() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("conformance/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The test server's settings for `prefix`.
+fn s3_config_at(prefix: String) -> S3Config {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!("{name} is not set: run the suite with tests/run, which starts a local S3 server")
         })
     };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     S3Config {
         endpoint: Some(var("PROMOTE_TEST_S3_ENDPOINT")),
         allow_http: true,
         region: Some("us-east-1".into()),
-        prefix: format!("conformance/{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+        prefix,
         multipart_threshold: 5 << 20,
         part_size: 5 << 20,
         max_retries: 2,
@@ -72,7 +92,7 @@ fn s3_config() -> S3Config {
     }
 }
 
-async fn open_s3(config: &S3Config) -> ObjectStoreBackend {
+async fn open_s3_at(config: &S3Config) -> ObjectStoreBackend {
     let backend =
         ObjectStoreBackend::s3(config).await.unwrap_or_else(|e| panic!("cannot open the test S3 server: {e}"));
     // Run the create-only probe now, so the capabilities say what the server really does.
@@ -80,9 +100,13 @@ async fn open_s3(config: &S3Config) -> ObjectStoreBackend {
     backend
 }
 
+async fn open_s3() -> ObjectStoreBackend {
+    open_s3_at(&s3_config()).await
+}
+
 fn s3() -> Suite {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let capabilities = runtime.block_on(open_s3(&s3_config())).capabilities();
+    let capabilities = runtime.block_on(open_s3()).capabilities();
     Suite {
         name: "s3",
         capabilities,
@@ -91,14 +115,20 @@ fn s3() -> Suite {
         factory: Arc::new(|| {
             Box::pin(async {
                 let config = s3_config();
-                let store = Store::new(Arc::new(open_s3(&config).await));
+                let config = s3_config();
+                let address = Some(config.prefix.clone());
+                let store = Store::new(Arc::new(open_s3_at(&config).await));
                 let residue: Residue = Arc::new(move || {
                     let config = config.clone();
                     Box::pin(async move { s3_residue::residue(&config).await })
                 });
-                Fixture { store, guard: Box::new(()), residue: Some(residue) }
+                Fixture { store, guard: Box::new(()), residue: Some(residue), address }
             })
         }),
+        // Another process reaches the same bucket and prefix (the server's settings are inherited).
+        reopen: Some(Arc::new(|prefix| {
+            Box::pin(async move { Store::new(Arc::new(open_s3_at(&s3_config_at(prefix)).await)) })
+        })),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Case {
     pub name: &'static str,
     /// Why a backend with these capabilities cannot run it (`None`: it can).
     pub requires: fn(&Capabilities) -> Option<&'static str>,
+    /// Whether it starts writers in other processes (needs [`Suite::reopen`](crate::Suite)).
+    pub other_process: bool,
     /// The case itself.
     pub run: fn(Ctx) -> BoxFuture<'static, ()>,
 }
@@ -31,6 +33,10 @@ pub struct Ctx {
     pub large: usize,
     /// The independent residue check, where the suite has one.
     pub residue: Option<crate::Residue>,
+    /// The suite's name (a child writer finds its suite by it).
+    pub(crate) suite: &'static str,
+    /// How another process reaches the same storage (see [`Fixture::address`](crate::Fixture::address)).
+    pub(crate) address: Option<String>,
 }
 
 fn always(_: &Capabilities) -> Option<&'static str> {
@@ -53,14 +59,23 @@ fn lacks_a_mode(c: &Capabilities) -> Option<&'static str> {
     (c.replace && c.replace_if_version && c.create_refused.is_none()).then_some("the backend offers every mode")
 }
 
+/// `name: requires` runs `name(store)`; `name: requires(ctx)` and `name: requires [other_process]`
+/// (a case that starts writers in other processes) run `name(ctx)`.
 macro_rules! cases {
-    ($($name:ident: $requires:ident $(($ctx:ident))?),* $(,)?) => {
+    ($($name:ident: $requires:ident $(($ctx:ident))? $([$with:ident])?),* $(,)?) => {
         /// Every case, in order.
-        pub const ALL: &[Case] =
-            &[$(Case { name: stringify!($name), requires: $requires, run: |c| Box::pin($name(cases!(@arg c $($ctx)?))) }),*];
+        pub const ALL: &[Case] = &[$(Case {
+            name: stringify!($name),
+            requires: $requires,
+            other_process: cases!(@other $($with)?),
+            run: |c| Box::pin($name(cases!(@arg c $($ctx)? $($with)?))),
+        }),*];
     };
+    (@other) => { false };
+    (@other other_process) => { true };
     (@arg $c:ident) => { $c.store };
     (@arg $c:ident ctx) => { $c };
+    (@arg $c:ident other_process) => { $c };
 }
 
 cases! {
@@ -86,7 +101,7 @@ cases! {
     replace_if_version_swaps: needs_cas,
     unsupported_mode_refused_before_io: lacks_a_mode,
     spooled_promotion_verifies: always,
-    sweep_removes_stale_staging_only: leaves_staging,
+    sweep_removes_stale_staging_only: leaves_staging [other_process],
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -509,17 +524,15 @@ async fn spooled_promotion_verifies(store: Store) {
     assert_no_residue(&store, "after spooled promotions").await;
 }
 
-async fn sweep_removes_stale_staging_only(store: Store) {
-    // A writer that vanished without cleaning up (leaked, as a crash would leave it).
-    let mut abandoned = store.stage(&key("sweep/abandoned"), &Expected::default()).await.expect("stage");
-    for chunk in data::chunks(&data::bytes(16, 12 << 20), 1 << 20) {
-        abandoned.write(chunk).await.expect("write");
-    }
-    std::mem::forget(abandoned);
-    assert!(!leftovers(&store).await.is_empty(), "an abandoned writer's staging data is findable");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+async fn sweep_removes_stale_staging_only(target: Ctx) {
+    let store = target.store.clone();
+    // A writer that really died: another process staged 12 MiB, then got SIGKILL.
+    let dead = tokio::task::spawn_blocking(move || target.spawn_writer("sweep/dead", 12 << 20)).await.expect("spawn");
+    let before = leftovers(&store).await;
+    assert!(!before.is_empty(), "the child writer's staging data is findable before it dies");
+    dead.kill();
 
-    // A live writer, touched just now.
+    // A live writer, touched just now, in this process.
     let live_key = key("sweep/live");
     let mut live = store.stage(&live_key, &Expected::default()).await.expect("stage");
     let bytes = data::bytes(17, 12 << 20);
@@ -527,15 +540,12 @@ async fn sweep_removes_stale_staging_only(store: Store) {
         live.write(chunk).await.expect("write");
     }
 
-    let removed: Vec<Leftover> = store
-        .sweep_staging(Duration::from_secs(2), false)
-        .await
-        .expect("sweep")
-        .into_iter()
-        .filter(|l| l.removed)
-        .collect();
-    assert!(!removed.is_empty(), "the stale leftover was removed");
+    // Nothing here is an hour old: only a dead writer's leftovers may go, and they go at once.
+    let swept = store.sweep_staging(Duration::from_secs(3600), false).await.expect("sweep");
+    let removed: Vec<&Leftover> = swept.iter().filter(|l| l.removed).collect();
+    assert!(!removed.is_empty(), "the dead writer's leftovers are removed at once: {swept:?}");
     live.promote(&exact(&bytes), Mode::Create).await.expect("the live writer still promotes");
     assert_eq!(get(&store, &live_key).await, bytes);
+    assert_absent(&store, &key("sweep/dead")).await;
     assert_no_residue(&store, "after the sweep").await;
 }

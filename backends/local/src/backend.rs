@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Digest, Entry, Error, Expected, Key, Leftover, Meta,
-    StagedWrite, async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, StagedWrite,
+    async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -39,8 +39,9 @@ impl LocalBackend {
     ///
     /// [`Error::Io`] when the root cannot be created or opened.
     pub fn open(config: LocalConfig) -> Result<Self, Error> {
-        let root = Root::open(&config.root, config.dir_mode)?;
-        let xattrs = probe_xattrs(&root);
+        let root = Root::open(&config.root, config.dir_mode, config.durability == Durability::Full)?;
+        // Asked without writing, so read-only commands and dry runs change nothing.
+        let xattrs = stored_digest::supported(&root.staging);
         Ok(Self { inner: Arc::new(Inner { root, config, xattrs }) })
     }
 
@@ -59,16 +60,6 @@ impl LocalBackend {
             .await
             .map_err(|e| Error::io("local backend task", std::io::Error::other(e)))?
     }
-}
-
-/// Whether this filesystem keeps user xattrs (where the digest is stored).
-fn probe_xattrs(root: &Root) -> bool {
-    let Ok((name, file)) = staging::create(root, &Key::new("xattr-probe").expect("valid key")) else { return false };
-    let st = rustix::fs::fstat(&file);
-    let digest = Digest { size: 0, sha256: promote_core::Sha256::of(b"") };
-    let ok = st.is_ok_and(|st| stored_digest::store(&file, &digest, &st) == Ok(true));
-    let _ = staging::remove(root, &name);
-    ok
 }
 
 /// Opens the regular file at `key` for reading, never following a link.

@@ -15,8 +15,8 @@ use crate::LocalBackend;
 /// kind = "local"
 /// root = "./promote-data"   # created if missing
 /// durability = "full"       # or "none": no fsync, for scratch data only
-/// file_mode = "0644"        # permissions of published files (before umask)
-/// dir_mode = "0755"         # permissions of directories promote creates (before umask)
+/// file_mode = "0644"        # permissions of published files (exact: the umask does not apply)
+/// dir_mode = "0755"         # permissions of directories promote creates (exact)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,10 +30,12 @@ pub struct LocalConfig {
     /// Whether publishing waits for the disk.
     #[serde(default)]
     pub durability: Durability,
-    /// Permission bits of published files, octal.
+    /// Permission bits of published files, octal. Exact: set with `fchmod`, so the umask does not
+    /// apply.
     #[serde(default = "file_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
     pub file_mode: u32,
-    /// Permission bits of directories promote creates, octal.
+    /// Permission bits of directories promote creates (the root and the directories of keys),
+    /// octal. Exact, like `file_mode`. Directories that already exist are left as they are.
     #[serde(default = "dir_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
     pub dir_mode: u32,
 }
@@ -42,8 +44,8 @@ pub struct LocalConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// fsync the staged file, publish, fsync the parent directory and every directory created
-    /// for the key. A promoted object survives power loss once `promote` returns.
+    /// fsync the staged file, publish, fsync the parent directory and every directory above it
+    /// up to the root. A promoted object survives power loss once `promote` returns.
     #[default]
     Full,
     /// No fsync at all. Still atomic (nobody sees a partial object), but a power loss may lose

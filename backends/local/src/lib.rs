@@ -8,11 +8,20 @@
 //! # Atomicity
 //!
 //! - **Staging**: a fresh file per write, created with `O_CREAT | O_EXCL`, mode 0600, and held
-//!   under an exclusive `flock` while its writer lives.
-//! - **Publish**: fsync the staged file, then `renameat2(RENAME_NOREPLACE)` for create-only (on
-//!   filesystems without it: `link`, which never replaces, then `unlink`), or `rename` for
-//!   replace; then fsync the parent directory and every directory created for the key. The
+//!   under a lock while its writer lives (on Linux an open-file-description lock, which can be
+//!   tested without taking it; elsewhere `flock`). Each chunk is written at its offset by a short
+//!   blocking task, a few per handle at most: an idle handle holds no thread, so the number of
+//!   open handles has no design limit (only the process's open-file limit).
+//! - **Publish** (one helper, so no caller can skip a step): fsync the staged file, then
+//!   `renameat2(RENAME_NOREPLACE)` for create-only (on filesystems without it, and on systems
+//!   other than Linux: `link`, which never replaces, then `unlink`), or `rename` for replace;
+//!   then fsync the parent directory and every directory above it up to the root, whether this
+//!   publish created it or found it (a concurrent writer may have just created it). The
 //!   filesystem decides who wins a race; there is no check-then-rename.
+//! - **Opening** creates the root, `.promote` and `.promote/staging` when missing and fsyncs the
+//!   directory holding each one it creates, and always the root's parent.
+//! - **Modes are exact**: published files get `file_mode` and created directories `dir_mode`
+//!   with `fchmod`, so the umask does not apply.
 //! - **No escape**: keys are resolved from the root's directory descriptor one segment at a time
 //!   with `openat(O_NOFOLLOW)`; a symlink anywhere in a key's path is refused, and a link at the
 //!   final path is never followed.
@@ -21,7 +30,8 @@
 //!   digests are recomputed by reading when needed.
 //! - **Crash leftovers**: a staging file whose lock is free belongs to a dead writer and is
 //!   removed by `sweep_staging` at once; a live writer's file only once it has been untouched for
-//!   the given age.
+//!   the given age. A dry run changes nothing and (on Linux) takes no lock.
+//! - **Listing** is complete or an error naming the path it could not read.
 //! - **Compare-and-swap** (`ReplaceIfVersion`) is not offered: a local filesystem has no atomic
 //!   way to do it, so core refuses it.
 //!
@@ -31,6 +41,7 @@
 mod backend;
 mod config;
 mod list;
+mod lock;
 mod prune;
 mod publish;
 mod root;

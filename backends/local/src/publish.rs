@@ -5,11 +5,11 @@ use std::fs::File;
 use std::os::fd::AsFd;
 
 use promote_core::{Digest, Error, Key, Mode};
-use rustix::fs::{AtFlags, FileType, RenameFlags};
+use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
 use crate::config::{Durability, LocalConfig};
-use crate::root::{Root, io_err};
+use crate::root::{Root, io_err, mode_bits};
 use crate::{staging, stored_digest};
 
 /// Publishes staging file `name` (already fully written to `file`) at `key`. On any error the
@@ -42,7 +42,7 @@ fn publish_inner(
 ) -> Result<Option<String>, Error> {
     let durable = config.durability == Durability::Full;
     let staged = staging::shown(name);
-    rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(config.file_mode))
+    rustix::fs::fchmod(file, mode_bits(config.file_mode))
         .map_err(|e| io_err(format!("setting permissions on {staged}"), e))?;
     let st = rustix::fs::fstat(file).map_err(|e| io_err(format!("inspecting {staged}"), e))?;
     stored_digest::store(file, digest, &st).map_err(|e| io_err(format!("storing the digest of {staged}"), e))?;
@@ -68,8 +68,11 @@ fn publish_inner(
         }
     }
     if durable {
-        let sync = |fd: &dyn AsFd| rustix::fs::fsync(fd.as_fd());
-        sync(&parent).map_err(|e| {
+        // The new entry is in the parent; the parent's own entry is in the directory above it,
+        // and so on up to the root: whether this walk created them or found them (a concurrent
+        // writer may have created one a moment ago and not synced it yet), each must be on disk
+        // for the object to survive a power loss.
+        rustix::fs::fsync(&parent).map_err(|e| {
             io_err(
                 format!(
                     "fsync of the directory holding {key:?} (the object is visible, but may not survive a power loss)"
@@ -77,15 +80,22 @@ fn publish_inner(
                 e,
             )
         })?;
-        for dir in parent.created_in.iter().rev() {
-            sync(dir).map_err(|e| io_err(format!("fsync of a directory created for {key:?}"), e))?;
+        for dir in parent.above.iter().rev() {
+            rustix::fs::fsync(dir).map_err(|e| {
+                io_err(
+                    format!(
+                        "fsync of a directory above {key:?} (the object is visible, but may not survive a power loss)"
+                    ),
+                    e,
+                )
+            })?;
         }
     }
     Ok(Some(format!("{}-{}.{:09}", st.st_ino, st.st_mtime, st.st_mtime_nsec)))
 }
 
-/// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, `link` (which never replaces)
-/// then `unlink` of the staging name.
+/// `renameat2(RENAME_NOREPLACE)` on Linux; where the filesystem lacks it, and on other systems,
+/// `link` (which never replaces) then `unlink` of the staging name.
 fn create_only(root: &Root, name: &str, parent: &impl AsFd, leaf: &str, key: &Key) -> Result<(), Error> {
     let taken = || match rustix::fs::statat(parent, leaf, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
@@ -97,17 +107,18 @@ fn create_only(root: &Root, name: &str, parent: &impl AsFd, leaf: &str, key: &Ke
         },
         _ => Error::AlreadyExists { key: key.to_string() },
     };
-    match rustix::fs::renameat_with(&root.staging, name, parent, leaf, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(Errno::EXIST) => Err(taken()),
+    #[cfg(target_os = "linux")]
+    match rustix::fs::renameat_with(&root.staging, name, parent, leaf, rustix::fs::RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) => return Err(taken()),
         Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
             tracing::debug!(key = %key, "no RENAME_NOREPLACE here; publishing with link + unlink");
-            match rustix::fs::linkat(&root.staging, name, parent, leaf, AtFlags::empty()) {
-                Ok(()) => staging::remove(root, name),
-                Err(Errno::EXIST) => Err(taken()),
-                Err(e) => Err(io_err(format!("linking {} to {key:?}", staging::shown(name)), e)),
-            }
         }
-        Err(e) => Err(io_err(format!("renaming {} to {key:?}", staging::shown(name)), e)),
+        Err(e) => return Err(io_err(format!("renaming {} to {key:?}", staging::shown(name)), e)),
+    }
+    match rustix::fs::linkat(&root.staging, name, parent, leaf, AtFlags::empty()) {
+        Ok(()) => staging::remove(root, name),
+        Err(Errno::EXIST) => Err(taken()),
+        Err(e) => Err(io_err(format!("linking {} to {key:?}", staging::shown(name)), e)),
     }
 }

@@ -25,24 +25,39 @@ pub(crate) struct Root {
 
 /// A key's parent directory, opened.
 pub(crate) struct Parent<'a> {
-    fd: Fd<'a>,
-    /// Directories in which this walk created a subdirectory, top first: their entries must be
-    /// fsynced for the new directories to survive a crash.
-    pub(crate) created_in: Vec<OwnedFd>,
+    fd: Dir<'a>,
+    /// When walking to publish: every directory above the parent, the root first. Each holds
+    /// the entry of the next one down, found or created on the way (a concurrent writer may
+    /// have just created it and not yet synced it), so each is fsynced after a publish.
+    pub(crate) above: Vec<Dir<'a>>,
 }
 
-enum Fd<'a> {
+/// An open directory: the root (borrowed) or one opened on the way.
+pub(crate) enum Dir<'a> {
     Root(BorrowedFd<'a>),
     Opened(OwnedFd),
 }
 
-impl AsFd for Parent<'_> {
+impl AsFd for Dir<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.fd {
-            Fd::Root(fd) => *fd,
-            Fd::Opened(fd) => fd.as_fd(),
+        match self {
+            Self::Root(fd) => *fd,
+            Self::Opened(fd) => fd.as_fd(),
         }
     }
+}
+
+impl AsFd for Parent<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Permission bits as the system's `mode_t` (`u16` on macOS, `u32` on Linux); configured modes are
+/// at most 0o7777, so nothing is lost.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn mode_bits(bits: u32) -> Mode {
+    Mode::from_raw_mode((bits & 0o7777) as rustix::fs::RawMode)
 }
 
 pub(crate) fn io_err(context: impl Into<String>, errno: Errno) -> Error {
@@ -59,35 +74,91 @@ pub(crate) fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Errn
     )
 }
 
-fn ensure_dir_at(parent: impl AsFd, name: &str, mode: u32) -> Result<OwnedFd, Errno> {
-    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(Errno::EXIST) => open_dir_at(&parent, name),
+/// Opens directory `name` under `parent`, creating it with exactly `mode` (the umask does not
+/// apply) when missing. Returns it and whether this call created it.
+fn ensure_dir_at(parent: impl AsFd, name: &str, mode: u32) -> Result<(OwnedFd, bool), Errno> {
+    match rustix::fs::mkdirat(&parent, name, mode_bits(mode)) {
+        Ok(()) => {
+            let dir = open_dir_at(&parent, name)?;
+            rustix::fs::fchmod(&dir, mode_bits(mode))?;
+            Ok((dir, true))
+        }
+        Err(Errno::EXIST) => Ok((open_dir_at(&parent, name)?, false)),
         Err(e) => Err(e),
     }
 }
 
+/// The directory holding `path` (`.` for a bare name).
+fn holder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn fsync_path(path: &Path) -> Result<(), Errno> {
+    let dir = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::fs::fsync(&dir)
+}
+
+/// Creates directory `path` and its missing ancestors with exactly `mode`; when `durable`,
+/// fsyncs the directory holding each one it created.
+fn create_dir_all(path: &Path, mode: u32, durable: bool) -> Result<(), Errno> {
+    let mkdir = || rustix::fs::mkdir(path, mode_bits(mode));
+    match mkdir() {
+        Ok(()) => {}
+        Err(Errno::EXIST) => return Ok(()),
+        Err(Errno::NOENT) if path.parent().is_some_and(|p| !p.as_os_str().is_empty()) => {
+            create_dir_all(holder(path), mode, durable)?;
+            match mkdir() {
+                Ok(()) => {}
+                Err(Errno::EXIST) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let dir =
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::fs::fchmod(&dir, mode_bits(mode))?;
+    if durable { fsync_path(holder(path)) } else { Ok(()) }
+}
+
 impl Root {
-    /// Creates `path` if missing and opens it with its staging area.
-    pub(crate) fn open(path: &Path, dir_mode: u32) -> Result<Self, Error> {
-        use std::os::unix::fs::DirBuilderExt;
+    /// Creates `path` if missing (directories with exactly `dir_mode`) and opens it with its
+    /// staging area. When `durable`, the directory holding each directory created here is
+    /// fsynced, and so is the root's own parent even when the root was found (another process
+    /// may have just created it), so that no publish depends on an unsynced entry.
+    pub(crate) fn open(path: &Path, dir_mode: u32, durable: bool) -> Result<Self, Error> {
         let shown = path.display();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(dir_mode)
-            .create(path)
-            .map_err(|e| Error::io(format!("creating the root directory {shown}"), e))?;
+        create_dir_all(path, dir_mode, durable)
+            .map_err(|e| io_err(format!("creating the root directory {shown}"), e))?;
+        if durable {
+            fsync_path(holder(path))
+                .map_err(|e| io_err(format!("fsync of the directory holding the root {shown}"), e))?;
+        }
         let dir = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io_err(format!("opening the root directory {shown}"), e))?;
-        let area = ensure_dir_at(&dir, RESERVED_SEGMENT, 0o700)
+        let sync = |dir: &OwnedFd, what: &str| {
+            if durable { rustix::fs::fsync(dir).map_err(|e| io_err(format!("fsync of {what}"), e)) } else { Ok(()) }
+        };
+        let (area, created) = ensure_dir_at(&dir, RESERVED_SEGMENT, 0o700)
             .map_err(|e| io_err(format!("creating {shown}/{RESERVED_SEGMENT}"), e))?;
-        let staging = ensure_dir_at(&area, STAGING_DIR, 0o700)
+        if created {
+            sync(&dir, &format!("the root directory {shown}"))?;
+        }
+        let (staging, created) = ensure_dir_at(&area, STAGING_DIR, 0o700)
             .map_err(|e| io_err(format!("creating {shown}/{RESERVED_SEGMENT}/{STAGING_DIR}"), e))?;
+        if created {
+            sync(&area, &format!("{shown}/{RESERVED_SEGMENT}"))?;
+        }
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         Ok(Self { path, dir, staging })
     }
 
-    /// Opens the directory that holds `key`'s final name, creating missing directories when
-    /// `create` is set.
+    /// Opens the directory that holds `key`'s final name. When `create` is set (publishing),
+    /// creates missing directories with exactly that mode and keeps every directory above the
+    /// parent in [`Parent::above`].
     ///
     /// # Errors
     ///
@@ -95,30 +166,21 @@ impl Root {
     /// segment is a symlink; [`Error::Conflict`] when a segment is a file; I/O errors.
     pub(crate) fn parent_of(&self, key: &Key, create: Option<u32>) -> Result<Parent<'_>, Error> {
         let segments: Vec<&str> = key.segments().collect();
-        let mut parent = Parent { fd: Fd::Root(self.dir.as_fd()), created_in: Vec::new() };
+        let mut parent = Parent { fd: Dir::Root(self.dir.as_fd()), above: Vec::new() };
         for (i, segment) in segments[..segments.len() - 1].iter().enumerate() {
-            let next = match open_dir_at(&parent, segment) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => match create {
-                    None => return Err(Error::NotFound { key: key.to_string() }),
-                    Some(mode) => match rustix::fs::mkdirat(&parent, *segment, Mode::from_raw_mode(mode)) {
-                        Ok(()) | Err(Errno::EXIST) => {
-                            let fd = open_dir_at(&parent, segment)
-                                .map_err(|e| self.walk_error(key, &parent, &segments[..=i], e, true))?;
-                            let here = match std::mem::replace(&mut parent.fd, Fd::Opened(fd)) {
-                                Fd::Root(root) => root.try_clone_to_owned(),
-                                Fd::Opened(fd) => Ok(fd),
-                            }
-                            .map_err(|e| Error::io("duplicating a directory descriptor", e))?;
-                            parent.created_in.push(here);
-                            continue;
-                        }
-                        Err(e) => return Err(self.walk_error(key, &parent, &segments[..=i], e, true)),
-                    },
+            let next = match (open_dir_at(&parent, segment), create) {
+                (Ok(fd), _) => fd,
+                (Err(Errno::NOENT), None) => return Err(Error::NotFound { key: key.to_string() }),
+                (Err(Errno::NOENT), Some(mode)) => match ensure_dir_at(&parent, segment, mode) {
+                    Ok((fd, _)) => fd,
+                    Err(e) => return Err(self.walk_error(key, &parent, &segments[..=i], e, true)),
                 },
-                Err(e) => return Err(self.walk_error(key, &parent, &segments[..=i], e, create.is_some())),
+                (Err(e), _) => return Err(self.walk_error(key, &parent, &segments[..=i], e, create.is_some())),
             };
-            parent.fd = Fd::Opened(next);
+            let here = std::mem::replace(&mut parent.fd, Dir::Opened(next));
+            if create.is_some() {
+                parent.above.push(here);
+            }
         }
         Ok(parent)
     }

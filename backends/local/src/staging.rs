@@ -1,20 +1,21 @@
 //! Staging files: created exclusively, locked while their writer lives, swept when it dies.
 //!
-//! Each staging file is `<root>/.promote/staging/<key-hash>-<pid>-<n>.part`, created with
-//! `O_CREAT | O_EXCL` (mode 0600) and held under an exclusive `flock` for as long as its writer
-//! has it open. The kernel drops that lock when the writer exits, however it exits, so a sweep
-//! can tell a crashed writer's leftovers (lock free) from a live writer's (lock held).
+//! Each staging file is `<root>/.promote/staging/<key-hash>-<pid>-<n>-<nanos>.part`, created with
+//! `O_CREAT | O_EXCL` (mode 0600) and held under the writer's lock ([`crate::lock`]) for as long
+//! as its writer has it open. The kernel drops that lock when the writer exits, however it exits,
+//! so a sweep can tell a crashed writer's leftovers (lock free) from a live writer's (lock held).
+//! A dry run only tests the lock (on Linux without taking it) and changes nothing.
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use promote_core::{Error, Key, Leftover, RESERVED_SEGMENT, Sha256};
-use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::root::{Root, STAGING_DIR, io_err};
+use crate::lock;
+use crate::root::{Root, STAGING_DIR, io_err, mode_bits};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -31,15 +32,22 @@ pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let name = format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id());
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::from_raw_mode(0o600)) {
+        let fd = match rustix::fs::openat(&root.staging, &name, flags, mode_bits(0o600)) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => continue,
+            Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+                let what = format!(
+                    "creating staging file {} for {key:?}: each open staged write holds a file; raise the open-file limit (ulimit -n) or stage fewer at once",
+                    shown(&name)
+                );
+                return Err(io_err(what, e));
+            }
             Err(e) => return Err(io_err(format!("creating staging file {} for {key:?}", shown(&name)), e)),
         };
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
+        match lock::try_take(&fd) {
+            Ok(true) => {}
             // A sweep holds it and is about to remove it: take another name.
-            Err(Errno::WOULDBLOCK) => continue,
+            Ok(false) => continue,
             Err(e) => return Err(io_err(format!("locking staging file {}", shown(&name)), e)),
         }
         // A sweep may have removed the name between our create and our lock.
@@ -60,7 +68,9 @@ pub(crate) fn remove(root: &Root, name: &str) -> Result<(), Error> {
 }
 
 /// Finds staging files and removes those whose writer is gone (no lock held), or that a live
-/// writer has left untouched for `older_than`.
+/// writer has left untouched for `older_than`. A dry run opens each file read-only and only tests
+/// its lock: it changes nothing and (on Linux) takes no lock, and reports the verdicts a real run
+/// would act on.
 pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
     let list_err = |e| io_err(format!("listing {}", shown("")), e);
     let dir_fd =
@@ -74,7 +84,9 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
             continue;
         }
         let name = name.to_owned();
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        // A real run takes the lock (a write lock needs a descriptor open for writing).
+        let access = if dry_run { OFlags::RDONLY } else { OFlags::WRONLY };
+        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue,
@@ -86,11 +98,8 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
         }
         let mtime = SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
         let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
-        let live = match rustix::fs::flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => false,
-            Err(Errno::WOULDBLOCK) => true,
-            Err(e) => return Err(io_err(format!("locking {}", shown(&name)), e)),
-        };
+        let live = if dry_run { lock::is_held(&fd) } else { lock::try_take(&fd).map(|taken| !taken) }
+            .map_err(|e| io_err(format!("testing the lock of {}", shown(&name)), e))?;
         let stale = !live || age >= older_than;
         let removed = stale;
         if removed && !dry_run {

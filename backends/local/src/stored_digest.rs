@@ -8,6 +8,7 @@
 //! and `head` reports no digest; promote then hashes the file when it needs its digest.
 
 use std::fs::File;
+use std::os::fd::AsFd;
 
 use promote_core::{Digest, Sha256};
 use rustix::fs::{Stat, XattrFlags};
@@ -17,6 +18,23 @@ const NAME: &str = "user.promote.sha256";
 
 fn value(sha256: &Sha256, st: &Stat) -> String {
     format!("v1 {sha256} {} {}.{}", st.st_size, st.st_mtime, st.st_mtime_nsec)
+}
+
+/// What the filesystem answers for a missing attribute.
+#[cfg(target_os = "linux")]
+const ABSENT: i32 = libc::ENODATA;
+#[cfg(not(target_os = "linux"))]
+const ABSENT: i32 = libc::ENOATTR;
+
+/// Whether the filesystem of `dir` keeps user xattrs, asked without writing anything: reading an
+/// attribute no file has answers "no such attribute" where they are kept, "not supported" where
+/// they are not.
+pub(crate) fn supported(dir: impl AsFd) -> bool {
+    let mut buf = Vec::with_capacity(160);
+    match rustix::fs::fgetxattr(dir, NAME, spare(&mut buf)) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() == ABSENT,
+    }
 }
 
 /// Stores `digest` on `file`. `Ok(false)` where the filesystem has no user xattrs.

@@ -6,20 +6,25 @@
 //! comes from the fsync at publish.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
 /// Bytes staged between two writeback hints.
 pub(crate) const EVERY: u64 = 8 << 20;
 
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without waiting.
-/// Errors are ignored: a filesystem that does not support it simply gets no head start.
+/// Errors are ignored: a filesystem that does not support it simply gets no head start. Only on
+/// Linux (`sync_file_range`); elsewhere there is no head start, and the fsync does it all.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start(_file: &File, _offset: u64, _len: u64) {}
+
+/// See above: the Linux version.
+#[cfg(target_os = "linux")]
 pub(crate) fn start(file: &File, offset: u64, len: u64) {
     #[allow(unsafe_code)]
     // SAFETY: `sync_file_range` only reads its scalar arguments; the descriptor is owned by
     // `file`, which outlives the call. No memory is passed to the kernel.
     let _ = unsafe {
         libc::sync_file_range(
-            file.as_raw_fd(),
+            std::os::fd::AsRawFd::as_raw_fd(file),
             offset as libc::off64_t,
             len as libc::off64_t,
             libc::SYNC_FILE_RANGE_WRITE,

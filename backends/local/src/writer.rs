@@ -1,99 +1,132 @@
-//! The local staged handle: chunks go to a blocking writer task through a small bounded queue,
-//! so hashing (in core) and writing overlap while memory stays bounded.
+//! The local staged handle. Each chunk is written by its own short blocking task at its own
+//! offset (`pwrite`), with at most [`IN_FLIGHT`] chunks outstanding per handle: hashing (in core)
+//! and writing overlap, memory stays bounded, and an idle handle holds no thread — so any number
+//! of handles can be open at once (tokio's blocking pool only caps how many chunks are being
+//! written at the same moment, never how many handles exist).
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use promote_core::{Bytes, Digest, Error, Key, Mode, StagedWrite, async_trait};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::backend::Inner;
 use crate::config::Durability;
 use crate::{publish, staging, writeback};
 
-/// Chunks queued between the caller and the writer task.
-const QUEUE: usize = 4;
+/// Chunks being written at once, per handle.
+const IN_FLIGHT: usize = 4;
 
 pub(crate) struct LocalStaged {
     inner: Arc<Inner>,
     key: Key,
     name: String,
-    queue: Option<mpsc::Sender<Bytes>>,
-    worker: Option<JoinHandle<std::io::Result<File>>>,
+    file: Option<Arc<File>>,
+    /// Writes started and not yet awaited, oldest first.
+    pending: VecDeque<JoinHandle<std::io::Result<()>>>,
+    /// Bytes handed to writes so far (the offset of the next chunk).
+    offset: u64,
+    /// Offset up to which writeback has been started.
+    hinted: u64,
 }
 
 impl LocalStaged {
-    pub(crate) fn start(inner: Arc<Inner>, key: Key, name: String, mut file: File) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
-        let durable = inner.config.durability == Durability::Full;
-        let worker = tokio::task::spawn_blocking(move || {
-            let (mut written, mut hinted) = (0u64, 0u64);
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-                written += chunk.len() as u64;
-                promote_core::buffers::recycle(chunk);
-                if durable && written - hinted >= writeback::EVERY {
-                    writeback::start(&file, hinted, written - hinted);
-                    hinted = written;
-                }
-            }
-            Ok(file)
-        });
-        Self { inner, key, name, queue: Some(tx), worker: Some(worker) }
+    pub(crate) fn start(inner: Arc<Inner>, key: Key, name: String, file: File) -> Self {
+        Self { inner, key, name, file: Some(Arc::new(file)), pending: VecDeque::new(), offset: 0, hinted: 0 }
     }
 
-    /// Closes the queue and waits for the writer: the file, fully written.
-    async fn finish_writing(&mut self) -> Result<File, Error> {
-        self.queue = None;
-        let Some(worker) = self.worker.take() else {
-            return Err(Error::io("the staged writer already stopped", std::io::ErrorKind::BrokenPipe.into()));
-        };
-        let context = || format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name));
-        match worker.await {
-            Ok(Ok(file)) => Ok(file),
-            Ok(Err(e)) => Err(Error::io(context(), e)),
-            Err(join) => Err(Error::io(context(), std::io::Error::other(join))),
+    fn context(&self) -> String {
+        format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name))
+    }
+
+    /// A failed write, with what to do when the disk is full.
+    fn write_error(&self, e: std::io::Error) -> Error {
+        let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
+        if full {
+            let root = self.inner.root.path.display();
+            Error::io(format!("{}: the filesystem of {root} is full (free space there, then retry)", self.context()), e)
+        } else {
+            Error::io(self.context(), e)
         }
+    }
+
+    /// Waits for the oldest outstanding write.
+    async fn settle_one(&mut self) -> Result<(), Error> {
+        let Some(task) = self.pending.pop_front() else { return Ok(()) };
+        match task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.write_error(e)),
+            Err(join) => Err(Error::io(self.context(), std::io::Error::other(join))),
+        }
+    }
+
+    /// Waits for every outstanding write: the file, fully written.
+    async fn finish_writing(&mut self) -> Result<File, Error> {
+        while !self.pending.is_empty() {
+            self.settle_one().await?;
+        }
+        let Some(file) = self.file.take() else {
+            return Err(Error::io(
+                format!("{}: the staged write already failed", self.context()),
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
+        };
+        // Every task holding a clone has finished.
+        Arc::try_unwrap(file).map_err(|_| Error::io(self.context(), std::io::Error::other("a write is still running")))
     }
 
     /// Removes the staging file; nothing is left to do on drop.
     fn discard(&mut self) -> Result<(), Error> {
-        self.queue = None;
+        self.file = None;
         let name = std::mem::take(&mut self.name);
         if name.is_empty() { Ok(()) } else { staging::remove(&self.inner.root, &name) }
+    }
+
+    /// Fails the handle: its staging file is removed at once.
+    fn fail(&mut self, err: Error) -> Error {
+        for task in self.pending.drain(..) {
+            task.abort();
+        }
+        let _ = self.discard();
+        err
     }
 }
 
 #[async_trait]
 impl StagedWrite for LocalStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        let Some(queue) = self.queue.as_ref() else {
+        if self.pending.len() >= IN_FLIGHT
+            && let Err(err) = self.settle_one().await
+        {
+            return Err(self.fail(err));
+        }
+        let Some(file) = self.file.as_ref().map(Arc::clone) else {
             return Err(Error::io(
-                format!("writing staged data for {:?}: the staged write already failed", self.key),
+                format!("{}: the staged write already failed", self.context()),
                 std::io::ErrorKind::BrokenPipe.into(),
             ));
         };
-        if queue.send(chunk).await.is_ok() {
-            return Ok(());
-        }
-        // The writer stopped: it failed. Report why.
-        let err = match self.finish_writing().await {
-            Err(err) => err,
-            Ok(_) => Error::io("staged writer stopped", std::io::ErrorKind::BrokenPipe.into()),
-        };
-        let _ = self.discard();
-        Err(err)
+        let at = self.offset;
+        self.offset += chunk.len() as u64;
+        let hint = (self.inner.config.durability == Durability::Full && self.offset - self.hinted >= writeback::EVERY)
+            .then(|| (std::mem::replace(&mut self.hinted, self.offset), self.offset));
+        self.pending.push_back(tokio::task::spawn_blocking(move || {
+            file.write_all_at(&chunk, at)?;
+            promote_core::buffers::recycle(chunk);
+            if let Some((from, to)) = hint {
+                writeback::start(&file, from, to - from);
+            }
+            Ok(())
+        }));
+        Ok(())
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
         let file = match self.finish_writing().await {
             Ok(file) => file,
-            Err(err) => {
-                let _ = self.discard();
-                return Err(err);
-            }
+            Err(err) => return Err(self.fail(err)),
         };
         let name = std::mem::take(&mut self.name);
         let (inner, key, mode, digest) = (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest);
@@ -105,8 +138,9 @@ impl StagedWrite for LocalStaged {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), Error> {
-        if self.worker.is_some() {
-            let _ = self.finish_writing().await;
+        // Let running writes end before the file goes, so none outlives the handle.
+        while !self.pending.is_empty() {
+            let _ = self.settle_one().await;
         }
         self.discard()
     }
