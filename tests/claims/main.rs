@@ -18,7 +18,12 @@ fn memory() -> ClaimSuite {
         multipart_threshold: None,
         factory: Arc::new(|| {
             Box::pin(async {
-                Fixture { store: Store::new(Arc::new(ObjectStoreBackend::memory())), guard: Box::new(()) }
+                Fixture {
+                    store: Store::new(Arc::new(ObjectStoreBackend::memory())),
+                    guard: Box::new(()),
+                    residue: None,
+                    address: None,
+                }
             })
         }),
         // Memory has one client: the store itself.
@@ -73,7 +78,12 @@ fn s3() -> ClaimSuite {
         name: "s3",
         multipart_threshold: Some(THRESHOLD),
         factory: Arc::new(|| {
-            Box::pin(async { Fixture { store: Store::new(Arc::new(open_s3(None).await)), guard: Box::new(()) } })
+            Box::pin(async { Fixture {
+                    store: Store::new(Arc::new(open_s3(None).await)),
+                    guard: Box::new(()),
+                    residue: None,
+                    address: None,
+                } })
         }),
         independent: independent_s3,
     }

@@ -115,7 +115,6 @@ fn s3() -> Suite {
         factory: Arc::new(|| {
             Box::pin(async {
                 let config = s3_config();
-                let config = s3_config();
                 let address = Some(config.prefix.clone());
                 let store = Store::new(Arc::new(open_s3_at(&config).await));
                 let residue: Residue = Arc::new(move || {
