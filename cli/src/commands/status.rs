@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::args::StatusArgs;
 use crate::run::ledger::{Ledger, State, now_ms};
+use crate::run::shards::owner_alive;
 use crate::settings::Loaded;
 
 pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -14,8 +15,8 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
     let now = now_ms();
     let version = ledger.schema_version()?;
     let counts = ledger.counts()?;
-    let (live, expired) = ledger.claims(now)?;
-    let stuck = ledger.stuck(now)?;
+    let (live, expired) = ledger.claims(now, &owner_alive)?;
+    let stuck = ledger.stuck(now, &owner_alive)?;
     let failures = ledger.failures()?;
     if args.json {
         let failures: Vec<_> = failures

@@ -96,10 +96,6 @@ impl State {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// A worker is (or was, before a crash) in the middle of it.
-    pub(crate) fn in_flight(self) -> bool {
-        matches!(self, Self::Claimed | Self::Fetching | Self::Verified)
-    }
 }
 
 /// A durable point in a partial download: the first `offset` bytes are on disk (fsynced) and
@@ -332,15 +328,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Moves `job` to `state`.
-    ///
-    /// # Errors
-    ///
-    /// SQLite errors.
-    pub(crate) fn set_state(&self, job: &str, state: State, now: i64) -> anyhow::Result<()> {
-        self.update("UPDATE jobs SET state = ?2, updated_ms = ?3 WHERE job = ?1", params![job, state.as_str(), now])
-    }
-
     /// Starts an attempt: state `fetching`, one more attempt counted. Returns the attempt count.
     ///
     /// # Errors
@@ -538,19 +525,8 @@ impl Ledger {
         Ok(n == 1)
     }
 
-    /// Drops `owner`'s lease without marking the shard done.
-    ///
-    /// # Errors
-    ///
-    /// SQLite errors.
-    pub(crate) fn release(&self, run: &str, shard: u64, owner: &str) -> anyhow::Result<()> {
-        self.update(
-            "UPDATE shards SET owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
-            params![run, shard as i64, owner],
-        )
-    }
-
     /// Whether every shard of `run` is done.
+    #[cfg(test)]
     ///
     /// # Errors
     ///
@@ -571,34 +547,51 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Shard leases held, as (live, expired) at `now`.
+    /// Shard leases held, as (live, expired) at `now`; a lease whose owner `alive` says is gone
+    /// counts as expired.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn claims(&self, now: i64) -> anyhow::Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT coalesce(sum(expires_ms > ?1), 0), coalesce(sum(expires_ms <= ?1), 0)
-             FROM shards WHERE owner IS NOT NULL AND done = 0",
-            [now],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
+    pub(crate) fn claims(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<(u64, u64)> {
+        let mut stmt = self.conn.prepare("SELECT owner, expires_ms FROM shards WHERE owner IS NOT NULL AND done = 0")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+        let (mut live, mut expired) = (0, 0);
+        for row in rows {
+            let (owner, expires) = row?;
+            if expires.is_some_and(|e| e > now) && alive(&owner) {
+                live += 1;
+            } else {
+                expired += 1;
+            }
+        }
+        Ok((live, expired))
     }
 
-    /// Jobs in flight whose shard has no live lease at `now`: (key, state).
+    /// Jobs in flight whose shard has no live lease at `now` (expired, or its owner gone):
+    /// (key, state), by key.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn stuck(&self, now: i64) -> anyhow::Result<Vec<(String, String)>> {
+    pub(crate) fn stuck(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT j.key, j.state FROM jobs j LEFT JOIN shards s ON s.run = j.run AND s.shard = j.shard
-             WHERE j.state IN ('claimed', 'fetching', 'verified')
-               AND (s.owner IS NULL OR s.expires_ms IS NULL OR s.expires_ms <= ?1)
-             ORDER BY j.key",
+            "SELECT j.key, j.state, s.owner, s.expires_ms FROM jobs j
+             LEFT JOIN shards s ON s.run = j.run AND s.shard = j.shard
+             WHERE j.state IN ('claimed', 'fetching', 'verified') ORDER BY j.key",
         )?;
-        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?))
+        })?;
+        let mut stuck = Vec::new();
+        for row in rows {
+            let (key, state, owner, expires) = row?;
+            let live = owner.is_some_and(|o| expires.is_some_and(|e| e > now) && alive(&o));
+            if !live {
+                stuck.push((key, state));
+            }
+        }
+        Ok(stuck)
     }
 
     /// Failed jobs, by key.
@@ -704,21 +697,27 @@ mod tests {
         // Live and unexpired: b must wait; a itself does not lease it twice.
         assert_eq!(ledger.acquire("run", 0, &jobs, "b", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
         assert_eq!(ledger.acquire("run", 0, &jobs, "a", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
-        assert_eq!(ledger.claims(1_000).unwrap(), (1, 0));
-        assert!(ledger.stuck(1_000).unwrap().is_empty());
+        assert_eq!(ledger.claims(1_000, &|_| true).unwrap(), (1, 0));
+        assert!(ledger.stuck(1_000, &|_| true).unwrap().is_empty());
+        // A dead owner's lease counts as expired, its jobs as stuck.
+        assert_eq!(ledger.claims(1_000, &|_| false).unwrap(), (0, 1));
+        assert_eq!(ledger.stuck(1_000, &|_| false).unwrap().len(), 2);
         // Renewal moves the expiry.
         assert!(ledger.renew("run", 0, "a", 50_000, LEASE).unwrap());
         assert!(!ledger.renew("run", 0, "b", 50_000, LEASE).unwrap());
         assert_eq!(ledger.acquire("run", 0, &jobs, "b", 100_000, LEASE, &|_| true).unwrap(), Acquire::Held);
         // Expired: counted as such, its in-flight job shows as stuck, and b takes it over.
-        assert_eq!(ledger.claims(110_001).unwrap(), (0, 1));
-        assert_eq!(ledger.stuck(110_001).unwrap(), vec![("k1".to_owned(), "fetching".to_owned())]);
+        assert_eq!(ledger.claims(110_001, &|_| true).unwrap(), (0, 1));
+        assert_eq!(
+            ledger.stuck(110_001, &|_| true).unwrap(),
+            vec![("k1".to_owned(), "fetching".to_owned()), ("k2".to_owned(), "claimed".to_owned())]
+        );
         assert_eq!(
             ledger.acquire("run", 0, &jobs, "b", 110_001, LEASE, &|_| true).unwrap(),
             Acquire::Acquired { from: Some("a".into()) }
         );
         assert_eq!(state(&ledger, "j1"), State::Claimed);
-        assert!(ledger.stuck(110_002).unwrap().is_empty());
+        assert!(ledger.stuck(110_002, &|_| true).unwrap().is_empty());
         // a lost it: it can neither renew nor finish it.
         assert!(!ledger.renew("run", 0, "a", 110_002, LEASE).unwrap());
         assert!(!ledger.finish("run", 0, "a").unwrap());

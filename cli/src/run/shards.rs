@@ -81,8 +81,6 @@ pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
     async fn renew(&self, shard: u64) -> anyhow::Result<bool>;
     /// Marks the shard done and releases it.
     async fn finish(&self, shard: u64) -> anyhow::Result<()>;
-    /// Releases the shard without marking it done.
-    async fn release(&self, shard: u64) -> anyhow::Result<()>;
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration;
 }
@@ -119,11 +117,6 @@ impl Leases for LedgerLeases {
             tracing::warn!(shard, "the shard's lease was taken over before it was finished");
         }
         Ok(())
-    }
-
-    async fn release(&self, shard: u64) -> anyhow::Result<()> {
-        let (run, owner) = (self.run.clone(), self.owner.clone());
-        self.db.call(move |l| l.release(&run, shard, &owner)).await
     }
 
     fn lease(&self) -> Duration {
