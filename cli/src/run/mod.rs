@@ -19,13 +19,14 @@ pub(crate) mod shards;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
 use promote_core::Mode;
-use tokio::sync::Semaphore;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Notify, Semaphore};
 
 use self::item::{Ctx, Done};
 use self::ledger::{Acquire, Db, Ledger, now_ms};
@@ -131,9 +132,10 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         slots: Arc::new(Semaphore::new(plan.settings.concurrency.max(1))),
         fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
         results: std::sync::Mutex::new(Vec::new()),
+        unstarted: AtomicUsize::new(0),
+        started: Notify::new(),
     };
-    let runners = shard_count.min((plan.settings.concurrency / shard_size).max(1) as u64 + 1);
-    let outcome = futures_util::future::try_join_all((0..runners).map(|_| work.runner())).await;
+    let outcome = work.drive().await;
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -187,6 +189,10 @@ struct Work {
     slots: Arc<Semaphore>,
     fates: tokio::sync::Mutex<Vec<Fate>>,
     results: std::sync::Mutex<Vec<(usize, Done)>>,
+    /// Items of leased shards still waiting for a slot.
+    unstarted: AtomicUsize,
+    /// Signalled whenever an item takes a slot.
+    started: Notify,
 }
 
 impl Work {
@@ -194,14 +200,40 @@ impl Work {
         shard * self.shard_size..((shard + 1) * self.shard_size).min(self.items.len())
     }
 
-    /// Leases shards and works through them until every shard is done by someone.
-    async fn runner(&self) -> anyhow::Result<()> {
+    /// Leases shards and works through them until every shard is done by someone. A new shard
+    /// is leased only when every item of the shards held has a slot, so a process holds no more
+    /// than it can work on, and one slow item never holds up the rest.
+    async fn drive(&self) -> anyhow::Result<()> {
+        let mut running = FuturesUnordered::new();
         loop {
-            let (next, waiting) = self.next_shard().await?;
-            match next {
-                Some(shard) => self.run_shard(shard).await?,
-                None if waiting => tokio::time::sleep(POLL).await,
-                None => return Ok(()),
+            if self.unstarted.load(Ordering::Acquire) == 0 {
+                // Keep the items in flight moving while leasing (a lease may be a network call).
+                let leasing = self.next_shard();
+                tokio::pin!(leasing);
+                let (next, waiting) = loop {
+                    tokio::select! {
+                        leased = &mut leasing => break leased?,
+                        Some(result) = running.next() => result?,
+                    }
+                };
+                if let Some(shard) = next {
+                    self.unstarted.fetch_add(self.range(shard).len(), Ordering::AcqRel);
+                    running.push(self.run_shard(shard));
+                    continue;
+                }
+                if running.is_empty() && !waiting {
+                    return Ok(());
+                }
+                // Nothing to lease now: wait for one of ours to finish, or for others' to.
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            } else {
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = self.started.notified() => {}
+                }
             }
         }
     }
@@ -256,7 +288,10 @@ impl Work {
             .for_each_concurrent(None, |index| {
                 let lost = Arc::clone(&lost);
                 async move {
-                    let Ok(_slot) = self.slots.acquire().await else { return };
+                    let slot = self.slots.acquire().await;
+                    self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                    self.started.notify_one();
+                    let Ok(_slot) = slot else { return };
                     if lost.load(Ordering::Relaxed) {
                         return;
                     }
@@ -267,13 +302,13 @@ impl Work {
             })
             .await;
         renewer.abort();
-        let mut fates = self.fates.lock().await;
-        if lost.load(Ordering::Relaxed) {
-            fates[shard] = Fate::Pending;
+        let fate = if lost.load(Ordering::Relaxed) {
+            Fate::Pending
         } else {
             self.leases.finish(shard as u64).await?;
-            fates[shard] = Fate::Done;
-        }
+            Fate::Done
+        };
+        self.fates.lock().await[shard] = fate;
         Ok(())
     }
 }
