@@ -154,6 +154,21 @@ impl Done {
         done
     }
 
+    /// An item of a shard another machine finished: already present, or failed there.
+    pub(crate) fn elsewhere(failed: Option<&str>) -> Self {
+        let mut done = Self::empty();
+        match failed {
+            None => {
+                done.outcome = Outcome::AlreadyPresent;
+                done.decision = Some(Decision::AlreadyComplete);
+            }
+            Some(reason) => {
+                done.failure = Some(Failed::new(reason, exit::IO, "failed on another machine (its run directory says why)"));
+            }
+        }
+        done
+    }
+
     /// A skipped item.
     pub(crate) fn skipped() -> Self {
         Self { outcome: Outcome::Skipped, ..Self::empty() }

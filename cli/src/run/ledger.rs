@@ -525,6 +525,18 @@ impl Ledger {
         Ok(n == 1)
     }
 
+    /// Drops `owner`'s lease on a shard without marking it done.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub(crate) fn release(&self, run: &str, shard: u64, owner: &str) -> anyhow::Result<()> {
+        self.update(
+            "UPDATE shards SET owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
+            params![run, shard as i64, owner],
+        )
+    }
+
     /// Whether every shard of `run` is done.
     #[cfg(test)]
     ///

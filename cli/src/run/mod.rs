@@ -7,6 +7,7 @@
 //! runs) and [`report`] (summary, JSON report, exit code). This file plans the run and drives
 //! the shards.
 
+pub(crate) mod bucket;
 pub(crate) mod fetch;
 pub(crate) mod item;
 pub(crate) mod job;
@@ -17,6 +18,7 @@ pub(crate) mod report;
 pub(crate) mod resume;
 pub(crate) mod shards;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,10 +31,10 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, Semaphore};
 
 use self::item::{Ctx, Done};
-use self::ledger::{Acquire, Db, Ledger, now_ms};
+use self::ledger::{Db, Ledger, now_ms};
 use self::manifest::Item;
 use self::report::{ItemReport, Summary};
-use self::shards::{Leases, LedgerLeases};
+use self::shards::{Lease, Leases, LedgerLeases};
 use crate::settings::{Loaded, RunSettings};
 
 /// A run as asked for on the command line, settings already merged with flags.
@@ -107,8 +109,13 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     .await?;
     let owner = shards::owner();
     tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
-    let leases: Arc<dyn Leases> =
-        Arc::new(LedgerLeases { db: db.clone(), run: run_id, owner, lease: plan.settings.lease.max(Duration::from_secs(1)) });
+    let local = LedgerLeases { db: db.clone(), run: run_id.clone(), owner, lease: plan.settings.lease.max(Duration::from_secs(1)) };
+    // A backend with control objects (S3) shares leases through the bucket, so machines with
+    // separate run directories split the work too.
+    let leases: Arc<dyn Leases> = match store.backend().control() {
+        Some(control) => Arc::new(bucket::BucketLeases::new(local, control, &run_id)),
+        None => Arc::new(local),
+    };
 
     let progress = progress::Progress::new(items.len() as u64, plan.quiet);
     let ticker = progress.spawn_ticker();
@@ -134,6 +141,7 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         results: std::sync::Mutex::new(Vec::new()),
         unstarted: AtomicUsize::new(0),
         started: Notify::new(),
+        failed_elsewhere: std::sync::Mutex::new(BTreeMap::new()),
     };
     let outcome = work.drive().await;
     if let Some(ticker) = ticker {
@@ -146,12 +154,19 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         done[index] = Some(result);
     }
+    let fates = work.fates.into_inner();
+    let failed_elsewhere = work.failed_elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (index, slot) in done.iter_mut().enumerate() {
-        if slot.is_none() {
-            let job = work.jobs[index].clone();
-            let row = db.call(move |l| l.job(&job)).await?;
-            *slot = Some(Done::from_ledger(row.as_ref()));
+        if slot.is_some() {
+            continue;
         }
+        let job = work.jobs[index].clone();
+        *slot = Some(if fates[index / shard_size] == Fate::DoneElsewhere {
+            Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
+        } else {
+            let row = db.call(move |l| l.job(&job)).await?;
+            Done::from_ledger(row.as_ref())
+        });
     }
     reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d.as_ref().expect("filled"))));
     finish(&plan, Summary::new(reports, started.elapsed()))
@@ -175,8 +190,10 @@ enum Fate {
     Pending,
     /// Leased by one of our runners.
     Mine,
-    /// Finished (by us or another worker).
+    /// Finished (by us, or another worker sharing the ledger).
     Done,
+    /// Finished by a worker elsewhere, with its failed jobs (job key → reason).
+    DoneElsewhere,
 }
 
 /// The shared state of a run's shard runners.
@@ -189,6 +206,8 @@ struct Work {
     slots: Arc<Semaphore>,
     fates: tokio::sync::Mutex<Vec<Fate>>,
     results: std::sync::Mutex<Vec<(usize, Done)>>,
+    /// Jobs that failed in shards finished elsewhere: job key → reason.
+    failed_elsewhere: std::sync::Mutex<BTreeMap<String, String>>,
     /// Items of leased shards still waiting for a slot.
     unstarted: AtomicUsize,
     /// Signalled whenever an item takes a slot.
@@ -249,15 +268,19 @@ impl Work {
             }
             let jobs = self.jobs[self.range(shard)].to_vec();
             match self.leases.acquire(shard as u64, &jobs).await? {
-                Acquire::Acquired { from } => {
+                Lease::Acquired { from } => {
                     if let Some(from) = from {
                         tracing::info!(shard, from = %from, "took over an expired lease");
                     }
                     fates[shard] = Fate::Mine;
                     return Ok((Some(shard), true));
                 }
-                Acquire::Done => fates[shard] = Fate::Done,
-                Acquire::Held => waiting = true,
+                Lease::Done(None) => fates[shard] = Fate::Done,
+                Lease::Done(Some(failed)) => {
+                    fates[shard] = Fate::DoneElsewhere;
+                    self.failed_elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(failed);
+                }
+                Lease::Held => waiting = true,
             }
         }
         Ok((None, waiting))
@@ -305,7 +328,16 @@ impl Work {
         let fate = if lost.load(Ordering::Relaxed) {
             Fate::Pending
         } else {
-            self.leases.finish(shard as u64).await?;
+            let failed: BTreeMap<String, String> = {
+                let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let range = self.range(shard);
+                results
+                    .iter()
+                    .filter(|(index, _)| range.contains(index))
+                    .filter_map(|(index, done)| done.failure.as_ref().map(|f| (self.jobs[*index].clone(), f.reason.clone())))
+                    .collect()
+            };
+            self.leases.finish(shard as u64, failed).await?;
             Fate::Done
         };
         self.fates.lock().await[shard] = fate;

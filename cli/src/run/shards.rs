@@ -14,7 +14,10 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use promote_core::{Liveness, Owner};
 use sha2::{Digest as _, Sha256};
 
 use super::ledger::{Acquire, Db, now_ms};
@@ -34,53 +37,53 @@ pub(crate) fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String
     hex::encode(hasher.finalize())
 }
 
-/// Who holds a lease: `host/pid-namespace/pid/start-time`. Two processes never share one, even
-/// across PID reuse or containers.
+/// Who holds a lease: core's [`Owner`] of this process (host, boot id, PID namespace, PID,
+/// start time, nonce) as JSON. Two processes never share one, even across PID reuse or
+/// containers.
 pub(crate) fn owner() -> String {
-    let pid = std::process::id();
-    format!("{}/{}/{pid}/{}", hostname(), pid_namespace(), start_time(pid).unwrap_or_default())
+    serde_json::to_string(&Owner::me()).expect("an owner serializes")
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().replace('/', "_"))
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-fn pid_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string().replace('/', "_")).unwrap_or_default()
-}
-
-/// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether the lease owner `owner` may still be alive: false only when it ran on this host, in
-/// this PID namespace, and its process is gone (or the PID now belongs to another process).
+/// Whether the lease owner `owner` may still be alive: false only when it is known to be gone
+/// (same host, boot and PID namespace, and its process has exited).
 pub(crate) fn owner_alive(owner: &str) -> bool {
-    let parts: Vec<&str> = owner.split('/').collect();
-    let [host, ns, pid, started] = parts[..] else { return true };
-    if host != hostname() || ns != pid_namespace() {
-        return true;
+    serde_json::from_str::<Owner>(owner).map_or(true, |o| o.liveness() != Liveness::Dead)
+}
+
+/// What trying to lease a shard gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// Leased now; `from` names the previous holder when its lease was taken over.
+    Acquired {
+        /// The previous holder.
+        from: Option<String>,
+    },
+    /// Another live worker holds it.
+    Held,
+    /// Finished already. `Some(failed)`: by a worker elsewhere, with its failed jobs (job key →
+    /// reason); `None`: look in this run directory's ledger.
+    Done(Option<BTreeMap<String, String>>),
+}
+
+impl From<Acquire> for Lease {
+    fn from(acquire: Acquire) -> Self {
+        match acquire {
+            Acquire::Acquired { from } => Self::Acquired { from },
+            Acquire::Held => Self::Held,
+            Acquire::Done => Self::Done(None),
+        }
     }
-    let Ok(pid) = pid.parse::<u32>() else { return true };
-    start_time(pid).is_some_and(|t| t.to_string() == started)
 }
 
 /// Shard leases, wherever they live.
 #[async_trait]
 pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
     /// Tries to lease `shard`, whose items have job keys `jobs`.
-    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Acquire>;
+    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease>;
     /// Extends the lease; false when it was lost to another worker.
     async fn renew(&self, shard: u64) -> anyhow::Result<bool>;
-    /// Marks the shard done and releases it.
-    async fn finish(&self, shard: u64) -> anyhow::Result<()>;
+    /// Marks the shard done and releases it; `failed` lists its failed jobs (job key → reason).
+    async fn finish(&self, shard: u64, failed: BTreeMap<String, String>) -> anyhow::Result<()>;
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration;
 }
@@ -100,9 +103,9 @@ pub(crate) struct LedgerLeases {
 
 #[async_trait]
 impl Leases for LedgerLeases {
-    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Acquire> {
+    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease> {
         let (run, owner, jobs, lease) = (self.run.clone(), self.owner.clone(), jobs.to_vec(), self.lease_ms());
-        self.db.call(move |l| l.acquire(&run, shard, &jobs, &owner, now_ms(), lease, &owner_alive)).await
+        Ok(self.db.call(move |l| l.acquire(&run, shard, &jobs, &owner, now_ms(), lease, &owner_alive)).await?.into())
     }
 
     async fn renew(&self, shard: u64) -> anyhow::Result<bool> {
@@ -110,7 +113,7 @@ impl Leases for LedgerLeases {
         self.db.call(move |l| l.renew(&run, shard, &owner, now_ms(), lease)).await
     }
 
-    async fn finish(&self, shard: u64) -> anyhow::Result<()> {
+    async fn finish(&self, shard: u64, _failed: BTreeMap<String, String>) -> anyhow::Result<()> {
         let (run, owner) = (self.run.clone(), self.owner.clone());
         let mine = self.db.call(move |l| l.finish(&run, shard, &owner)).await?;
         if !mine {
@@ -127,6 +130,12 @@ impl Leases for LedgerLeases {
 impl LedgerLeases {
     fn lease_ms(&self) -> i64 {
         self.lease.as_millis() as i64
+    }
+
+    /// Drops this worker's lease on `shard` without marking it done.
+    pub(crate) async fn release(&self, shard: u64) -> anyhow::Result<()> {
+        let (run, owner) = (self.run.clone(), self.owner.clone());
+        self.db.call(move |l| l.release(&run, shard, &owner)).await
     }
 }
 
@@ -159,16 +168,14 @@ mod tests {
     fn owners_are_alive_until_their_process_is_gone() {
         let me = owner();
         assert!(owner_alive(&me), "{me}");
-        let parts: Vec<&str> = me.split('/').collect();
-        // Same host and namespace, a PID with another start time: that process is gone.
-        let reused = format!("{}/{}/{}/{}", parts[0], parts[1], parts[2], "1");
-        assert!(!owner_alive(&reused));
-        let child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let mut child = child;
+        let mut gone: Owner = serde_json::from_str(&me).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        gone.pid = child.id();
         child.wait().unwrap();
-        assert!(!owner_alive(&format!("{}/{}/{pid}/{}", parts[0], parts[1], parts[3])));
+        assert!(!owner_alive(&serde_json::to_string(&gone).unwrap()));
         // Another host: cannot tell, so presumed alive (its lease must expire).
-        assert!(owner_alive(&format!("elsewhere/{}/{}/{}", parts[1], parts[2], parts[3])));
+        gone.host = "elsewhere".into();
+        assert!(owner_alive(&serde_json::to_string(&gone).unwrap()));
+        assert!(owner_alive("not an owner record"));
     }
 }
