@@ -182,7 +182,9 @@ pub(crate) mod size_text {
         }
         match Raw::deserialize(d)? {
             Raw::Bytes(n) => Ok(n),
-            Raw::Text(t) => parse(&t).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a size like \"16MiB\""))),
+            Raw::Text(t) => {
+                parse(&t).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a size like \"16MiB\"")))
+            }
         }
     }
 

@@ -37,10 +37,8 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     println!("run directory {} (ledger schema version {version})", dir.display());
-    let states: Vec<String> = State::ALL
-        .iter()
-        .filter_map(|s| counts.get(s.as_str()).map(|n| format!("{} {n}", s.as_str())))
-        .collect();
+    let states: Vec<String> =
+        State::ALL.iter().filter_map(|s| counts.get(s.as_str()).map(|n| format!("{} {n}", s.as_str()))).collect();
     let total: u64 = counts.values().sum();
     println!("jobs: {total} ({})", if states.is_empty() { "none".into() } else { states.join(", ") });
     println!("claims: {live} live, {expired} expired");
@@ -53,7 +51,13 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
     if !failures.is_empty() {
         println!("failures: {}", failures.len());
         for f in &failures {
-            println!("  {:<20} {} ({} attempts){}", f.reason, f.key, f.attempts, f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+            println!(
+                "  {:<20} {} ({} attempts){}",
+                f.reason,
+                f.key,
+                f.attempts,
+                f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

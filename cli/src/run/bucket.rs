@@ -126,4 +126,9 @@ impl Leases for BucketLeases {
     fn lease(&self) -> Duration {
         self.local.lease
     }
+
+    fn poll(&self) -> Duration {
+        // Each look at a held shard costs requests: look less often than on a local ledger.
+        (self.local.lease / 20).clamp(Duration::from_millis(300), Duration::from_secs(3))
+    }
 }

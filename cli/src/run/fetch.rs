@@ -137,13 +137,16 @@ impl Http {
         for (host, names) in &run.headers {
             let mut map = HeaderMap::new();
             for (name, source) in names {
-                let header = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| promote_core::Error::config(format!("run.headers.{host:?}: {name:?} is not a header name")))?;
+                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    promote_core::Error::config(format!("run.headers.{host:?}: {name:?} is not a header name"))
+                })?;
                 let text = source
                     .resolve()
                     .map_err(|why| promote_core::Error::config(format!("run.headers.{host:?}.{name}: {why}")))?;
                 let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                    promote_core::Error::config(format!("run.headers.{host:?}.{name}: the value is not a valid header value"))
+                    promote_core::Error::config(format!(
+                        "run.headers.{host:?}.{name}: the value is not a valid header value"
+                    ))
                 })?;
                 value.set_sensitive(true);
                 map.insert(header, value);
@@ -170,8 +173,10 @@ impl Http {
     /// [`FetchError`] for transport failures and any status other than 200 and 206.
     pub(crate) async fn get(&self, url: &Url, range: Option<&RangeFrom>) -> Result<Response, FetchError> {
         let mut request = self.client.get(url.clone());
-        let configured =
-            self.headers.get(&host_port(url)).or_else(|| url.host_str().and_then(|h| self.headers.get(&h.to_ascii_lowercase())));
+        let configured = self
+            .headers
+            .get(&host_port(url))
+            .or_else(|| url.host_str().and_then(|h| self.headers.get(&h.to_ascii_lowercase())));
         if let Some(headers) = configured {
             request = request.headers(headers.clone());
         }

@@ -163,7 +163,8 @@ impl Done {
                 done.decision = Some(Decision::AlreadyComplete);
             }
             Some(reason) => {
-                done.failure = Some(Failed::new(reason, exit::IO, "failed on another machine (its run directory says why)"));
+                done.failure =
+                    Some(Failed::new(reason, exit::IO, "failed on another machine (its run directory says why)"));
             }
         }
         done
@@ -175,7 +176,15 @@ impl Done {
     }
 
     fn empty() -> Self {
-        Self { outcome: Outcome::Failed, decision: None, sha256: None, size: None, fetched: 0, attempts: 0, failure: None }
+        Self {
+            outcome: Outcome::Failed,
+            decision: None,
+            sha256: None,
+            size: None,
+            fetched: 0,
+            attempts: 0,
+            failure: None,
+        }
     }
 }
 
@@ -233,6 +242,12 @@ async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<
     loop {
         attempt += 1;
         done.attempts = attempt;
+        if attempt > 1 && partial.is_none() && checkpoint.is_none() {
+            // A failed promotion of a complete partial leaves it on disk: pick it up again.
+            let job_key = job.to_owned();
+            let row = ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failed::ledger(&e))?;
+            checkpoint = row.and_then(|r| r.checkpoint);
+        }
         let job_key = job.to_owned();
         ctx.db.call(move |l| l.begin_attempt(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
         let result = match &item.source {
@@ -271,7 +286,19 @@ async fn already_complete(ctx: &Ctx, item: &Item, row: Option<&JobRow>) -> Resul
         }
     };
     let size_ok = want.1.is_none_or(|s| s == meta.size);
-    match meta.sha256 {
+    let stored = match meta.sha256 {
+        Some(sha) => Some(sha),
+        // No digest stored with the object: hash it from the storage (never from the source).
+        None if size_ok => match ctx.store.digest_of(&item.key).await {
+            Ok(digest) => Some(digest.sha256),
+            Err(err) => {
+                tracing::info!(key = %item.key, error = %err, "could not hash the stored object; fetching");
+                None
+            }
+        },
+        None => None,
+    };
+    match stored {
         Some(have) if have == want.0 && size_ok => {
             let receipt = Receipt { key: item.key.clone(), size: meta.size, sha256: have, version: meta.version };
             Ok(Some(Promotion::AlreadyPresent(receipt)))
@@ -279,7 +306,11 @@ async fn already_complete(ctx: &Ctx, item: &Item, row: Option<&JobRow>) -> Resul
         Some(have) => Err(Failed::new(
             "conflict",
             exit::CONFLICT,
-            format!("key {:?} holds sha256 {have}, not the expected {}; nothing was replaced", item.key.as_str(), want.0),
+            format!(
+                "key {:?} holds sha256 {have}, not the expected {}; nothing was replaced",
+                item.key.as_str(),
+                want.0
+            ),
         )),
         // No stored digest: the create-only promotion decides after fetching.
         None => Ok(None),
@@ -418,7 +449,10 @@ async fn http(
             return Err(Failed::new(
                 "size-mismatch",
                 exit::VERIFY,
-                format!("{url} is {got} bytes, the manifest says {want} for key {:?}; nothing was published", item.key.as_str()),
+                format!(
+                    "{url} is {got} bytes, the manifest says {want} for key {:?}; nothing was published",
+                    item.key.as_str()
+                ),
             ));
         }
         let large = length.or(item.expected.size).is_some_and(|n| n >= ctx.resume_threshold);

@@ -46,7 +46,10 @@ mod tests {
         assert_eq!(canonical(&a), r#"{"key":"k/\"q\"","sha256":null,"size":3,"source":"https://h/x?a=1","v":1}"#);
         let sha = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
         let b = item(&format!(r#"{{"source": "f", "key": "k", "sha256": "{sha}"}}"#));
-        assert_eq!(canonical(&b), format!(r#"{{"key":"k","sha256":"{}","size":null,"source":"f","v":1}}"#, sha.to_lowercase()));
+        assert_eq!(
+            canonical(&b),
+            format!(r#"{{"key":"k","sha256":"{}","size":null,"source":"f","v":1}}"#, sha.to_lowercase())
+        );
     }
 
     #[test]

@@ -95,7 +95,6 @@ impl State {
     fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
-
 }
 
 /// A durable point in a partial download: the first `offset` bytes are on disk (fsynced) and
@@ -263,7 +262,11 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>, now: i64) -> anyhow::Result<()> {
+    pub(crate) fn plan<'a>(
+        &mut self,
+        jobs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+        now: i64,
+    ) -> anyhow::Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare(
@@ -426,11 +429,10 @@ impl Ledger {
     /// SQLite errors.
     pub(crate) fn prepare_shards(&mut self, run: &str, count: u64) -> anyhow::Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (rows, done): (i64, i64) = tx.query_row(
-            "SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (rows, done): (i64, i64) =
+            tx.query_row("SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1", [run], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if rows > 0 && rows == done {
             tx.execute("DELETE FROM shards WHERE run = ?1", [run])?;
         }
@@ -544,7 +546,8 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub(crate) fn all_done(&self, run: &str) -> anyhow::Result<bool> {
-        let open: i64 = self.conn.query_row("SELECT count(*) FROM shards WHERE run = ?1 AND done = 0", [run], |r| r.get(0))?;
+        let open: i64 =
+            self.conn.query_row("SELECT count(*) FROM shards WHERE run = ?1 AND done = 0", [run], |r| r.get(0))?;
         Ok(open == 0)
     }
 
@@ -566,7 +569,8 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub(crate) fn claims(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<(u64, u64)> {
-        let mut stmt = self.conn.prepare("SELECT owner, expires_ms FROM shards WHERE owner IS NOT NULL AND done = 0")?;
+        let mut stmt =
+            self.conn.prepare("SELECT owner, expires_ms FROM shards WHERE owner IS NOT NULL AND done = 0")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
         let (mut live, mut expired) = (0, 0);
         for row in rows {
@@ -593,7 +597,12 @@ impl Ledger {
              WHERE j.state IN ('claimed', 'fetching', 'verified') ORDER BY j.key",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
         })?;
         let mut stuck = Vec::new();
         for row in rows {
@@ -612,9 +621,9 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub(crate) fn failures(&self) -> anyhow::Result<Vec<Failure>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, coalesce(reason, ''), attempts, error FROM jobs WHERE state = 'failed' ORDER BY key")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT key, coalesce(reason, ''), attempts, error FROM jobs WHERE state = 'failed' ORDER BY key",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(Failure { key: r.get(0)?, reason: r.get(1)?, attempts: r.get(2)?, error: r.get(3)? })
         })?;
@@ -667,7 +676,10 @@ mod tests {
         assert!(ledger.job("nope").unwrap().is_none());
         ledger.prepare_shards("run", 1).unwrap();
         let jobs = vec!["j1".to_owned(), "j2".to_owned()];
-        assert_eq!(ledger.acquire("run", 0, &jobs, "me", 10, LEASE, &|_| true).unwrap(), Acquire::Acquired { from: None });
+        assert_eq!(
+            ledger.acquire("run", 0, &jobs, "me", 10, LEASE, &|_| true).unwrap(),
+            Acquire::Acquired { from: None }
+        );
         assert_eq!(state(&ledger, "j1"), State::Claimed);
         assert_eq!(ledger.begin_attempt("j1", 11).unwrap(), 1);
         assert_eq!(state(&ledger, "j1"), State::Fetching);
@@ -689,7 +701,12 @@ mod tests {
         ledger.failed("j2", "http-404", "404 Not Found", 16).unwrap();
         assert_eq!(
             ledger.failures().unwrap(),
-            vec![Failure { key: "k2".into(), reason: "http-404".into(), attempts: 2, error: Some("404 Not Found".into()) }]
+            vec![Failure {
+                key: "k2".into(),
+                reason: "http-404".into(),
+                attempts: 2,
+                error: Some("404 Not Found".into())
+            }]
         );
         let counts = ledger.counts().unwrap();
         assert_eq!((counts["promoted"], counts["failed"]), (1, 1));
@@ -744,7 +761,10 @@ mod tests {
         ledger.prepare_shards("run", 2).unwrap();
         ledger.acquire("run", 0, &[], "dead", 0, LEASE, &|_| true).unwrap();
         let alive = |owner: &str| owner != "dead";
-        assert_eq!(ledger.acquire("run", 0, &[], "b", 1, LEASE, &alive).unwrap(), Acquire::Acquired { from: Some("dead".into()) });
+        assert_eq!(
+            ledger.acquire("run", 0, &[], "b", 1, LEASE, &alive).unwrap(),
+            Acquire::Acquired { from: Some("dead".into()) }
+        );
     }
 
     #[test]

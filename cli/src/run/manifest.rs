@@ -59,11 +59,7 @@ struct Raw {
 
 /// Parses manifest `text`; local sources are resolved against `base` (the manifest's directory).
 pub(crate) fn parse(text: &str, base: &Path) -> Vec<Entry> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_line(i + 1, l, base))
-        .collect()
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base)).collect()
 }
 
 fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
@@ -79,7 +75,9 @@ fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
     let key = Key::new(key).map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?;
     let sha256 = match raw.sha256 {
         None => None,
-        Some(hex) => Some(hex.parse::<Sha256>().map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?),
+        Some(hex) => {
+            Some(hex.parse::<Sha256>().map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?)
+        }
     };
     let resolved = resolve(&source, base).map_err(|reason| bad(reason, key_text.clone(), source_text.clone()))?;
     Ok(Item { line, source_text: source, source: resolved, key, expected: Expected { size: raw.size, sha256 } })

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use promote_core::Mode;
 use futures_util::stream::FuturesUnordered;
+use promote_core::Mode;
 use tokio::sync::{Notify, Semaphore};
 
 use self::item::{Ctx, Done};
@@ -51,9 +51,6 @@ pub(crate) struct Plan {
     /// No progress, no summary.
     pub(crate) quiet: bool,
 }
-
-/// How often a worker with nothing to lease looks again for finished or expired shards.
-const POLL: Duration = Duration::from_millis(300);
 
 /// Runs `plan`; returns the exit code (0 when every item is promoted, present or skipped).
 ///
@@ -109,7 +106,12 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     .await?;
     let owner = shards::owner();
     tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
-    let local = LedgerLeases { db: db.clone(), run: run_id.clone(), owner, lease: plan.settings.lease.max(Duration::from_secs(1)) };
+    let local = LedgerLeases {
+        db: db.clone(),
+        run: run_id.clone(),
+        owner,
+        lease: plan.settings.lease.max(Duration::from_secs(1)),
+    };
     // A backend with control objects (S3) shares leases through the bucket, so machines with
     // separate run directories split the work too.
     let leases: Arc<dyn Leases> = match store.backend().control() {
@@ -139,6 +141,7 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         slots: Arc::new(Semaphore::new(plan.settings.concurrency.max(1))),
         fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
         results: std::sync::Mutex::new(Vec::new()),
+        cursor: AtomicUsize::new(0),
         unstarted: AtomicUsize::new(0),
         started: Notify::new(),
         failed_elsewhere: std::sync::Mutex::new(BTreeMap::new()),
@@ -208,6 +211,8 @@ struct Work {
     results: std::sync::Mutex<Vec<(usize, Done)>>,
     /// Jobs that failed in shards finished elsewhere: job key → reason.
     failed_elsewhere: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Where the next scan for a shard to lease starts.
+    cursor: AtomicUsize,
     /// Items of leased shards still waiting for a slot.
     unstarted: AtomicUsize,
     /// Signalled whenever an item takes a slot.
@@ -246,7 +251,7 @@ impl Work {
                 // Nothing to lease now: wait for one of ours to finish, or for others' to.
                 tokio::select! {
                     Some(result) = running.next() => result?,
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep(self.leases.poll()) => {}
                 }
             } else {
                 tokio::select! {
@@ -258,10 +263,14 @@ impl Work {
     }
 
     /// The next shard this process can lease, and whether others still hold unfinished ones.
+    /// Scans on from the last shard leased, so each shard is asked about about once until the
+    /// scan wraps around to the ones others held.
     async fn next_shard(&self) -> anyhow::Result<(Option<usize>, bool)> {
         let mut fates = self.fates.lock().await;
+        let count = fates.len();
+        let start = self.cursor.load(Ordering::Relaxed);
         let mut waiting = false;
-        for shard in 0..fates.len() {
+        for shard in (start..count).chain(0..start) {
             if fates[shard] != Fate::Pending {
                 waiting |= fates[shard] == Fate::Mine;
                 continue;
@@ -273,6 +282,7 @@ impl Work {
                         tracing::info!(shard, from = %from, "took over an expired lease");
                     }
                     fates[shard] = Fate::Mine;
+                    self.cursor.store(shard + 1, Ordering::Relaxed);
                     return Ok((Some(shard), true));
                 }
                 Lease::Done(None) => fates[shard] = Fate::Done,
@@ -283,6 +293,7 @@ impl Work {
                 Lease::Held => waiting = true,
             }
         }
+        self.cursor.store(count, Ordering::Relaxed);
         Ok((None, waiting))
     }
 
@@ -298,11 +309,16 @@ impl Work {
                     match leases.renew(shard as u64).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            tracing::warn!(shard, "lost the shard's lease; leaving its remaining items to the new owner");
+                            tracing::warn!(
+                                shard,
+                                "lost the shard's lease; leaving its remaining items to the new owner"
+                            );
                             lost.store(true, Ordering::Relaxed);
                             return;
                         }
-                        Err(err) => tracing::warn!(shard, error = %format!("{err:#}"), "could not renew the shard's lease"),
+                        Err(err) => {
+                            tracing::warn!(shard, error = %format!("{err:#}"), "could not renew the shard's lease")
+                        }
                     }
                 }
             })
@@ -334,7 +350,9 @@ impl Work {
                 results
                     .iter()
                     .filter(|(index, _)| range.contains(index))
-                    .filter_map(|(index, done)| done.failure.as_ref().map(|f| (self.jobs[*index].clone(), f.reason.clone())))
+                    .filter_map(|(index, done)| {
+                        done.failure.as_ref().map(|f| (self.jobs[*index].clone(), f.reason.clone()))
+                    })
                     .collect()
             };
             self.leases.finish(shard as u64, failed).await?;

@@ -31,8 +31,9 @@ impl Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (!quiet && terminal).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} items  {msg}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} items  {msg}  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
             bar
         });
@@ -79,12 +80,7 @@ impl Progress {
                 tick.tick().await;
                 match &me.bar {
                     Some(bar) => bar.set_message(me.rate()),
-                    None => eprintln!(
-                        "run: {}/{} items, {}",
-                        me.items.load(Ordering::Relaxed),
-                        me.total,
-                        me.rate()
-                    ),
+                    None => eprintln!("run: {}/{} items, {}", me.items.load(Ordering::Relaxed), me.total, me.rate()),
                 }
             }
         }))

@@ -123,7 +123,8 @@ impl Summary {
     /// `run: 300 items: 297 promoted, 2 already present, 1 failed (http-404: 1); 5 resumed,
     /// 1 discarded; 280.1 MiB in 12.3s (22.8 MiB/s)`.
     pub(crate) fn line(&self) -> String {
-        let mut parts = vec![format!("{} promoted", self.promoted), format!("{} already present", self.already_present)];
+        let mut parts =
+            vec![format!("{} promoted", self.promoted), format!("{} already present", self.already_present)];
         let mut failed = format!("{} failed", self.failed);
         if !self.failures.is_empty() {
             let reasons: Vec<String> = self.failures.iter().map(|(r, n)| format!("{r}: {n}")).collect();

@@ -86,6 +86,10 @@ pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
     async fn finish(&self, shard: u64, failed: BTreeMap<String, String>) -> anyhow::Result<()>;
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration;
+    /// How often a worker with nothing to lease looks again at shards others hold.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(300)
+    }
 }
 
 /// Leases in the run directory's ledger, for processes sharing it.
