@@ -49,6 +49,8 @@ pub struct Request {
     pub if_range: Option<String>,
     /// The status the server answered with.
     pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// A test HTTP server on `127.0.0.1`; stops when dropped.
@@ -408,6 +410,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
         range: head.header("range").map(str::to_owned),
         if_range: head.header("if-range").map(str::to_owned),
         status: 0,
+        at: Instant::now(),
     };
     let is_get = head.method == "GET";
     match head.method.as_str() {
@@ -426,7 +429,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
     }
 
     // Faults and the object, decided under the locks, sent without them.
-    let (status_fault, drop_after, ignore_ranges) = {
+    let (status_fault, ignore_ranges) = {
         let mut faults = lock(&slot.faults);
         let status = match &mut faults.status {
             Some((code, retry, left)) => {
@@ -439,7 +442,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
             }
             None => None,
         };
-        (status, faults.drop_after, faults.ignore_ranges)
+        (status, faults.ignore_ranges)
     };
     if let Some((code, retry)) = status_fault {
         record.status = code;
@@ -484,16 +487,17 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
     let Some(span) = plan.span.filter(|_| is_get) else { return Ok(true) };
 
     // This request consumes one "drop after" if one is pending.
-    let limit = drop_after.and_then(|(bytes, _)| {
+    let limit = {
         let mut faults = lock(&slot.faults);
-        let (bytes, left) = faults.drop_after.as_mut()?;
-        let bytes = *bytes;
-        *left -= 1;
-        if *left == 0 {
+        let limit = faults.drop_after.as_mut().map(|(bytes, left)| {
+            *left -= 1;
+            (*bytes, *left)
+        });
+        if limit.is_some_and(|(_, left)| left == 0) {
             faults.drop_after = None;
         }
-        Some(bytes)
-    });
+        limit.map(|(bytes, _)| bytes)
+    };
     let sent = send_body(stream, state, &slot, &plan.object.body, span, limit)?;
     Ok(limit.is_none_or(|limit| sent < limit))
 }
