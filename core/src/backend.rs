@@ -5,12 +5,14 @@
 //! already-present/conflict decision live in core ([`Store`](crate::Store)), once.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+use crate::claims::ControlStore;
 use crate::error::Error;
 use crate::key::Key;
 use crate::mode::{Capabilities, Mode};
@@ -133,6 +135,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be listed.
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error>;
+
+    /// The backend's control objects, for [`Claims`](crate::Claims), when it can write small
+    /// objects conditionally (create-only and compare-and-swap). Default: none.
+    fn control(&self) -> Option<Arc<dyn ControlStore>> {
+        None
+    }
 
     /// Live checks specific to this backend, for `promote doctor` (e.g. that an S3 server
     /// really refuses a second create-only write). Default: none.

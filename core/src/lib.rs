@@ -15,6 +15,9 @@
 //!   local spool file.
 //! - [`Expected`], [`Mode`], [`Outcome`], [`Receipt`], [`Error`]: what goes in and comes out.
 //! - [`Registry`]: backends by kind, configured from a `backend` table.
+//! - [`Claims`] over a backend's [`ControlStore`]: leases on names shared through the storage
+//!   alone (serialized completions, shards of a `promote run`), judged by the server's clock;
+//!   [`Owner`]: which process holds something, and whether it is still alive.
 //!
 //! # Atomicity
 //!
@@ -61,10 +64,12 @@
 
 mod backend;
 pub mod buffers;
+pub mod claims;
 mod error;
 mod key;
 mod mode;
 mod outcome;
+pub mod owner;
 mod promote;
 pub mod registry;
 mod spool;
@@ -77,7 +82,9 @@ pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedWrite
 pub use error::{BoxError, Error};
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};
+pub use claims::{Claims, ControlStore, HeldClaim};
 pub use outcome::{Outcome, Receipt};
+pub use owner::{Liveness, Owner};
 pub use promote::CHUNK_SIZE;
 pub use registry::{BackendConfig, Registry};
 pub use spool::sweep_spool;

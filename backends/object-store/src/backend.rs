@@ -12,13 +12,15 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use promote_core::claims::ControlStore;
 use promote_core::{
     Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, RESERVED_SEGMENT, StagedWrite,
     async_trait,
 };
 
-use crate::claims::ClaimBody;
+use crate::claims::CLAIMS;
 use crate::conditional::{ConditionalConnector, Conditions};
+use crate::control::ObjectControl;
 use crate::config::{ConditionalWrites, S3Config};
 use crate::staged::ObjectStaged;
 use crate::uploads::{self, Marker};
@@ -73,9 +75,9 @@ impl Inner {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/staging"))
     }
 
-    /// Where claims live (see `claims`).
-    pub(crate) fn claims_dir(&self) -> String {
-        self.with_prefix(&format!("{RESERVED_SEGMENT}/claims"))
+    /// Where control objects (claims) live (see `control`).
+    pub(crate) fn control_dir(&self) -> String {
+        self.with_prefix(RESERVED_SEGMENT)
     }
 
     /// Where probes write.
@@ -199,24 +201,11 @@ impl ObjectStoreBackend {
         Ok(out)
     }
 
-    /// Claims left by writers that died between claiming a key and releasing it.
+    /// Claims left by writers that died between claiming a key and releasing it: each removed
+    /// only if unchanged since read, judged by the server's clock (see `promote_core::claims`).
     async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
-        let mut found = Vec::new();
-        for (path, age, bytes) in self.bookkeeping(self.inner.claims_dir(), "listing claims in").await? {
-            let alive = serde_json::from_slice::<ClaimBody>(&bytes).ok().and_then(|c| c.owner.alive());
-            let removed = (alive == Some(false) || age >= older_than) && !dry_run;
-            if removed {
-                let _ = self.inner.store.delete(&path).await;
-            }
-            found.push(Leftover {
-                name: format!("claim {path}"),
-                size: None,
-                age: Some(age),
-                live: alive == Some(true),
-                removed,
-            });
-        }
-        Ok(found)
+        let control = Arc::new(ObjectControl::new(Arc::clone(&self.inner)));
+        promote_core::Claims::new(control).sweep(CLAIMS, older_than, dry_run).await
     }
 
     /// Staging markers by upload id, with their age.
@@ -366,6 +355,10 @@ impl Backend for ObjectStoreBackend {
         found.extend(self.sweep_claims(older_than, dry_run).await?);
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
+    }
+
+    fn control(&self) -> Option<Arc<dyn ControlStore>> {
+        Some(Arc::new(ObjectControl::new(Arc::clone(&self.inner))))
     }
 
     async fn self_check(&self) -> Vec<promote_core::Check> {

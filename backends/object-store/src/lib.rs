@@ -25,8 +25,14 @@
 //! - **Retries**: transient failures are retried with backoff by object_store. A create-only
 //!   write whose retry meets "already exists" (perhaps our own first attempt) is resolved by core
 //!   comparing digests: identical is success, different is a conflict.
-//! - **No leftovers**: failed, aborted and dropped uploads are aborted. Each upload has a marker
-//!   under `<prefix>/.promote/staging/` naming its writer (machine boot, pid, start time);
+//! - **One completer per key**: a conditional multipart completion holds the key's claim
+//!   ([`promote_core::claims`], stored as control objects under `<prefix>/.promote/claims/`),
+//!   renewed while it completes and fenced right before the completion, so servers whose
+//!   conditional completion is not atomic still see one completer at a time (see `claims` and
+//!   `control`).
+//! - **No leftovers**: failed, aborted and dropped uploads are aborted, and their claims
+//!   released. Each upload has a marker under `<prefix>/.promote/staging/` naming its writer
+//!   (host, boot, pid namespace, pid, start time);
 //!   `sweep_staging` lists in-progress uploads under the prefix and aborts those whose writer is
 //!   gone (same machine) or that are older than the cut-off.
 //! - Memory: at most `part_size × upload_concurrency` bytes in flight per object (default 32 MiB).
@@ -35,6 +41,7 @@ mod backend;
 mod claims;
 mod conditional;
 mod config;
+mod control;
 mod errors;
 mod liveness;
 mod probe;

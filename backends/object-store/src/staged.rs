@@ -39,7 +39,7 @@ const CONFLICT_RETRIES: u32 = 6;
 
 /// S3's 409 ConditionalRequestConflict: another conditional write on the key is in flight. Not
 /// an answer about the key; retried with backoff (object_store reports it like a 412).
-fn is_conflicting_operation(e: &object_store::Error) -> bool {
+pub(crate) fn is_conflicting_operation(e: &object_store::Error) -> bool {
     let text = e.to_string();
     text.contains("ConditionalRequestConflict") || text.contains("409 Conflict")
 }
@@ -169,10 +169,12 @@ impl ObjectStaged {
             Mode::Replace => {}
         }
         let (id, marker) = (upload.id.clone(), upload.marker.clone());
-        // One conditional completer at a time per key (see `claims`).
+        // One conditional completer at a time per key (see `claims`): held, renewed in the
+        // background, and fenced right before each completion request. Dropping this future
+        // (cancellation) drops the claim, which releases it in the background.
         let claim = match mode {
             Mode::Replace => None,
-            _ => match claims::acquire(&self.inner, &self.key).await {
+            _ => match claims::acquire(&self.inner, &self.key, mode).await {
                 Ok(claim) => Some(claim),
                 Err(err) => {
                     self.discard_upload().await;
@@ -180,19 +182,35 @@ impl ObjectStaged {
                 }
             },
         };
-        let multipart = self.inner.multipart.as_ref().expect("multipart store");
-        let mut attempt = 0;
+        let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
+        let (mut attempt, mut fenced) = (0, Ok(()));
         let completed = loop {
+            if let Some(claim) = &claim {
+                fenced = claim.fence().await;
+                if fenced.is_err() {
+                    break None;
+                }
+            }
             match multipart.complete_multipart(&self.path, &id, parts.clone()).await {
                 Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
-                done => break done,
+                done => break Some(done),
             }
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         };
         self.inner.conditions.clear(&id);
-        if let Some(claim) = claim {
-            claim.release(&self.inner).await;
+        // Removes the claim only if it is still ours (a lost one belongs to its taker).
+        if let Some(claim) = claim
+            && let Err(e) = claim.release().await
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not release a claim; it expires on its own");
         }
+        let Some(completed) = completed else {
+            // The claim is not ours any more (or could not be proven ours): never complete.
+            let lost = fenced.expect_err("only a failed fence stops before completing");
+            tracing::warn!(key = %self.key, error = %lost, "completion claim lost; aborting the upload");
+            self.discard_upload().await;
+            return Err(lost);
+        };
         match completed {
             Ok(result) => {
                 self.upload = None;

@@ -1,0 +1,227 @@
+//! The backend's control objects (claims) under `<prefix>/.promote/`, for
+//! [`promote_core::claims`].
+//!
+//! - **create** is a PUT with `If-None-Match: *`, **replace** a PUT with `If-Match: <etag>`:
+//!   single conditional PUTs, which every server tested holds atomically.
+//! - **read** must return the server's clock with the object, because claim ages are judged by
+//!   it alone. object_store does not expose response headers, so on S3 the read is a presigned
+//!   GET through the backend's HTTP client, giving `ETag`, `Last-Modified` and `Date` in one
+//!   request. In memory the "server" is this process and its clock the system clock.
+//! - **remove** re-reads the object and compares its ETag, then sends DELETE with
+//!   `If-Match: <etag>` (a presigned request). AWS S3 honours `If-Match` on DeleteObject (since
+//!   2024), so there the delete itself is conditional and the re-read only saves a request when
+//!   the claim has moved on. A server that ignores the header (LocalStack, for one) deletes
+//!   unconditionally: the remaining window is the time between that read and the DELETE (one
+//!   round trip), in which a taker would have to take over the claim. The claim's new holder
+//!   then finds it gone at its next renewal or fence and stops before anything irreversible.
+//!   Memory deletes after the same re-read.
+//!
+//! A 409 ConditionalRequestConflict (another conditional write on the same object in flight) is
+//! a retryable error: it says nothing about who holds the claim.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{HeaderMap, Method, StatusCode};
+use object_store::client::HttpRequestBody;
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use promote_core::claims::{ControlObject, ControlStore, Tag};
+use promote_core::{Error, async_trait};
+
+use crate::backend::Inner;
+use crate::errors;
+use crate::staged::is_conflicting_operation;
+
+/// Control objects of one backend.
+#[derive(Debug)]
+pub(crate) struct ObjectControl {
+    inner: Arc<Inner>,
+}
+
+impl ObjectControl {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("{}/{}", self.inner.control_dir(), name.trim_matches('/')))
+    }
+
+    fn err(&self, e: object_store::Error, name: &str, what: &str) -> Error {
+        if is_conflicting_operation(&e) {
+            return Error::Backend {
+                backend: self.inner.kind.into(),
+                context: format!("{what} control object {name:?}: another conditional write on it is in flight; retry"),
+                retryable: true,
+                source: Box::new(e),
+            };
+        }
+        errors::map(e, self.inner.kind, &self.path(name).to_string(), what)
+    }
+
+    fn http_err(&self, name: &str, what: &str, status: Option<StatusCode>, detail: String) -> Error {
+        Error::Backend {
+            backend: self.inner.kind.into(),
+            context: format!("{what} control object {:?}", self.path(name).to_string()),
+            retryable: status.is_none_or(|s| s.is_server_error() || s == StatusCode::CONFLICT),
+            source: detail.into(),
+        }
+    }
+
+    fn mismatch(&self, name: &str, tag: &Tag) -> Error {
+        Error::VersionMismatch { key: self.path(name).to_string(), expected: tag.0.clone() }
+    }
+
+    /// Sends `method` on `name` as a presigned request (S3 only), with extra headers.
+    async fn presigned(
+        &self,
+        signer: &dyn Signer,
+        http: &object_store::client::HttpClient,
+        method: Method,
+        name: &str,
+        headers: &[(http::HeaderName, &str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Error> {
+        let what = if method == Method::GET { "reading" } else { "removing" };
+        let url = signer
+            .signed_url(method.clone(), &self.path(name), Duration::from_secs(300))
+            .await
+            .map_err(|e| self.http_err(name, what, None, format!("signing the request: {e}")))?;
+        let mut req = http::Request::builder().method(method).uri(url.as_str());
+        for (header, value) in headers {
+            req = req.header(header, *value);
+        }
+        let req = req.body(HttpRequestBody::empty()).map_err(|e| self.http_err(name, what, None, e.to_string()))?;
+        let resp = http.execute(req).await.map_err(|e| self.http_err(name, what, None, e.to_string()))?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = resp.into_body().bytes().await.map_err(|e| self.http_err(name, what, None, e.to_string()))?;
+        Ok((status, headers, body))
+    }
+
+    async fn read_s3(
+        &self,
+        signer: &dyn Signer,
+        http: &object_store::client::HttpClient,
+        name: &str,
+    ) -> Result<Option<ControlObject>, Error> {
+        let (status, headers, body) = self.presigned(signer, http, Method::GET, name, &[]).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(self.http_err(name, "reading", Some(status), format!("answered {status}: {text}")));
+        }
+        let header = |h: http::HeaderName| headers.get(&h).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let date = |h: http::HeaderName| header(h.clone()).and_then(|v| httpdate::parse_http_date(&v).ok());
+        let missing = |what: &str| {
+            self.http_err(name, "reading", Some(status), format!("the server sent no valid {what} header"))
+        };
+        Ok(Some(ControlObject {
+            body,
+            tag: Tag(header(http::header::ETAG).ok_or_else(|| missing("ETag"))?),
+            modified: date(http::header::LAST_MODIFIED).ok_or_else(|| missing("Last-Modified"))?,
+            server_now: date(http::header::DATE).ok_or_else(|| missing("Date"))?,
+        }))
+    }
+
+    async fn read_memory(&self, name: &str) -> Result<Option<ControlObject>, Error> {
+        let got = match self.inner.store.get(&self.path(name)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(e, name, "reading")),
+        };
+        let meta = got.meta.clone();
+        let body = got.bytes().await.map_err(|e| self.err(e, name, "reading"))?;
+        let tag = meta.e_tag.ok_or_else(|| self.http_err(name, "reading", None, "no ETag".into()))?;
+        Ok(Some(ControlObject { body, tag: Tag(tag), modified: meta.last_modified.into(), server_now: SystemTime::now() }))
+    }
+
+    async fn put(&self, name: &str, body: Bytes, mode: PutMode, what: &str) -> Result<Tag, object_store::Error> {
+        let opts = PutOptions { mode, ..Default::default() };
+        let done = self.inner.store.put_opts(&self.path(name), PutPayload::from(body), opts).await?;
+        done.e_tag.map(Tag).ok_or_else(|| object_store::Error::Generic {
+            store: "promote",
+            source: format!("{what} {name:?}: the server returned no ETag").into(),
+        })
+    }
+}
+
+#[async_trait]
+impl ControlStore for ObjectControl {
+    async fn create(&self, name: &str, body: Bytes) -> Result<Tag, Error> {
+        match self.put(name, body, PutMode::Create, "creating").await {
+            Ok(tag) => Ok(tag),
+            Err(e) if is_conflicting_operation(&e) => Err(self.err(e, name, "creating")),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Err(Error::AlreadyExists { key: self.path(name).to_string() })
+            }
+            Err(e) => Err(self.err(e, name, "creating")),
+        }
+    }
+
+    async fn replace(&self, name: &str, body: Bytes, tag: &Tag) -> Result<Tag, Error> {
+        let mode = PutMode::Update(UpdateVersion { e_tag: Some(tag.0.clone()), version: None });
+        match self.put(name, body, mode, "replacing").await {
+            Ok(tag) => Ok(tag),
+            Err(e) if is_conflicting_operation(&e) => Err(self.err(e, name, "replacing")),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
+                Err(self.mismatch(name, tag))
+            }
+            Err(e) => Err(self.err(e, name, "replacing")),
+        }
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<ControlObject>, Error> {
+        match (&self.inner.signer, &self.inner.http) {
+            (Some(signer), Some(http)) => self.read_s3(signer.as_ref(), http, name).await,
+            _ => self.read_memory(name).await,
+        }
+    }
+
+    async fn remove(&self, name: &str, tag: &Tag) -> Result<(), Error> {
+        match self.read(name).await? {
+            None => return Err(Error::NotFound { key: self.path(name).to_string() }),
+            Some(current) if current.tag != *tag => return Err(self.mismatch(name, tag)),
+            Some(_) => {}
+        }
+        let (Some(signer), Some(http)) = (&self.inner.signer, &self.inner.http) else {
+            return self.inner.store.delete(&self.path(name)).await.map_err(|e| self.err(e, name, "removing"));
+        };
+        let if_match = [(http::header::IF_MATCH, tag.0.as_str())];
+        let (status, _, body) = self.presigned(signer.as_ref(), http, Method::DELETE, name, &if_match).await?;
+        match status {
+            s if s.is_success() => Ok(()),
+            StatusCode::PRECONDITION_FAILED => Err(self.mismatch(name, tag)),
+            StatusCode::NOT_FOUND => Err(Error::NotFound { key: self.path(name).to_string() }),
+            s => {
+                let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+                Err(self.http_err(name, "removing", Some(s), format!("answered {s}: {text}")))
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let base = self.inner.control_dir();
+        let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let dir_path = Path::from(format!("{base}/{dir}"));
+        let objects: Vec<_> = self
+            .inner
+            .store
+            .list(Some(&dir_path))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e, prefix, "listing"))?;
+        let strip = format!("{base}/");
+        let mut names: Vec<String> = objects
+            .into_iter()
+            .filter_map(|o| o.location.as_ref().strip_prefix(&strip).map(str::to_owned))
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
