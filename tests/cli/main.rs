@@ -5,5 +5,6 @@ mod crash;
 mod escape;
 mod put;
 mod race;
+mod run;
 mod s3;
 mod support;

@@ -8,6 +8,7 @@
 
 pub mod cases;
 pub mod data;
+pub mod http_server;
 
 use std::future::Future;
 use std::pin::Pin;
