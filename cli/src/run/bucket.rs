@@ -28,6 +28,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use promote_core::claims::ControlStore;
 use promote_core::{Claims, Error, HeldClaim};
+#[cfg(test)]
+use promote_core::Owner;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -130,5 +132,63 @@ impl Leases for BucketLeases {
     fn poll(&self) -> Duration {
         // Each look at a held shard costs requests: look less often than on a local ledger.
         (self.local.lease / 20).clamp(Duration::from_millis(300), Duration::from_secs(3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use promote_core::Backend;
+    use promote_object_store::ObjectStoreBackend;
+
+    use super::*;
+    use crate::run::ledger::{Db, Ledger};
+
+    fn machine(control: &Arc<dyn ControlStore>, lease: Duration) -> (tempfile::TempDir, BucketLeases) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        ledger.prepare_shards("run", 2).unwrap();
+        let local = LedgerLeases { db: Db::new(ledger), run: "run".into(), owner: crate::run::shards::owner(), lease };
+        (dir, BucketLeases::new(local, Arc::clone(control), "run"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn machines_with_their_own_run_dirs_share_shards_through_the_bucket() {
+        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+        let lease = Duration::from_secs(60);
+        let ((_a_dir, a), (_b_dir, b)) = (machine(&control, lease), machine(&control, lease));
+        let jobs = vec!["j".to_owned()];
+        assert_eq!(a.acquire(0, &jobs).await.unwrap(), Lease::Acquired { from: None });
+        // b's own ledger knows nothing of a: the bucket says the shard is held.
+        assert_eq!(b.acquire(0, &jobs).await.unwrap(), Lease::Held);
+        assert_eq!(b.acquire(1, &jobs).await.unwrap(), Lease::Acquired { from: None });
+        assert!(a.renew(0).await.unwrap());
+        let failed = BTreeMap::from([("j".to_owned(), "http-404".to_owned())]);
+        a.finish(0, failed.clone()).await.unwrap();
+        // Finished elsewhere: b skips it, and learns which jobs failed there.
+        assert_eq!(b.acquire(0, &jobs).await.unwrap(), Lease::Done(Some(failed)));
+        b.finish(1, BTreeMap::new()).await.unwrap();
+        assert_eq!(a.acquire(1, &jobs).await.unwrap(), Lease::Done(Some(BTreeMap::new())));
+        let names = control.list("runs/run/").await.unwrap();
+        assert_eq!(names.iter().filter(|n| n.contains("/done/")).count(), 2, "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("/shards/")), "claims are released: {names:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_that_is_not_renewed_is_taken_over() {
+        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+        let (_dir, taker) = machine(&control, Duration::from_millis(200));
+        // A holder on another machine that stopped renewing (it crashed).
+        let mut stale = Owner::me();
+        stale.host = "elsewhere".into();
+        let held = Claims::new(Arc::clone(&control))
+            .as_owner(stale)
+            .try_acquire("runs/run/shards/0", Duration::from_millis(200))
+            .await
+            .unwrap()
+            .expect("free");
+        std::mem::forget(held);
+        assert_eq!(taker.acquire(0, &[]).await.unwrap(), Lease::Held);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(taker.acquire(0, &[]).await.unwrap(), Lease::Acquired { from: None });
     }
 }
