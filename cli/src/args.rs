@@ -69,6 +69,11 @@ pub(crate) enum Command {
     Recover(RecoverArgs),
     /// Check the configuration and the backend, including a live create-only probe.
     Doctor(DoctorArgs),
+    /// Download a manifest's items (JSON Lines: source, key, sha256?, size?) into storage, each
+    /// exactly once, verified, resumable after a crash.
+    Run(RunArgs),
+    /// Show a run directory's ledger: jobs by state, leases, failures.
+    Status(StatusArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -205,6 +210,42 @@ pub(crate) struct RecoverArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
     /// Print the checks as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The manifest: one JSON object a line, `{"source": URL or path, "key": KEY, "sha256"?, "size"?}`.
+    pub(crate) manifest: PathBuf,
+    /// The run directory: ledger, partial downloads (config run.out, default ./promote-run).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Stop after the first N items (config run.max).
+    #[arg(long, value_name = "N")]
+    pub(crate) max: Option<u64>,
+    /// Items fetched at once (config run.concurrency, default 8).
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Requests to one host at once (config run.per_host, default 4).
+    #[arg(long, value_name = "N")]
+    pub(crate) per_host: Option<usize>,
+    /// Check the manifest and report what would be fetched; fetch nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Write the summary as JSON, with one entry per item, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// No progress and no summary (errors are still printed).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The run directory (default: config run.out, else ./promote-run).
+    pub(crate) dir: Option<PathBuf>,
+    /// Print as JSON.
     #[arg(long)]
     pub(crate) json: bool,
 }

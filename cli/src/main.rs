@@ -5,6 +5,7 @@ mod backends;
 mod commands;
 mod exit;
 mod output;
+mod run;
 mod settings;
 
 use std::process::ExitCode;

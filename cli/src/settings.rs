@@ -28,10 +28,184 @@ pub(crate) struct Settings {
     /// Where the spool path keeps its temporary copies (default: the system temp dir).
     #[serde(default)]
     pub(crate) spool_dir: Option<PathBuf>,
+    /// `promote run` settings (the `[run]` table).
+    #[serde(default)]
+    pub(crate) run: RunSettings,
     /// Read by the backend's config type.
     #[serde(default, skip_serializing)]
     #[allow(dead_code)]
     backend: Option<figment::value::Value>,
+}
+
+/// The `[run]` table: how `promote run` downloads (see the README, "Download runs").
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RunSettings {
+    /// The run directory (ledger, partial downloads), relative to the current directory.
+    pub(crate) out: PathBuf,
+    /// Items fetched at once.
+    pub(crate) concurrency: usize,
+    /// Requests to one host at once.
+    pub(crate) per_host: usize,
+    /// Stop after this many items.
+    pub(crate) max: Option<u64>,
+    /// Time allowed to connect to a host.
+    #[serde(with = "duration_text")]
+    pub(crate) connect_timeout: std::time::Duration,
+    /// Time allowed between two reads of a response body.
+    #[serde(with = "duration_text")]
+    pub(crate) read_timeout: std::time::Duration,
+    /// Retries of a transient failure per item (attempts = retries + 1).
+    pub(crate) retries: u32,
+    /// Items at least this large download into a resumable partial file in the run directory.
+    #[serde(with = "size_text")]
+    pub(crate) resume_threshold: u64,
+    /// Items per shard lease (smaller for small manifests, so several processes share work).
+    pub(crate) shard_size: usize,
+    /// How long a shard lease lasts without renewal.
+    #[serde(with = "duration_text")]
+    pub(crate) lease: std::time::Duration,
+    /// Request headers per host: header name → value source. Values are never printed.
+    pub(crate) headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, HeaderSource>>,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            out: PathBuf::from("promote-run"),
+            concurrency: 8,
+            per_host: 4,
+            max: None,
+            connect_timeout: std::time::Duration::from_secs(10),
+            read_timeout: std::time::Duration::from_secs(60),
+            retries: 5,
+            resume_threshold: 16 << 20,
+            shard_size: 256,
+            lease: std::time::Duration::from_secs(60),
+            headers: Default::default(),
+        }
+    }
+}
+
+/// Where a request header's value comes from.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(crate) enum HeaderSource {
+    /// `{ env = "VAR" }`: the value of an environment variable.
+    Env {
+        /// The variable.
+        env: String,
+    },
+    /// `{ file = "/path" }`: a file's contents, surrounding whitespace trimmed.
+    File {
+        /// The file.
+        file: PathBuf,
+    },
+    /// `"value"`: the value itself.
+    Literal(String),
+}
+
+impl std::fmt::Debug for HeaderSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env { env } => write!(f, "env {env}"),
+            Self::File { file } => write!(f, "file {}", file.display()),
+            Self::Literal(_) => f.write_str("literal (redacted)"),
+        }
+    }
+}
+
+impl HeaderSource {
+    /// The value, read now.
+    ///
+    /// # Errors
+    ///
+    /// When the variable is unset or the file unreadable (the message never shows a value).
+    pub(crate) fn resolve(&self) -> Result<String, String> {
+        match self {
+            Self::Env { env } => std::env::var(env).map_err(|_| format!("environment variable {env} is not set")),
+            Self::File { file } => std::fs::read_to_string(file)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", file.display())),
+            Self::Literal(value) => Ok(value.clone()),
+        }
+    }
+
+    /// What `config show` prints: where the value comes from, never the value.
+    pub(crate) fn shown(&self) -> String {
+        match self {
+            Self::Env { env } => format!("env {env}"),
+            Self::File { file } => format!("file {}", file.display()),
+            Self::Literal(_) => "***redacted***".into(),
+        }
+    }
+}
+
+/// Durations as text (`"10s"`, `"1m 30s"`) or a number of seconds.
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Duration::from_secs(n)),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"10s\": {e}"))),
+        }
+    }
+}
+
+/// Sizes as bytes or text (`"16MiB"`, `"512KiB"`, `"1GB"`).
+pub(crate) mod size_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*n)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(n),
+            Raw::Text(t) => {
+                parse(&t).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a size like \"16MiB\"")))
+            }
+        }
+    }
+
+    /// `"16MiB"` → 16777216.
+    pub(crate) fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(scale)
+    }
 }
 
 fn yes() -> bool {
@@ -221,8 +395,24 @@ pub(crate) fn effective(loaded: &Loaded) -> Value {
     json!({
         "streaming": loaded.settings.streaming,
         "spool_dir": loaded.spool_dir(),
+        "run": run_shown(&loaded.settings.run),
         "backend": loaded.backend.to_value(),
     })
+}
+
+/// The `[run]` table for `config show`: header values replaced by where they come from.
+fn run_shown(run: &RunSettings) -> Value {
+    let mut value = serde_json::to_value(run).unwrap_or(Value::Null);
+    let headers: serde_json::Map<String, Value> = run
+        .headers
+        .iter()
+        .map(|(host, names)| {
+            let names = names.iter().map(|(name, source)| (name.clone(), json!(source.shown()))).collect();
+            (host.clone(), Value::Object(names))
+        })
+        .collect();
+    value["headers"] = Value::Object(headers);
+    value
 }
 
 /// Whether a setting's name marks it as a secret.

@@ -8,5 +8,6 @@ mod escape;
 mod local;
 mod put;
 mod race;
+mod run;
 mod s3;
 mod support;

@@ -15,6 +15,7 @@
 pub mod cases;
 pub mod claim_cases;
 pub mod data;
+pub mod http_server;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

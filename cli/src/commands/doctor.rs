@@ -10,6 +10,8 @@ use serde_json::json;
 use crate::args::DoctorArgs;
 use crate::exit;
 use crate::output::{self, out};
+use crate::run::ledger::{Ledger, now_ms};
+use crate::run::shards::owner_alive;
 use crate::settings::{self, Loaded};
 
 struct Report {
@@ -43,6 +45,7 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     let kind = loaded.backend.to_value().get("kind").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
     let path = if loaded.settings.streaming { "streaming" } else { "spool" };
     report.check("config", Ok(format!("backend kind {kind}, {path} path")));
+    ledger(loaded, &mut report);
     let store = match settings::open(loaded).await {
         Ok(store) => store,
         Err(err) => {
@@ -118,6 +121,60 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
             out!("{} check(s) failed", report.failures);
         }
         Ok(ExitCode::from(exit::CHECK_FAILED))
+    }
+}
+
+/// The run ledger in the configured run directory, when there is one: schema version,
+/// SQLite's integrity check, jobs stuck in flight with no live lease.
+fn ledger(loaded: &Loaded, report: &mut Report) {
+    let dir = &loaded.settings.run.out;
+    if !dir.join(crate::run::ledger::FILE).is_file() {
+        return;
+    }
+    let ledger = match Ledger::open_existing(dir) {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            report.check("ledger", Err(format!("{err:#}")));
+            return;
+        }
+    };
+    let version = match ledger.schema_version() {
+        Ok(v) if v <= crate::run::ledger::SCHEMA_VERSION => Ok(format!("{} schema version {v}", dir.display())),
+        Ok(v) => Err(format!(
+            "{} has schema version {v}, newer than this promote understands ({})",
+            dir.display(),
+            crate::run::ledger::SCHEMA_VERSION
+        )),
+        Err(err) => Err(format!("{err:#}")),
+    };
+    report.check("ledger", version);
+    report.check(
+        "ledger integrity",
+        match ledger.integrity_check() {
+            Ok(text) if text == "ok" => Ok("integrity_check ok".into()),
+            Ok(text) => Err(format!("integrity_check: {text}")),
+            Err(err) => Err(format!("{err:#}")),
+        },
+    );
+    match ledger.stuck(now_ms(), &owner_alive) {
+        Ok(stuck) if stuck.is_empty() => {
+            report.check("ledger jobs", Ok("no job stuck in flight".into()));
+        }
+        Ok(stuck) => {
+            let detail = format!(
+                "{} job(s) in flight with no live lease (e.g. {}); the next `promote run` takes them back",
+                stuck.len(),
+                stuck[0].0
+            );
+            if report.json {
+                println!("{}", json!({ "check": "ledger jobs", "ok": true, "warning": detail }));
+            } else {
+                println!("warn ledger jobs: {detail}");
+            }
+        }
+        Err(err) => {
+            report.check("ledger jobs", Err(format!("{err:#}")));
+        }
     }
 }
 

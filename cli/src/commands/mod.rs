@@ -7,7 +7,9 @@ mod ls;
 mod put;
 mod recover;
 mod rm;
+mod run;
 mod stat;
+mod status;
 mod verify;
 
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => rm::run(&loaded, args).await,
         Command::Recover(args) => recover::run(&loaded, args).await,
         Command::Doctor(args) => doctor::run(&loaded, args).await,
+        Command::Run(args) => run::run(&loaded, args).await,
+        Command::Status(args) => status::run(&loaded, &args),
         Command::Config(ConfigCommand::Show { json }) => config_show::run(&loaded, json),
     }
 }

@@ -1,0 +1,27 @@
+//! `promote run MANIFEST`: download runs (see `crate::run`).
+
+use std::process::ExitCode;
+
+use crate::args::RunArgs;
+use crate::run::{self, Plan};
+use crate::settings::Loaded;
+
+pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = loaded.settings.run.clone();
+    if let Some(out) = args.out {
+        settings.out = out;
+    }
+    if let Some(max) = args.max {
+        settings.max = Some(max);
+    }
+    if let Some(n) = args.concurrency {
+        settings.concurrency = n;
+    }
+    if let Some(n) = args.per_host {
+        settings.per_host = n;
+    }
+    let plan =
+        Plan { manifest: args.manifest, settings, dry_run: args.dry_run, report: args.report, quiet: args.quiet };
+    let code = run::run(loaded, plan).await?;
+    Ok(ExitCode::from(code))
+}

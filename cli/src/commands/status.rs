@@ -1,0 +1,65 @@
+//! `promote status [DIR]`: what a run directory's ledger says.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::args::StatusArgs;
+use crate::run::ledger::{Ledger, State, now_ms};
+use crate::run::shards::owner_alive;
+use crate::settings::Loaded;
+use crate::output::out;
+
+pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(|| loaded.settings.run.out.clone());
+    let ledger = Ledger::open_existing(&dir).map_err(|e| super::usage(format!("{e:#}")))?;
+    let now = now_ms();
+    let version = ledger.schema_version()?;
+    let counts = ledger.counts()?;
+    let (live, expired) = ledger.claims(now, &owner_alive)?;
+    let stuck = ledger.stuck(now, &owner_alive)?;
+    let failures = ledger.failures()?;
+    if args.json {
+        let failures: Vec<_> = failures
+            .iter()
+            .map(|f| json!({ "key": f.key, "reason": f.reason, "attempts": f.attempts, "error": f.error }))
+            .collect();
+        let stuck: Vec<_> = stuck.iter().map(|(key, state)| json!({ "key": key, "state": state })).collect();
+        out!(
+            "{}",
+            json!({
+                "schema_version": version,
+                "states": counts,
+                "claims": { "live": live, "expired": expired },
+                "stuck": stuck,
+                "failures": failures,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!("run directory {} (ledger schema version {version})", dir.display());
+    let states: Vec<String> =
+        State::ALL.iter().filter_map(|s| counts.get(s.as_str()).map(|n| format!("{} {n}", s.as_str()))).collect();
+    let total: u64 = counts.values().sum();
+    out!("jobs: {total} ({})", if states.is_empty() { "none".into() } else { states.join(", ") });
+    out!("claims: {live} live, {expired} expired");
+    if !stuck.is_empty() {
+        out!("stuck: {} job(s) in flight with no live claim (the next `promote run` takes them back)", stuck.len());
+        for (key, state) in &stuck {
+            out!("  {state:<9} {key}");
+        }
+    }
+    if !failures.is_empty() {
+        out!("failures: {}", failures.len());
+        for f in &failures {
+            out!(
+                "  {:<20} {} ({} attempts){}",
+                f.reason,
+                f.key,
+                f.attempts,
+                f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

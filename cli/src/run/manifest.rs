@@ -1,0 +1,147 @@
+//! The manifest: JSON Lines, one item a line — `{"source", "key", "sha256"?, "size"?}`.
+//!
+//! A bad line never stops the run: it becomes a [`BadLine`] with its line number and reason,
+//! reported and counted as failed, and the other lines proceed.
+
+use std::path::{Path, PathBuf};
+
+use promote_core::{Expected, Key, Sha256};
+use serde::Deserialize;
+
+/// Where an item's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An `http://` or `https://` URL.
+    Http(reqwest::Url),
+    /// A local file, already resolved against the manifest's directory.
+    Local(PathBuf),
+}
+
+/// One valid manifest line.
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
+    /// 1-based line number in the manifest.
+    pub(crate) line: usize,
+    /// The `source` field as written (part of the job key).
+    pub(crate) source_text: String,
+    /// The resolved source.
+    pub(crate) source: Source,
+    /// The destination key.
+    pub(crate) key: Key,
+    /// The promised size and digest, if given.
+    pub(crate) expected: Expected,
+}
+
+/// A line that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadLine {
+    /// 1-based line number.
+    pub(crate) line: usize,
+    /// Why, in a few words.
+    pub(crate) reason: String,
+    /// The key, if the line had a readable one.
+    pub(crate) key: Option<String>,
+    /// The source, if the line had a readable one.
+    pub(crate) source: Option<String>,
+}
+
+/// One non-blank line of the manifest, in order.
+pub(crate) type Entry = Result<Item, BadLine>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    source: Option<String>,
+    key: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+/// Parses manifest `text`; local sources are resolved against `base` (the manifest's directory).
+pub(crate) fn parse(text: &str, base: &Path) -> Vec<Entry> {
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base)).collect()
+}
+
+fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
+    let bad = |reason: String, key: Option<String>, source: Option<String>| BadLine { line, reason, key, source };
+    let raw: Raw = serde_json::from_str(text).map_err(|e| bad(format!("not a manifest item: {e}"), None, None))?;
+    let (key_text, source_text) = (raw.key.clone(), raw.source.clone());
+    let Some(source) = raw.source.filter(|s| !s.is_empty()) else {
+        return Err(bad("missing \"source\"".into(), key_text, source_text));
+    };
+    let Some(key) = raw.key else {
+        return Err(bad("missing \"key\"".into(), key_text, source_text));
+    };
+    let key = Key::new(key).map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?;
+    let sha256 = match raw.sha256 {
+        None => None,
+        Some(hex) => {
+            Some(hex.parse::<Sha256>().map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?)
+        }
+    };
+    let resolved = resolve(&source, base).map_err(|reason| bad(reason, key_text.clone(), source_text.clone()))?;
+    Ok(Item { line, source_text: source, source: resolved, key, expected: Expected { size: raw.size, sha256 } })
+}
+
+fn resolve(source: &str, base: &Path) -> Result<Source, String> {
+    let lower = source.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let url = reqwest::Url::parse(source).map_err(|e| format!("bad URL {source:?}: {e}"))?;
+        if url.host_str().is_none() {
+            return Err(format!("bad URL {source:?}: no host"));
+        }
+        return Ok(Source::Http(url));
+    }
+    if let Some(scheme_end) = source.find("://") {
+        return Err(format!("unsupported source scheme {:?} (use http, https or a local path)", &source[..scheme_end]));
+    }
+    Ok(Source::Local(base.join(source)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn good_lines_and_bad_lines_keep_their_line_numbers() {
+        let text = format!(
+            "{{\"source\": \"https://example.org/a.pdf\", \"key\": \"papers/a.pdf\", \"sha256\": \"{SHA}\", \"size\": 0}}\n\
+             \n\
+             not json\n\
+             {{\"source\": \"b.txt\", \"key\": \"b\"}}\n\
+             {{\"source\": \"c.txt\", \"key\": \"../escape\"}}\n\
+             {{\"source\": \"d.txt\", \"key\": \"d\", \"sha256\": \"xyz\"}}\n\
+             {{\"key\": \"e\"}}\n\
+             {{\"source\": \"f\", \"key\": \"f\", \"colour\": \"red\"}}\n\
+             {{\"source\": \"ftp://host/g\", \"key\": \"g\"}}\n"
+        );
+        let entries = parse(&text, Path::new("/m"));
+        assert_eq!(entries.len(), 8);
+        let a = entries[0].as_ref().unwrap();
+        assert_eq!((a.line, a.key.as_str()), (1, "papers/a.pdf"));
+        assert!(matches!(&a.source, Source::Http(u) if u.host_str() == Some("example.org")));
+        assert_eq!(a.expected.size, Some(0));
+        assert_eq!(a.expected.sha256.unwrap().to_string(), SHA);
+        let b = entries[2].as_ref().unwrap();
+        assert_eq!(b.line, 4);
+        assert_eq!(b.source, Source::Local(PathBuf::from("/m/b.txt")));
+        let bad: Vec<(usize, &str)> =
+            entries.iter().filter_map(|e| e.as_ref().err()).map(|b| (b.line, b.reason.as_str())).collect();
+        assert_eq!(bad.iter().map(|b| b.0).collect::<Vec<_>>(), vec![3, 5, 6, 7, 8, 9]);
+        assert!(bad[0].1.starts_with("not a manifest item"), "{}", bad[0].1);
+        assert!(bad[1].1.contains("invalid key"), "{}", bad[1].1);
+        assert!(bad[2].1.contains("SHA-256"), "{}", bad[2].1);
+        assert!(bad[3].1.contains("missing \"source\""), "{}", bad[3].1);
+        assert!(bad[4].1.contains("colour"), "{}", bad[4].1);
+        assert!(bad[5].1.contains("ftp"), "{}", bad[5].1);
+        assert_eq!(entries[5].as_ref().unwrap_err().key.as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn absolute_local_paths_stay_absolute() {
+        let entries = parse("{\"source\": \"/data/x\", \"key\": \"x\"}", Path::new("/m"));
+        assert_eq!(entries[0].as_ref().unwrap().source, Source::Local(PathBuf::from("/data/x")));
+    }
+}

@@ -1,0 +1,364 @@
+//! `promote run`: download a manifest's items into storage, each exactly once, resumably.
+//!
+//! The pieces, one file each: [`manifest`] (JSON Lines in), [`job`] (job keys), [`ledger`]
+//! (SQLite: job states, checkpoints, shard leases), [`shards`] (sizing and leases),
+//! [`fetch`] (HTTP client, per-host limits and headers, retries), [`resume`] (partial files and
+//! decisions), [`item`] (one item start to finish), [`progress`] (what the user sees while it
+//! runs) and [`report`] (summary, JSON report, exit code). This file plans the run and drives
+//! the shards.
+
+pub(crate) mod bucket;
+pub(crate) mod fetch;
+pub(crate) mod item;
+pub(crate) mod job;
+pub(crate) mod ledger;
+pub(crate) mod manifest;
+pub(crate) mod progress;
+pub(crate) mod report;
+pub(crate) mod resume;
+pub(crate) mod shards;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use promote_core::Mode;
+use tokio::sync::{Notify, Semaphore};
+
+use self::item::{Ctx, Done};
+use self::ledger::{Db, Ledger, now_ms};
+use self::manifest::Item;
+use self::report::{ItemReport, Summary};
+use self::shards::{Lease, Leases, LedgerLeases};
+use crate::settings::{Loaded, RunSettings};
+
+/// A run as asked for on the command line, settings already merged with flags.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The manifest file.
+    pub(crate) manifest: PathBuf,
+    /// The `[run]` settings with flags applied.
+    pub(crate) settings: RunSettings,
+    /// Only report what would be done.
+    pub(crate) dry_run: bool,
+    /// Where to write the JSON report.
+    pub(crate) report: Option<PathBuf>,
+    /// No progress, no summary.
+    pub(crate) quiet: bool,
+}
+
+/// Runs `plan`; returns the exit code (0 when every item is promoted, present or skipped).
+///
+/// # Errors
+///
+/// When the manifest cannot be read, the backend or the ledger cannot be opened, or the ledger
+/// fails mid-run.
+pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let text = std::fs::read(&plan.manifest)
+        .map_err(|e| crate::commands::usage(format!("cannot read the manifest {}: {e}", plan.manifest.display())))?;
+    let base = plan.manifest.parent().map(PathBuf::from).unwrap_or_default();
+    let entries = manifest::parse(&String::from_utf8_lossy(&text), &base);
+    let mut reports = Vec::new();
+    let mut items = Vec::new();
+    for entry in entries {
+        match entry {
+            Err(bad) => {
+                eprintln!("{}:{}: {}", plan.manifest.display(), bad.line, bad.reason);
+                reports.push(ItemReport::bad_line(&bad));
+            }
+            Ok(item) => items.push(item),
+        }
+    }
+    let max = plan.settings.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
+    reports.extend(rest.iter().map(|item| ItemReport::item(item, &Done::skipped())));
+    if plan.dry_run {
+        reports.extend(items.iter().map(|item| ItemReport::item(item, &Done::skipped())));
+        return finish(&plan, Summary::new(reports, started.elapsed()));
+    }
+
+    let store = crate::settings::open(loaded).await?;
+    store.check_mode(&Mode::Create)?;
+    let out = plan.settings.out.clone();
+    let (partials, spool) = (out.join("partials"), out.join("spool"));
+    for dir in [&partials, &spool] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let ledger = tokio::task::block_in_place(|| Ledger::open(&out))?;
+    let db = Db::new(ledger);
+    let jobs: Vec<String> = items.iter().map(job::key).collect();
+    let planned: Vec<(String, String, String)> =
+        items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string(), i.source_text.clone())).collect();
+    let shard_size = shards::size(plan.settings.shard_size, items.len());
+    let shard_count = items.len().div_ceil(shard_size) as u64;
+    let run_id = shards::run_id(&text, items.len(), shard_size);
+    let run = run_id.clone();
+    db.call(move |l| {
+        l.plan(planned.iter().map(|(j, k, s)| (j.as_str(), k.as_str(), s.as_str())), now_ms())?;
+        l.prepare_shards(&run, shard_count)
+    })
+    .await?;
+    let owner = shards::owner();
+    tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
+    let local = LedgerLeases {
+        db: db.clone(),
+        run: run_id.clone(),
+        owner,
+        lease: plan.settings.lease.max(Duration::from_secs(1)),
+    };
+    // A backend with control objects (S3) shares leases through the bucket, so machines with
+    // separate run directories split the work too.
+    let leases: Arc<dyn Leases> = match store.backend().control() {
+        Some(control) => Arc::new(bucket::BucketLeases::new(local, control, &run_id)),
+        None => Arc::new(local),
+    };
+
+    let progress = progress::Progress::new(items.len() as u64, plan.quiet);
+    let ticker = progress.spawn_ticker();
+    let ctx = Arc::new(Ctx {
+        store,
+        db: db.clone(),
+        http: fetch::Http::new(&plan.settings)?,
+        retries: plan.settings.retries,
+        resume_threshold: plan.settings.resume_threshold,
+        streaming: loaded.settings.streaming,
+        partials,
+        spool,
+        progress: Arc::clone(&progress),
+    });
+    let work = Work {
+        ctx,
+        leases,
+        items: Arc::new(items),
+        jobs: Arc::new(jobs),
+        shard_size,
+        slots: Arc::new(Semaphore::new(plan.settings.concurrency.max(1))),
+        fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
+        results: std::sync::Mutex::new(Vec::new()),
+        cursor: AtomicUsize::new(0),
+        unstarted: AtomicUsize::new(0),
+        started: Notify::new(),
+        failed_elsewhere: std::sync::Mutex::new(BTreeMap::new()),
+    };
+    let outcome = work.drive().await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    progress.finish();
+    outcome?;
+
+    let mut done: Vec<Option<Done>> = vec![None; work.items.len()];
+    for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        done[index] = Some(result);
+    }
+    let fates = work.fates.into_inner();
+    let failed_elsewhere = work.failed_elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (index, slot) in done.iter_mut().enumerate() {
+        if slot.is_some() {
+            continue;
+        }
+        let job = work.jobs[index].clone();
+        *slot = Some(if fates[index / shard_size] == Fate::DoneElsewhere {
+            Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
+        } else {
+            let row = db.call(move |l| l.job(&job)).await?;
+            Done::from_ledger(row.as_ref())
+        });
+    }
+    reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d.as_ref().expect("filled"))));
+    finish(&plan, Summary::new(reports, started.elapsed()))
+}
+
+fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
+    if let Some(path) = &plan.report {
+        let text = serde_json::to_string_pretty(&summary.json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if !plan.quiet {
+        eprintln!("{}", summary.line());
+    }
+    Ok(summary.exit_code())
+}
+
+/// What this process knows about a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Not finished as far as we know.
+    Pending,
+    /// Leased by one of our runners.
+    Mine,
+    /// Finished (by us, or another worker sharing the ledger).
+    Done,
+    /// Finished by a worker elsewhere, with its failed jobs (job key → reason).
+    DoneElsewhere,
+}
+
+/// The shared state of a run's shard runners.
+struct Work {
+    ctx: Arc<Ctx>,
+    leases: Arc<dyn Leases>,
+    items: Arc<Vec<Item>>,
+    jobs: Arc<Vec<String>>,
+    shard_size: usize,
+    slots: Arc<Semaphore>,
+    fates: tokio::sync::Mutex<Vec<Fate>>,
+    results: std::sync::Mutex<Vec<(usize, Done)>>,
+    /// Jobs that failed in shards finished elsewhere: job key → reason.
+    failed_elsewhere: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Where the next scan for a shard to lease starts.
+    cursor: AtomicUsize,
+    /// Items of leased shards still waiting for a slot.
+    unstarted: AtomicUsize,
+    /// Signalled whenever an item takes a slot.
+    started: Notify,
+}
+
+impl Work {
+    fn range(&self, shard: usize) -> std::ops::Range<usize> {
+        shard * self.shard_size..((shard + 1) * self.shard_size).min(self.items.len())
+    }
+
+    /// Leases shards and works through them until every shard is done by someone. A new shard
+    /// is leased only when every item of the shards held has a slot, so a process holds no more
+    /// than it can work on, and one slow item never holds up the rest.
+    async fn drive(&self) -> anyhow::Result<()> {
+        let mut running = FuturesUnordered::new();
+        loop {
+            if self.unstarted.load(Ordering::Acquire) == 0 {
+                // Keep the items in flight moving while leasing (a lease may be a network call).
+                let leasing = self.next_shard();
+                tokio::pin!(leasing);
+                let (next, waiting) = loop {
+                    tokio::select! {
+                        leased = &mut leasing => break leased?,
+                        Some(result) = running.next() => result?,
+                    }
+                };
+                if let Some(shard) = next {
+                    self.unstarted.fetch_add(self.range(shard).len(), Ordering::AcqRel);
+                    running.push(self.run_shard(shard));
+                    continue;
+                }
+                if running.is_empty() && !waiting {
+                    return Ok(());
+                }
+                // Nothing to lease now: wait for one of ours to finish, or for others' to.
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = tokio::time::sleep(self.leases.poll()) => {}
+                }
+            } else {
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = self.started.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// The next shard this process can lease, and whether others still hold unfinished ones.
+    /// Scans on from the last shard leased, so each shard is asked about about once until the
+    /// scan wraps around to the ones others held.
+    async fn next_shard(&self) -> anyhow::Result<(Option<usize>, bool)> {
+        let mut fates = self.fates.lock().await;
+        let count = fates.len();
+        let start = self.cursor.load(Ordering::Relaxed);
+        let mut waiting = false;
+        for shard in (start..count).chain(0..start) {
+            if fates[shard] != Fate::Pending {
+                waiting |= fates[shard] == Fate::Mine;
+                continue;
+            }
+            let jobs = self.jobs[self.range(shard)].to_vec();
+            match self.leases.acquire(shard as u64, &jobs).await? {
+                Lease::Acquired { from } => {
+                    if let Some(from) = from {
+                        tracing::info!(shard, from = %from, "took over an expired lease");
+                    }
+                    fates[shard] = Fate::Mine;
+                    self.cursor.store(shard + 1, Ordering::Relaxed);
+                    return Ok((Some(shard), true));
+                }
+                Lease::Done(None) => fates[shard] = Fate::Done,
+                Lease::Done(Some(failed)) => {
+                    fates[shard] = Fate::DoneElsewhere;
+                    self.failed_elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(failed);
+                }
+                Lease::Held => waiting = true,
+            }
+        }
+        self.cursor.store(count, Ordering::Relaxed);
+        Ok((None, waiting))
+    }
+
+    async fn run_shard(&self, shard: usize) -> anyhow::Result<()> {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (leases, lost) = (Arc::clone(&self.leases), Arc::clone(&lost));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(leases.lease() / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match leases.renew(shard as u64).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(
+                                shard,
+                                "lost the shard's lease; leaving its remaining items to the new owner"
+                            );
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(shard, error = %format!("{err:#}"), "could not renew the shard's lease")
+                        }
+                    }
+                }
+            })
+        };
+        futures_util::stream::iter(self.range(shard))
+            .for_each_concurrent(None, |index| {
+                let lost = Arc::clone(&lost);
+                async move {
+                    let slot = self.slots.acquire().await;
+                    self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                    self.started.notify_one();
+                    let Ok(_slot) = slot else { return };
+                    if lost.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let done = item::process(&self.ctx, &self.items[index], &self.jobs[index]).await;
+                    self.ctx.progress.item_done();
+                    self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
+                }
+            })
+            .await;
+        renewer.abort();
+        let fate = if lost.load(Ordering::Relaxed) {
+            Fate::Pending
+        } else {
+            let failed: BTreeMap<String, String> = {
+                let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let range = self.range(shard);
+                results
+                    .iter()
+                    .filter(|(index, _)| range.contains(index))
+                    .filter_map(|(index, done)| {
+                        done.failure.as_ref().map(|f| (self.jobs[*index].clone(), f.reason.clone()))
+                    })
+                    .collect()
+            };
+            self.leases.finish(shard as u64, failed).await?;
+            Fate::Done
+        };
+        self.fates.lock().await[shard] = fate;
+        Ok(())
+    }
+}

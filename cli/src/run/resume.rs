@@ -1,0 +1,278 @@
+//! Partial downloads and resume decisions.
+//!
+//! A large item (or any item on the spool path) downloads into `partials/<job key>` in the run
+//! directory. At checkpoints the file is fsynced and then (offset, SHA-256 of the prefix,
+//! validators) recorded in the ledger, in that order, so a checkpoint never claims bytes that are
+//! not on disk. After a crash the file is cut back to the checkpoint and its prefix hashed again
+//! and compared: a mismatch discards it. The digester that checks the prefix keeps running over
+//! the rest of the body, so the final SHA-256 is a fresh hash of the whole object.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use promote_core::{Digest, Digester};
+
+use super::ledger::Checkpoint;
+
+/// Bytes written between two checkpoints at most.
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+/// Time between two checkpoints at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// What happened to an item's earlier progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The key already holds the expected (or previously promoted) digest: nothing fetched.
+    AlreadyComplete,
+    /// Kept bytes were checked and the download continued from them.
+    Resume,
+    /// Kept bytes could not be used (no range support, changed validators, failed prefix
+    /// check): fetched again from the start.
+    Discard,
+    /// Nothing was kept.
+    Fresh,
+}
+
+impl Decision {
+    /// The word used in summaries, reports and logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::AlreadyComplete => "already-complete",
+            Self::Resume => "resume",
+            Self::Discard => "discard",
+            Self::Fresh => "fresh",
+        }
+    }
+}
+
+/// A partial download on disk, with the running hash of everything in it.
+#[derive(Debug)]
+pub(crate) struct Partial {
+    path: PathBuf,
+    file: File,
+    digester: Digester,
+    unsynced: u64,
+    last_sync: Instant,
+    /// The `ETag` of the response the bytes came from.
+    pub(crate) etag: Option<String>,
+    /// Its `Last-Modified`.
+    pub(crate) last_modified: Option<String>,
+    /// The whole object's length, when known.
+    pub(crate) total: Option<u64>,
+}
+
+impl Partial {
+    /// An empty partial file at `path` (an older one there is truncated).
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created.
+    pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(path)?;
+        Ok(Self::new(path, file, Digester::new()))
+    }
+
+    fn new(path: &Path, file: File, digester: Digester) -> Self {
+        Self {
+            path: path.to_owned(),
+            file,
+            digester,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            etag: None,
+            last_modified: None,
+            total: None,
+        }
+    }
+
+    /// Reopens the partial at `path` as of `checkpoint`: cuts it back to the checkpoint's
+    /// offset and hashes the prefix again. `None` when the file is missing, shorter than the
+    /// checkpoint, or its prefix no longer hashes to the recorded digest (discard it).
+    ///
+    /// # Errors
+    ///
+    /// When the file exists but cannot be read or truncated.
+    pub(crate) fn reopen(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<Option<Self>> {
+        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() < checkpoint.offset {
+            return Ok(None);
+        }
+        file.set_len(checkpoint.offset)?;
+        let mut digester = Digester::new();
+        let mut buf = vec![0u8; 1 << 20];
+        file.seek(SeekFrom::Start(0))?;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            digester.update(&buf[..n]);
+        }
+        if digester.size() != checkpoint.offset || digester.clone().finish().sha256 != checkpoint.prefix_sha256 {
+            return Ok(None);
+        }
+        file.seek(SeekFrom::End(0))?;
+        let mut partial = Self::new(path, file, digester);
+        partial.etag.clone_from(&checkpoint.etag);
+        partial.last_modified.clone_from(&checkpoint.last_modified);
+        partial.total = checkpoint.total;
+        Ok(Some(partial))
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes in the file.
+    pub(crate) fn offset(&self) -> u64 {
+        self.digester.size()
+    }
+
+    /// Whether all announced bytes are in.
+    pub(crate) fn complete(&self) -> bool {
+        self.total == Some(self.offset())
+    }
+
+    /// The `If-Range` validator: a strong ETag, else Last-Modified; `None` when the server gave
+    /// neither (then a resume cannot be made safe, and the bytes are discarded).
+    pub(crate) fn if_range(&self) -> Option<String> {
+        match &self.etag {
+            Some(etag) if !etag.starts_with("W/") => Some(etag.clone()),
+            _ => self.last_modified.clone(),
+        }
+    }
+
+    /// Appends `chunk`.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails (disk full).
+    pub(crate) fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(chunk)?;
+        self.digester.update(chunk);
+        self.unsynced += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Whether a checkpoint is due.
+    pub(crate) fn due(&self) -> bool {
+        self.unsynced >= CHECKPOINT_BYTES || (self.unsynced > 0 && self.last_sync.elapsed() >= CHECKPOINT_EVERY)
+    }
+
+    /// Makes what was written durable and returns the checkpoint to record.
+    ///
+    /// # Errors
+    ///
+    /// When fsync fails.
+    pub(crate) fn sync(&mut self) -> std::io::Result<Checkpoint> {
+        tokio::task::block_in_place(|| self.file.sync_data())?;
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(self.checkpoint())
+    }
+
+    /// The checkpoint for what is in the file now.
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            offset: self.offset(),
+            prefix_sha256: self.digester.clone().finish().sha256,
+            etag: self.etag.clone(),
+            last_modified: self.last_modified.clone(),
+            total: self.total,
+        }
+    }
+
+    /// Drops every byte and starts over (the server sent the whole object again).
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be truncated.
+    pub(crate) fn reset(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.digester = Digester::new();
+        self.unsynced = 0;
+        (self.etag, self.last_modified, self.total) = (None, None, None);
+        Ok(())
+    }
+
+    /// Size and SHA-256 of everything in the file.
+    pub(crate) fn digest(&self) -> Digest {
+        self.digester.clone().finish()
+    }
+
+    /// The file, opened again for reading from the start.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be opened.
+    pub(crate) fn reader(&self) -> std::io::Result<File> {
+        File::open(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use promote_core::Sha256;
+
+    use super::*;
+
+    fn written(dir: &Path, bytes: &[u8]) -> (PathBuf, Checkpoint) {
+        let path = dir.join("p");
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(10);
+        partial.write(bytes).unwrap();
+        let cp = partial.checkpoint();
+        (path, cp)
+    }
+
+    #[test]
+    fn reopen_cuts_back_to_the_checkpoint_and_keeps_hashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, cp) = written(dir.path(), b"01234");
+        // Bytes written after the checkpoint (before a crash) are cut off.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"xx").unwrap();
+        let mut partial = Partial::reopen(&path, &cp).unwrap().expect("prefix checks out");
+        assert_eq!((partial.offset(), partial.if_range().as_deref()), (5, Some("\"v1\"")));
+        partial.write(b"56789").unwrap();
+        assert!(partial.complete());
+        // A fresh hash of the whole object, not one seeded with anything else.
+        assert_eq!(partial.digest().sha256, Sha256::of(b"0123456789"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn reopen_refuses_a_changed_short_or_missing_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, cp) = written(dir.path(), b"01234");
+        std::fs::write(&path, b"01X34").unwrap();
+        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "changed prefix");
+        std::fs::write(&path, b"012").unwrap();
+        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "short file");
+        std::fs::remove_file(&path).unwrap();
+        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "missing file");
+    }
+
+    #[test]
+    fn if_range_prefers_a_strong_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut partial = Partial::create(&dir.path().join("p")).unwrap();
+        assert_eq!(partial.if_range(), None);
+        partial.last_modified = Some("Tue, 01 Jan 2030 00:00:00 GMT".into());
+        partial.etag = Some("W/\"weak\"".into());
+        assert_eq!(partial.if_range().as_deref(), Some("Tue, 01 Jan 2030 00:00:00 GMT"));
+        partial.etag = Some("\"strong\"".into());
+        assert_eq!(partial.if_range().as_deref(), Some("\"strong\""));
+        partial.write(b"abc").unwrap();
+        partial.reset().unwrap();
+        assert_eq!((partial.offset(), partial.if_range()), (0, None));
+    }
+}

@@ -1,0 +1,185 @@
+//! Shards and their leases: how several workers split a manifest without asking the storage
+//! about every item.
+//!
+//! Items are grouped into shards of consecutive items. A worker leases a whole shard (owner,
+//! expiry), renews the lease in the background every third of its length, works through the
+//! shard's items and marks it done. A lease that expires, or whose owner is known to be dead
+//! (same host and PID namespace, process gone), is taken over by an idle worker, and the shard's
+//! unfinished jobs are claimed again with their partials kept for resume. Correctness never
+//! rests on leases: the final create-only promotion is the last line of defence; leases only
+//! keep two workers from fetching the same bytes.
+//!
+//! [`Leases`] is the one seam: [`LedgerLeases`] keeps leases in the run directory's ledger
+//! (several processes, one run directory).
+
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use promote_core::{Liveness, Owner};
+use sha2::{Digest as _, Sha256};
+
+use super::ledger::{Acquire, Db, now_ms};
+
+/// Items per shard: `configured`, but smaller when the manifest is small, so that several
+/// processes still get a share (about 64 shards at least, one item each at the least).
+pub(crate) fn size(configured: usize, items: usize) -> usize {
+    configured.max(1).min((items / 64).max(1))
+}
+
+/// The run's identity: the manifest's digest and how it is cut into shards, so workers agree on
+/// shard numbers only when they agree on the items.
+pub(crate) fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(manifest);
+    hasher.update(format!("\n{items}/{shard_size}").as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Who holds a lease: core's [`Owner`] of this process (host, boot id, PID namespace, PID,
+/// start time, nonce) as JSON. Two processes never share one, even across PID reuse or
+/// containers.
+pub(crate) fn owner() -> String {
+    serde_json::to_string(&Owner::me()).expect("an owner serializes")
+}
+
+/// Whether the lease owner `owner` may still be alive: false only when it is known to be gone
+/// (same host, boot and PID namespace, and its process has exited).
+pub(crate) fn owner_alive(owner: &str) -> bool {
+    serde_json::from_str::<Owner>(owner).map_or(true, |o| o.liveness() != Liveness::Dead)
+}
+
+/// What trying to lease a shard gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// Leased now; `from` names the previous holder when its lease was taken over.
+    Acquired {
+        /// The previous holder.
+        from: Option<String>,
+    },
+    /// Another live worker holds it.
+    Held,
+    /// Finished already. `Some(failed)`: by a worker elsewhere, with its failed jobs (job key →
+    /// reason); `None`: look in this run directory's ledger.
+    Done(Option<BTreeMap<String, String>>),
+}
+
+impl From<Acquire> for Lease {
+    fn from(acquire: Acquire) -> Self {
+        match acquire {
+            Acquire::Acquired { from } => Self::Acquired { from },
+            Acquire::Held => Self::Held,
+            Acquire::Done => Self::Done(None),
+        }
+    }
+}
+
+/// Shard leases, wherever they live.
+#[async_trait]
+pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
+    /// Tries to lease `shard`, whose items have job keys `jobs`.
+    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease>;
+    /// Extends the lease; false when it was lost to another worker.
+    async fn renew(&self, shard: u64) -> anyhow::Result<bool>;
+    /// Marks the shard done and releases it; `failed` lists its failed jobs (job key → reason).
+    async fn finish(&self, shard: u64, failed: BTreeMap<String, String>) -> anyhow::Result<()>;
+    /// How long a lease lasts without renewal.
+    fn lease(&self) -> Duration;
+    /// How often a worker with nothing to lease looks again at shards others hold.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(300)
+    }
+}
+
+/// Leases in the run directory's ledger, for processes sharing it.
+#[derive(Debug)]
+pub(crate) struct LedgerLeases {
+    /// The ledger.
+    pub(crate) db: Db,
+    /// The run (see [`run_id`]).
+    pub(crate) run: String,
+    /// This worker (see [`owner`]).
+    pub(crate) owner: String,
+    /// Lease length.
+    pub(crate) lease: Duration,
+}
+
+#[async_trait]
+impl Leases for LedgerLeases {
+    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease> {
+        let (run, owner, jobs, lease) = (self.run.clone(), self.owner.clone(), jobs.to_vec(), self.lease_ms());
+        Ok(self.db.call(move |l| l.acquire(&run, shard, &jobs, &owner, now_ms(), lease, &owner_alive)).await?.into())
+    }
+
+    async fn renew(&self, shard: u64) -> anyhow::Result<bool> {
+        let (run, owner, lease) = (self.run.clone(), self.owner.clone(), self.lease_ms());
+        self.db.call(move |l| l.renew(&run, shard, &owner, now_ms(), lease)).await
+    }
+
+    async fn finish(&self, shard: u64, _failed: BTreeMap<String, String>) -> anyhow::Result<()> {
+        let (run, owner) = (self.run.clone(), self.owner.clone());
+        let mine = self.db.call(move |l| l.finish(&run, shard, &owner)).await?;
+        if !mine {
+            tracing::warn!(shard, "the shard's lease was taken over before it was finished");
+        }
+        Ok(())
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+}
+
+impl LedgerLeases {
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// Drops this worker's lease on `shard` without marking it done.
+    pub(crate) async fn release(&self, shard: u64) -> anyhow::Result<()> {
+        let (run, owner) = (self.run.clone(), self.owner.clone());
+        self.db.call(move |l| l.release(&run, shard, &owner)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_size_shrinks_for_small_manifests() {
+        assert_eq!(size(256, 0), 1);
+        assert_eq!(size(256, 10), 1);
+        assert_eq!(size(256, 300), 4);
+        assert_eq!(size(256, 2001), 31);
+        assert_eq!(size(256, 64 * 256), 256);
+        assert_eq!(size(256, 1_000_000), 256);
+        assert_eq!(size(100, 1_000_000), 100);
+        assert_eq!(size(0, 1_000), 1);
+    }
+
+    #[test]
+    fn run_ids_differ_with_manifest_and_cut() {
+        let a = run_id(b"m", 10, 1);
+        assert_eq!(a, run_id(b"m", 10, 1));
+        assert_ne!(a, run_id(b"m2", 10, 1));
+        assert_ne!(a, run_id(b"m", 9, 1));
+        assert_ne!(a, run_id(b"m", 10, 2));
+    }
+
+    #[test]
+    fn owners_are_alive_until_their_process_is_gone() {
+        let me = owner();
+        assert!(owner_alive(&me), "{me}");
+        let mut gone: Owner = serde_json::from_str(&me).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        gone.pid = child.id();
+        child.wait().unwrap();
+        assert!(!owner_alive(&serde_json::to_string(&gone).unwrap()));
+        // Another host: cannot tell, so presumed alive (its lease must expire).
+        gone.host = "elsewhere".into();
+        assert!(owner_alive(&serde_json::to_string(&gone).unwrap()));
+        assert!(owner_alive("not an owner record"));
+    }
+}
