@@ -78,12 +78,14 @@ fn s3() -> ClaimSuite {
         name: "s3",
         multipart_threshold: Some(THRESHOLD),
         factory: Arc::new(|| {
-            Box::pin(async { Fixture {
+            Box::pin(async {
+                Fixture {
                     store: Store::new(Arc::new(open_s3(None).await)),
                     guard: Box::new(()),
                     residue: None,
                     address: None,
-                } })
+                }
+            })
         }),
         independent: independent_s3,
     }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::args::StatusArgs;
+use crate::output::out;
 use crate::run::ledger::{Ledger, State, now_ms};
 use crate::run::shards::owner_alive;
 use crate::settings::Loaded;
-use crate::output::out;
 
 pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| loaded.settings.run.out.clone());

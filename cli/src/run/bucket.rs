@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use promote_core::claims::ControlStore;
-use promote_core::{Claims, Error, HeldClaim};
 #[cfg(test)]
 use promote_core::Owner;
+use promote_core::claims::ControlStore;
+use promote_core::{Claims, Error, HeldClaim};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
