@@ -577,19 +577,19 @@ impl Drop for HeldClaim {
         }
         let keep_alive = self.keep_alive.take();
         let shared = Arc::clone(&self.shared);
-        // Best effort, like dropping a staged write: release in the background; without a
-        // runtime the claim expires on its own.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Some(keep_alive) = keep_alive {
-                    keep_alive.stop().await;
-                }
-                if let Err(e) = shared.remove().await {
-                    tracing::warn!(claim = %shared.name, error = %e, "could not release a dropped claim; it expires");
-                }
-            });
-        } else if let Some(keep_alive) = keep_alive {
-            keep_alive.task.abort();
+        // Best effort, like dropping a staged write: release in the background (an exiting CLI
+        // waits for it, see `crate::cleanup`); without a runtime the claim expires on its own.
+        let abort = keep_alive.as_ref().map(|k| k.task.abort_handle());
+        let started = crate::cleanup::spawn(async move {
+            if let Some(keep_alive) = keep_alive {
+                keep_alive.stop().await;
+            }
+            if let Err(e) = shared.remove().await {
+                tracing::warn!(claim = %shared.name, error = %e, "could not release a dropped claim; it expires");
+            }
+        });
+        if !started && let Some(abort) = abort {
+            abort.abort();
         }
     }
 }

@@ -330,15 +330,14 @@ impl Drop for ObjectStaged {
         let Some(mut upload) = self.upload.take() else { return };
         upload.tasks.abort_all();
         let (inner, path) = (Arc::clone(&self.inner), self.path.clone());
-        // Best effort: abort in the background; `promote recover` finds what this misses.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                inner.conditions.clear(&upload.id);
-                if let Some(multipart) = &inner.multipart {
-                    let _ = multipart.abort_multipart(&path, &upload.id).await;
-                }
-                let _ = inner.store.delete(&upload.marker).await;
-            });
-        }
+        // Best effort: abort in the background (an exiting CLI waits for it, see
+        // `promote_core::cleanup`); `promote recover` finds what this misses.
+        promote_core::cleanup::spawn(async move {
+            inner.conditions.clear(&upload.id);
+            if let Some(multipart) = &inner.multipart {
+                let _ = multipart.abort_multipart(&path, &upload.id).await;
+            }
+            let _ = inner.store.delete(&upload.marker).await;
+        });
     }
 }
