@@ -286,7 +286,7 @@ fn config_file(global: &Global) -> anyhow::Result<Option<PathBuf>> {
 /// The top-level settings an environment variable may set (`PROMOTE_<NAME>` or
 /// `PROMOTE_<NAME>__<FIELD>`). Every other `PROMOTE_*` variable is left alone, so a CI variable
 /// that happens to share the prefix (`PROMOTE_TO_PROD`) breaks nothing.
-const ENV_SETTINGS: &[&str] = &["streaming", "spool_dir", "backend"];
+const ENV_SETTINGS: &[&str] = &["streaming", "spool_dir", "run", "backend"];
 
 /// Variables with the prefix that are not settings: the config file's name, the log level, the
 /// test suite's own.
@@ -431,4 +431,21 @@ impl std::fmt::Debug for Loaded {
 pub(crate) async fn open(loaded: &Loaded) -> anyhow::Result<promote_core::Store> {
     let backend = loaded.backend.open().await.context("opening the storage backend")?;
     Ok(promote_core::Store::new(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_top_level_setting_can_come_from_the_environment() {
+        let settings: Settings = Figment::from(Serialized::defaults(json!({}))).extract().expect("defaults");
+        let Value::Object(fields) = serde_json::to_value(&settings).expect("serializes") else { panic!("an object") };
+        for field in fields.keys().map(String::as_str).chain(["backend"]) {
+            assert!(ENV_SETTINGS.contains(&field), "PROMOTE_{} would be ignored", field.to_uppercase());
+        }
+        assert_eq!(env_setting("PROMOTE_RUN__RESUME_THRESHOLD"), Ok(Some("run.resume_threshold".into())));
+        assert_eq!(env_setting("PROMOTE_TO_PROD"), Ok(None));
+        assert!(env_setting("PROMOTE_BACKNED__ROOT").is_err());
+    }
 }

@@ -469,9 +469,12 @@ fn reads_never_write_and_work_with_read_only_credentials() {
 
     let proxy = Proxy::start(&s, "read-only", &["--read-only"]);
     let b = Bucket { endpoint: proxy.endpoint.clone(), prefix: direct.prefix.clone() };
-    let out = b.run(&s, &["ls"]);
+    let out = b.run(&s, &["ls", "-r"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("small") && stdout(&out).contains("dir/large"), "{}", stdout(&out));
+    let out = b.run(&s, &["ls", "-l"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains(&sha(&small)) && stdout(&out).contains("dir/"), "{}", stdout(&out));
     assert!(b.get(&s, "small") == small);
     assert!(b.get(&s, "dir/large") == large);
     let out = b.run(&s, &["get", "dir/large", "copy"]);

@@ -44,6 +44,9 @@ pub(crate) struct ObjectControl {
     inner: Arc<Inner>,
 }
 
+/// Tries of one presigned control request (see `ObjectControl::presigned`).
+const ATTEMPTS: u32 = 4;
+
 impl ObjectControl {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         Self { inner }
@@ -78,8 +81,33 @@ impl ObjectControl {
         Error::VersionMismatch { key: self.path(name).to_string(), expected: tag.0.clone() }
     }
 
-    /// Sends `method` on `name` as a presigned request (S3 only), with extra headers.
+    /// Sends `method` on `name` as a presigned request (S3 only), with extra headers. GET and
+    /// DELETE are idempotent, so a connection error, a 5xx or a 429 is tried again (up to
+    /// [`ATTEMPTS`] times, backing off from 100 ms).
     async fn presigned(
+        &self,
+        signer: &dyn Signer,
+        http: &object_store::client::HttpClient,
+        method: Method,
+        name: &str,
+        headers: &[(http::HeaderName, &str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.presigned_once(signer, http, method.clone(), name, headers).await;
+            let transient = match &result {
+                Ok((status, _, _)) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+                Err(_) => true,
+            };
+            if !transient || attempt >= ATTEMPTS {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+    }
+
+    async fn presigned_once(
         &self,
         signer: &dyn Signer,
         http: &object_store::client::HttpClient,
