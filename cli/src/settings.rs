@@ -58,7 +58,7 @@ pub(crate) struct RunSettings {
     /// Retries of a transient failure per item (attempts = retries + 1).
     pub(crate) retries: u32,
     /// Items at least this large download into a resumable partial file in the run directory.
-    #[serde(with = "size_text")]
+    #[serde(with = "promote_core::size")]
     pub(crate) resume_threshold: u64,
     /// Items per shard lease (smaller for small manifests, so several processes share work).
     pub(crate) shard_size: usize,
@@ -162,49 +162,6 @@ mod duration_text {
             Raw::Text(t) => humantime::parse_duration(&t)
                 .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"10s\": {e}"))),
         }
-    }
-}
-
-/// Sizes as bytes or text (`"16MiB"`, `"512KiB"`, `"1GB"`).
-pub(crate) mod size_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*n)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(n) => Ok(n),
-            Raw::Text(t) => {
-                parse(&t).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a size like \"16MiB\"")))
-            }
-        }
-    }
-
-    /// `"16MiB"` → 16777216.
-    pub(crate) fn parse(text: &str) -> Option<u64> {
-        let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let n: u64 = digits.parse().ok()?;
-        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1_000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            _ => return None,
-        };
-        n.checked_mul(scale)
     }
 }
 

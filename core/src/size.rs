@@ -27,6 +27,34 @@ pub fn parse(text: &str) -> Result<u64, String> {
     digits.parse::<u64>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(bad)
 }
 
+/// Serde `with` module half: a size is written as its bytes.
+///
+/// # Errors
+///
+/// The serializer's.
+pub fn serialize<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
+/// Serde `with` module half: a size is bytes (`1048576`) or text with a unit (`"8MiB"`), as
+/// [`parse`] reads it.
+///
+/// # Errors
+///
+/// A message naming the text when it is not a size.
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match <Raw as serde::Deserialize>::deserialize(d)? {
+        Raw::Bytes(n) => Ok(n),
+        Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
+    }
+}
+
 /// `1.5 MiB`-style sizes for humans (exact bytes below 1 KiB).
 pub fn format(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -217,41 +217,12 @@ impl BackendConfig for MemoryConfig {
 }
 
 fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(*n)
+    promote_core::size::serialize(n, s)
 }
 
 /// Bytes as an integer, or a string with a unit: "512KiB", "8MiB", "1GiB", "8MB".
 fn size_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Str(String),
-    }
-    let text = match Raw::deserialize(d)? {
-        Raw::Int(n) => return Ok(n),
-        Raw::Str(s) => s,
-    };
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        _ => return Err(serde::de::Error::custom(format!("{text:?} is not a size like \"8MiB\""))),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size like \"8MiB\"")))
+    promote_core::size::deserialize(d)
 }
 
 fn duration_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
