@@ -204,7 +204,24 @@ impl Ledger {
 
     fn configure(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL needs the database to itself, and SQLite answers "busy" at once
+        // (without its busy handler) while another process opens the same new ledger: wait for
+        // it, as the busy timeout would.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // WAL + NORMAL survives any process crash; a power loss may forget the last few
         // transitions, which the next run rediscovers from the backend (create-only).
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
