@@ -80,11 +80,7 @@ pub fn run(suites: Vec<ClaimSuite>) -> ExitCode {
                 if let Some(reason) = skip {
                     return Err(Failed::from(format!("not supported by this backend: {reason}")));
                 }
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Failed::from(e.to_string()))?;
+                let runtime = crate::case_runtime()?;
                 runtime.block_on(async move {
                     let fixture = (suite.factory)().await;
                     let store = fixture.store.clone();

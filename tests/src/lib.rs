@@ -173,11 +173,7 @@ pub fn run(suites: Vec<Suite>) -> ExitCode {
                 if let Some(reason) = skip {
                     return Err(Failed::from(format!("not supported by this backend: {reason}")));
                 }
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Failed::from(e.to_string()))?;
+                let runtime = case_runtime()?;
                 runtime.block_on(async move {
                     let fixture = factory().await;
                     let ctx = cases::Ctx {
@@ -198,4 +194,13 @@ pub fn run(suites: Vec<Suite>) -> ExitCode {
         }
     }
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The runtime one case runs on (two workers, as a small machine has), for libtest-mimic trials.
+pub(crate) fn case_runtime() -> Result<tokio::runtime::Runtime, Failed> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))
 }
