@@ -112,13 +112,15 @@ impl Backend for LocalBackend {
     async fn stage(&self, key: &Key, _expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
         let key = key.clone();
         let inner = Arc::clone(&self.inner);
-        let (name, file) = self
-            .blocking({
-                let key = key.clone();
-                move |inner| staging::create(&inner.root, &key)
-            })
-            .await?;
-        Ok(Box::new(LocalStaged::start(inner, key, name, file)))
+        // The handle is made on the blocking thread: if this future is dropped while the file is
+        // being created (Ctrl-C, a closed pipe), tokio drops the finished handle, which removes it.
+        let staged = tokio::task::spawn_blocking(move || {
+            let (name, file) = staging::create(&inner.root, &key)?;
+            Ok::<_, Error>(LocalStaged::start(inner, key, name, file))
+        })
+        .await
+        .map_err(|e| Error::io("local backend task", std::io::Error::other(e)))??;
+        Ok(Box::new(staged))
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
