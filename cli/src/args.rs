@@ -14,9 +14,12 @@ Exit codes:
   4  verification failed: size or SHA-256 mismatch; nothing was published
   5  not found
   6  backend or I/O error (disk full, permissions, network); retrying may help
+  7  `config validate` found the configuration invalid
 
-Configuration: built-in defaults < TOML file (--config, else $PROMOTE_CONFIG, else ./promote.toml)
-< PROMOTE_* environment variables (PROMOTE_BACKEND__ROOT=/data) < flags. See `promote config show`.";
+Configuration: built-in defaults < TOML file (--config, else $PROMOTE_CONFIG, else the first of
+./promote.toml, $XDG_CONFIG_HOME/promote/promote.toml, /etc/promote/promote.toml) < PROMOTE_*
+environment variables (PROMOTE_BACKEND__ROOT=/data) < flags. Profiles: --profile / PROMOTE_PROFILE;
+named targets: --target / PROMOTE_TARGET. See `promote config show` and `promote config validate`.";
 
 /// Land files in storage all or nothing: streamed, SHA-256 verified, published atomically,
 /// create-only by default.
@@ -32,9 +35,18 @@ pub(crate) struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Configuration file (TOML). Default: $PROMOTE_CONFIG, else ./promote.toml if present.
+    /// Configuration file (TOML). Default: $PROMOTE_CONFIG, else the first found of
+    /// ./promote.toml, $XDG_CONFIG_HOME/promote/promote.toml, /etc/promote/promote.toml.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Configuration profile (a `[NAME]` table of the config file). Default: $PROMOTE_PROFILE,
+    /// else `default`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Named target (a `[targets.NAME]` table). Default: $PROMOTE_TARGET, else `default_target`,
+    /// else the `[backend]` table.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) target: Option<String>,
     /// Backend kind (sets backend.kind), e.g. `local`.
     #[arg(long, global = true, value_name = "KIND")]
     pub(crate) backend: Option<String>,
@@ -74,9 +86,32 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Show a run directory's ledger: jobs by state, leases, failures.
     Status(StatusArgs),
-    /// Inspect the configuration.
+    /// Copy objects between named targets, verified: TARGET:KEY or TARGET:PREFIX/. Keys whose
+    /// stored digest already matches at the destination are skipped without reading them.
+    Copy(CopyArgs),
+    /// Inspect, check, describe or start the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The source: TARGET:KEY, or TARGET:PREFIX/ for every object under the prefix.
+    pub(crate) src: String,
+    /// The destination: TARGET:KEY, or TARGET:PREFIX/ (the source's relative keys go under it).
+    pub(crate) dst: String,
+    /// Report what would be copied or skipped; copy nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Objects copied at once (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
+    /// One JSON object per key on stdout (failures too).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress and no summary line (receipts and errors still print).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -257,5 +292,23 @@ pub(crate) enum ConfigCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Check the whole config file (every profile, every target) without touching storage;
+    /// report every problem at once. Exits 7 when the configuration is invalid.
+    Validate {
+        /// Also run `doctor` against each target of the profile in force (live).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Print a JSON Schema of the config file (for editors that complete and check TOML).
+    Schema,
+    /// Write a commented starter config file (never over an existing file).
+    Init {
+        /// The backend kind the starter file configures.
+        #[arg(long, value_name = "KIND", default_value = "local", value_parser = ["local", "s3"])]
+        kind: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE", default_value = "promote.toml")]
+        path: PathBuf,
     },
 }

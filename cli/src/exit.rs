@@ -19,6 +19,8 @@ pub(crate) const VERIFY: u8 = 4;
 pub(crate) const NOT_FOUND: u8 = 5;
 /// The backend or local I/O failed (disk full, network, permissions); retry may help.
 pub(crate) const IO: u8 = 6;
+/// `config validate` found the configuration invalid (every problem is listed above).
+pub(crate) const INVALID_CONFIG: u8 = 7;
 
 /// A usage error the CLI itself detected (wrong combination of arguments, unreadable input path).
 #[derive(Debug)]

@@ -1,4 +1,9 @@
 //! Layered configuration: built-in defaults < TOML file < `PROMOTE_*` environment < flags.
+//!
+//! The file may hold profiles (`[default]`, `[dev]`, `[prod]`, … as figment and Rocket use them;
+//! the top-level settings belong to `default`), and named backends (`[targets.NAME]`) beside
+//! the unnamed `[backend]`. The profile comes from `--profile` / `PROMOTE_PROFILE`, the target
+//! from `--target` / `PROMOTE_TARGET`, else `default_target`, else `[backend]`.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +40,16 @@ pub(crate) struct Settings {
     #[serde(default, skip_serializing)]
     #[allow(dead_code)]
     backend: Option<figment::value::Value>,
+    /// Named backends (`[targets.NAME]`), each read by its kind's config type.
+    #[serde(default, skip_serializing)]
+    pub(crate) targets: std::collections::BTreeMap<String, figment::value::Value>,
+    /// The target used when neither `--target` nor `PROMOTE_TARGET` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) default_target: Option<String>,
 }
+
+/// The top-level settings (everything else at the top of a config file is a profile).
+pub(crate) const SETTING_KEYS: &[&str] = &["streaming", "spool_dir", "run", "backend", "targets", "default_target"];
 
 /// The `[run]` table: how `promote run` downloads (see the README, "Download runs").
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -200,6 +214,29 @@ pub(crate) struct Loaded {
     pub(crate) figment: Figment,
     pub(crate) settings: Settings,
     pub(crate) backend: Box<dyn BackendConfig>,
+    /// Where the configuration came from: the file, the profile and the target in force.
+    pub(crate) origin: Origin,
+}
+
+/// The file, profile and target in force, each with what chose it.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    /// The config file (absolute) and what named it (`--config`, `PROMOTE_CONFIG`, `search path`).
+    pub(crate) file: Option<(PathBuf, &'static str)>,
+    /// The profile and what chose it.
+    pub(crate) profile: (String, &'static str),
+    /// The named target (`None`: the `[backend]` table) and what chose it.
+    pub(crate) target: Option<(String, &'static str)>,
+}
+
+impl Origin {
+    /// The table the backend is read from: `backend` or `targets.NAME`.
+    pub(crate) fn table(&self) -> String {
+        match &self.target {
+            Some((name, _)) => format!("targets.{name}"),
+            None => "backend".into(),
+        }
+    }
 }
 
 impl Loaded {
@@ -224,30 +261,102 @@ impl<P: Provider> Provider for Named<P> {
     }
 }
 
-/// Which config file applies, if any. A file named explicitly must exist.
-fn config_file(global: &Global) -> anyhow::Result<Option<PathBuf>> {
+/// The places searched for a config file when none is named, in order: `./promote.toml`,
+/// `$XDG_CONFIG_HOME/promote/promote.toml` (`~/.config` when unset), `/etc/promote/promote.toml`.
+pub(crate) fn search_path() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("promote.toml")];
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")));
+    if let Some(xdg) = xdg {
+        paths.push(xdg.join("promote/promote.toml"));
+    }
+    paths.push(PathBuf::from("/etc/promote/promote.toml"));
+    paths
+}
+
+/// Which config file applies, if any, made absolute, and what chose it. A file named explicitly
+/// (`--config`, `PROMOTE_CONFIG`) must exist; otherwise the first file of [`search_path`].
+pub(crate) fn config_file(global: &Global) -> anyhow::Result<Option<(PathBuf, &'static str)>> {
     let explicit = match &global.config {
         Some(path) => Some((path.clone(), "--config")),
         None => std::env::var_os("PROMOTE_CONFIG").map(|p| (PathBuf::from(p), "PROMOTE_CONFIG")),
     };
-    match explicit {
+    let found = match explicit {
         Some((path, origin)) => {
             std::fs::metadata(&path)
                 .map_err(|e| Error::config(format!("config file {} (from {origin}): {e}", path.display())))?;
-            Ok(Some(path))
+            Some((path, origin))
         }
-        None => Ok(Some(PathBuf::from("promote.toml")).filter(|p| p.is_file())),
+        None => search_path().into_iter().find(|p| p.is_file()).map(|p| (p, "search path")),
+    };
+    Ok(found.map(|(path, origin)| (std::path::absolute(&path).unwrap_or(path), origin)))
+}
+
+/// A config file read as figment profiles: the top-level settings and `[default]` make the
+/// default profile, `[global]` the global one, and every other top-level table a profile.
+pub(crate) struct ConfigFile {
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self { path }
     }
+}
+
+impl Provider for ConfigFile {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("TOML file", figment::Source::File(self.path.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut flat = Toml::file_exact(&self.path).data()?;
+        let top = flat.remove(&Profile::Default).unwrap_or_default();
+        let mut out: Map<Profile, Dict> = Map::new();
+        for (key, value) in top {
+            let profile = match (&value, key.as_str()) {
+                (_, k) if SETTING_KEYS.contains(&k) => None,
+                (figment::value::Value::Dict(..), "default") => Some(Profile::Default),
+                (figment::value::Value::Dict(..), "global") => Some(Profile::Global),
+                (figment::value::Value::Dict(..), name) => Some(Profile::new(name)),
+                _ => None,
+            };
+            match (profile, value) {
+                (Some(profile), figment::value::Value::Dict(_, dict)) => {
+                    let entry = out.entry(profile).or_default();
+                    for (k, v) in dict {
+                        entry.insert(k, v);
+                    }
+                }
+                (_, value) => {
+                    out.entry(Profile::Default).or_default().insert(key, value);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The profiles a config file defines (besides `default`), sorted.
+pub(crate) fn file_profiles(path: &Path) -> Result<Vec<String>, figment::Error> {
+    let data = ConfigFile::new(path.to_owned()).data()?;
+    Ok(data
+        .keys()
+        .filter(|p| **p != Profile::Default && **p != Profile::Global)
+        .map(|p| p.as_str().to_string())
+        .collect())
 }
 
 /// The top-level settings an environment variable may set (`PROMOTE_<NAME>` or
 /// `PROMOTE_<NAME>__<FIELD>`). Every other `PROMOTE_*` variable is left alone, so a CI variable
 /// that happens to share the prefix (`PROMOTE_TO_PROD`) breaks nothing.
-const ENV_SETTINGS: &[&str] = &["streaming", "spool_dir", "run", "backend"];
+const ENV_SETTINGS: &[&str] = SETTING_KEYS;
 
 /// Variables with the prefix that are not settings: the config file's name, the log level, the
 /// test suite's own.
-const ENV_RESERVED: &[&str] = &["config", "log"];
+const ENV_RESERVED: &[&str] = &["config", "log", "profile", "target"];
 
 /// The setting `PROMOTE_<rest>` maps to, `None` for a variable that is not ours, or an error for
 /// a near-miss of a known setting (`PROMOTE_STREAMNG`), naming the variable and the setting.
@@ -281,9 +390,11 @@ fn environment() -> anyhow::Result<Env> {
             env_setting(var).map_err(Error::config)?;
         }
     }
-    Ok(Env::prefixed("PROMOTE_").filter_map(|key| {
-        env_setting(&format!("PROMOTE_{}", key.as_str().to_ascii_uppercase())).ok().flatten().map(Into::into)
-    }))
+    Ok(Env::prefixed("PROMOTE_")
+        .filter_map(|key| {
+            env_setting(&format!("PROMOTE_{}", key.as_str().to_ascii_uppercase())).ok().flatten().map(Into::into)
+        })
+        .global())
 }
 
 /// The env var that sets `path`.
@@ -294,15 +405,35 @@ pub(crate) fn env_var_for(path: &str) -> String {
     format!("PROMOTE_{}", path.replace('.', "__").to_uppercase())
 }
 
-/// Builds the layered figment.
-pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
+/// The profile in force: `--profile`, else `PROMOTE_PROFILE`, else `default`; and what chose it.
+pub(crate) fn profile(global: &Global) -> (String, &'static str) {
+    match (&global.profile, std::env::var("PROMOTE_PROFILE").ok().filter(|p| !p.is_empty())) {
+        (Some(p), _) => (p.clone(), "--profile"),
+        (None, Some(p)) => (p, "PROMOTE_PROFILE"),
+        (None, None) => (DEFAULT.into(), DEFAULT),
+    }
+}
+
+/// The layered figment before any flag that sets a backend setting, with the profile selected.
+///
+/// # Errors
+///
+/// A named config file that does not exist; a near-miss `PROMOTE_*` variable.
+pub(crate) fn base(global: &Global, file: Option<&Path>, profile: &str) -> anyhow::Result<Figment> {
     let defaults = json!({ "streaming": true, "backend": { "kind": "local" } });
     let mut figment = Figment::from(Named { name: DEFAULT, inner: Serialized::defaults(defaults) });
-    if let Some(path) = config_file(global)? {
-        figment = figment.merge(Toml::file_exact(path));
+    if let Some(path) = file {
+        figment = figment.merge(ConfigFile::new(path.to_owned()));
     }
     figment = figment.merge(environment()?);
-    let mut flags = serde_json::Map::new();
+    if let Some(streaming) = global.streaming {
+        figment = figment.merge(Named { name: FLAG, inner: Serialized::global("streaming", streaming) });
+    }
+    Ok(figment.select(profile))
+}
+
+/// `--backend` and `--root` set the table in force (`backend`, or the selected target's).
+fn with_backend_flags(figment: Figment, global: &Global, table: &str) -> Figment {
     let mut backend = serde_json::Map::new();
     if let Some(kind) = &global.backend {
         backend.insert("kind".into(), json!(kind));
@@ -310,25 +441,94 @@ pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
     if let Some(root) = &global.root {
         backend.insert("root".into(), json!(root));
     }
-    if !backend.is_empty() {
-        flags.insert("backend".into(), Value::Object(backend));
+    if backend.is_empty() {
+        return figment;
     }
-    if let Some(streaming) = global.streaming {
-        flags.insert("streaming".into(), json!(streaming));
+    figment.merge(Named { name: FLAG, inner: Serialized::global(table, Value::Object(backend)) })
+}
+
+/// Extracts the top-level settings, naming each bad key and its source.
+pub(crate) fn settings(figment: &Figment) -> Result<Settings, Error> {
+    figment.extract().map_err(|e| {
+        // The environment layer knows `streaming` by its documented name.
+        let message = Error::from(e).to_string().replace("PROMOTE_STREAMING", &env_var_for("streaming"));
+        Error::config(message.trim_start_matches("configuration error: "))
+    })
+}
+
+/// The named target in force (`--target`, else `PROMOTE_TARGET`, else `default_target`), or
+/// `None` for the `[backend]` table.
+///
+/// # Errors
+///
+/// A name no `[targets.NAME]` table defines (listing the defined ones).
+pub(crate) fn target(
+    global: &Global,
+    settings: &Settings,
+    profile: &str,
+) -> Result<Option<(String, &'static str)>, Error> {
+    let chosen = match (&global.target, std::env::var("PROMOTE_TARGET").ok().filter(|t| !t.is_empty())) {
+        (Some(t), _) => Some((t.clone(), "--target")),
+        (None, Some(t)) => Some((t, "PROMOTE_TARGET")),
+        (None, None) => settings.default_target.clone().map(|t| (t, "default_target")),
+    };
+    let Some((name, origin)) = chosen else { return Ok(None) };
+    if !settings.targets.contains_key(&name) {
+        return Err(unknown_target(&name, origin, settings, profile));
     }
-    Ok(figment.merge(Named { name: FLAG, inner: Serialized::defaults(Value::Object(flags)) }))
+    Ok(Some((name, origin)))
+}
+
+/// "unknown target", with the targets that profile defines.
+pub(crate) fn unknown_target(name: &str, origin: &str, settings: &Settings, profile: &str) -> Error {
+    let known: Vec<&str> = settings.targets.keys().map(String::as_str).collect();
+    let known = if known.is_empty() {
+        "no [targets.NAME] table is defined".to_owned()
+    } else {
+        format!("defined targets: {}", known.join(", "))
+    };
+    Error::config(format!("unknown target {name:?} (from {origin}) in profile {profile:?}; {known}"))
 }
 
 /// Loads and validates everything (no I/O on the storage yet).
 pub(crate) fn load(global: &Global) -> anyhow::Result<Loaded> {
-    let figment = figment(global)?;
-    let settings: Settings = figment.extract().map_err(|e| {
-        // The environment layer knows `streaming` by its documented name.
-        let message = Error::from(e).to_string().replace("PROMOTE_STREAMING", &env_var_for("streaming"));
-        Error::config(message.trim_start_matches("configuration error: "))
-    })?;
-    let backend = backends::registry().load(&figment)?;
-    Ok(Loaded { figment, settings, backend })
+    let file = config_file(global)?;
+    let profile = profile(global);
+    if profile.0 != DEFAULT && profile.0 != "global" {
+        let defined = match &file {
+            Some((path, _)) => file_profiles(path).map_err(Error::from)?,
+            None => Vec::new(),
+        };
+        if !defined.contains(&profile.0) {
+            let file = file.as_ref().map_or("no config file".to_owned(), |(p, _)| p.display().to_string());
+            return Err(Error::config(format!(
+                "profile {:?} (from {}) is not defined in {file}; defined profiles: default{}",
+                profile.0,
+                profile.1,
+                defined.iter().map(|p| format!(", {p}")).collect::<String>()
+            ))
+            .into());
+        }
+    }
+    let figment = base(global, file.as_ref().map(|(p, _)| p.as_path()), &profile.0)?;
+    let settings = settings(&figment)?;
+    let target = target(global, &settings, &profile.0)?;
+    let origin = Origin { file, profile, target };
+    let figment = with_backend_flags(figment, global, &origin.table());
+    let backend = backends::registry().load_table(&figment, &origin.table())?;
+    Ok(Loaded { figment, settings, backend, origin })
+}
+
+/// The configuration with another named target in force (for `promote copy`).
+///
+/// # Errors
+///
+/// An unknown target, or its table's errors.
+pub(crate) fn with_target(loaded: &Loaded, name: &str) -> Result<Box<dyn BackendConfig>, Error> {
+    if !loaded.settings.targets.contains_key(name) {
+        return Err(unknown_target(name, "the command line", &loaded.settings, &loaded.origin.profile.0));
+    }
+    backends::registry().load_table(&loaded.figment, &format!("targets.{name}"))
 }
 
 /// Where the value at `path` came from, for humans.
@@ -347,14 +547,22 @@ fn shown(path: &Path) -> String {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
 }
 
-/// The effective configuration as one JSON tree (secrets not yet redacted).
+/// The effective configuration as one JSON tree (secrets not yet redacted). The backend in
+/// force sits at its table's path (`backend`, or `targets.NAME`).
 pub(crate) fn effective(loaded: &Loaded) -> Value {
-    json!({
+    let mut tree = json!({
         "streaming": loaded.settings.streaming,
         "spool_dir": loaded.spool_dir(),
         "run": run_shown(&loaded.settings.run),
-        "backend": loaded.backend.to_value(),
-    })
+    });
+    if let Some(name) = &loaded.settings.default_target {
+        tree["default_target"] = json!(name);
+    }
+    match &loaded.origin.target {
+        Some((name, _)) => tree["targets"] = json!({ name.as_str(): loaded.backend.to_value() }),
+        None => tree["backend"] = loaded.backend.to_value(),
+    }
+    tree
 }
 
 /// The `[run]` table for `config show`: header values replaced by where they come from.
@@ -372,10 +580,13 @@ fn run_shown(run: &RunSettings) -> Value {
     value
 }
 
-/// Whether a setting's name marks it as a secret.
+/// Whether a setting's name marks it as a secret. `*_file` settings name a file, not a secret.
 pub(crate) fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["secret", "password", "token", "credential"].iter().any(|s| name.contains(s))
+    !name.ends_with("_file")
+        && ["secret", "password", "token", "credential", "access_key", "api_key", "private_key"]
+            .iter()
+            .any(|s| name.contains(s))
 }
 
 impl std::fmt::Debug for Loaded {
@@ -386,7 +597,12 @@ impl std::fmt::Debug for Loaded {
 
 /// Opens the configured backend.
 pub(crate) async fn open(loaded: &Loaded) -> anyhow::Result<promote_core::Store> {
-    let backend = loaded.backend.open().await.context("opening the storage backend")?;
+    open_config(loaded.backend.as_ref()).await
+}
+
+/// Opens a backend from its config.
+pub(crate) async fn open_config(config: &dyn BackendConfig) -> anyhow::Result<promote_core::Store> {
+    let backend = config.open().await.context("opening the storage backend")?;
     Ok(promote_core::Store::new(backend))
 }
 

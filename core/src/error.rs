@@ -201,7 +201,7 @@ pub(crate) fn origin(meta: &figment::Metadata, key: &str) -> String {
 
 /// One figment problem in words: the key, what was wrong, and for a misspelt key the nearest
 /// known one.
-fn describe(kind: &figment::error::Kind, key: &str) -> String {
+pub(crate) fn describe(kind: &figment::error::Kind, key: &str) -> String {
     use figment::error::Kind;
     match kind {
         Kind::UnknownField(found, known) => {

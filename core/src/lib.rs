@@ -71,6 +71,7 @@ mod key;
 mod mode;
 mod outcome;
 pub mod owner;
+pub mod problems;
 mod promote;
 pub mod registry;
 pub mod size;

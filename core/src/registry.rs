@@ -1,4 +1,5 @@
-//! The backend registry: `backend.kind` in the configuration picks a plugin.
+//! The backend registry: `kind` in a backend table (`[backend]`, or a named target's
+//! `[targets.NAME]`) picks a plugin.
 //!
 //! Adding a backend is one crate plus one [`Registry::register`] line in the binary.
 
@@ -27,22 +28,36 @@ pub trait BackendConfig: Send + Sync + fmt::Debug {
     ///
     /// [`Error::Config`] for settings that turn out unusable; I/O or backend errors.
     async fn open(&self) -> Result<Arc<dyn Backend>, Error>;
+
+    /// Checks everything that can be checked without touching storage (numbers in range,
+    /// required settings present, secret files readable), for `promote config validate`.
+    /// Returns every problem found, each one line naming the setting. Default: none.
+    fn check(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Settings left unset in the configuration whose effective value comes from a standard
+    /// environment variable (S3: `AWS_REGION`, `AWS_BUCKET`, …): `(setting, variable, value)`,
+    /// so `config show` can say where they came from. Never secrets. Default: none.
+    fn from_environment(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
 }
 
-/// Reads a backend's configuration from the `backend` table of a figment.
-pub type LoadFn = fn(&Figment) -> Result<Box<dyn BackendConfig>, Error>;
+/// Reads a backend's configuration from a table of a figment (`backend`, `targets.archive`).
+pub type LoadFn = fn(&Figment, &str) -> Result<Box<dyn BackendConfig>, figment::Error>;
 
-/// Extracts `C` from the `backend` table. Typos are errors naming the key and the file, as
-/// long as `C` is `#[serde(deny_unknown_fields)]`.
+/// Extracts `C` from the table at `table` (a dotted path). Typos are errors naming the key
+/// (relative to the table) and the file, as long as `C` is `#[serde(deny_unknown_fields)]`.
 ///
 /// # Errors
 ///
-/// [`Error::Config`] naming each bad key and where it came from.
-pub fn load<C>(figment: &Figment) -> Result<Box<dyn BackendConfig>, Error>
+/// figment's errors; [`Registry::load_table`] turns them into [`Error::Config`].
+pub fn load<C>(figment: &Figment, table: &str) -> Result<Box<dyn BackendConfig>, figment::Error>
 where
     C: BackendConfig + DeserializeOwned + Serialize + 'static,
 {
-    let config: C = figment.focus("backend").extract().map_err(|e| Error::from_figment(e, "backend"))?;
+    let config: C = figment.focus(table).extract()?;
     Ok(Box::new(config))
 }
 
@@ -75,19 +90,65 @@ impl Registry {
     ///
     /// [`Error::Config`] for a missing or unknown kind (listing the known ones) or bad settings.
     pub fn load(&self, figment: &Figment) -> Result<Box<dyn BackendConfig>, Error> {
-        let kind: String = figment.extract_inner("backend.kind").map_err(|e| Error::from_figment(e, "backend.kind"))?;
+        self.load_table(figment, "backend")
+    }
+
+    /// Reads `<table>.kind` and the rest of the table at `table` (a dotted path, e.g.
+    /// `targets.archive`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a missing or unknown kind (listing the known ones) or bad settings.
+    pub fn load_table(&self, figment: &Figment, table: &str) -> Result<Box<dyn BackendConfig>, Error> {
+        let kind_path = format!("{table}.kind");
+        let kind: String = match figment.extract_inner(&kind_path) {
+            Ok(kind) => kind,
+            Err(e) if e.missing() => {
+                let known: Vec<_> = self.kinds().collect();
+                return Err(Error::config(format!("{kind_path} is not set; known kinds: {}", known.join(", "))));
+            }
+            Err(e) => return Err(Error::from_figment(e, &kind_path)),
+        };
         let Some(load) = self.kinds.get(kind.as_str()) else {
             let source = figment
-                .find_metadata("backend.kind")
-                .map(|m| format!(" (from {})", crate::error::origin(m, "backend.kind")))
+                .find_metadata(&kind_path)
+                .map(|m| format!(" (from {})", crate::error::origin(m, &kind_path)))
                 .unwrap_or_default();
             let known: Vec<_> = self.kinds().collect();
             return Err(Error::config(format!(
-                "unknown backend kind {kind:?}{source}; known kinds: {}",
+                "unknown backend kind {kind:?} in {kind_path}{source}; known kinds: {}",
                 known.join(", ")
             )));
         };
-        load(figment)
+        load(figment, table).map_err(|e| Error::from_figment(e, table))
+    }
+}
+
+impl Registry {
+    /// Every problem in the backend table at `table` (a dotted path): a missing or unknown kind,
+    /// each bad key (see [`crate::problems::all`]), then what [`BackendConfig::check`] finds.
+    /// Touches no storage.
+    pub fn problems(&self, figment: &Figment, table: &str) -> Vec<crate::problems::Problem> {
+        let kind_path = format!("{table}.kind");
+        let config_problem = |key: &str, err: Error| crate::problems::Problem {
+            key: key.to_owned(),
+            message: err.to_string().trim_start_matches("configuration error: ").to_owned(),
+        };
+        let load = match figment.extract_inner::<String>(&kind_path) {
+            Ok(kind) if self.kinds.contains_key(kind.as_str()) => self.kinds[kind.as_str()],
+            _ => match self.load_table(figment, table) {
+                Err(err) => return vec![config_problem(&kind_path, err)],
+                Ok(_) => return Vec::new(),
+            },
+        };
+        let (config, mut problems) = crate::problems::all(figment, table, |f| load(f, table));
+        if let Some(config) = config {
+            problems.extend(config.check().into_iter().map(|message| crate::problems::Problem {
+                key: table.to_owned(),
+                message: message.replace("backend.", &format!("{table}.")),
+            }));
+        }
+        problems
     }
 }
 

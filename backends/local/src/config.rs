@@ -24,8 +24,10 @@ pub struct LocalConfig {
     /// Always `"local"`.
     #[serde(default = "kind")]
     pub kind: String,
-    /// Directory that holds the objects; staging lives in `<root>/.promote/staging`.
-    #[serde(default = "root")]
+    /// Directory that holds the objects; staging lives in `<root>/.promote/staging`. A relative
+    /// path read from a config file is relative to that file's directory (as in Cargo); from
+    /// the environment or a flag, to the current directory. Must not be empty.
+    #[serde(default = "root", deserialize_with = "root_in")]
     pub root: PathBuf,
     /// Whether publishing waits for the disk.
     #[serde(default)]
@@ -77,6 +79,18 @@ impl LocalConfig {
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into(), ..Self::default() }
     }
+}
+
+/// A path resolved against the config file it was read from (figment's `RelativePathBuf`);
+/// an empty path is an error rather than the current directory by accident.
+fn root_in<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let path = figment::value::magic::RelativePathBuf::deserialize(d)?;
+    if path.original().as_os_str().is_empty() {
+        return Err(serde::de::Error::custom(
+            "the root is empty; set it to the directory that holds the objects (e.g. \"./promote-data\")",
+        ));
+    }
+    Ok(path.relative())
 }
 
 fn octal_out<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {

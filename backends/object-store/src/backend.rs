@@ -141,6 +141,8 @@ impl ObjectStoreBackend {
     /// [`Error::Config`] for unusable settings.
     pub async fn s3(config: &S3Config) -> Result<Self, Error> {
         config.validate()?;
+        let secrets = config.secrets()?;
+        config.check_credentials(&secrets)?;
         let conditions = Conditions::default();
         let client = ClientOptions::new().with_timeout(config.request_timeout).with_allow_http(config.allow_http);
         let retry =
@@ -157,9 +159,9 @@ impl ObjectStoreBackend {
             (AmazonS3ConfigKey::Bucket, &config.bucket),
             (AmazonS3ConfigKey::Endpoint, &config.endpoint),
             (AmazonS3ConfigKey::Region, &config.region),
-            (AmazonS3ConfigKey::AccessKeyId, &config.access_key_id),
-            (AmazonS3ConfigKey::SecretAccessKey, &config.secret_access_key),
-            (AmazonS3ConfigKey::Token, &config.session_token),
+            (AmazonS3ConfigKey::AccessKeyId, &secrets.access_key_id),
+            (AmazonS3ConfigKey::SecretAccessKey, &secrets.secret_access_key),
+            (AmazonS3ConfigKey::Token, &secrets.session_token),
         ];
         for (key, value) in given {
             if let Some(value) = value {

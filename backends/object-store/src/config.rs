@@ -1,5 +1,6 @@
 //! `[backend]` settings for `kind = "s3"` and `kind = "memory"`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,22 @@ pub struct S3Config {
     /// Session token (else `AWS_SESSION_TOKEN`). Never printed.
     #[serde(default)]
     pub session_token: Option<String>,
+    /// A file holding the access key id (read at start, surrounding whitespace trimmed), so the
+    /// id need not be in the config file. Relative to the config file's directory.
+    #[serde(default, deserialize_with = "path_in")]
+    pub access_key_id_file: Option<PathBuf>,
+    /// A file holding the secret access key (e.g. `/run/secrets/s3`). Warned about when group-
+    /// or world-readable.
+    #[serde(default, deserialize_with = "path_in")]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding the session token.
+    #[serde(default, deserialize_with = "path_in")]
+    pub session_token_file: Option<PathBuf>,
+    /// When no credentials are configured (keys, `*_file`, `AWS_ACCESS_KEY_ID`, web identity,
+    /// container credentials), ask the EC2 instance metadata endpoint. Off by default, so a
+    /// missing credential is one clear error rather than a metadata-endpoint timeout.
+    #[serde(default)]
+    pub instance_metadata: bool,
     /// Allow plain `http://` endpoints.
     #[serde(default)]
     pub allow_http: bool,
@@ -130,6 +147,10 @@ impl S3Config {
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            session_token_file: None,
+            instance_metadata: false,
             allow_http: false,
             virtual_hosted_style: false,
             multipart_threshold: part(),
@@ -180,10 +201,140 @@ impl S3Config {
     }
 }
 
+/// The credentials an [`S3Config`] names, read from the config or the `*_file` settings.
+#[derive(Default)]
+pub(crate) struct Secrets {
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) session_token: Option<String>,
+}
+
+/// Variables through which the AWS SDKs (and object_store) find credentials without keys.
+const AMBIENT_CREDENTIALS: &[&str] = &[
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret from a file: its contents, surrounding whitespace trimmed. Warns (never fails) when
+/// the file is readable by group or others.
+fn read_secret(setting: &str, path: &Path) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(format!("{setting} = {:?}: cannot read it: {e}", path.display().to_string()))
+    })?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        tracing::warn!(
+            "secret file {} ({setting}) is readable by group or others (mode {:04o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
+    let value = text.trim().to_owned();
+    if value.is_empty() {
+        return Err(Error::config(format!("{setting} = {:?}: the file is empty", path.display().to_string())));
+    }
+    Ok(value)
+}
+
+impl S3Config {
+    /// The credentials given in the config, each from its setting or its `*_file`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when a setting and its `*_file` are both given, or a file is unreadable
+    /// or empty. The message names the setting and the file, never the value.
+    pub(crate) fn secrets(&self) -> Result<Secrets, Error> {
+        let pick = |name: &str, value: &Option<String>, file: &Option<PathBuf>| match (value, file) {
+            (Some(_), Some(_)) => {
+                Err(Error::config(format!("backend.{name} and backend.{name}_file are both set; keep one")))
+            }
+            (Some(value), None) => Ok(Some(value.clone())),
+            (None, Some(path)) => read_secret(&format!("backend.{name}_file"), path).map(Some),
+            (None, None) => Ok(None),
+        };
+        Ok(Secrets {
+            access_key_id: pick("access_key_id", &self.access_key_id, &self.access_key_id_file)?,
+            secret_access_key: pick("secret_access_key", &self.secret_access_key, &self.secret_access_key_file)?,
+            session_token: pick("session_token", &self.session_token, &self.session_token_file)?,
+        })
+    }
+
+    /// Whether some credential source exists; else an error saying everywhere promote looked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] with the list of places looked.
+    pub(crate) fn check_credentials(&self, secrets: &Secrets) -> Result<(), Error> {
+        let keys = secrets.access_key_id.is_some() || env("AWS_ACCESS_KEY_ID").is_some();
+        let secret = secrets.secret_access_key.is_some() || env("AWS_SECRET_ACCESS_KEY").is_some();
+        if keys && !secret {
+            return Err(Error::config(
+                "S3 access key id given but no secret access key: set backend.secret_access_key_file (or \
+                 backend.secret_access_key, or AWS_SECRET_ACCESS_KEY)",
+            ));
+        }
+        if keys || self.instance_metadata || AMBIENT_CREDENTIALS.iter().any(|v| env(v).is_some()) {
+            return Ok(());
+        }
+        Err(Error::config(
+            "no S3 credentials found; promote looked at backend.access_key_id/secret_access_key, \
+             backend.access_key_id_file/secret_access_key_file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+             AWS_WEB_IDENTITY_TOKEN_FILE and AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI (AWS profile \
+             files are not read); set one, or instance_metadata = true on EC2",
+        ))
+    }
+
+    /// The bucket in force: the setting, else `AWS_BUCKET` / `AWS_BUCKET_NAME`.
+    fn effective_bucket(&self) -> Option<String> {
+        self.bucket.clone().or_else(|| env("AWS_BUCKET")).or_else(|| env("AWS_BUCKET_NAME"))
+    }
+}
+
 #[async_trait]
 impl BackendConfig for S3Config {
     fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(Error::Config { message }) = self.validate() {
+            problems.push(message);
+        }
+        if self.effective_bucket().is_none() {
+            problems.push("backend.bucket is not set (nor AWS_BUCKET); name the bucket".into());
+        }
+        // Secret files and credentials belong to the machine that runs promote, not to the
+        // config (CI validates without them); only contradictions are problems here.
+        for name in ["access_key_id", "secret_access_key", "session_token"] {
+            let value = serde_json::to_value(self).unwrap_or_default();
+            if !value[name].is_null() && !value[format!("{name}_file")].is_null() {
+                problems.push(format!("backend.{name} and backend.{name}_file are both set; keep one"));
+            }
+        }
+        problems
+    }
+
+    fn from_environment(&self) -> Vec<(String, String, String)> {
+        let mut found = Vec::new();
+        let mut first = |setting: &str, given: &Option<String>, vars: &[&str]| {
+            if given.is_none()
+                && let Some((var, value)) = vars.iter().find_map(|v| env(v).map(|value| (*v, value)))
+            {
+                found.push((setting.to_owned(), var.to_owned(), value));
+            }
+        };
+        first("bucket", &self.bucket, &["AWS_BUCKET", "AWS_BUCKET_NAME"]);
+        first("region", &self.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]);
+        first("endpoint", &self.endpoint, &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
+        found
     }
 
     async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
@@ -214,6 +365,12 @@ impl BackendConfig for MemoryConfig {
     async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
         Ok(Arc::new(ObjectStoreBackend::memory()))
     }
+}
+
+/// A path resolved against the config file it was read from (figment's `RelativePathBuf`).
+fn path_in<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = Option::<figment::value::magic::RelativePathBuf>::deserialize(d)?;
+    Ok(path.map(|p| p.relative()))
 }
 
 fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {

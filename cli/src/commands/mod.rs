@@ -1,6 +1,10 @@
 //! One file per command; [`run`] dispatches.
 
+mod config_init;
+
 mod config_show;
+mod config_validate;
+mod copy;
 mod doctor;
 mod get;
 mod ls;
@@ -22,6 +26,13 @@ use crate::settings;
 
 /// Runs the parsed command line.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These read the configuration their own way: all problems at once, or none at all.
+    match &cli.command {
+        Command::Config(ConfigCommand::Validate { live }) => return config_validate::run(&cli.global, *live).await,
+        Command::Config(ConfigCommand::Schema) => todo!(),
+        Command::Config(ConfigCommand::Init { kind, path }) => return config_init::run(kind, path),
+        _ => {}
+    }
     let loaded = settings::load(&cli.global)?;
     match cli.command {
         Command::Put(args) => put::run(&loaded, args).await,
@@ -34,7 +45,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&loaded, args).await,
         Command::Run(args) => run::run(&loaded, args).await,
         Command::Status(args) => status::run(&loaded, &args),
+        Command::Copy(args) => copy::run(&loaded, args).await,
         Command::Config(ConfigCommand::Show { json }) => config_show::run(&loaded, json),
+        Command::Config(_) => unreachable!("handled above"),
     }
 }
 

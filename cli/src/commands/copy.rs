@@ -1,0 +1,188 @@
+//! `promote copy SRC DST`: promotion between stages. SRC and DST are `TARGET:KEY` or
+//! `TARGET:PREFIX/`, naming `[targets.NAME]` tables. Each object streams from the source,
+//! verified against its stored digest, through the destination's create-only publish with that
+//! digest as the expected SHA-256. A destination that already holds it (its stored digest says
+//! so) is answered from one `head`: a rerun reads no source bytes.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use futures_util::{StreamExt, TryStreamExt};
+use promote_core::{Error, Expected, Key, Meta, Mode, Outcome, Store};
+use serde_json::json;
+
+use super::{parse_key, usage};
+use crate::args::CopyArgs;
+use crate::exit;
+use crate::output::{self, out};
+use crate::settings::{self, Loaded};
+
+/// One side of a copy: a target and a key or a prefix (`None`: the whole store).
+struct Side {
+    target: String,
+    path: Path,
+}
+
+enum Path {
+    Key(Key),
+    Prefix(Option<Key>),
+}
+
+/// `TARGET:KEY`, `TARGET:PREFIX/` or `TARGET:` (the whole store).
+fn side(text: &str) -> anyhow::Result<Side> {
+    let Some((target, rest)) = text.split_once(':').filter(|(t, _)| !t.is_empty()) else {
+        return Err(usage(format!("{:?} is not TARGET:KEY or TARGET:PREFIX/ (a target named in the config)", text)));
+    };
+    let path = match rest {
+        "" | "/" => Path::Prefix(None),
+        p if p.ends_with('/') => Path::Prefix(Some(parse_key(p.trim_end_matches('/'))?)),
+        p => Path::Key(parse_key(p)?),
+    };
+    Ok(Side { target: target.to_owned(), path })
+}
+
+/// One object to copy.
+struct Job {
+    src: Key,
+    dst: Key,
+}
+
+/// What happened to one object.
+enum Done {
+    Copied(Outcome),
+    /// Dry run: what a real run would do.
+    Would(&'static str, Key, Meta),
+}
+
+pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitCode> {
+    let (src, dst) = (side(&args.src)?, side(&args.dst)?);
+    let src_store = settings::open_config(settings::with_target(loaded, &src.target)?.as_ref()).await?;
+    let dst_store = settings::open_config(settings::with_target(loaded, &dst.target)?.as_ref()).await?;
+    let jobs = match (&src.path, &dst.path) {
+        (Path::Key(key), Path::Key(to)) => vec![Job { src: key.clone(), dst: to.clone() }],
+        (Path::Key(key), Path::Prefix(to)) => vec![Job { src: key.clone(), dst: under(to, key.file_name())? }],
+        (Path::Prefix(_), Path::Key(_)) => {
+            return Err(usage("a source prefix (ending in `/`) needs a destination prefix (ending in `/`)"));
+        }
+        (Path::Prefix(from), Path::Prefix(to)) => {
+            let listed = match from {
+                Some(p) => format!("{p}/"),
+                None => String::new(),
+            };
+            let mut jobs = Vec::new();
+            for entry in src_store.list(&listed).await? {
+                let rel = &entry.key.as_str()[listed.len()..];
+                jobs.push(Job { dst: under(to, rel)?, src: entry.key });
+            }
+            jobs
+        }
+    };
+    if !args.dry_run {
+        dst_store.ready_for(&Mode::Create).await?;
+    }
+    let started = Instant::now();
+    let total = jobs.len();
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let results = futures_util::stream::iter(&jobs)
+        .map(|job| {
+            let (src_store, dst_store) = (&src_store, &dst_store);
+            async move { (job, copy_one(src_store, dst_store, job, args.dry_run).await) }
+        })
+        .buffered(usize::from(args.jobs));
+    let mut results = std::pin::pin!(results);
+    let (mut copied, mut present, mut failed, mut bytes, mut done) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    let mut first_failure = None;
+    while let Some((job, result)) = results.next().await {
+        done += 1;
+        match result {
+            Ok(Done::Copied(outcome)) => {
+                match &outcome {
+                    Outcome::Promoted(r) => {
+                        copied += 1;
+                        bytes += r.size;
+                    }
+                    Outcome::AlreadyPresent(_) => present += 1,
+                }
+                out!("{}", output::receipt(&outcome, args.json));
+            }
+            Ok(Done::Would(what, key, meta)) => {
+                match what {
+                    "would copy" => {
+                        copied += 1;
+                        bytes += meta.size;
+                    }
+                    _ => present += 1,
+                }
+                if args.json {
+                    out!("{}", json!({ "outcome": what, "key": key.as_str(), "size": meta.size }));
+                } else {
+                    out!("{what:<15} {key}  {}", output::bytes(meta.size));
+                }
+            }
+            Err(err) => {
+                failed += 1;
+                let err = err.context(format!("{}:{} -> {}:{}", src.target, job.src, dst.target, job.dst));
+                let code = exit::code(&err);
+                if args.json {
+                    let line = exit::one_line(&err);
+                    out!("{}", json!({ "outcome": "failed", "key": job.src.as_str(), "error": line, "exit": code }));
+                }
+                eprintln!("promote: error: {}", exit::one_line(&err));
+                first_failure.get_or_insert(code);
+            }
+        }
+        if progress {
+            eprint!("\rcopy: {done}/{total} objects, {}", output::bytes(bytes));
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    if !args.quiet {
+        let (verb, skipped) = if args.dry_run { ("would copy", "already present") } else { ("copied", "already present") };
+        eprintln!(
+            "copy: {total} objects: {copied} {verb}, {present} {skipped}, {failed} failed; {} in {:.1}s",
+            output::bytes(bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+/// `rel` under `prefix`.
+fn under(prefix: &Option<Key>, rel: &str) -> Result<Key, Error> {
+    match prefix {
+        Some(prefix) => Key::join(prefix, rel),
+        None => Key::new(rel),
+    }
+}
+
+/// Copies one object. The source's `head` gives its stored digest, which becomes the expected
+/// SHA-256 of a create-only publish: core answers already-present from the destination's `head`
+/// before the source stream is ever polled, so nothing is read from the source then.
+async fn copy_one(src: &Store, dst: &Store, job: &Job, dry_run: bool) -> anyhow::Result<Done> {
+    let meta = src.head(&job.src).await?;
+    if meta.changed_since_promotion {
+        return Err(Error::Modified { key: job.src.to_string() }.into());
+    }
+    let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
+    if dry_run {
+        let what = match dst.head(&job.dst).await {
+            Ok(there) if meta.sha256.is_some() && there.sha256 == meta.sha256 && there.size == meta.size => {
+                "already-present"
+            }
+            Ok(_) => "would conflict",
+            Err(Error::NotFound { .. }) => "would copy",
+            Err(err) => return Err(err.into()),
+        };
+        return Ok(Done::Would(what, job.dst.clone(), meta));
+    }
+    let (src, key) = (src.clone(), job.src.clone());
+    // Opened on first poll only: an already-present answer never opens the source.
+    let chunks = futures_util::stream::once(async move { src.read_checked(&key, meta).await })
+        .map_ok(|(_, stream)| stream)
+        .try_flatten()
+        .map_err(std::io::Error::other);
+    Ok(Done::Copied(dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await?))
+}
