@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod crash;
 mod daily;
+mod deploy;
 mod escape;
 mod local;
 mod put;

@@ -56,6 +56,8 @@ impl Scratch {
         let spool = self.path().join(".spool");
         std::fs::create_dir_all(&spool).expect("spool dir");
         cmd.env("PROMOTE_SPOOL_DIR", spool);
+        // The config search path reaches $XDG_CONFIG_HOME: keep the user's own file out.
+        cmd.env("XDG_CONFIG_HOME", self.path().join(".xdg"));
         cmd
     }
 

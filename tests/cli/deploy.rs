@@ -1,0 +1,408 @@
+//! Config-driven deployments: profiles, named targets, secrets from files, `config validate`,
+//! `config init`, `promote copy` between targets, and the examples in examples/deploy.
+
+use std::path::PathBuf;
+
+use crate::support::*;
+
+/// The issue's file shape: one file, `dev` (local) and `prod` (S3) profiles.
+const STAGES: &str = r#"
+[default]
+default_target = "scratch"
+
+[default.targets.scratch]
+kind = "local"
+root = "runs/scratch"
+
+[dev.targets.archive]
+kind = "local"
+root = "runs/archive"
+
+[prod.targets.archive]
+kind = "s3"
+bucket = "papers"
+region = "eu-west-1"
+access_key_id_file = "/run/secrets/s3-key-id"
+secret_access_key_file = "/run/secrets/s3-secret"
+"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository").to_owned()
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
+}
+
+fn show(s: &Scratch, args: &[&str], envs: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["config", "show", "--json"]);
+    let out = s.cmd(&all).envs(envs.iter().copied()).output().unwrap();
+    assert_code(&out, 0);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn profiles_and_targets_choose_the_backend_and_config_show_says_how() {
+    let s = Scratch::new();
+    s.file("promote.toml", STAGES.as_bytes());
+    s.file("f", b"stage me");
+    // Default profile, default target.
+    assert_code(&s.run(&["put", "f", "a"]), 0);
+    assert!(s.path().join("runs/scratch/a").is_file());
+    // dev: the archive is local.
+    let out = s.cmd(&["--target", "archive", "put", "f", "a"]).env("PROMOTE_PROFILE", "dev").output().unwrap();
+    assert_code(&out, 0);
+    assert!(s.path().join("runs/archive/a").is_file());
+    let out = s.cmd(&["put", "f", "b"]).env("PROMOTE_PROFILE", "dev").env("PROMOTE_TARGET", "archive").output().unwrap();
+    assert_code(&out, 0);
+    assert!(s.path().join("runs/archive/b").is_file());
+
+    let v = show(&s, &["--target", "archive"], &[("PROMOTE_PROFILE", "dev")]);
+    assert_eq!(v["profile"], serde_json::json!({"value": "dev", "source": "PROMOTE_PROFILE"}));
+    assert_eq!(v["target"], serde_json::json!({"value": "archive", "source": "--target"}));
+    assert_eq!(v["config_file"]["value"], s.path().join("promote.toml").to_str().unwrap());
+    let file_source = format!("file {}", s.path().join("promote.toml").display());
+    assert_eq!(v["targets.archive.root"]["source"], file_source.as_str());
+    assert_eq!(v["targets.archive.root"]["value"], s.path().join("runs/archive").to_str().unwrap());
+    assert_eq!(v["targets.archive.durability"]["source"], "default");
+
+    // prod: the archive is S3; the environment reaches into targets; secret paths are shown,
+    // as paths.
+    let v = show(&s, &["--profile", "prod", "--target", "archive"], &[("PROMOTE_TARGETS__ARCHIVE__BUCKET", "other")]);
+    assert_eq!(v["profile"]["source"], "--profile");
+    assert_eq!(v["targets.archive.kind"]["value"], "s3");
+    assert_eq!(v["targets.archive.bucket"], serde_json::json!({"value": "other", "source": "env PROMOTE_TARGETS__ARCHIVE__BUCKET"}));
+    assert_eq!(v["targets.archive.secret_access_key_file"]["value"], "/run/secrets/s3-secret");
+
+    // Unknown names are configuration errors that list what exists.
+    let out = s.cmd(&["ls"]).env("PROMOTE_PROFILE", "staging").output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("\"staging\"") && stderr(&out).contains("dev, prod"), "{}", stderr(&out));
+    let out = s.run(&["--target", "archive", "ls"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("unknown target \"archive\"") && stderr(&out).contains("scratch"), "{}", stderr(&out));
+}
+
+#[test]
+fn unrelated_promote_variables_break_nothing() {
+    let s = Scratch::new();
+    s.file("promote.toml", STAGES.as_bytes());
+    s.file("f", b"x");
+    let out = s
+        .cmd(&["put", "f", "k"])
+        .env("PROMOTE_TO_PROD", "1")
+        .env("PROMOTE_PROFILE", "dev")
+        .env("PROMOTE_TARGET", "archive")
+        .env("PROMOTE_BUILD_ID", "42")
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(s.path().join("runs/archive/k").is_file());
+    // A near-miss of a setting is still caught.
+    let out = s.cmd(&["ls"]).env("PROMOTE_TARGTS__ARCHIVE__ROOT", "x").output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("PROMOTE_TARGTS__ARCHIVE__ROOT") && stderr(&out).contains("targets"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_search_path_reaches_xdg_config_home_after_the_current_directory() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join(".xdg/promote")).unwrap();
+    s.file(".xdg/promote/promote.toml", b"[backend]\nkind = \"local\"\nroot = \"xdg-data\"\n");
+    let v = show(&s, &[], &[]);
+    let xdg_file = s.path().join(".xdg/promote/promote.toml");
+    assert_eq!(v["config_file"], serde_json::json!({"value": xdg_file.to_str().unwrap(), "source": "search path"}));
+    assert_eq!(v["backend.root"]["value"], s.path().join(".xdg/promote/xdg-data").to_str().unwrap());
+    s.file("promote.toml", b"[backend]\nroot = \"cwd-data\"\n");
+    let v = show(&s, &[], &[]);
+    assert_eq!(v["config_file"]["value"], s.path().join("promote.toml").to_str().unwrap());
+    let v = show(&s, &[], &[("PROMOTE_CONFIG", xdg_file.to_str().unwrap())]);
+    assert_eq!(v["config_file"]["source"], "PROMOTE_CONFIG");
+}
+
+#[test]
+fn validate_reports_every_problem_at_once_with_a_distinct_exit_code() {
+    let s = Scratch::new();
+    let bad = r#"default_target = "scratch"
+streaming = [1]
+
+[targets.scratch]
+kind = "local"
+rot = "runs"
+
+[prod]
+default_target = "archiv"
+
+[prod.targets.archive]
+kind = "s3"
+region = "eu-west-1"
+"#;
+    s.file("promote.toml", bad.as_bytes());
+    let out = s.run(&["config", "validate"]);
+    assert_code(&out, 7);
+    let err = stderr(&out);
+    let file = s.path().join("promote.toml").display().to_string();
+    assert!(err.contains(&format!("{file}:6:")) && err.contains("targets.scratch.rot") && err.contains("`root`"), "typo: {err}");
+    assert!(err.contains(&format!("{file}:2:")) && err.contains("streaming"), "wrong type: {err}");
+    assert!(err.contains(&format!("{file}:11:")) && err.contains("targets.archive.bucket is not set"), "bucket: {err}");
+    assert!(err.contains("unknown target \"archiv\""), "target: {err}");
+    assert!(err.contains("4 problems"), "{err}");
+    assert!(stdout(&out).is_empty());
+    // Nothing was created.
+    assert!(!s.path().join("runs").exists() && !s.root().exists());
+    // The same file, fixed, is fine.
+    let good = bad.replace("[1]", "true").replace("rot =", "root =").replace("archiv\"", "archive\"").replace(
+        "region = \"eu-west-1\"",
+        "region = \"eu-west-1\"\nbucket = \"b\"",
+    );
+    s.file("promote.toml", good.as_bytes());
+    let out = s.run(&["config", "validate"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("profiles: default, prod"), "{}", stdout(&out));
+    // A syntax error is one problem with its line.
+    s.file("promote.toml", b"[backend\nkind = 1\n");
+    let out = s.run(&["config", "validate"]);
+    assert_code(&out, 7);
+    assert!(stderr(&out).contains("line 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn every_example_config_validates() {
+    let mut files = Vec::new();
+    for dir in ["config", "examples/deploy"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    let s = Scratch::new();
+    for file in files {
+        let out = s.run(&["--config", file.to_str().unwrap(), "config", "validate"]);
+        assert_code(&out, 0);
+    }
+    // The ConfigMap in the Kubernetes example holds the same config as k8s-promote.toml.
+    let yaml = std::fs::read_to_string(repo().join("examples/deploy/cronjob.yaml")).unwrap();
+    let toml = std::fs::read_to_string(repo().join("examples/deploy/k8s-promote.toml")).unwrap();
+    let body: String = toml.lines().filter(|l| !l.starts_with('#')).map(|l| format!("    {l}\n").replace("    \n", "\n")).collect();
+    assert!(yaml.contains(body.trim()), "cronjob.yaml's ConfigMap differs from k8s-promote.toml");
+}
+
+#[test]
+fn config_init_writes_a_starter_that_validates_and_never_overwrites() {
+    let s = Scratch::new();
+    for kind in ["local", "s3"] {
+        let name = format!("{kind}.toml");
+        assert_code(&s.run(&["config", "init", "--kind", kind, "--path", &name]), 0);
+        let out = s.run(&["--config", &name, "config", "validate"]);
+        assert_code(&out, 0);
+        std::fs::write(s.path().join(&name), "mine").unwrap();
+        let out = s.run(&["config", "init", "--kind", kind, "--path", &name]);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(s.path().join(&name)).unwrap(), "mine");
+    }
+    assert_code(&s.run(&["config", "init"]), 0);
+    assert!(s.path().join("promote.toml").is_file());
+}
+
+/// Two local targets with a tree of objects in the first.
+fn two_stores(s: &Scratch) {
+    s.file(
+        "promote.toml",
+        b"[targets.local]\nkind = \"local\"\nroot = \"src\"\n\n[targets.archive]\nkind = \"local\"\nroot = \"dst\"\n",
+    );
+    std::fs::create_dir_all(s.path().join("tree/sub")).unwrap();
+    for (name, bytes) in [("a", &b"alpha"[..]), ("b", b"bravo bravo"), ("sub/c", b"charlie")] {
+        s.file(&format!("tree/{name}"), bytes);
+    }
+    assert_code(&s.run(&["--target", "local", "put", "tree", "papers/"]), 0);
+}
+
+#[test]
+fn copy_between_targets_verifies_and_a_rerun_reads_no_source_bytes() {
+    let s = Scratch::new();
+    two_stores(&s);
+    let out = s.run(&["copy", "--dry-run", "local:papers/", "archive:papers/"]);
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).matches("would copy").count(), 3, "{}", stdout(&out));
+    assert!(!s.path().join("dst/papers").exists(), "a dry run copies nothing");
+
+    let out = s.run(&["copy", "local:papers/", "archive:papers/"]);
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).matches("promoted").count(), 3, "{}", stdout(&out));
+    assert!(stderr(&out).contains("3 objects: 3 copied, 0 already present, 0 failed"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(s.path().join("dst/papers/sub/c")).unwrap(), b"charlie");
+    let out = s.run(&["--target", "archive", "verify", "-r", "papers/"]);
+    assert_code(&out, 0);
+
+    // The rerun: every object answered from its stored digest; no source object is read.
+    let trace = s.path().join("trace");
+    let out = s.strace(&trace, "read,pread64,readv", &["copy", "local:papers/", "archive:papers/"]).output().unwrap();
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).matches("already-present").count(), 3, "{}", stdout(&out));
+    assert!(stderr(&out).contains("0 copied, 3 already present"), "{}", stderr(&out));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let src = s.path().join("src/papers").display().to_string();
+    let reads: Vec<&str> = trace.lines().filter(|l| l.contains(&src)).collect();
+    assert!(reads.is_empty(), "the rerun read source objects: {reads:?}");
+    // The same trace does show reads of the source on a copy that needs them.
+    let trace2 = s.path().join("trace2");
+    let out = s.strace(&trace2, "read,pread64,readv", &["copy", "local:papers/a", "archive:fresh/a"]).output().unwrap();
+    assert_code(&out, 0);
+    assert!(std::fs::read_to_string(&trace2).unwrap().lines().any(|l| l.contains(&src)), "strace saw no source read");
+
+    // A destination holding other bytes is a conflict, reported and not replaced.
+    std::fs::create_dir_all(s.path().join("other")).unwrap();
+    s.file("other/a", b"not alpha");
+    assert_code(&s.run(&["--target", "archive", "put", "other/a", "clash/a"]), 0);
+    let out = s.run(&["copy", "local:papers/a", "archive:clash/a"]);
+    assert_code(&out, 3);
+    assert_eq!(std::fs::read(s.path().join("dst/clash/a")).unwrap(), b"not alpha");
+    // Bad arguments are usage errors.
+    assert_code(&s.run(&["copy", "papers/", "archive:papers/"]), 2);
+    assert_code(&s.run(&["copy", "local:papers/", "archive:one"]), 2);
+    let out = s.run(&["copy", "nowhere:papers/", "archive:papers/"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("unknown target \"nowhere\""), "{}", stderr(&out));
+}
+
+#[test]
+fn copy_refuses_a_source_object_that_no_longer_matches_its_digest() {
+    let s = Scratch::new();
+    two_stores(&s);
+    // Same size, same mtime, other bytes: only reading it can tell.
+    let path = s.path().join("src/papers/a");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, b"ALPHA").unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    let out = s.run(&["copy", "local:papers/a", "archive:papers/a"]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(!s.path().join("dst/papers/a").exists(), "nothing was published");
+}
+
+/// The S3 test server as the `prod` archive of the deploy example, credentials from files.
+struct Prod {
+    s: Scratch,
+    prefix: String,
+    secret: String,
+}
+
+impl Prod {
+    fn new() -> Self {
+        let s = Scratch::new();
+        std::fs::copy(repo().join("examples/deploy/promote.toml"), s.path().join("promote.toml")).unwrap();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let secret = format!("sentinel-secret-{nanos}");
+        std::fs::create_dir(s.path().join("secrets")).unwrap();
+        s.file("secrets/key-id", format!("{}\n", var("AWS_ACCESS_KEY_ID")).as_bytes());
+        s.file("secrets/secret", format!("{secret}\n").as_bytes());
+        for f in ["key-id", "secret"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(s.path().join("secrets").join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Self { s, prefix: format!("deploy/{}-{nanos}", std::process::id()), secret }
+    }
+
+    /// `PROMOTE_PROFILE=prod promote …`, the archive pointed at the test server; no AWS_* keys.
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.s.cmd(args);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(name);
+            }
+        }
+        let secrets = self.s.path().join("secrets");
+        cmd.env("PROMOTE_PROFILE", "prod")
+            .env("PROMOTE_TARGETS__ARCHIVE__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
+            .env("PROMOTE_TARGETS__ARCHIVE__ENDPOINT", var("PROMOTE_TEST_S3_ENDPOINT"))
+            .env("PROMOTE_TARGETS__ARCHIVE__ALLOW_HTTP", "true")
+            .env("PROMOTE_TARGETS__ARCHIVE__REGION", "us-east-1")
+            .env("PROMOTE_TARGETS__ARCHIVE__PREFIX", &self.prefix)
+            .env("PROMOTE_TARGETS__ARCHIVE__CONDITIONAL_WRITES", "probe")
+            .env("PROMOTE_TARGETS__ARCHIVE__ACCESS_KEY_ID_FILE", secrets.join("key-id"))
+            .env("PROMOTE_TARGETS__ARCHIVE__SECRET_ACCESS_KEY_FILE", secrets.join("secret"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+#[test]
+fn the_deploy_example_runs_end_to_end_on_local_disk_and_s3() {
+    let p = Prod::new();
+    let s = &p.s;
+    s.file("results.tar", b"night results");
+    // dev: both targets on local disk, next to the config file.
+    let out = s.cmd(&["--target", "archive", "put", "results.tar", "runs/results.tar"]).env("PROMOTE_PROFILE", "dev").output().unwrap();
+    assert_code(&out, 0);
+    assert!(s.path().join("runs/archive/runs/results.tar").is_file());
+    // prod: the archive is the bucket.
+    let out = p.run(&["--target", "archive", "put", "results.tar", "runs/results.tar"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("promoted"), "{}", stdout(&out));
+    let out = p.run(&["--target", "archive", "get", "runs/results.tar", "-"]);
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, b"night results");
+    let out = p.run(&["--target", "archive", "config", "show"]);
+    assert_code(&out, 0);
+    let shown = stdout(&out);
+    assert!(shown.contains("profile = \"prod\"") && shown.contains("# PROMOTE_PROFILE"), "{shown}");
+    assert!(shown.contains("targets.archive.kind = \"s3\""), "{shown}");
+    // Promotion between stages: scratch (local) to archive (S3), then a rerun that copies nothing.
+    std::fs::create_dir_all(s.path().join("papers")).unwrap();
+    s.file("papers/one", b"first paper");
+    s.file("papers/two", &vec![7u8; 300_000]);
+    assert_code(&p.run(&["put", "papers", "papers/"]), 0);
+    let out = p.run(&["copy", "scratch:papers/", "archive:papers/"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("2 copied"), "{}", stderr(&out));
+    let out = p.run(&["copy", "scratch:papers/", "archive:papers/"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("0 copied, 2 already present"), "{}", stderr(&out));
+    let out = p.run(&["--target", "archive", "verify", "-r", "papers/"]);
+    assert_code(&out, 0);
+}
+
+#[test]
+fn a_secret_given_only_as_a_file_works_and_never_appears_in_any_output() {
+    let p = Prod::new();
+    let s = &p.s;
+    s.file("f", b"secret test");
+    let mut outputs = Vec::new();
+    for args in [
+        &["--target", "archive", "put", "f", "k"][..],
+        &["--target", "archive", "put", "f", "k", "--json"],
+        &["-vvv", "--target", "archive", "put", "f", "k2"],
+        &["--target", "archive", "get", "missing", "-"],
+        &["--target", "archive", "stat", "k", "--json"],
+        &["--target", "archive", "config", "show"],
+        &["--target", "archive", "config", "show", "--json"],
+        &["--target", "archive", "doctor"],
+        &["config", "validate"],
+    ] {
+        outputs.push((args, p.run(args)));
+    }
+    assert_code(&outputs[0].1, 0);
+    assert_code(&outputs[3].1, 5);
+    for (args, out) in &outputs {
+        for text in [stdout(out), stderr(out)] {
+            assert!(!text.contains(&p.secret), "{args:?} printed the secret: {text}");
+        }
+    }
+    // The file really is what authenticates: an unreadable one stops the command, naming it.
+    std::fs::remove_file(s.path().join("secrets/secret")).unwrap();
+    let out = p.run(&["--target", "archive", "ls"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("secret_access_key_file") && stderr(&out).contains("secrets/secret"), "{}", stderr(&out));
+    // A secret file others can read gets a warning.
+    s.file("secrets/secret", format!("{}\n", p.secret).as_bytes());
+    let out = p.run(&["--target", "archive", "ls"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("readable by group or others"), "{}", stderr(&out));
+}
