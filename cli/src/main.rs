@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod output;
 mod run;
+mod schema;
 mod settings;
 
 use std::process::ExitCode;

@@ -24,11 +24,12 @@ pub(crate) const DEFAULT: &str = "default";
 const FLAG: &str = "command-line flag";
 
 /// Top-level settings (the `backend` table belongs to the backend's own config type).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Settings {
     /// Stream sources straight into staging (`PROMOTE_ENABLE_STREAMING`), or spool first.
     #[serde(default = "yes", deserialize_with = "flexible_bool")]
+    #[schemars(with = "bool")]
     pub(crate) streaming: bool,
     /// Where the spool path keeps its temporary copies (default: the system temp dir).
     #[serde(default)]
@@ -39,9 +40,11 @@ pub(crate) struct Settings {
     /// Read by the backend's config type.
     #[serde(default, skip_serializing)]
     #[allow(dead_code)]
+    #[schemars(skip)]
     backend: Option<figment::value::Value>,
     /// Named backends (`[targets.NAME]`), each read by its kind's config type.
     #[serde(default, skip_serializing)]
+    #[schemars(skip)]
     pub(crate) targets: std::collections::BTreeMap<String, figment::value::Value>,
     /// The target used when neither `--target` nor `PROMOTE_TARGET` names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,7 +55,7 @@ pub(crate) struct Settings {
 pub(crate) const SETTING_KEYS: &[&str] = &["streaming", "spool_dir", "run", "backend", "targets", "default_target"];
 
 /// The `[run]` table: how `promote run` downloads (see the README, "Download runs").
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RunSettings {
     /// The run directory (ledger, partial downloads), relative to the current directory.
@@ -65,19 +68,23 @@ pub(crate) struct RunSettings {
     pub(crate) max: Option<u64>,
     /// Time allowed to connect to a host.
     #[serde(with = "duration_text")]
+    #[schemars(schema_with = "text_or_number")]
     pub(crate) connect_timeout: std::time::Duration,
     /// Time allowed between two reads of a response body.
     #[serde(with = "duration_text")]
+    #[schemars(schema_with = "text_or_number")]
     pub(crate) read_timeout: std::time::Duration,
     /// Retries of a transient failure per item (attempts = retries + 1).
     pub(crate) retries: u32,
     /// Items at least this large download into a resumable partial file in the run directory.
     #[serde(with = "promote_core::size")]
+    #[schemars(schema_with = "text_or_number")]
     pub(crate) resume_threshold: u64,
     /// Items per shard lease (smaller for small manifests, so several processes share work).
     pub(crate) shard_size: usize,
     /// How long a shard lease lasts without renewal.
     #[serde(with = "duration_text")]
+    #[schemars(schema_with = "text_or_number")]
     pub(crate) lease: std::time::Duration,
     /// Request headers per host: header name → value source. Values are never printed.
     pub(crate) headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, HeaderSource>>,
@@ -102,7 +109,7 @@ impl Default for RunSettings {
 }
 
 /// Where a request header's value comes from.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum HeaderSource {
     /// `{ env = "VAR" }`: the value of an environment variable.
@@ -177,6 +184,11 @@ mod duration_text {
                 .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"10s\": {e}"))),
         }
     }
+}
+
+/// Durations (`"10s"` or seconds) and sizes (`"16MiB"` or bytes) in the schema.
+fn text_or_number(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "integer"] })
 }
 
 fn yes() -> bool {

@@ -61,10 +61,14 @@ where
     Ok(Box::new(config))
 }
 
+/// A backend table's JSON Schema (for `promote config schema`), as a JSON value.
+pub type SchemaFn = fn() -> serde_json::Value;
+
 /// Backends by kind.
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, LoadFn>,
+    schemas: BTreeMap<&'static str, SchemaFn>,
 }
 
 impl Registry {
@@ -77,6 +81,26 @@ impl Registry {
     pub fn register(&mut self, kind: &'static str, load: LoadFn) -> &mut Self {
         self.kinds.insert(kind, load);
         self
+    }
+
+    /// Describes `kind`'s table with a JSON Schema (for editors); kinds without one are
+    /// described as any table with that `kind`.
+    pub fn describe(&mut self, kind: &'static str, schema: SchemaFn) -> &mut Self {
+        self.schemas.insert(kind, schema);
+        self
+    }
+
+    /// Each registered kind's table schema, sorted by kind.
+    pub fn schemas(&self) -> Vec<(&'static str, serde_json::Value)> {
+        self.kinds()
+            .map(|kind| {
+                let schema = self.schemas.get(kind).map_or_else(
+                    || serde_json::json!({ "type": "object", "properties": { "kind": { "const": kind } }, "required": ["kind"] }),
+                    |schema| schema(),
+                );
+                (kind, schema)
+            })
+            .collect()
     }
 
     /// The registered kinds, sorted.

@@ -116,14 +116,23 @@ fn aws_variables_show_in_config_show_with_their_source() {
         assert_code(&out, 0);
         serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
     };
-    let v = show(&[("AWS_REGION", "eu-north-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_BUCKET", "env-bucket")]);
+    let v =
+        show(&[("AWS_REGION", "eu-north-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_BUCKET", "env-bucket")]);
     assert_eq!(v["backend.region"], serde_json::json!({"value": "eu-north-1", "source": "env AWS_REGION"}));
-    assert_eq!(v["backend.endpoint"], serde_json::json!({"value": "http://127.0.0.1:9", "source": "env AWS_ENDPOINT_URL"}));
+    assert_eq!(
+        v["backend.endpoint"],
+        serde_json::json!({"value": "http://127.0.0.1:9", "source": "env AWS_ENDPOINT_URL"})
+    );
     assert_eq!(v["backend.bucket"], serde_json::json!({"value": "env-bucket", "source": "env AWS_BUCKET"}));
     let v = show(&[("AWS_DEFAULT_REGION", "ap-south-1")]);
     assert_eq!(v["backend.region"], serde_json::json!({"value": "ap-south-1", "source": "env AWS_DEFAULT_REGION"}));
     // A value in the configuration wins, and says so.
-    let out = s.cmd(&["config", "show", "--json", "--backend", "s3"]).env("PROMOTE_BACKEND__REGION", "us-west-2").env("AWS_REGION", "eu-north-1").output().unwrap();
+    let out = s
+        .cmd(&["config", "show", "--json", "--backend", "s3"])
+        .env("PROMOTE_BACKEND__REGION", "us-west-2")
+        .env("AWS_REGION", "eu-north-1")
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["backend.region"], serde_json::json!({"value": "us-west-2", "source": "env PROMOTE_BACKEND__REGION"}));
 }
@@ -147,7 +156,8 @@ fn missing_s3_credentials_say_where_promote_looked() {
     assert_code(&out, 2);
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    for place in ["secret_access_key_file", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+    for place in ["secret_access_key_file", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+    {
         assert!(err.contains(place), "{place} missing from: {err}");
     }
     assert!(!err.contains("169.254") && !err.to_lowercase().contains("metadata endpoint"), "{err}");

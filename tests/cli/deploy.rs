@@ -54,7 +54,8 @@ fn profiles_and_targets_choose_the_backend_and_config_show_says_how() {
     let out = s.cmd(&["--target", "archive", "put", "f", "a"]).env("PROMOTE_PROFILE", "dev").output().unwrap();
     assert_code(&out, 0);
     assert!(s.path().join("runs/archive/a").is_file());
-    let out = s.cmd(&["put", "f", "b"]).env("PROMOTE_PROFILE", "dev").env("PROMOTE_TARGET", "archive").output().unwrap();
+    let out =
+        s.cmd(&["put", "f", "b"]).env("PROMOTE_PROFILE", "dev").env("PROMOTE_TARGET", "archive").output().unwrap();
     assert_code(&out, 0);
     assert!(s.path().join("runs/archive/b").is_file());
 
@@ -72,7 +73,10 @@ fn profiles_and_targets_choose_the_backend_and_config_show_says_how() {
     let v = show(&s, &["--profile", "prod", "--target", "archive"], &[("PROMOTE_TARGETS__ARCHIVE__BUCKET", "other")]);
     assert_eq!(v["profile"]["source"], "--profile");
     assert_eq!(v["targets.archive.kind"]["value"], "s3");
-    assert_eq!(v["targets.archive.bucket"], serde_json::json!({"value": "other", "source": "env PROMOTE_TARGETS__ARCHIVE__BUCKET"}));
+    assert_eq!(
+        v["targets.archive.bucket"],
+        serde_json::json!({"value": "other", "source": "env PROMOTE_TARGETS__ARCHIVE__BUCKET"})
+    );
     assert_eq!(v["targets.archive.secret_access_key_file"]["value"], "/run/secrets/s3-secret");
 
     // Unknown names are configuration errors that list what exists.
@@ -81,7 +85,11 @@ fn profiles_and_targets_choose_the_backend_and_config_show_says_how() {
     assert!(stderr(&out).contains("\"staging\"") && stderr(&out).contains("dev, prod"), "{}", stderr(&out));
     let out = s.run(&["--target", "archive", "ls"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("unknown target \"archive\"") && stderr(&out).contains("scratch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown target \"archive\"") && stderr(&out).contains("scratch"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -102,7 +110,11 @@ fn unrelated_promote_variables_break_nothing() {
     // A near-miss of a setting is still caught.
     let out = s.cmd(&["ls"]).env("PROMOTE_TARGTS__ARCHIVE__ROOT", "x").output().unwrap();
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("PROMOTE_TARGTS__ARCHIVE__ROOT") && stderr(&out).contains("targets"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PROMOTE_TARGTS__ARCHIVE__ROOT") && stderr(&out).contains("targets"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -143,7 +155,10 @@ region = "eu-west-1"
     assert_code(&out, 7);
     let err = stderr(&out);
     let file = s.path().join("promote.toml").display().to_string();
-    assert!(err.contains(&format!("{file}:6:")) && err.contains("targets.scratch.rot") && err.contains("`root`"), "typo: {err}");
+    assert!(
+        err.contains(&format!("{file}:6:")) && err.contains("targets.scratch.rot") && err.contains("`root`"),
+        "typo: {err}"
+    );
     assert!(err.contains(&format!("{file}:2:")) && err.contains("streaming"), "wrong type: {err}");
     assert!(err.contains(&format!("{file}:11:")) && err.contains("targets.archive.bucket is not set"), "bucket: {err}");
     assert!(err.contains("unknown target \"archiv\""), "target: {err}");
@@ -152,10 +167,11 @@ region = "eu-west-1"
     // Nothing was created.
     assert!(!s.path().join("runs").exists() && !s.root().exists());
     // The same file, fixed, is fine.
-    let good = bad.replace("[1]", "true").replace("rot =", "root =").replace("archiv\"", "archive\"").replace(
-        "region = \"eu-west-1\"",
-        "region = \"eu-west-1\"\nbucket = \"b\"",
-    );
+    let good = bad
+        .replace("[1]", "true")
+        .replace("rot =", "root =")
+        .replace("archiv\"", "archive\"")
+        .replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nbucket = \"b\"");
     s.file("promote.toml", good.as_bytes());
     let out = s.run(&["config", "validate"]);
     assert_code(&out, 0);
@@ -187,7 +203,8 @@ fn every_example_config_validates() {
     // The ConfigMap in the Kubernetes example holds the same config as k8s-promote.toml.
     let yaml = std::fs::read_to_string(repo().join("examples/deploy/cronjob.yaml")).unwrap();
     let toml = std::fs::read_to_string(repo().join("examples/deploy/k8s-promote.toml")).unwrap();
-    let body: String = toml.lines().filter(|l| !l.starts_with('#')).map(|l| format!("    {l}\n").replace("    \n", "\n")).collect();
+    let body: String =
+        toml.lines().filter(|l| !l.starts_with('#')).map(|l| format!("    {l}\n").replace("    \n", "\n")).collect();
     assert!(yaml.contains(body.trim()), "cronjob.yaml's ConfigMap differs from k8s-promote.toml");
 }
 
@@ -339,7 +356,11 @@ fn the_deploy_example_runs_end_to_end_on_local_disk_and_s3() {
     let s = &p.s;
     s.file("results.tar", b"night results");
     // dev: both targets on local disk, next to the config file.
-    let out = s.cmd(&["--target", "archive", "put", "results.tar", "runs/results.tar"]).env("PROMOTE_PROFILE", "dev").output().unwrap();
+    let out = s
+        .cmd(&["--target", "archive", "put", "results.tar", "runs/results.tar"])
+        .env("PROMOTE_PROFILE", "dev")
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     assert!(s.path().join("runs/archive/runs/results.tar").is_file());
     // prod: the archive is the bucket.
@@ -399,10 +420,49 @@ fn a_secret_given_only_as_a_file_works_and_never_appears_in_any_output() {
     std::fs::remove_file(s.path().join("secrets/secret")).unwrap();
     let out = p.run(&["--target", "archive", "ls"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("secret_access_key_file") && stderr(&out).contains("secrets/secret"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("secret_access_key_file") && stderr(&out).contains("secrets/secret"),
+        "{}",
+        stderr(&out)
+    );
     // A secret file others can read gets a warning.
     s.file("secrets/secret", format!("{}\n", p.secret).as_bytes());
     let out = p.run(&["--target", "archive", "ls"]);
     assert_code(&out, 0);
     assert!(stderr(&out).contains("readable by group or others"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_schema_describes_settings_profiles_and_every_backend_kind() {
+    let s = Scratch::new();
+    let out = s.run(&["config", "schema"]);
+    assert_code(&out, 0);
+    let schema: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(schema["$schema"].as_str().unwrap().contains("2020-12"), "{schema}");
+    for key in ["streaming", "spool_dir", "run", "backend", "targets", "default_target"] {
+        assert!(schema["properties"][key].is_object(), "top-level {key} missing");
+    }
+    // Any other top-level table is a profile holding the same settings.
+    assert_eq!(schema["additionalProperties"]["$ref"], "#/$defs/Profile");
+    assert_eq!(schema["$defs"]["Profile"]["additionalProperties"], false);
+    assert_eq!(schema["properties"]["targets"]["additionalProperties"]["$ref"], "#/$defs/Backend");
+    let kinds: Vec<&str> =
+        schema["$defs"]["Backend"]["oneOf"].as_array().unwrap().iter().map(|r| r["$ref"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["#/$defs/backend-local", "#/$defs/backend-memory", "#/$defs/backend-s3"]);
+    // Every key the example configs use is described, with its kind pinned.
+    let s3 = &schema["$defs"]["backend-s3"];
+    assert_eq!(s3["additionalProperties"], false);
+    assert_eq!(s3["properties"]["kind"]["const"], "s3");
+    for file in ["config/s3.toml", "config/s3-compatible.toml", "config/local.toml"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let kind = if file.contains("s3") { "backend-s3" } else { "backend-local" };
+        let in_backend = text.split("[backend]").nth(1).unwrap();
+        for line in in_backend.lines().filter(|l| l.contains('=') && !l.trim_start().starts_with('#')) {
+            let key = line.split('=').next().unwrap().trim();
+            assert!(schema["$defs"][kind]["properties"][key].is_object(), "{file}: {key} is not in the schema");
+        }
+    }
+    for key in ["access_key_id_file", "secret_access_key_file", "session_token_file"] {
+        assert!(s3["properties"][key].is_object(), "{key}");
+    }
 }

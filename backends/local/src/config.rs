@@ -18,7 +18,7 @@ use crate::LocalBackend;
 /// file_mode = "0644"        # permissions of published files (exact: the umask does not apply)
 /// dir_mode = "0755"         # permissions of directories promote creates (exact)
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     /// Always `"local"`.
@@ -28,6 +28,7 @@ pub struct LocalConfig {
     /// path read from a config file is relative to that file's directory (as in Cargo); from
     /// the environment or a flag, to the current directory. Must not be empty.
     #[serde(default = "root", deserialize_with = "root_in")]
+    #[schemars(with = "PathBuf")]
     pub root: PathBuf,
     /// Whether publishing waits for the disk.
     #[serde(default)]
@@ -35,15 +36,17 @@ pub struct LocalConfig {
     /// Permission bits of published files, octal. Exact: set with `fchmod`, so the umask does not
     /// apply.
     #[serde(default = "file_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
+    #[schemars(schema_with = "octal_schema")]
     pub file_mode: u32,
     /// Permission bits of directories promote creates (the root and the directories of keys),
     /// octal. Exact, like `file_mode`. Directories that already exist are left as they are.
     #[serde(default = "dir_mode", serialize_with = "octal_out", deserialize_with = "octal_in")]
+    #[schemars(schema_with = "octal_schema")]
     pub dir_mode: u32,
 }
 
 /// How hard publishing works to survive power loss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// fsync the staged file, publish, fsync the parent directory and every directory above it
@@ -91,6 +94,11 @@ fn root_in<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
         ));
     }
     Ok(path.relative())
+}
+
+/// An octal mode as text (`"0644"`) or digits (`644`).
+fn octal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "integer"], "description": "octal permission bits, e.g. \"0644\"" })
 }
 
 fn octal_out<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {

@@ -56,4 +56,5 @@ pub use config::{Durability, LocalConfig};
 /// Registers `kind = "local"`.
 pub fn register(registry: &mut promote_core::Registry) {
     registry.register("local", promote_core::registry::load::<LocalConfig>);
+    registry.describe("local", || schemars::schema_for!(LocalConfig).to_value());
 }

@@ -13,7 +13,7 @@ use crate::backend::ObjectStoreBackend;
 /// and endpoint fall back to the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
 /// `AWS_BUCKET`, `AWS_ALLOW_HTTP`, …).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Always `"s3"`.
@@ -44,13 +44,16 @@ pub struct S3Config {
     /// A file holding the access key id (read at start, surrounding whitespace trimmed), so the
     /// id need not be in the config file. Relative to the config file's directory.
     #[serde(default, deserialize_with = "path_in")]
+    #[schemars(with = "Option<PathBuf>")]
     pub access_key_id_file: Option<PathBuf>,
     /// A file holding the secret access key (e.g. `/run/secrets/s3`). Warned about when group-
     /// or world-readable.
     #[serde(default, deserialize_with = "path_in")]
+    #[schemars(with = "Option<PathBuf>")]
     pub secret_access_key_file: Option<PathBuf>,
     /// A file holding the session token.
     #[serde(default, deserialize_with = "path_in")]
+    #[schemars(with = "Option<PathBuf>")]
     pub session_token_file: Option<PathBuf>,
     /// When no credentials are configured (keys, `*_file`, `AWS_ACCESS_KEY_ID`, web identity,
     /// container credentials), ask the EC2 instance metadata endpoint. Off by default, so a
@@ -65,13 +68,16 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
     /// Objects larger than this go up as multipart uploads. Bytes, or "8MiB".
     #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[schemars(schema_with = "size_schema")]
     pub multipart_threshold: u64,
     /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
     #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[schemars(schema_with = "size_schema")]
     pub part_size: u64,
     /// Largest object the server accepts (S3: 5 TiB). An object whose size is known up front
     /// (`--size`) and larger is refused before any byte moves. Bytes, or "5TiB".
     #[serde(default = "max_object", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[schemars(schema_with = "size_schema")]
     pub max_object_size: u64,
     /// Parts in memory at once, uploading or filling (at least 2 are used). Memory in flight
     /// per object is at most part_size × upload_concurrency (default 32 MiB).
@@ -79,12 +85,14 @@ pub struct S3Config {
     pub upload_concurrency: usize,
     /// Time limit for one request, e.g. "5m".
     #[serde(default = "timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[schemars(with = "String")]
     pub request_timeout: Duration,
     /// Retries of transient failures (5xx, timeouts, connection errors), with backoff.
     #[serde(default = "retries")]
     pub max_retries: usize,
     /// Give up retrying one request after this long, e.g. "3m".
     #[serde(default = "retry_timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[schemars(with = "String")]
     pub retry_timeout: Duration,
     /// Send `x-amz-checksum-sha256` with every PUT and part, so servers that verify it reject
     /// bytes corrupted on the way.
@@ -96,7 +104,7 @@ pub struct S3Config {
 }
 
 /// How promote learns whether the server honours `If-None-Match: *` (create-only).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConditionalWrites {
     /// Check live before the first create-only publish of a process, and in `doctor` (a few
@@ -210,11 +218,8 @@ pub(crate) struct Secrets {
 }
 
 /// Variables through which the AWS SDKs (and object_store) find credentials without keys.
-const AMBIENT_CREDENTIALS: &[&str] = &[
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-];
+const AMBIENT_CREDENTIALS: &[&str] =
+    &["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"];
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -224,9 +229,8 @@ fn env(name: &str) -> Option<String> {
 /// the file is readable by group or others.
 fn read_secret(setting: &str, path: &Path) -> Result<String, Error> {
     use std::os::unix::fs::PermissionsExt;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config(format!("{setting} = {:?}: cannot read it: {e}", path.display().to_string()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(format!("{setting} = {:?}: cannot read it: {e}", path.display().to_string())))?;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o044 != 0
     {
@@ -344,7 +348,7 @@ impl BackendConfig for S3Config {
 
 /// An in-memory store (object_store's `InMemory`): for tests and trials. Everything is gone
 /// when the process exits.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryConfig {
     /// Always `"memory"`.
@@ -371,6 +375,11 @@ impl BackendConfig for MemoryConfig {
 fn path_in<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let path = Option::<figment::value::magic::RelativePathBuf>::deserialize(d)?;
     Ok(path.map(|p| p.relative()))
+}
+
+/// A size: bytes, or text with a unit.
+fn size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["integer", "string"], "description": "bytes, or with a unit: \"8MiB\", \"5TiB\"" })
 }
 
 fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {

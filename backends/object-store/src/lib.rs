@@ -75,4 +75,6 @@ pub use config::{ConditionalWrites, MemoryConfig, S3Config};
 pub fn register(registry: &mut promote_core::Registry) {
     registry.register("s3", promote_core::registry::load::<S3Config>);
     registry.register("memory", promote_core::registry::load::<MemoryConfig>);
+    registry.describe("s3", || schemars::schema_for!(S3Config).to_value());
+    registry.describe("memory", || schemars::schema_for!(MemoryConfig).to_value());
 }

@@ -68,6 +68,10 @@ pub(crate) fn run(kind: &str, path: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(anyhow::Error::new(e).context(format!("creating {}", output::path(path)))),
     };
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all())?;
-    out!("wrote {} ({kind}); check it with `promote config validate --config {}`", output::path(path), output::path(path));
+    out!(
+        "wrote {} ({kind}); check it with `promote config validate --config {}`",
+        output::path(path),
+        output::path(path)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -29,9 +29,8 @@ pub(crate) fn run(loaded: &Loaded, as_json: bool) -> anyhow::Result<ExitCode> {
     let from_env = loaded.backend.from_environment();
     for (path, value) in leaves {
         let name = path.rsplit('.').next().unwrap_or(&path);
-        let env = path
-            .strip_prefix(&format!("{table}."))
-            .and_then(|setting| from_env.iter().find(|(s, _, _)| s == setting));
+        let env =
+            path.strip_prefix(&format!("{table}.")).and_then(|setting| from_env.iter().find(|(s, _, _)| s == setting));
         let (value, source) = match env {
             Some((_, var, env_value)) if value.is_null() => (json!(env_value), format!("env {var}")),
             _ => (value, source_of(&loaded.figment, &path)),

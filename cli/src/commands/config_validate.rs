@@ -56,7 +56,10 @@ pub(crate) async fn run(global: &Global, live: bool) -> anyhow::Result<ExitCode>
             Ok(found) => profiles.extend(found),
             Err(err) => {
                 // A syntax error: nothing else can be read.
-                eprintln!("promote: config: {}", Error::from(err).to_string().trim_start_matches("configuration error: "));
+                eprintln!(
+                    "promote: config: {}",
+                    Error::from(err).to_string().trim_start_matches("configuration error: ")
+                );
                 return Ok(ExitCode::from(exit::INVALID_CONFIG));
             }
         }
@@ -152,14 +155,22 @@ async fn live_checks(global: &Global, profile: &str) -> anyhow::Result<ExitCode>
         };
         out!("== {} (profile {profile})", target.as_deref().map_or("[backend]".to_owned(), |t| format!("target {t}")));
         let origin = Origin { target: target.map(|t| (t, "config validate --live")), ..loaded.origin.clone() };
-        let one = Loaded { figment: loaded.figment.clone(), settings: settings::settings(&loaded.figment)?, backend, origin };
+        let one =
+            Loaded { figment: loaded.figment.clone(), settings: settings::settings(&loaded.figment)?, backend, origin };
         let code = doctor::run(&one, DoctorArgs { json: false }).await?;
         failed |= code != ExitCode::SUCCESS;
     }
     Ok(if failed { ExitCode::from(exit::CHECK_FAILED) } else { ExitCode::SUCCESS })
 }
 
-fn check_table(report: &mut Report, registry: &Registry, figment: &figment::Figment, text: Option<&str>, profile: &str, table: &str) {
+fn check_table(
+    report: &mut Report,
+    registry: &Registry,
+    figment: &figment::Figment,
+    text: Option<&str>,
+    profile: &str,
+    table: &str,
+) {
     for problem in registry.problems(figment, table) {
         report.add(text, profile, problem);
     }

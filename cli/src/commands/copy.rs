@@ -140,7 +140,8 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
         eprintln!();
     }
     if !args.quiet {
-        let (verb, skipped) = if args.dry_run { ("would copy", "already present") } else { ("copied", "already present") };
+        let (verb, skipped) =
+            if args.dry_run { ("would copy", "already present") } else { ("copied", "already present") };
         eprintln!(
             "copy: {total} objects: {copied} {verb}, {present} {skipped}, {failed} failed; {} in {:.1}s",
             output::bytes(bytes),

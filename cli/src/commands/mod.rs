@@ -1,6 +1,7 @@
 //! One file per command; [`run`] dispatches.
 
 mod config_init;
+mod config_schema;
 
 mod config_show;
 mod config_validate;
@@ -29,7 +30,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // These read the configuration their own way: all problems at once, or none at all.
     match &cli.command {
         Command::Config(ConfigCommand::Validate { live }) => return config_validate::run(&cli.global, *live).await,
-        Command::Config(ConfigCommand::Schema) => todo!(),
+        Command::Config(ConfigCommand::Schema) => return config_schema::run(),
         Command::Config(ConfigCommand::Init { kind, path }) => return config_init::run(kind, path),
         _ => {}
     }
