@@ -352,8 +352,12 @@ impl Provider for ConfigFile {
 }
 
 /// The profiles a config file defines (besides `default`), sorted.
-pub(crate) fn file_profiles(path: &Path) -> Result<Vec<String>, figment::Error> {
-    let data = ConfigFile::new(path.to_owned()).data()?;
+///
+/// # Errors
+///
+/// The file's syntax error, with its line and column.
+pub(crate) fn file_profiles(path: &Path) -> Result<Vec<String>, Error> {
+    let data = ConfigFile::new(path.to_owned()).data().map_err(Error::from)?;
     Ok(data
         .keys()
         .filter(|p| **p != Profile::Default && **p != Profile::Global)
@@ -508,7 +512,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Loaded> {
     let profile = profile(global);
     if profile.0 != DEFAULT && profile.0 != "global" {
         let defined = match &file {
-            Some((path, _)) => file_profiles(path).map_err(Error::from)?,
+            Some((path, _)) => file_profiles(path)?,
             None => Vec::new(),
         };
         if !defined.contains(&profile.0) {

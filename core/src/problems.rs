@@ -28,7 +28,7 @@ const MAX_ROUNDS: usize = 32;
 pub fn all<T>(
     figment: &Figment,
     table: &str,
-    extract: impl Fn(&Figment) -> Result<T, figment::Error>,
+    extract: impl Fn(&Figment) -> Result<T, Box<figment::Error>>,
 ) -> (Option<T>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut working: Option<Figment> = None;
@@ -36,7 +36,7 @@ pub fn all<T>(
         let result = extract(working.as_ref().unwrap_or(figment));
         let err = match result {
             Ok(value) => return (Some(value), problems),
-            Err(err) => err,
+            Err(err) => *err,
         };
         let mut values = match working_values(working.as_ref().unwrap_or(figment), table) {
             Some(values) => values,

@@ -39,13 +39,13 @@ pub trait BackendConfig: Send + Sync + fmt::Debug {
     /// Settings left unset in the configuration whose effective value comes from a standard
     /// environment variable (S3: `AWS_REGION`, `AWS_BUCKET`, …): `(setting, variable, value)`,
     /// so `config show` can say where they came from. Never secrets. Default: none.
-    fn from_environment(&self) -> Vec<(String, String, String)> {
+    fn environment_values(&self) -> Vec<(String, String, String)> {
         Vec::new()
     }
 }
 
 /// Reads a backend's configuration from a table of a figment (`backend`, `targets.archive`).
-pub type LoadFn = fn(&Figment, &str) -> Result<Box<dyn BackendConfig>, figment::Error>;
+pub type LoadFn = fn(&Figment, &str) -> Result<Box<dyn BackendConfig>, Box<figment::Error>>;
 
 /// Extracts `C` from the table at `table` (a dotted path). Typos are errors naming the key
 /// (relative to the table) and the file, as long as `C` is `#[serde(deny_unknown_fields)]`.
@@ -53,11 +53,11 @@ pub type LoadFn = fn(&Figment, &str) -> Result<Box<dyn BackendConfig>, figment::
 /// # Errors
 ///
 /// figment's errors; [`Registry::load_table`] turns them into [`Error::Config`].
-pub fn load<C>(figment: &Figment, table: &str) -> Result<Box<dyn BackendConfig>, figment::Error>
+pub fn load<C>(figment: &Figment, table: &str) -> Result<Box<dyn BackendConfig>, Box<figment::Error>>
 where
     C: BackendConfig + DeserializeOwned + Serialize + 'static,
 {
-    let config: C = figment.focus(table).extract()?;
+    let config: C = figment.focus(table).extract().map_err(Box::new)?;
     Ok(Box::new(config))
 }
 
@@ -144,7 +144,7 @@ impl Registry {
                 known.join(", ")
             )));
         };
-        load(figment, table).map_err(|e| Error::from_figment(e, table))
+        load(figment, table).map_err(|e| Error::from_figment(*e, table))
     }
 }
 

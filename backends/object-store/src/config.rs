@@ -326,7 +326,7 @@ impl BackendConfig for S3Config {
         problems
     }
 
-    fn from_environment(&self) -> Vec<(String, String, String)> {
+    fn environment_values(&self) -> Vec<(String, String, String)> {
         let mut found = Vec::new();
         let mut first = |setting: &str, given: &Option<String>, vars: &[&str]| {
             if given.is_none()

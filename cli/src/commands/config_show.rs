@@ -26,7 +26,7 @@ pub(crate) fn run(loaded: &Loaded, as_json: bool) -> anyhow::Result<ExitCode> {
     let mut leaves = Vec::new();
     flatten("", &effective(loaded), &mut leaves);
     let table = origin.table();
-    let from_env = loaded.backend.from_environment();
+    let from_env = loaded.backend.environment_values();
     for (path, value) in leaves {
         let name = path.rsplit('.').next().unwrap_or(&path);
         let env =

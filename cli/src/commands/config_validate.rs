@@ -56,10 +56,7 @@ pub(crate) async fn run(global: &Global, live: bool) -> anyhow::Result<ExitCode>
             Ok(found) => profiles.extend(found),
             Err(err) => {
                 // A syntax error: nothing else can be read.
-                eprintln!(
-                    "promote: config: {}",
-                    Error::from(err).to_string().trim_start_matches("configuration error: ")
-                );
+                eprintln!("promote: config: {}", message(&err));
                 return Ok(ExitCode::from(exit::INVALID_CONFIG));
             }
         }
@@ -102,7 +99,7 @@ pub(crate) async fn run(global: &Global, live: bool) -> anyhow::Result<ExitCode>
                 continue;
             }
         };
-        let (settings, found) = problems::all(&figment, "", |f| f.extract::<settings::Settings>());
+        let (settings, found) = problems::all(&figment, "", |f| f.extract::<settings::Settings>().map_err(Box::new));
         for problem in found {
             report.add(text.as_deref(), profile, problem);
         }
