@@ -466,3 +466,36 @@ fn config_schema_describes_settings_profiles_and_every_backend_kind() {
         assert!(s3["properties"][key].is_object(), "{key}");
     }
 }
+
+#[test]
+fn validate_live_runs_doctor_on_each_target_and_relative_secret_files_follow_the_config_file() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path().join("etc")).unwrap();
+    s.file(
+        "etc/p.toml",
+        b"[targets.a]\nkind = \"local\"\nroot = \"a\"\n\n[targets.b]\nkind = \"local\"\nroot = \"b\"\n\n\
+          [targets.s3]\nkind = \"s3\"\nbucket = \"x\"\nsecret_access_key_file = \"keys/secret\"\n",
+    );
+    let v = show(&s, &["--config", "etc/p.toml", "--target", "s3"], &[]);
+    assert_eq!(v["targets.s3.secret_access_key_file"]["value"], s.path().join("etc/keys/secret").to_str().unwrap());
+    s.file(
+        "etc/p.toml",
+        b"[targets.a]\nkind = \"local\"\nroot = \"a\"\n\n[targets.b]\nkind = \"local\"\nroot = \"b\"\n",
+    );
+    let out = s.run(&["--config", "etc/p.toml", "config", "validate", "--live"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("== target a") && text.contains("== target b"), "{text}");
+    assert_eq!(text.matches("second create refused").count(), 2, "{text}");
+    // A target doctor finds broken fails the live check.
+    let out = s
+        .cmd(&["--config", "etc/p.toml", "config", "validate", "--live"])
+        .env("PROMOTE_TARGETS__B__ROOT", "/proc/promote-cannot-be-here")
+        .output()
+        .unwrap();
+    assert_code(&out, 1);
+    // Without --live nothing is touched, and an unknown PROMOTE_TARGET is one of the problems.
+    let out = s.cmd(&["--config", "etc/p.toml", "config", "validate"]).env("PROMOTE_TARGET", "c").output().unwrap();
+    assert_code(&out, 7);
+    assert!(stderr(&out).contains("unknown target \"c\" (from PROMOTE_TARGET)"), "{}", stderr(&out));
+}

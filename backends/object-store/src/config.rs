@@ -13,7 +13,7 @@ use crate::backend::ObjectStoreBackend;
 /// and endpoint fall back to the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
 /// `AWS_BUCKET`, `AWS_ALLOW_HTTP`, …).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Always `"s3"`.
@@ -101,6 +101,20 @@ pub struct S3Config {
     /// Whether the server's conditional writes are trusted: see [`ConditionalWrites`].
     #[serde(default)]
     pub conditional_writes: ConditionalWrites,
+}
+
+/// The settings with the credentials redacted: a config printed with `{:?}` (a log line, a
+/// panic) never shows a secret.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        for secret in ["access_key_id", "secret_access_key", "session_token"] {
+            if !value[secret].is_null() {
+                value[secret] = "***redacted***".into();
+            }
+        }
+        write!(f, "S3Config {value}")
+    }
 }
 
 /// How promote learns whether the server honours `If-None-Match: *` (create-only).
@@ -418,6 +432,18 @@ mod tests {
             let config = S3Config { prefix: good.into(), ..S3Config::for_bucket("b") };
             config.validate().unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_credentials() {
+        let config = S3Config {
+            access_key_id: Some("AKIDSENTINEL".into()),
+            secret_access_key: Some("SECRETSENTINEL".into()),
+            session_token: Some("TOKENSENTINEL".into()),
+            ..S3Config::for_bucket("b")
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SENTINEL") && shown.contains("\"b\""), "{shown}");
     }
 
     #[test]
