@@ -297,7 +297,8 @@ fn copy_refuses_a_source_object_that_no_longer_matches_its_digest() {
     std::fs::write(&path, b"ALPHA").unwrap();
     std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
     let out = s.run(&["copy", "local:papers/a", "archive:papers/a"]);
-    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("papers/a"), "{}", stderr(&out));
     assert!(!s.path().join("dst/papers/a").exists(), "nothing was published");
 }
 

@@ -143,7 +143,8 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
         let (verb, skipped) =
             if args.dry_run { ("would copy", "already present") } else { ("copied", "already present") };
         eprintln!(
-            "copy: {total} objects: {copied} {verb}, {present} {skipped}, {failed} failed; {} in {:.1}s",
+            "copy: {total} object{}: {copied} {verb}, {present} {skipped}, {failed} failed; {} in {:.1}s",
+            if total == 1 { "" } else { "s" },
             output::bytes(bytes),
             started.elapsed().as_secs_f64()
         );
@@ -180,10 +181,24 @@ async fn copy_one(src: &Store, dst: &Store, job: &Job, dry_run: bool) -> anyhow:
         return Ok(Done::Would(what, job.dst.clone(), meta));
     }
     let (src, key) = (src.clone(), job.src.clone());
+    // The source's own error (a damaged object: exit 4), kept whole past the io::Error the
+    // publish sees.
+    let source_error = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = std::sync::Arc::clone(&source_error);
     // Opened on first poll only: an already-present answer never opens the source.
     let chunks = futures_util::stream::once(async move { src.read_checked(&key, meta).await })
         .map_ok(|(_, stream)| stream)
         .try_flatten()
-        .map_err(std::io::Error::other);
-    Ok(Done::Copied(dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await?))
+        .map_err(move |err: Error| {
+            let text = err.to_string();
+            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
+            std::io::Error::other(text)
+        });
+    match dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await {
+        Ok(outcome) => Ok(Done::Copied(outcome)),
+        Err(err) => {
+            let source = source_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            Err(source.unwrap_or(err).into())
+        }
+    }
 }
