@@ -16,14 +16,14 @@ use super::{parse_key, usage};
 use crate::args::GetArgs;
 use crate::exit;
 use crate::output::{self, out};
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCode> {
     if args.recursive {
         return get_tree(loaded, &args).await;
     }
     let key = parse_key(&args.key)?;
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let (meta, mut stream) = open(&store, &key, args.force).await?;
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
@@ -112,7 +112,7 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     if args.dest.as_os_str() == "-" {
         return Err(usage("get -r copies into a directory, not to stdout"));
     }
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let entries = store.list(&args.key).await?;
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());

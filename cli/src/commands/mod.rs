@@ -38,6 +38,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Opens the configured backend for a command that only reads (or only removes): nothing is
+/// created, and a store that does not exist is an error (`no store at …`), not a new empty one.
+pub(crate) async fn open_existing(loaded: &settings::Loaded) -> anyhow::Result<promote_core::Store> {
+    use anyhow::Context;
+    let backend = loaded.backend.open_existing().await.context("opening the storage backend")?;
+    Ok(promote_core::Store::new(backend))
+}
+
 /// Parses a key given on the command line (before any I/O).
 pub(crate) fn parse_key(key: &str) -> anyhow::Result<Key> {
     Ok(Key::new(key)?)

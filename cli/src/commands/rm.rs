@@ -9,7 +9,7 @@ use super::{parse_key, usage};
 use crate::args::RmArgs;
 use crate::exit;
 use crate::output::out;
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCode> {
     // Every argument is checked before anything is removed.
@@ -23,7 +23,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
         }
         keys.push(parse_key(arg)?);
     }
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     if args.recursive {
         for prefix in &args.keys {
             let listed = store.list(prefix).await?;
