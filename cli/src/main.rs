@@ -5,15 +5,14 @@ mod backends;
 mod commands;
 mod exit;
 mod output;
+mod progress;
 mod run;
 mod settings;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = match args::Cli::try_parse() {
+    let args = match args::parse() {
         Ok(args) => args,
         Err(err) => {
             let _ = err.print();
@@ -21,15 +20,16 @@ fn main() -> ExitCode {
         }
     };
     output::init_tracing(args.global.verbose);
+    let json = args.command.json();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
-        Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime")),
+        Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime"), json),
     };
     runtime.block_on(async {
         let code = tokio::select! {
             result = commands::run(args) => match result {
                 Ok(code) => code,
-                Err(err) => exit::report(&err),
+                Err(err) => exit::report(&err, json),
             },
             signal = interrupted() => {
                 // The command's future is dropped here: its staged writes discard themselves.

@@ -7,6 +7,7 @@ mod daily;
 mod doctor;
 mod escape;
 mod local;
+mod progress;
 mod put;
 mod race;
 mod readonly;

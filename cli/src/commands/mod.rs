@@ -21,7 +21,12 @@ use crate::exit::Usage;
 use crate::settings;
 
 /// Runs the parsed command line.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.global.streaming = match &cli.command {
+        Command::Put(args) => args.streaming,
+        Command::Run(args) => args.streaming,
+        _ => None,
+    };
     let loaded = settings::load(&cli.global)?;
     match cli.command {
         Command::Put(args) => put::run(&loaded, args).await,

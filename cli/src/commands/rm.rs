@@ -39,8 +39,15 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             Ok(true) => {}
             Ok(false) => continue,
             Err(err) => {
+                let code = exit::code(&err);
+                if args.json {
+                    out!(
+                        "{}",
+                        json!({ "key": key.as_str(), "ok": false, "error": exit::one_line(&err), "exit": code })
+                    );
+                }
                 eprintln!("promote: error: {}", exit::one_line(&err));
-                first_failure.get_or_insert(exit::code(&err));
+                first_failure.get_or_insert(code);
                 continue;
             }
         }
