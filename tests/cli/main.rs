@@ -6,6 +6,8 @@ mod crash;
 mod daily;
 mod doctor;
 mod escape;
+mod help;
+mod json;
 mod local;
 mod progress;
 mod put;
