@@ -15,4 +15,5 @@ mod race;
 mod readonly;
 mod run;
 mod s3;
+mod sizes;
 mod support;

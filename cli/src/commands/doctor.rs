@@ -204,7 +204,7 @@ async fn probe(store: &Store, report: &mut Report) {
     let created = report.check(
         "probe: create-only publish",
         match first_put {
-            Ok(Outcome::Promoted(r)) => Ok(format!("{key} promoted ({} bytes)", r.size)),
+            Ok(Outcome::Promoted(r)) => Ok(format!("{key} promoted ({})", output::bytes(r.size))),
             Ok(other) => Err(format!("unexpected {}", other.label())),
             Err(e) => Err(e.to_string()),
         },
