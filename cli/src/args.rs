@@ -9,7 +9,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (promoted, already present, or done)
   1  doctor found a problem
-  2  usage error, invalid key or input, configuration error, or a mode the backend cannot do safely
+  2  usage error, invalid key or input, configuration error (also `no store at …`), or a mode the
+     backend cannot do safely
   3  conflict: the key holds different content; nothing was replaced
   4  verification failed: size or SHA-256 mismatch; nothing was published
   5  not found
