@@ -15,6 +15,13 @@ fn main() -> ExitCode {
     let args = match args::parse() {
         Ok(args) => args,
         Err(err) => {
+            if err.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                // A usage error is a JSON record too when --json was asked for.
+                let text = err.render().to_string();
+                let first = text.split("\n\n").next().unwrap_or_default();
+                let line = first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+                println!("{}", serde_json::json!({ "ok": false, "error": line, "exit": exit::USAGE }));
+            }
             let _ = err.print();
             return if err.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
         }

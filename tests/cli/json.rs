@@ -78,6 +78,14 @@ fn with_json_failures_are_json_records() {
         assert!(last["error"].as_str().is_some_and(|e| !e.is_empty()), "{args:?}: {last}");
         assert!(stderr(&out).contains("promote: error:"), "{args:?}: stderr keeps the line: {}", stderr(&out));
     }
+    // A usage error that clap finds is a record too.
+    let out = s.run(&["put", "f", "--json"]);
+    assert_code(&out, 2);
+    let usage = &records(&out)[0];
+    assert!(
+        usage["ok"] == false && usage["exit"] == 2 && usage["error"].as_str().unwrap().contains("<KEY>"),
+        "{usage}"
+    );
     // A bad configuration, with config show --json.
     s.file("bad.toml", b"streaming = [1]\n");
     let out = s.run(&["--config", "bad.toml", "config", "show", "--json"]);
