@@ -24,7 +24,7 @@ const TICK: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub(crate) struct Transfer {
     shared: Option<Arc<Shared>>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -35,9 +35,10 @@ struct Shared {
     bytes_total: Option<u64>,
     files: AtomicU64,
     files_total: Option<u64>,
-    /// A duplicate of a source file's descriptor: it shares the file offset, which says how far
-    /// the reader has got without touching the reading code.
-    offset_of: Mutex<Option<std::fs::File>>,
+    /// Duplicates of the descriptors of source files being read, by id: each shares its file's
+    /// offset, which says how far the reader has got without touching the reading code.
+    followed: Mutex<Vec<(u64, std::fs::File)>>,
+    next_id: AtomicU64,
 }
 
 impl Transfer {
@@ -58,7 +59,8 @@ impl Transfer {
             bytes_total,
             files: AtomicU64::new(0),
             files_total,
-            offset_of: Mutex::new(None),
+            followed: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
         });
         let me = Arc::clone(&shared);
         let ticker = tokio::spawn(async move {
@@ -70,12 +72,12 @@ impl Transfer {
                 me.redraw();
             }
         });
-        Self { shared: Some(shared), ticker: Some(ticker) }
+        Self { shared: Some(shared), ticker: Mutex::new(Some(ticker)) }
     }
 
     /// No display at all.
     pub(crate) fn off() -> Self {
-        Self { shared: None, ticker: None }
+        Self { shared: None, ticker: Mutex::new(None) }
     }
 
     /// Whether a bar would be shown (stderr a terminal, not `quiet`), so callers can skip
@@ -84,10 +86,20 @@ impl Transfer {
         !quiet && std::io::stderr().is_terminal()
     }
 
-    /// Follows how far `file` has been read (through a duplicate descriptor sharing its offset).
-    pub(crate) fn follow_offset(&self, file: &std::fs::File) {
-        if let (Some(shared), Ok(dup)) = (&self.shared, file.try_clone()) {
-            *shared.offset_of.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dup);
+    /// Counts how far `file` has been read (through a duplicate descriptor sharing its offset)
+    /// until [`Transfer::unfollow`] with the id returned.
+    pub(crate) fn follow(&self, file: &std::fs::File) -> Option<u64> {
+        let shared = self.shared.as_ref()?;
+        let dup = file.try_clone().ok()?;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        shared.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, dup));
+        Some(id)
+    }
+
+    /// Stops counting a file's offset (its bytes are then counted with [`Transfer::add_bytes`]).
+    pub(crate) fn unfollow(&self, id: Option<u64>) {
+        if let (Some(shared), Some(id)) = (&self.shared, id) {
+            shared.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(i, _)| *i != id);
         }
     }
 
@@ -114,8 +126,8 @@ impl Transfer {
     }
 
     /// Removes the bar (before a summary is printed).
-    pub(crate) fn finish(&mut self) {
-        if let Some(ticker) = self.ticker.take() {
+    pub(crate) fn finish(&self) {
+        if let Some(ticker) = self.ticker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             ticker.abort();
         }
         if let Some(shared) = &self.shared {
@@ -137,16 +149,14 @@ impl Drop for Transfer {
 
 impl Shared {
     fn redraw(&self) {
-        let offset = self
-            .offset_of
+        let reading: u64 = self
+            .followed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_mut()
-            .map(|f| f.stream_position());
-        let bytes = match offset {
-            Some(Ok(position)) => position,
-            _ => self.bytes.load(Ordering::Relaxed),
-        };
+            .iter_mut()
+            .map(|(_, file)| file.stream_position().unwrap_or(0))
+            .sum();
+        let bytes = self.bytes.load(Ordering::Relaxed) + reading;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = output::bytes((bytes as f64 / secs) as u64);
         let mut msg = match self.bytes_total {

@@ -30,7 +30,7 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     let key = parse_key(&args.key)?;
     let store = super::open_existing(loaded).await?;
     let (meta, mut stream) = open(&store, &key, args.force).await?;
-    let mut progress = Transfer::new(Some(meta.size), None, args.quiet || args.json);
+    let progress = Transfer::new(Some(meta.size), None, args.quiet || args.json);
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
@@ -154,7 +154,7 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     let base = args.key.rfind('/').map_or(0, |i| i + 1);
     let started = Instant::now();
     let total = entries.iter().map(|e| e.size).sum();
-    let mut progress = Transfer::new(Some(total), Some(entries.len() as u64), args.quiet || args.json);
+    let progress = Transfer::new(Some(total), Some(entries.len() as u64), args.quiet || args.json);
     let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
     for entry in &entries {
         let dest: PathBuf = args.dest.join(&entry.key.as_str()[base..]);

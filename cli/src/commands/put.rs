@@ -78,7 +78,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
     let store = settings::open(loaded).await?;
     store.ready_for(&mode).await?;
     let quiet = args.quiet || args.json;
-    let mut progress;
+    let progress;
     let outcome = if is_stdin {
         progress = Transfer::new(args.size, None, quiet);
         promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
@@ -117,7 +117,7 @@ where
 }
 
 /// A local file: read ahead on its own thread when streaming. `progress` follows the file's
-/// offset.
+/// offset while it is read.
 async fn promote_file(
     loaded: &Loaded,
     store: &Store,
@@ -128,12 +128,14 @@ async fn promote_file(
     progress: &Transfer,
 ) -> anyhow::Result<Outcome> {
     let file = file.into_std().await;
-    progress.follow_offset(&file);
-    if loaded.settings.streaming {
-        Ok(store.promote_file(key, file, expected, mode).await?)
+    let followed = progress.follow(&file);
+    let result = if loaded.settings.streaming {
+        store.promote_file(key, file, expected, mode).await.map_err(Into::into)
     } else {
         promote(loaded, store, key, tokio::fs::File::from_std(file), expected, mode).await
-    }
+    };
+    progress.unfollow(followed);
+    result
 }
 
 /// Every regular file under `dir`, relative, sorted. Symbolic links are skipped with a notice,
@@ -191,8 +193,8 @@ async fn put_tree(
     let quiet = args.quiet || json;
     let total = Transfer::shown(quiet)
         .then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
-    let mut progress = Transfer::new(total, Some(files.len() as u64), quiet);
-    let none = &Transfer::off();
+    let progress = Transfer::new(total, Some(files.len() as u64), quiet);
+    let following = &progress;
     let results = futures_util::stream::iter(files)
         .map(|rel| async move {
             let result = async {
@@ -202,7 +204,7 @@ async fn put_tree(
                 }
                 let key = under(prefix, rel_str)?;
                 let file = open_source(&dir.join(rel)).await?;
-                promote_file(loaded, store, &key, file, &Expected::default(), mode.clone(), none).await
+                promote_file(loaded, store, &key, file, &Expected::default(), mode.clone(), following).await
             }
             .await;
             (rel, result)
