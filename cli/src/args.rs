@@ -9,7 +9,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (promoted, already present, or done)
   1  doctor found a problem
-  2  usage error, invalid key or input, configuration error, or a mode the backend cannot do safely
+  2  usage error, invalid key or input, configuration error (also `no store at …`), or a mode the
+     backend cannot do safely
   3  conflict: the key holds different content; nothing was replaced
   4  verification failed: size or SHA-256 mismatch; nothing was published
   5  not found
@@ -32,8 +33,9 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes (listed under their own heading in each command's help).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// Configuration file (TOML). Default: $PROMOTE_CONFIG, else the first found of
     /// ./promote.toml, $XDG_CONFIG_HOME/promote/promote.toml, /etc/promote/promote.toml.
@@ -47,18 +49,32 @@ pub(crate) struct Global {
     /// else the `[backend]` table.
     #[arg(long, global = true, value_name = "NAME")]
     pub(crate) target: Option<String>,
-    /// Backend kind (sets backend.kind), e.g. `local`.
+    /// Backend kind (sets backend.kind); `parse` lists the kinds built in.
     #[arg(long, global = true, value_name = "KIND")]
     pub(crate) backend: Option<String>,
     /// Storage root for the local backend (sets backend.root).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
-    /// Stream sources straight into staging (true) or spool them to a local file first (false).
-    #[arg(long, global = true, value_name = "BOOL")]
+    /// `--streaming` of the commands that take it (put, run), for the configuration layers.
+    #[arg(skip)]
     pub(crate) streaming: Option<bool>,
     /// Log what happens to stderr (-v info, -vv debug, -vvv trace). RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+}
+
+/// Parses the command line. `--backend` lists the kinds the registry knows.
+///
+/// # Errors
+///
+/// clap's error (usage, or the help and version texts it prints).
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let kinds: Vec<&'static str> = crate::backends::registry().kinds().collect();
+    let command = Cli::command().mut_arg("backend", |arg| {
+        arg.help("Backend kind (sets backend.kind)").value_parser(clap::builder::PossibleValuesParser::new(kinds))
+    });
+    Cli::from_arg_matches(&command.try_get_matches()?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +108,27 @@ pub(crate) enum Command {
     /// Inspect, check, describe or start the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+impl Command {
+    /// Whether the command prints JSON (`--json`): its failure is then a JSON record too.
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            Self::Put(a) => a.json,
+            Self::Get(a) => a.json,
+            Self::Verify(a) => a.json,
+            Self::Ls(a) => a.json,
+            Self::Stat(a) => a.json,
+            Self::Rm(a) => a.json,
+            Self::Recover(a) => a.json,
+            Self::Doctor(a) => a.json,
+            Self::Run(a) => a.json,
+            Self::Status(a) => a.json,
+            Self::Copy(a) => a.json,
+            Self::Config(ConfigCommand::Show { json }) => *json,
+            Self::Config(_) => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -141,9 +178,12 @@ pub(crate) struct PutArgs {
     /// For a directory: follow symbolic links (default: skip them, with a notice).
     #[arg(short = 'L', long)]
     pub(crate) follow_symlinks: bool,
-    /// No summary line (receipts and errors still print).
+    /// No progress bar and no summary line (receipts and errors still print).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Stream the source straight into staging (true) or spool it to a local file first (false).
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) streaming: Option<bool>,
 }
 
 /// A size: bytes, or a number with a unit (`1KiB`, `8MiB`, `2GB`), as in the config file.
@@ -164,9 +204,12 @@ pub(crate) struct GetArgs {
     /// KEY is a prefix (`papers/`): copy every object under it into the directory DEST.
     #[arg(short, long)]
     pub(crate) recursive: bool,
-    /// With -r: no summary line.
+    /// No progress bar, and with -r no summary line.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// One JSON object per file copied (failures too); not with DEST `-`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -271,9 +314,15 @@ pub(crate) struct RunArgs {
     /// Write the summary as JSON, with one entry per item, to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
+    /// Print the summary (the --report JSON) on stdout, on one line; no progress.
+    #[arg(long)]
+    pub(crate) json: bool,
     /// No progress and no summary (errors are still printed).
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Stream small items straight into staging (true) or spool them to a local file first (false).
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) streaming: Option<bool>,
 }
 
 #[derive(Debug, Args)]

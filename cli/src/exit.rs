@@ -60,14 +60,22 @@ pub(crate) fn code(err: &anyhow::Error) -> u8 {
     IO
 }
 
-/// Prints `promote: error: …` (the whole cause chain on one line) and returns its exit code. A
-/// closed stdout is no error to print: the command ends quietly (see [`ClosedPipe`]).
-pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+/// Prints `promote: error: …` (the whole cause chain on one line) and returns its exit code;
+/// with `json` the failure is also a JSON record on stdout (`{"ok": false, "error", "exit"}`).
+/// A closed stdout is no error to print: the command ends quietly (see [`ClosedPipe`]).
+pub(crate) fn report(err: &anyhow::Error, json: bool) -> ExitCode {
     if err.chain().any(|cause| cause.is::<ClosedPipe>()) {
         return ExitCode::from(CLOSED_PIPE_EXIT);
     }
-    eprintln!("promote: error: {}", one_line(err));
-    ExitCode::from(code(err))
+    let (line, code) = (one_line(err), code(err));
+    if json {
+        let record = serde_json::json!({ "ok": false, "error": line, "exit": code });
+        if crate::output::write_line(format_args!("{record}")).is_err() {
+            return ExitCode::from(CLOSED_PIPE_EXIT);
+        }
+    }
+    eprintln!("promote: error: {line}");
+    ExitCode::from(code)
 }
 
 /// The cause chain on one line, without repeating a cause a message already includes. A

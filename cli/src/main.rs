@@ -5,32 +5,39 @@ mod backends;
 mod commands;
 mod exit;
 mod output;
+mod progress;
 mod run;
 mod schema;
 mod settings;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = match args::Cli::try_parse() {
+    let args = match args::parse() {
         Ok(args) => args,
         Err(err) => {
+            if err.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                // A usage error is a JSON record too when --json was asked for.
+                let text = err.render().to_string();
+                let first = text.split("\n\n").next().unwrap_or_default();
+                let line = first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+                println!("{}", serde_json::json!({ "ok": false, "error": line, "exit": exit::USAGE }));
+            }
             let _ = err.print();
             return if err.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
         }
     };
     output::init_tracing(args.global.verbose);
+    let json = args.command.json();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
-        Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime")),
+        Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime"), json),
     };
     runtime.block_on(async {
         let code = tokio::select! {
             result = commands::run(args) => match result {
                 Ok(code) => code,
-                Err(err) => exit::report(&err),
+                Err(err) => exit::report(&err, json),
             },
             signal = interrupted() => {
                 // The command's future is dropped here: its staged writes discard themselves.

@@ -42,6 +42,19 @@ pub trait BackendConfig: Send + Sync + fmt::Debug {
     fn environment_values(&self) -> Vec<(String, String, String)> {
         Vec::new()
     }
+
+    /// Opens the backend for commands that only read (list, read, verify, a dry-run sweep):
+    /// creates nothing, and a store that does not exist is an error rather than a new empty
+    /// one. Writing through it may fail where [`BackendConfig::open`] would have prepared the
+    /// store. Default: [`BackendConfig::open`], for backends whose opening creates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when there is no store where the settings point; otherwise as
+    /// [`BackendConfig::open`].
+    async fn open_existing(&self) -> Result<Arc<dyn Backend>, Error> {
+        self.open().await
+    }
 }
 
 /// Reads a backend's configuration from a table of a figment (`backend`, `targets.archive`).

@@ -224,3 +224,32 @@ fn errors_say_what_to_do_and_escape_names() {
     assert!(err.contains("back\\slash") && err.contains("backslash"), "{err}");
     assert!(err.contains("new\\nline") && !err.contains("new\nline"), "control characters escaped: {err}");
 }
+
+#[test]
+fn directory_puts_end_with_a_summary_that_q_silences() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("d")).unwrap();
+    s.file("d/new", b"new");
+    s.file("d/old", b"old");
+    s.file("d/back\\slash", b"x");
+    s.file("old", b"old");
+    assert_code(&s.run(&["put", "old", "p/old"]), 0);
+    let out = s.run(&["put", "d", "p/"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    let summary = err.lines().last().unwrap();
+    assert!(
+        summary.starts_with("put: 3 files: 1 promoted, 1 already present, 1 failed; 6 B in ") && summary.ends_with('s'),
+        "{err}"
+    );
+    let out = s.run(&["put", "d", "q/", "-q"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(!err.contains("put: ") && err.contains("backslash"), "-q drops the summary, not the errors: {err}");
+    assert_eq!(stdout(&out).lines().count(), 2, "receipts still print");
+    let out = s.run(&["get", "-r", "p/", "out"]);
+    assert!(stderr(&out).contains("get: 2 objects: 2 copied, 0 failed; 6 B in "), "{}", stderr(&out));
+    let out = s.run(&["get", "-r", "-q", "p/", "out2"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

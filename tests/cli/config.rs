@@ -62,6 +62,9 @@ fn config_errors_name_the_key_and_the_source() {
 #[test]
 fn doctor_is_green_on_local_disk() {
     let s = Scratch::new();
+    // doctor reads: a store that does not exist yet is a failed check (see readonly.rs).
+    s.file("f", b"x");
+    assert_code(&s.run(&["put", "f", "k"]), 0);
     let out = s.run(&["doctor"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("second create refused"), "{}", stdout(&out));

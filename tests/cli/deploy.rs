@@ -246,7 +246,7 @@ fn copy_between_targets_verifies_and_a_rerun_reads_no_source_bytes() {
     let out = s.run(&["copy", "--dry-run", "local:papers/", "archive:papers/"]);
     assert_code(&out, 0);
     assert_eq!(stdout(&out).matches("would copy").count(), 3, "{}", stdout(&out));
-    assert!(!s.path().join("dst/papers").exists(), "a dry run copies nothing");
+    assert!(!s.path().join("dst").exists(), "a dry run copies and creates nothing");
 
     let out = s.run(&["copy", "local:papers/", "archive:papers/"]);
     assert_code(&out, 0);
@@ -282,6 +282,17 @@ fn copy_between_targets_verifies_and_a_rerun_reads_no_source_bytes() {
     // Bad arguments are usage errors.
     assert_code(&s.run(&["copy", "papers/", "archive:papers/"]), 2);
     assert_code(&s.run(&["copy", "local:papers/", "archive:one"]), 2);
+    // A source store that does not exist is an error, and is not created.
+    let out = s.run(&["copy", "archive:papers/", "local:papers/"]);
+    assert_code(&out, 0);
+    let out = s
+        .cmd(&["copy", "local:papers/", "archive:papers/"])
+        .env("PROMOTE_TARGETS__LOCAL__ROOT", "gone")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
+    assert!(!s.path().join("gone").exists());
     let out = s.run(&["copy", "nowhere:papers/", "archive:papers/"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("unknown target \"nowhere\""), "{}", stderr(&out));
@@ -483,6 +494,9 @@ fn validate_live_runs_doctor_on_each_target_and_relative_secret_files_follow_the
         "etc/p.toml",
         b"[targets.a]\nkind = \"local\"\nroot = \"a\"\n\n[targets.b]\nkind = \"local\"\nroot = \"b\"\n",
     );
+    // doctor checks stores that exist (it creates none).
+    std::fs::create_dir_all(s.path().join("etc/a")).unwrap();
+    std::fs::create_dir_all(s.path().join("etc/b")).unwrap();
     let out = s.run(&["--config", "etc/p.toml", "config", "validate", "--live"]);
     assert_code(&out, 0);
     let text = stdout(&out);

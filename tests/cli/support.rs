@@ -45,6 +45,15 @@ impl Scratch {
         self.prepare(cmd)
     }
 
+    /// `sh -c SCRIPT` under a pseudo-terminal (util-linux `script`), with `$PROMOTE` naming the
+    /// binary: what the terminal showed is the output's stdout. Panics (never skips) without
+    /// `script`.
+    pub fn on_terminal(&self, script: &str) -> Output {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("sh -c '{script}'"), "/dev/null"]).env("PROMOTE", env!("CARGO_BIN_EXE_promote"));
+        self.prepare(cmd).output().expect("util-linux `script` is needed for the terminal tests")
+    }
+
     fn prepare(&self, mut cmd: Command) -> Command {
         cmd.current_dir(self.path()).stdin(Stdio::null());
         for (name, _) in std::env::vars_os() {

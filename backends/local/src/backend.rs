@@ -17,7 +17,7 @@ use rustix::io::Errno;
 use crate::config::{Durability, LocalConfig};
 use crate::root::{Root, io_err};
 use crate::writer::LocalStaged;
-use crate::{list, prune, staging, stored_digest};
+use crate::{list, prune, self_check, staging, stored_digest};
 
 /// Objects as files under a root directory. See the crate docs for the guarantees.
 #[derive(Clone, Debug)]
@@ -40,9 +40,30 @@ impl LocalBackend {
     /// [`Error::Io`] when the root cannot be created or opened.
     pub fn open(config: LocalConfig) -> Result<Self, Error> {
         let root = Root::open(&config.root, config.dir_mode, config.durability == Durability::Full)?;
+        Ok(Self::with_root(root, config))
+    }
+
+    /// Opens an existing root without creating or changing anything, for commands that only
+    /// read (list, read, verify, a dry-run sweep). A root that was never written to has no
+    /// staging area: staging then fails, and a sweep finds nothing. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (`no store at …`) when the root does not exist; [`Error::Io`] when it
+    /// cannot be opened.
+    pub fn open_existing(config: LocalConfig) -> Result<Self, Error> {
+        let root = Root::open_existing(&config.root)?;
+        Ok(Self::with_root(root, config))
+    }
+
+    fn with_root(root: Root, config: LocalConfig) -> Self {
         // Asked without writing, so read-only commands and dry runs change nothing.
-        let xattrs = stored_digest::supported(&root.staging);
-        Ok(Self { inner: Arc::new(Inner { root, config, xattrs }) })
+        let xattrs = if root.staging.exists() {
+            stored_digest::supported(&root.staging)
+        } else {
+            stored_digest::supported(&root.dir)
+        };
+        Self { inner: Arc::new(Inner { root, config, xattrs }) }
     }
 
     /// The root directory, absolute.
@@ -110,6 +131,12 @@ impl Backend for LocalBackend {
     }
 
     async fn stage(&self, key: &Key, _expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
+        if !self.inner.root.staging.exists() {
+            return Err(Error::Unsupported {
+                operation: format!("writing {key:?} through a read-only open of a store with no staging area yet"),
+                backend: "local".into(),
+            });
+        }
         let key = key.clone();
         let inner = Arc::clone(&self.inner);
         // The handle is made on the blocking thread: if this future is dropped while the file is
@@ -199,7 +226,16 @@ impl Backend for LocalBackend {
         self.blocking(move |inner| list::list(&inner.root, &prefix)).await
     }
 
+    async fn self_check(&self) -> Vec<promote_core::Check> {
+        let checks = self
+            .blocking(|inner| Ok(vec![self_check::filesystem(&inner.root), self_check::publish_method(&inner.root)]));
+        checks.await.unwrap_or_else(|e| vec![promote_core::Check::fail("local checks", e.to_string())])
+    }
+
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
+        if !self.inner.root.staging.exists() {
+            return Ok(Vec::new());
+        }
         self.blocking(move |inner| staging::sweep(&inner.root, older_than, dry_run)).await
     }
 }

@@ -138,4 +138,12 @@ impl BackendConfig for LocalConfig {
             .map_err(|e| Error::io("opening the local backend", std::io::Error::other(e)))??;
         Ok(Arc::new(backend))
     }
+
+    async fn open_existing(&self) -> Result<Arc<dyn Backend>, Error> {
+        let config = self.clone();
+        let backend = tokio::task::spawn_blocking(move || LocalBackend::open_existing(config))
+            .await
+            .map_err(|e| Error::io("opening the local backend", std::io::Error::other(e)))??;
+        Ok(Arc::new(backend))
+    }
 }

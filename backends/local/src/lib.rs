@@ -19,7 +19,9 @@
 //!   publish created it or found it (a concurrent writer may have just created it). The
 //!   filesystem decides who wins a race; there is no check-then-rename.
 //! - **Opening** creates the root, `.promote` and `.promote/staging` when missing and fsyncs the
-//!   directory holding each one it creates, and always the root's parent.
+//!   directory holding each one it creates, and always the root's parent. Opening for reading
+//!   only ([`LocalBackend::open_existing`]) creates and syncs nothing, and a missing root is an
+//!   error (`no store at …`).
 //! - **Modes are exact**: published files get `file_mode` and created directories `dir_mode`
 //!   with `fchmod`, so the umask does not apply.
 //! - **No escape**: keys are resolved from the root's directory descriptor one segment at a time
@@ -45,6 +47,7 @@ mod lock;
 mod prune;
 mod publish;
 mod root;
+mod self_check;
 mod staging;
 mod stored_digest;
 mod writeback;

@@ -20,7 +20,26 @@ pub(crate) const STAGING_DIR: &str = "staging";
 pub(crate) struct Root {
     pub(crate) path: PathBuf,
     pub(crate) dir: OwnedFd,
-    pub(crate) staging: OwnedFd,
+    pub(crate) staging: StagingDir,
+}
+
+/// The staging directory, or none in a read-only open of a root that was never written to
+/// ([`Root::open_existing`]). Without one no staged write can exist, so the backend refuses to
+/// stage and a sweep finds nothing; those two checks come before any use of the descriptor.
+#[derive(Debug)]
+pub(crate) struct StagingDir(Option<OwnedFd>);
+
+impl StagingDir {
+    /// Whether the root has a staging directory.
+    pub(crate) fn exists(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl AsFd for StagingDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("staging is only used once the backend checked it exists").as_fd()
+    }
 }
 
 /// A key's parent directory, opened.
@@ -153,7 +172,35 @@ impl Root {
             sync(&area, &format!("{shown}/{RESERVED_SEGMENT}"))?;
         }
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        Ok(Self { path, dir, staging })
+        Ok(Self { path, dir, staging: StagingDir(Some(staging)) })
+    }
+
+    /// Opens an existing root for reading: creates nothing, syncs nothing. Its staging
+    /// directory is opened when there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (`no store at …`) when `path` does not exist or is not a directory;
+    /// I/O errors when it cannot be opened.
+    pub(crate) fn open_existing(path: &Path) -> Result<Self, Error> {
+        let shown = path.display();
+        let dir = match rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(dir) => dir,
+            Err(e @ (Errno::NOENT | Errno::NOTDIR)) => {
+                let why = if e == Errno::NOENT { "it does not exist" } else { "it is not a directory" };
+                return Err(Error::config(format!(
+                    "no store at {shown} ({why}; check the root, or create it with `promote put` or mkdir)"
+                )));
+            }
+            Err(e) => return Err(io_err(format!("opening the root directory {shown}"), e)),
+        };
+        let staging = match open_dir_at(&dir, RESERVED_SEGMENT).and_then(|area| open_dir_at(&area, STAGING_DIR)) {
+            Ok(fd) => Some(fd),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(io_err(format!("opening {shown}/{RESERVED_SEGMENT}/{STAGING_DIR}"), e)),
+        };
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        Ok(Self { path, dir, staging: StagingDir(staging) })
     }
 
     /// Opens the directory that holds `key`'s final name. When `create` is set (publishing),

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use promote_core::{Error, Expected, Key, Meta, Mode, Outcome, Store};
 use serde_json::json;
@@ -57,8 +58,20 @@ enum Done {
 
 pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (side(&args.src)?, side(&args.dst)?);
-    let src_store = settings::open_config(settings::with_target(loaded, &src.target)?.as_ref()).await?;
-    let dst_store = settings::open_config(settings::with_target(loaded, &dst.target)?.as_ref()).await?;
+    // The source is only read: opening it creates nothing (a missing store is an error).
+    let src_config = settings::with_target(loaded, &src.target)?;
+    let src_store = Store::new(src_config.open_existing().await.context("opening the source target")?);
+    let dst_config = settings::with_target(loaded, &dst.target)?;
+    // A dry run creates nothing either: a destination store that does not exist yet is empty.
+    let dst_store = if args.dry_run {
+        match dst_config.open_existing().await {
+            Ok(backend) => Some(Store::new(backend)),
+            Err(Error::Config { message }) if message.contains("no store at") => None,
+            Err(err) => return Err(anyhow::Error::new(err).context("opening the destination target")),
+        }
+    } else {
+        Some(settings::open_config(dst_config.as_ref()).await?)
+    };
     let jobs = match (&src.path, &dst.path) {
         (Path::Key(key), Path::Key(to)) => vec![Job { src: key.clone(), dst: to.clone() }],
         (Path::Key(key), Path::Prefix(to)) => vec![Job { src: key.clone(), dst: under(to, key.file_name())? }],
@@ -78,7 +91,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             jobs
         }
     };
-    if !args.dry_run {
+    if let (false, Some(dst_store)) = (args.dry_run, &dst_store) {
         dst_store.ready_for(&Mode::Create).await?;
     }
     let started = Instant::now();
@@ -86,7 +99,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let results = futures_util::stream::iter(&jobs)
         .map(|job| {
-            let (src_store, dst_store) = (&src_store, &dst_store);
+            let (src_store, dst_store) = (&src_store, dst_store.as_ref());
             async move { (job, copy_one(src_store, dst_store, job, args.dry_run).await) }
         })
         .buffered(usize::from(args.jobs));
@@ -163,13 +176,14 @@ fn under(prefix: &Option<Key>, rel: &str) -> Result<Key, Error> {
 /// Copies one object. The source's `head` gives its stored digest, which becomes the expected
 /// SHA-256 of a create-only publish: core answers already-present from the destination's `head`
 /// before the source stream is ever polled, so nothing is read from the source then.
-async fn copy_one(src: &Store, dst: &Store, job: &Job, dry_run: bool) -> anyhow::Result<Done> {
+async fn copy_one(src: &Store, dst: Option<&Store>, job: &Job, dry_run: bool) -> anyhow::Result<Done> {
     let meta = src.head(&job.src).await?;
     if meta.changed_since_promotion {
         return Err(Error::Modified { key: job.src.to_string() }.into());
     }
     let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
     if dry_run {
+        let Some(dst) = dst else { return Ok(Done::Would("would copy", job.dst.clone(), meta)) };
         let what = match dst.head(&job.dst).await {
             Ok(there) if meta.sha256.is_some() && there.sha256 == meta.sha256 && there.size == meta.size => {
                 "already-present"
@@ -194,6 +208,7 @@ async fn copy_one(src: &Store, dst: &Store, job: &Job, dry_run: bool) -> anyhow:
             *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
             std::io::Error::other(text)
         });
+    let dst = dst.ok_or_else(|| anyhow::anyhow!("the destination store is not open"))?;
     match dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await {
         Ok(outcome) => Ok(Done::Copied(outcome)),
         Err(err) => {

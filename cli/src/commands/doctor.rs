@@ -12,7 +12,7 @@ use crate::exit;
 use crate::output::{self, out};
 use crate::run::ledger::{Ledger, now_ms};
 use crate::run::shards::owner_alive;
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 struct Report {
     json: bool,
@@ -38,6 +38,18 @@ impl Report {
         }
         ok
     }
+
+    /// A problem that does not make the store unsafe: printed, not counted as a failure.
+    fn warn(&mut self, name: &str, detail: &str) {
+        let written = if self.json {
+            output::write_line(format_args!("{}", json!({ "check": name, "ok": true, "warning": detail })))
+        } else {
+            output::write_line(format_args!("warn {name}: {detail}"))
+        };
+        if let Err(err) = written {
+            self.closed.get_or_insert(err);
+        }
+    }
 }
 
 pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -46,7 +58,7 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     let path = if loaded.settings.streaming { "streaming" } else { "spool" };
     report.check("config", Ok(format!("backend kind {kind}, {path} path")));
     ledger(loaded, &mut report);
-    let store = match settings::open(loaded).await {
+    let store = match super::open_existing(loaded).await {
         Ok(store) => store,
         Err(err) => {
             report.check("backend", Err(exit::one_line(&err)));
@@ -96,11 +108,7 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     );
     for check in backend.self_check().await {
         if let (true, Err(detail)) = (check.warning_only, &check.result) {
-            if report.json {
-                out!("{}", json!({ "check": check.name, "ok": true, "warning": detail }));
-            } else {
-                out!("warn {}: {detail}", check.name);
-            }
+            report.warn(&check.name, detail);
         } else {
             report.check(&check.name, check.result);
         }
@@ -166,11 +174,7 @@ fn ledger(loaded: &Loaded, report: &mut Report) {
                 stuck.len(),
                 stuck[0].0
             );
-            if report.json {
-                println!("{}", json!({ "check": "ledger jobs", "ok": true, "warning": detail }));
-            } else {
-                println!("warn ledger jobs: {detail}");
-            }
+            report.warn("ledger jobs", &detail);
         }
         Err(err) => {
             report.check("ledger jobs", Err(format!("{err:#}")));
@@ -191,10 +195,16 @@ async fn probe(store: &Store, report: &mut Report) {
             store.promote_reader(&key, &bytes[..], &expected, Mode::Create).await
         }
     };
+    let first_put = put(first.clone()).await;
+    if let Err(Error::Unsupported { .. }) = &first_put {
+        // Opened read-only and never written to: probing would create its staging area.
+        report.warn("probe", "skipped: nothing was ever written to this store (the first `promote put` prepares it)");
+        return;
+    }
     let created = report.check(
         "probe: create-only publish",
-        match put(first.clone()).await {
-            Ok(Outcome::Promoted(r)) => Ok(format!("{key} promoted ({} bytes)", r.size)),
+        match first_put {
+            Ok(Outcome::Promoted(r)) => Ok(format!("{key} promoted ({})", output::bytes(r.size))),
             Ok(other) => Err(format!("unexpected {}", other.label())),
             Err(e) => Err(e.to_string()),
         },

@@ -16,31 +16,57 @@ use super::{parse_key, usage};
 use crate::args::GetArgs;
 use crate::exit;
 use crate::output::{self, out};
-use crate::settings::{self, Loaded};
+use crate::progress::Transfer;
+use crate::settings::Loaded;
+use serde_json::json;
 
 pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCode> {
+    if args.json && args.dest.as_os_str() == "-" {
+        return Err(usage("--json prints records on stdout, so DEST cannot be `-` (stdout) with it"));
+    }
     if args.recursive {
         return get_tree(loaded, &args).await;
     }
     let key = parse_key(&args.key)?;
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let (meta, mut stream) = open(&store, &key, args.force).await?;
+    let progress = Transfer::new(Some(meta.size), None, args.quiet || args.json);
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
         while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk?).await.map_err(output::stdout_error)?;
+            let chunk = chunk?;
+            progress.add_bytes(chunk.len() as u64);
+            out.write_all(&chunk).await.map_err(output::stdout_error)?;
         }
         out.flush().await.map_err(output::stdout_error)?;
+        progress.finish();
         if meta.sha256.is_none() {
             eprintln!("promote: {key}: {}", checked(&key, &meta));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
-    write_file(&key, stream, &dest, args.force).await?;
-    out!("got {key} -> {}  {}", output::path(&dest), checked(&key, &meta));
+    write_file(&key, stream, &dest, args.force, &progress).await?;
+    progress.finish();
+    print(&key, &dest, &meta, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line (or JSON record) for one object copied out.
+fn print(key: &Key, dest: &Path, meta: &Meta, json: bool) -> anyhow::Result<()> {
+    if json {
+        let against = if meta.sha256.is_some() { "stored-digest" } else { "size" };
+        out!(
+            "{}",
+            json!({ "outcome": "got", "key": key.as_str(), "dest": dest.to_string_lossy(), "size": meta.size,
+                    "sha256": meta.sha256.map(|s| s.to_string()), "checked_against": against,
+                    "modified_since_promotion": meta.changed_since_promotion })
+        );
+    } else {
+        out!("got {key} -> {}  {}", output::path(dest), checked(key, meta));
+    }
+    Ok(())
 }
 
 /// What a copy was checked against, in words.
@@ -76,7 +102,13 @@ async fn open(store: &Store, key: &Key, force: bool) -> anyhow::Result<(Meta, pr
 /// Writes the stream to a hidden temp file next to `dest`, fsyncs it, then moves it into place
 /// (never over an existing file unless `force`). The file gets the mode `cp` would give a new
 /// file: 0666 less the umask.
-async fn write_file(key: &Key, mut stream: promote_core::ByteStream, dest: &Path, force: bool) -> anyhow::Result<()> {
+async fn write_file(
+    key: &Key,
+    mut stream: promote_core::ByteStream,
+    dest: &Path,
+    force: bool,
+    progress: &Transfer,
+) -> anyhow::Result<()> {
     if !force && dest.exists() {
         return Err(Error::Conflict {
             key: key.to_string(),
@@ -95,7 +127,9 @@ async fn write_file(key: &Key, mut stream: promote_core::ByteStream, dest: &Path
         .map_err(|e| usage(format!("cannot write in {}: {e}", output::path(&dir))))?;
     let context = |e: std::io::Error| Error::io(format!("writing {}", output::path(dest)), e);
     while let Some(chunk) = stream.next().await {
-        tmp.write_all(&chunk?).map_err(context)?;
+        let chunk = chunk?;
+        progress.add_bytes(chunk.len() as u64);
+        tmp.write_all(&chunk).map_err(context)?;
     }
     tmp.as_file().sync_all().map_err(context)?;
     if force {
@@ -112,13 +146,15 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     if args.dest.as_os_str() == "-" {
         return Err(usage("get -r copies into a directory, not to stdout"));
     }
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let entries = store.list(&args.key).await?;
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());
     }
     let base = args.key.rfind('/').map_or(0, |i| i + 1);
     let started = Instant::now();
+    let total = entries.iter().map(|e| e.size).sum();
+    let progress = Transfer::new(Some(total), Some(entries.len() as u64), args.quiet || args.json);
     let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
     for entry in &entries {
         let dest: PathBuf = args.dest.join(&entry.key.as_str()[base..]);
@@ -128,22 +164,30 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
                     .map_err(|e| Error::io(format!("creating {}", output::path(parent)), e))?;
             }
             let (meta, stream) = open(&store, &entry.key, args.force).await?;
-            write_file(&entry.key, stream, &dest, args.force).await?;
+            write_file(&entry.key, stream, &dest, args.force, &progress).await?;
             anyhow::Ok(meta)
         }
         .await;
+        progress.file_done();
         match result {
             Ok(meta) => {
                 copied += 1;
                 bytes += meta.size;
-                out!("got {} -> {}  {}", entry.key, output::path(&dest), checked(&entry.key, &meta));
+                progress.suspend(|| print(&entry.key, &dest, &meta, args.json))?;
             }
             Err(err) => {
-                eprintln!("promote: error: {}", exit::one_line(&err));
-                first_failure.get_or_insert(exit::code(&err));
+                let code = exit::code(&err);
+                if args.json {
+                    let record = json!({ "outcome": "failed", "key": entry.key.as_str(), "dest": dest.to_string_lossy(),
+                                         "error": exit::one_line(&err), "exit": code });
+                    out!("{record}");
+                }
+                progress.suspend(|| eprintln!("promote: error: {}", exit::one_line(&err)));
+                first_failure.get_or_insert(code);
             }
         }
     }
+    progress.finish();
     if !args.quiet {
         eprintln!(
             "get: {} objects: {copied} copied, {} failed; {} in {:.1}s",

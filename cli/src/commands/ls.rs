@@ -8,7 +8,7 @@ use serde_json::json;
 use super::stat::{digest_text, modified_text, record};
 use crate::args::LsArgs;
 use crate::output::{self, out};
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 /// A row of the listing: an object, or a "directory" (a deeper prefix) when not recursive.
 enum Row<'a> {
@@ -17,7 +17,7 @@ enum Row<'a> {
 }
 
 pub(crate) async fn run(loaded: &Loaded, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let entries = store.list(&args.prefix).await?;
     // One level: what follows PREFIX up to the next `/` (PREFIX ending in `/` or not).
     let base = args.prefix.rfind('/').map_or(0, |i| i + 1);

@@ -2,7 +2,6 @@
 
 mod config_init;
 mod config_schema;
-
 mod config_show;
 mod config_validate;
 mod copy;
@@ -26,7 +25,12 @@ use crate::exit::Usage;
 use crate::settings;
 
 /// Runs the parsed command line.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.global.streaming = match &cli.command {
+        Command::Put(args) => args.streaming,
+        Command::Run(args) => args.streaming,
+        _ => None,
+    };
     // These read the configuration their own way: all problems at once, or none at all.
     match &cli.command {
         Command::Config(ConfigCommand::Validate { live }) => return config_validate::run(&cli.global, *live).await,
@@ -50,6 +54,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Show { json }) => config_show::run(&loaded, json),
         Command::Config(_) => unreachable!("handled above"),
     }
+}
+
+/// Opens the configured backend for a command that only reads (or only removes): nothing is
+/// created, and a store that does not exist is an error (`no store at …`), not a new empty one.
+pub(crate) async fn open_existing(loaded: &settings::Loaded) -> anyhow::Result<promote_core::Store> {
+    use anyhow::Context;
+    let backend = loaded.backend.open_existing().await.context("opening the storage backend")?;
+    Ok(promote_core::Store::new(backend))
 }
 
 /// Parses a key given on the command line (before any I/O).

@@ -15,6 +15,7 @@ use super::{parse_key, usage};
 use crate::args::PutArgs;
 use crate::exit;
 use crate::output::{self, out};
+use crate::progress::Transfer;
 use crate::settings::{self, Loaded};
 
 /// Where a put lands: one key, or (for a directory, or a file put to `dir/`) under a prefix.
@@ -76,12 +77,18 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
     };
     let store = settings::open(loaded).await?;
     store.ready_for(&mode).await?;
+    let quiet = args.quiet || args.json;
+    let progress;
     let outcome = if is_stdin {
-        promote(loaded, &store, &key, tokio::io::stdin(), &expected, mode).await?
+        progress = Transfer::new(args.size, None, quiet);
+        promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
     } else {
         let file = open_source(&args.src).await?;
-        promote_file(loaded, &store, &key, file, &expected, mode).await?
+        let size = file.metadata().await.ok().map(|m| m.len());
+        progress = Transfer::new(size, None, quiet);
+        promote_file(loaded, &store, &key, file, &expected, mode, &progress).await?
     };
+    progress.finish();
     out!("{}", output::receipt(&outcome, args.json));
     Ok(ExitCode::SUCCESS)
 }
@@ -109,7 +116,8 @@ where
     })
 }
 
-/// A local file: read ahead on its own thread when streaming.
+/// A local file: read ahead on its own thread when streaming. `progress` follows the file's
+/// offset while it is read.
 async fn promote_file(
     loaded: &Loaded,
     store: &Store,
@@ -117,12 +125,17 @@ async fn promote_file(
     file: tokio::fs::File,
     expected: &Expected,
     mode: Mode,
+    progress: &Transfer,
 ) -> anyhow::Result<Outcome> {
-    if loaded.settings.streaming {
-        Ok(store.promote_file(key, file.into_std().await, expected, mode).await?)
+    let file = file.into_std().await;
+    let followed = progress.follow(&file);
+    let result = if loaded.settings.streaming {
+        store.promote_file(key, file, expected, mode).await.map_err(Into::into)
     } else {
-        promote(loaded, store, key, file, expected, mode).await
-    }
+        promote(loaded, store, key, tokio::fs::File::from_std(file), expected, mode).await
+    };
+    progress.unfollow(followed);
+    result
 }
 
 /// Every regular file under `dir`, relative, sorted. Symbolic links are skipped with a notice,
@@ -177,6 +190,11 @@ async fn put_tree(
 ) -> anyhow::Result<ExitCode> {
     let (dir, json) = (args.src.as_path(), args.json);
     let started = Instant::now();
+    let quiet = args.quiet || json;
+    let total = Transfer::shown(quiet)
+        .then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
+    let progress = Transfer::new(total, Some(files.len() as u64), quiet);
+    let following = &progress;
     let results = futures_util::stream::iter(files)
         .map(|rel| async move {
             let result = async {
@@ -186,7 +204,7 @@ async fn put_tree(
                 }
                 let key = under(prefix, rel_str)?;
                 let file = open_source(&dir.join(rel)).await?;
-                promote_file(loaded, store, &key, file, &Expected::default(), mode.clone()).await
+                promote_file(loaded, store, &key, file, &Expected::default(), mode.clone(), following).await
             }
             .await;
             (rel, result)
@@ -203,10 +221,13 @@ async fn put_tree(
                     Outcome::AlreadyPresent(_) => present += 1,
                 }
                 bytes += outcome.receipt().size;
-                out!("{}", output::receipt(&outcome, json));
+                progress.add_bytes(outcome.receipt().size);
+                progress.file_done();
+                progress.suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, json))))?;
             }
             Err(err) => {
                 failed += 1;
+                progress.file_done();
                 let path = dir.join(rel);
                 let err = err.context(output::path(&path));
                 let code = exit::code(&err);
@@ -217,11 +238,12 @@ async fn put_tree(
                         json!({ "outcome": "failed", "path": path.to_string_lossy(), "error": line, "exit": code })
                     );
                 }
-                eprintln!("promote: error: {}", exit::one_line(&err));
+                progress.suspend(|| eprintln!("promote: error: {}", exit::one_line(&err)));
                 first_failure.get_or_insert(code);
             }
         }
     }
+    progress.finish();
     if !args.quiet {
         eprintln!(
             "put: {} files: {promoted} promoted, {present} already present, {failed} failed; {} in {:.1}s",

@@ -10,7 +10,8 @@ use crate::output::out;
 use crate::settings::{self, Loaded};
 
 pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<ExitCode> {
-    let store = settings::open(loaded).await?;
+    // A dry run changes nothing, so it does not create the store either.
+    let store = if args.dry_run { super::open_existing(loaded).await? } else { settings::open(loaded).await? };
     let mut leftovers = store.sweep_staging(args.older_than, args.dry_run).await?;
     // Spool copies (streaming = false) of killed processes, by age.
     let spool_dir = loaded.spool_dir();

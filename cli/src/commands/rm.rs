@@ -9,7 +9,7 @@ use super::{parse_key, usage};
 use crate::args::RmArgs;
 use crate::exit;
 use crate::output::out;
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCode> {
     // Every argument is checked before anything is removed.
@@ -23,7 +23,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
         }
         keys.push(parse_key(arg)?);
     }
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     if args.recursive {
         for prefix in &args.keys {
             let listed = store.list(prefix).await?;
@@ -39,8 +39,15 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             Ok(true) => {}
             Ok(false) => continue,
             Err(err) => {
+                let code = exit::code(&err);
+                if args.json {
+                    out!(
+                        "{}",
+                        json!({ "key": key.as_str(), "ok": false, "error": exit::one_line(&err), "exit": code })
+                    );
+                }
                 eprintln!("promote: error: {}", exit::one_line(&err));
-                first_failure.get_or_insert(exit::code(&err));
+                first_failure.get_or_insert(code);
                 continue;
             }
         }

@@ -20,8 +20,14 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(n) = args.per_host {
         settings.per_host = n;
     }
-    let plan =
-        Plan { manifest: args.manifest, settings, dry_run: args.dry_run, report: args.report, quiet: args.quiet };
+    let plan = Plan {
+        manifest: args.manifest,
+        settings,
+        dry_run: args.dry_run,
+        report: args.report,
+        quiet: args.quiet,
+        json: args.json,
+    };
     let code = run::run(loaded, plan).await?;
     Ok(ExitCode::from(code))
 }

@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use super::parse_key;
 use crate::args::StatArgs;
 use crate::output::{self, out};
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: StatArgs) -> anyhow::Result<ExitCode> {
     let key = parse_key(&args.key)?;
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let meta = store.head(&key).await?;
     if args.json {
         out!("{}", record(key.as_str(), &meta));

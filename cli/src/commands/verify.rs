@@ -10,18 +10,18 @@ use super::parse_key;
 use crate::args::VerifyArgs;
 use crate::exit;
 use crate::output::{self, out};
-use crate::settings::{self, Loaded};
+use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let expected = Expected { size: None, sha256: args.sha256 };
     if !args.recursive {
         let key = parse_key(&args.key)?;
-        let store = settings::open(loaded).await?;
+        let store = super::open_existing(loaded).await?;
         let (meta, digest) = store.verify(&key, &expected).await?;
         print(&key, &meta, &digest, &args)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = settings::open(loaded).await?;
+    let store = super::open_existing(loaded).await?;
     let started = Instant::now();
     let (mut ok, mut failed, mut bytes, mut first_failure) = (0u64, 0u64, 0u64, None);
     for entry in store.list(&args.key).await? {

@@ -50,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) report: Option<PathBuf>,
     /// No progress, no summary.
     pub(crate) quiet: bool,
+    /// The summary as JSON on stdout; no progress.
+    pub(crate) json: bool,
 }
 
 /// Runs `plan`; returns the exit code (0 when every item is promoted, present or skipped).
@@ -119,7 +121,7 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         None => Arc::new(local),
     };
 
-    let progress = progress::Progress::new(items.len() as u64, plan.quiet);
+    let progress = progress::Progress::new(items.len() as u64, plan.quiet || plan.json);
     let ticker = progress.spawn_ticker();
     let ctx = Arc::new(Ctx {
         store,
@@ -179,6 +181,9 @@ fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
     if let Some(path) = &plan.report {
         let text = serde_json::to_string_pretty(&summary.json())?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if plan.json {
+        crate::output::out!("{}", summary.json());
     }
     if !plan.quiet {
         eprintln!("{}", summary.line());
