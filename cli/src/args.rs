@@ -52,7 +52,7 @@ pub(crate) struct Global {
     /// Backend kind (sets backend.kind); `parse` lists the kinds built in.
     #[arg(long, global = true, value_name = "KIND")]
     pub(crate) backend: Option<String>,
-    /// Storage root for the local backend (sets backend.root).
+    /// Storage root for the local backend (sets `root` of the backend table in force: `[backend]`, or the selected target).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
     /// `--streaming` of the commands that take it (put, run), for the configuration layers.
@@ -72,7 +72,8 @@ pub(crate) fn parse() -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
     let kinds: Vec<&'static str> = crate::backends::registry().kinds().collect();
     let command = Cli::command().mut_arg("backend", |arg| {
-        arg.help("Backend kind (sets backend.kind)").value_parser(clap::builder::PossibleValuesParser::new(kinds))
+        arg.help("Backend kind (sets `kind` of the backend table in force)")
+            .value_parser(clap::builder::PossibleValuesParser::new(kinds))
     });
     Cli::from_arg_matches(&command.try_get_matches()?)
 }
