@@ -4,7 +4,6 @@
 //! digest as the expected SHA-256. A destination that already holds it (its stored digest says
 //! so) is answered from one `head`: a rerun reads no source bytes.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use super::{parse_key, usage};
 use crate::args::CopyArgs;
 use crate::exit;
 use crate::output::{self, out};
+use crate::progress::Transfer;
 use crate::settings::{self, Loaded};
 
 /// One side of a copy: a target and a key or a prefix (`None`: the whole store).
@@ -96,7 +96,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     }
     let started = Instant::now();
     let total = jobs.len();
-    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let progress = Transfer::new(None, Some(total as u64), args.quiet || args.json);
     let results = futures_util::stream::iter(&jobs)
         .map(|job| {
             let (src_store, dst_store) = (&src_store, dst_store.as_ref());
@@ -104,10 +104,9 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
         })
         .buffered(usize::from(args.jobs));
     let mut results = std::pin::pin!(results);
-    let (mut copied, mut present, mut failed, mut bytes, mut done) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    let (mut copied, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;
     while let Some((job, result)) = results.next().await {
-        done += 1;
         match result {
             Ok(Done::Copied(outcome)) => {
                 match &outcome {
@@ -117,7 +116,8 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                     }
                     Outcome::AlreadyPresent(_) => present += 1,
                 }
-                out!("{}", output::receipt(&outcome, args.json));
+                progress.add_bytes(outcome.receipt().size);
+                progress.suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, args.json))))?;
             }
             Ok(Done::Would(what, key, meta)) => {
                 match what {
@@ -127,11 +127,16 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                     }
                     _ => present += 1,
                 }
-                if args.json {
-                    out!("{}", json!({ "outcome": what, "key": key.as_str(), "size": meta.size }));
-                } else {
-                    out!("{what:<15} {key}  {}", output::bytes(meta.size));
-                }
+                progress.suspend(|| {
+                    if args.json {
+                        output::write_line(format_args!(
+                            "{}",
+                            json!({ "outcome": what, "key": key.as_str(), "size": meta.size })
+                        ))
+                    } else {
+                        output::write_line(format_args!("{what:<15} {key}  {}", output::bytes(meta.size)))
+                    }
+                })?;
             }
             Err(err) => {
                 failed += 1;
@@ -141,17 +146,13 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                     let line = exit::one_line(&err);
                     out!("{}", json!({ "outcome": "failed", "key": job.src.as_str(), "error": line, "exit": code }));
                 }
-                eprintln!("promote: error: {}", exit::one_line(&err));
+                progress.suspend(|| eprintln!("promote: error: {}", exit::one_line(&err)));
                 first_failure.get_or_insert(code);
             }
         }
-        if progress {
-            eprint!("\rcopy: {done}/{total} objects, {}", output::bytes(bytes));
-        }
+        progress.file_done();
     }
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     if !args.quiet {
         let (verb, skipped) =
             if args.dry_run { ("would copy", "already present") } else { ("copied", "already present") };
