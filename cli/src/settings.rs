@@ -375,7 +375,7 @@ fn run_shown(run: &RunSettings) -> Value {
 /// Whether a setting's name marks it as a secret.
 pub(crate) fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["secret", "password", "token", "credential"].iter().any(|s| name.contains(s))
+    ["secret", "password", "token", "credential", "account_key", "private_key"].iter().any(|s| name.contains(s))
 }
 
 impl std::fmt::Debug for Loaded {
