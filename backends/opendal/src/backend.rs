@@ -5,6 +5,7 @@
 //! live checks in `probe`.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -47,6 +48,9 @@ pub(crate) struct Inner {
     pub(crate) concurrency: usize,
     pub(crate) area: Area,
     pub(crate) clock: ServerClock,
+    /// Whether deletes of control objects carry `If-Match`: the service declares it, until the
+    /// server answers 501 NotImplemented (LocalStack), after which plain deletes are sent.
+    pub(crate) conditional_delete: AtomicBool,
 }
 
 /// The services compiled into this build.
@@ -158,6 +162,7 @@ impl OpendalBackend {
             concurrency: config.upload_concurrency,
             area: Area::new(&staging_root, &area_name),
             clock,
+            conditional_delete: AtomicBool::new(info.capability().delete_with_if_match),
         };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -6,10 +6,12 @@
 //!   `if_match` on that ETag (so body and tag belong together), and the server's clock from
 //!   the newest response `Date` (see `clock`).
 //! - **remove**: re-reads the tag and compares it, then deletes — conditionally (`If-Match`)
-//!   where the service supports it (Azure); elsewhere (S3 through OpenDAL) the window is the
-//!   time between that re-read and the delete, as [`ControlStore::remove`] allows.
+//!   where the service declares it (Azure, S3). A server that answers 501 NotImplemented to
+//!   that header (LocalStack) gets plain deletes from then on: the window is the time between
+//!   the re-read and the delete, as [`ControlStore::remove`] allows.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use opendal::ErrorKind;
@@ -117,11 +119,17 @@ impl ControlStore for OpendalControl {
             Err(e) => return Err(self.err(e, name, "removing")),
         }
         let mut opts = DeleteOptions::default();
-        if self.inner.capability.delete_with_if_match {
+        if self.inner.conditional_delete.load(Ordering::Acquire) {
             opts.if_match = Some(tag.0.clone());
         }
+        let conditional = opts.if_match.is_some();
         match self.inner.op.delete_options(&path, opts).await {
             Ok(()) => Ok(()),
+            Err(e) if conditional && errors::not_implemented(&e) => {
+                tracing::debug!(scheme = %self.inner.scheme, "the server refuses If-Match on DELETE; deleting after the re-read");
+                self.inner.conditional_delete.store(false, Ordering::Release);
+                self.inner.op.delete(&path).await.map_err(|e| self.err(e, name, "removing"))
+            }
             Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {
                 Err(Error::VersionMismatch { key: path, expected: tag.0.clone() })
             }

@@ -30,3 +30,10 @@ pub(crate) fn taken(e: &opendal::Error) -> bool {
 pub(crate) fn conflicting(e: &opendal::Error) -> bool {
     e.kind() == ErrorKind::Unexpected && e.to_string().contains("ConditionalRequestConflict")
 }
+
+/// S3's 501 NotImplemented: the server does not support a header we sent (LocalStack and
+/// `If-Match` on DeleteObject). Found, like [`conflicting`], by the S3 error code OpenDAL keeps
+/// in the message.
+pub(crate) fn not_implemented(e: &opendal::Error) -> bool {
+    e.kind() == ErrorKind::Unexpected && e.to_string().contains("code: \"NotImplemented\"")
+}
