@@ -6,6 +6,7 @@ mod crash;
 mod daily;
 mod escape;
 mod local;
+mod opendal;
 mod put;
 mod race;
 mod run;

@@ -34,8 +34,10 @@ pub struct OpendalConfig {
     /// The OpenDAL service: `memory`, `fs`, `s3`, `azblob`, `gcs`, …
     pub scheme: String,
     /// The service's options, as OpenDAL names them (`bucket`, `container`, `endpoint`, `root`,
-    /// …). Secrets among them are redacted by `config show`.
-    #[serde(default)]
+    /// …). Secrets among them are redacted by `config show`. Values may be written as TOML
+    /// strings, numbers or booleans (and come from environment variables as text); OpenDAL gets
+    /// them as text.
+    #[serde(default, deserialize_with = "options_in")]
     pub options: BTreeMap<String, String>,
     /// Objects larger than this are staged in a local file and sent as a multi-part upload
     /// (S3 multipart, Azure block list) when published; smaller ones are held in memory and
@@ -174,4 +176,30 @@ fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}")))
+}
+
+/// One option's value as OpenDAL wants it: text, whatever TOML or the environment made of it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Flag(bool),
+    Whole(i64),
+    Real(f64),
+}
+
+fn options_in<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Scalar::Text(t) => t,
+                Scalar::Flag(b) => b.to_string(),
+                Scalar::Whole(n) => n.to_string(),
+                Scalar::Real(x) => x.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
