@@ -13,6 +13,7 @@ use promote_tests::Fixture;
 use promote_tests::claim_cases::{ClaimSuite, run};
 
 #[path = "../conformance/opendal_targets.rs"]
+#[allow(dead_code, reason = "shared with the conformance runner, which also uses the fs and memory targets")]
 mod opendal_targets;
 
 fn memory() -> ClaimSuite {

@@ -245,7 +245,7 @@ async fn head_reports_size_and_digest(ctx: Ctx) {
     for (name, len) in [("head/small", 12_345), ("head/large", ctx.large)] {
         let k = key(name);
         let bytes = data::bytes(3, len);
-        put(store, &k, &bytes, &Expected::default(), plain(&store)).await.expect("promote");
+        put(store, &k, &bytes, &Expected::default(), plain(store)).await.expect("promote");
         let meta = store.head(&k).await.expect("head");
         assert_eq!(meta.size, bytes.len() as u64);
         if store.backend().capabilities().stored_digest {
@@ -346,7 +346,7 @@ async fn drop_leaves_no_residue(ctx: Ctx) {
 async fn listing_never_shows_staging(ctx: Ctx) {
     let store = &ctx.store;
     let done = key("visible");
-    put(store, &done, b"done", &Expected::default(), plain(&store)).await.expect("promote");
+    put(store, &done, b"done", &Expected::default(), plain(store)).await.expect("promote");
     let k = key("in-flight");
     let mut staged = store.stage(&k, &Expected::default()).await.expect("stage");
     let bytes = data::bytes(9, ctx.large);
@@ -362,7 +362,7 @@ async fn listing_never_shows_staging(ctx: Ctx) {
         assert_eq!(listed, want, "only published objects are listed (prefix {prefix:?})");
     }
     assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })), "staged data visible to head");
-    staged.promote(&exact(&bytes), plain(&store)).await.expect("promote");
+    staged.promote(&exact(&bytes), plain(store)).await.expect("promote");
     assert_eq!(store.list("").await.expect("list").len(), 2);
     assert!(get(store, &k).await == bytes);
     assert_no_residue_anywhere(&ctx, "after promoting a large object").await;

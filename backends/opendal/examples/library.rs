@@ -9,7 +9,6 @@
 //! The configuration is the CLI's `[backend]` table; any registered kind works (this example
 //! registers `opendal` only).
 
-
 use futures_util::TryStreamExt;
 use promote_core::figment::Figment;
 use promote_core::figment::providers::{Format, Toml};

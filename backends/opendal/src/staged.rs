@@ -61,12 +61,12 @@ impl OpendalStaged {
             let file = tokio::fs::File::create(dir.data()).await.map_err(|e| self.io("creating", e))?;
             self.file = Some((dir, file));
             let pending = std::mem::take(&mut self.buf);
-            return self.to_file(&pending).await;
+            return self.append_to_file(&pending).await;
         }
-        self.to_file(chunk).await
+        self.append_to_file(chunk).await
     }
 
-    async fn to_file(&mut self, data: &[u8]) -> Result<(), Error> {
+    async fn append_to_file(&mut self, data: &[u8]) -> Result<(), Error> {
         let (_, file) = self.file.as_mut().expect("a staging file");
         let result = file.write_all(data).await;
         result.map_err(|e| self.io("writing", e))
