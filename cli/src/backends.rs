@@ -7,5 +7,6 @@ pub(crate) fn registry() -> Registry {
     let mut registry = Registry::new();
     promote_local::register(&mut registry);
     promote_object_store::register(&mut registry);
+    promote_opendal::register(&mut registry);
     registry
 }

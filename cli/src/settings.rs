@@ -600,7 +600,7 @@ fn run_shown(run: &RunSettings) -> Value {
 pub(crate) fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     !name.ends_with("_file")
-        && ["secret", "password", "token", "credential", "access_key", "api_key", "private_key"]
+        && ["secret", "password", "token", "credential", "access_key", "account_key", "api_key", "private_key"]
             .iter()
             .any(|s| name.contains(s))
 }

@@ -12,6 +12,10 @@ use promote_object_store::{ObjectStoreBackend, S3Config};
 use promote_tests::Fixture;
 use promote_tests::claim_cases::{ClaimSuite, run};
 
+#[path = "../conformance/opendal_targets.rs"]
+#[allow(dead_code, reason = "shared with the conformance runner, which also uses the fs and memory targets")]
+mod opendal_targets;
+
 fn memory() -> ClaimSuite {
     ClaimSuite {
         name: "memory",
@@ -91,6 +95,49 @@ fn s3() -> ClaimSuite {
     }
 }
 
+/// An OpenDAL service with control objects, a fresh root per fixture; `independent` opens a
+/// second backend on the fixture's root (its own client).
+fn opendal(name: &'static str, config: fn(&str) -> promote_opendal::OpendalConfig) -> ClaimSuite {
+    ClaimSuite {
+        name,
+        multipart_threshold: Some(opendal_targets::PART),
+        factory: Arc::new(move || {
+            Box::pin(async move {
+                let root = opendal_targets::fresh_root("claims-opendal");
+                let backend = opendal_targets::open(&config(&root)).await;
+                Fixture {
+                    store: Store::new(Arc::new(backend)),
+                    guard: Box::new(()),
+                    residue: None,
+                    address: Some(root),
+                }
+            })
+        }),
+        independent: match name {
+            "opendal_s3" => |store| independent_opendal(store, opendal_targets::s3),
+            _ => |store| independent_opendal(store, opendal_targets::azblob),
+        },
+    }
+}
+
+fn independent_opendal(
+    store: &Store,
+    config: fn(&str) -> promote_opendal::OpendalConfig,
+) -> BoxFuture<'static, Arc<dyn ControlStore>> {
+    // The location is `opendal:<scheme>://<bucket><root> at <endpoint>`.
+    let location = store.backend().location();
+    Box::pin(async move {
+        let rest = location.split_once("://").map(|(_, r)| r).expect("an opendal location");
+        let root = rest.split(' ').next().and_then(|r| r.find('/').map(|i| r[i..].to_owned())).expect("a root");
+        opendal_targets::open(&config(&root)).await.control().expect("a control store")
+    })
+}
+
 fn main() -> ExitCode {
-    run(vec![memory(), s3()])
+    run(vec![
+        memory(),
+        s3(),
+        opendal("opendal_s3", opendal_targets::s3),
+        opendal("opendal_azblob", opendal_targets::azblob),
+    ])
 }

@@ -10,6 +10,7 @@ mod escape;
 mod help;
 mod json;
 mod local;
+mod opendal;
 mod progress;
 mod put;
 mod race;

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use promote_core::{Backend, Mode, Store};
 use promote_local::{Durability, LocalBackend, LocalConfig};
 use promote_object_store::{ObjectStoreBackend, S3Config};
+use promote_opendal::OpendalConfig;
 use promote_tests::{Fixture, Residue, Suite, run};
 
+mod opendal_targets;
 mod s3_residue;
 
 fn local(name: &'static str, durability: Durability) -> Suite {
@@ -131,6 +133,47 @@ fn s3() -> Suite {
     }
 }
 
+/// An OpenDAL service: `config(root)` for a fresh root per fixture; `shared` when another process
+/// reaches the same storage through the same root (everything but memory).
+fn opendal(name: &'static str, config: fn(&str) -> OpendalConfig, shared: bool) -> Suite {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let capabilities =
+        runtime.block_on(opendal_targets::open(&config(&opendal_targets::fresh_root("probe")))).capabilities();
+    Suite {
+        name,
+        capabilities,
+        // Above the 5 MiB threshold: staged in a file, then a two-part upload.
+        large: (6 << 20) + 12_345,
+        factory: Arc::new(move || {
+            Box::pin(async move {
+                let root = opendal_targets::fresh_root("conformance-opendal");
+                let store = Store::new(Arc::new(opendal_targets::open(&config(&root)).await));
+                Fixture { store, guard: Box::new(()), residue: None, address: shared.then_some(root) }
+            })
+        }),
+        reopen: shared.then(|| -> promote_tests::Reopen {
+            Arc::new(move |root| {
+                Box::pin(async move { Store::new(Arc::new(opendal_targets::open(&config(&root)).await)) })
+            })
+        }),
+    }
+}
+
+/// OpenDAL's fs service in a temp dir per fixture (the dirs live as long as the test process).
+fn opendal_fs(root: &str) -> OpendalConfig {
+    let base = std::env::temp_dir().join("promote-conformance-opendal-fs");
+    opendal_targets::fs(&base.join(root.trim_matches('/')).display().to_string())
+}
+
 fn main() -> ExitCode {
-    run(vec![local("local", Durability::Full), local("local_nosync", Durability::None), memory(), s3()])
+    run(vec![
+        local("local", Durability::Full),
+        local("local_nosync", Durability::None),
+        memory(),
+        s3(),
+        opendal("opendal_memory", |_| opendal_targets::memory(), false),
+        opendal("opendal_fs", opendal_fs, true),
+        opendal("opendal_s3", opendal_targets::s3, true),
+        opendal("opendal_azblob", opendal_targets::azblob, true),
+    ])
 }

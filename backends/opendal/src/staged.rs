@@ -1,0 +1,280 @@
+//! The staged handle: small objects wait in memory, large ones in a local staging file (see
+//! `staging`); at publish, one OpenDAL write carries the mode's condition and the digest.
+//!
+//! - Create: `if_not_exists` — the service decides (only offered for services on the
+//!   allowlist, see `services`).
+//! - ReplaceIfVersion: `if_match: <etag>`.
+//! - Replace: a plain write.
+//!
+//! A large object goes up as a multi-part write (S3 multipart upload, Azure blocks), whose
+//! commit carries the condition. Where the allowlist says commits are serialized, the writer
+//! holds the key's claim (see [`promote_core::claims`]) from before the commit until it is
+//! done, and fences it right before, so one conditional commit per key runs at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use opendal::options::WriteOptions;
+use promote_core::claims::{Claims, HeldClaim, key_claim_name};
+use promote_core::{Bytes, Digest, Error, Key, Mode, StagedWrite, async_trait};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend::{DIGEST_METADATA, Inner};
+use crate::control::OpendalControl;
+use crate::errors;
+use crate::staging::WriterDir;
+
+/// A completion claim expires this long after its last renewal (by the server's clock).
+const LEASE: Duration = Duration::from_secs(60);
+/// How long a writer waits for another claim holder before giving up (retryable).
+const PATIENCE: Duration = Duration::from_secs(20 * 60);
+/// Times a write refused with S3's 409 ConditionalRequestConflict is tried again.
+const CONFLICT_RETRIES: u32 = 6;
+
+pub(crate) struct OpendalStaged {
+    inner: Arc<Inner>,
+    key: Key,
+    buf: BytesMut,
+    file: Option<(WriterDir, tokio::fs::File)>,
+}
+
+impl OpendalStaged {
+    pub(crate) fn new(inner: Arc<Inner>, key: Key) -> Self {
+        Self { inner, key, buf: BytesMut::new(), file: None }
+    }
+
+    fn io(&self, what: &str, e: std::io::Error) -> Error {
+        Error::io(
+            format!("{what} the staged bytes of {:?} in {}", self.key.as_str(), self.inner.area.dir().display()),
+            e,
+        )
+    }
+
+    async fn append(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        if self.file.is_none() {
+            self.buf.extend_from_slice(chunk);
+            if self.buf.len() as u64 <= self.inner.threshold {
+                return Ok(());
+            }
+            let dir = self.inner.area.writer()?;
+            let file = tokio::fs::File::create(dir.data()).await.map_err(|e| self.io("creating", e))?;
+            self.file = Some((dir, file));
+            let pending = std::mem::take(&mut self.buf);
+            return self.append_to_file(&pending).await;
+        }
+        self.append_to_file(chunk).await
+    }
+
+    async fn append_to_file(&mut self, data: &[u8]) -> Result<(), Error> {
+        let (_, file) = self.file.as_mut().expect("a staging file");
+        let result = file.write_all(data).await;
+        result.map_err(|e| self.io("writing", e))
+    }
+
+    fn options(&self, mode: &Mode, digest: &Digest) -> WriteOptions {
+        let mut opts = WriteOptions {
+            chunk: Some(self.inner.part_size),
+            concurrent: self.inner.concurrency,
+            ..WriteOptions::default()
+        };
+        if self.inner.capability.write_with_user_metadata {
+            opts.user_metadata = Some([(DIGEST_METADATA.to_owned(), digest.sha256.to_string())].into());
+        }
+        match mode {
+            Mode::Create => opts.if_not_exists = true,
+            Mode::ReplaceIfVersion(v) => opts.if_match = Some(v.clone()),
+            Mode::Replace => {}
+        }
+        opts
+    }
+
+    /// Maps a refused conditional write to what core expects.
+    fn refused(&self, e: opendal::Error, mode: &Mode, what: &str) -> Error {
+        let key = self.key.to_string();
+        match mode {
+            Mode::Create if errors::taken(&e) => Error::AlreadyExists { key },
+            Mode::ReplaceIfVersion(v)
+                if matches!(e.kind(), opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::NotFound) =>
+            {
+                Error::VersionMismatch { key, expected: v.clone() }
+            }
+            _ => self.inner.err(e, self.key.as_str(), what),
+        }
+    }
+
+    async fn publish_small(&mut self, mode: &Mode, digest: &Digest) -> Result<opendal::Metadata, Error> {
+        let body = std::mem::take(&mut self.buf).freeze();
+        let path = self.inner.path(&self.key);
+        let mut attempt = 0;
+        loop {
+            match self.inner.op.write_options(&path, body.clone(), self.options(mode, digest)).await {
+                Ok(meta) => return Ok(meta),
+                Err(e) if errors::conflicting(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(self.refused(e, mode, "publishing")),
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+    }
+
+    async fn publish_large(&mut self, mode: &Mode, digest: &Digest) -> Result<opendal::Metadata, Error> {
+        let (dir, mut file) = self.file.take().expect("a staging file");
+        file.flush().await.map_err(|e| self.io("writing", e))?;
+        drop(file);
+        let mut file = tokio::fs::File::open(dir.data()).await.map_err(|e| self.io("reopening", e))?;
+        let path = self.inner.path(&self.key);
+        let writer = self
+            .inner
+            .op
+            .writer_options(&path, self.options(mode, digest))
+            .await
+            .map_err(|e| self.inner.err(e, self.key.as_str(), "starting the upload of"))?;
+        // Aborts the upload if this future is dropped (cancelled) before it ends.
+        let mut upload = Upload(Some(writer));
+        let writer = upload.0.as_mut().expect("a writer");
+        let sent = async {
+            loop {
+                let mut part = BytesMut::zeroed(self.inner.part_size);
+                let n = read_full(&mut file, &mut part).await.map_err(|e| self.io("reading", e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                part.truncate(n);
+                writer.write(part.freeze()).await.map_err(|e| self.inner.err(e, self.key.as_str(), "uploading"))?;
+            }
+        }
+        .await;
+        if let Err(e) = sent {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        // One conditional commit per key at a time where the service needs it (see `services`).
+        let serialize = self.inner.atomic.is_some_and(|a| a.serialize_multipart) && *mode != Mode::Replace;
+        let claim = match serialize.then(|| self.claim(mode)) {
+            Some(claim) => match claim.await {
+                Ok(claim) => Some(claim),
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        if let Some(claim) = &claim
+            && let Err(lost) = claim.fence().await
+        {
+            let _ = writer.abort().await;
+            return Err(lost);
+        }
+        let closed = writer.close().await;
+        if let Some(claim) = claim
+            && let Err(e) = claim.release().await
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not release a claim; it expires on its own");
+        }
+        drop(dir);
+        match closed {
+            Ok(meta) => {
+                upload.0 = None;
+                Ok(meta)
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(self.refused(e, mode, "completing the upload of"))
+            }
+        }
+    }
+
+    /// Takes the key's claim, waiting for another holder; for a create-only commit, an object
+    /// appearing at the key ends the wait with [`Error::AlreadyExists`].
+    async fn claim(&self, mode: &Mode) -> Result<HeldClaim, Error> {
+        let claims = Claims::new(Arc::new(OpendalControl::new(Arc::clone(&self.inner))));
+        let name = key_claim_name(&self.key);
+        let started = tokio::time::Instant::now();
+        let mut poll = Duration::from_millis(100);
+        loop {
+            match claims.try_acquire(&name, LEASE).await {
+                Ok(Some(mut held)) => {
+                    held.keep_alive();
+                    return Ok(held);
+                }
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => tracing::debug!(key = %self.key, error = %e, "claiming; will retry"),
+                Err(e) => return Err(e),
+            }
+            if *mode == Mode::Create {
+                match self.inner.op.stat(&self.inner.path(&self.key)).await {
+                    Ok(_) => return Err(Error::AlreadyExists { key: self.key.to_string() }),
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.inner.err(e, self.key.as_str(), "claiming")),
+                }
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(Error::Backend {
+                    backend: format!("opendal {}", self.inner.scheme),
+                    context: format!("waiting for another writer to finish {:?}; retry later", self.key.as_str()),
+                    retryable: true,
+                    source: "another writer holds the key's claim".into(),
+                });
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 3 / 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// An upload in progress; dropped unfinished, it is aborted in the background (see
+/// [`promote_core::cleanup`]), so a cancelled publish leaves no parts or blocks behind.
+struct Upload(Option<opendal::Writer>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.0.take() {
+            promote_core::cleanup::spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[async_trait]
+impl StagedWrite for OpendalStaged {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        let result = self.append(&chunk).await;
+        promote_core::buffers::recycle(chunk);
+        if result.is_err() {
+            self.file = None;
+        }
+        result
+    }
+
+    async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
+        let meta = if self.file.is_some() {
+            self.publish_large(mode, digest).await?
+        } else {
+            self.publish_small(mode, digest).await?
+        };
+        if let Some(etag) = meta.etag() {
+            return Ok(Some(etag.to_owned()));
+        }
+        // Some services do not return the new version from a write; read it (informational).
+        Ok(self.inner.op.stat(&self.inner.path(&self.key)).await.ok().and_then(|m| m.etag().map(str::to_owned)))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), Error> {
+        self.file = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! The CLI with `kind = "opendal"`: against the S3 server (`scheme = "s3"`) and Azurite
+//! (`scheme = "azblob"`) that `tests/run` starts, the same races, kills and digest checks as for
+//! the S3 backend; and `scheme = "fs"`, where create-only is refused and `--replace` works.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use promote_tests::data;
+
+use crate::support::*;
+
+fn var(name: &str, server: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts {server})"))
+}
+
+/// A fresh root on one OpenDAL service, configured through the environment as a user would.
+struct Target {
+    env: Vec<(String, String)>,
+}
+
+impl Target {
+    fn root(name: &str) -> String {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        format!("/cli-opendal/{name}-{}-{nanos}/", std::process::id())
+    }
+
+    fn new(scheme: &str, options: Vec<(&str, String)>) -> Self {
+        let mut env = vec![
+            ("PROMOTE_BACKEND__KIND".to_owned(), "opendal".to_owned()),
+            ("PROMOTE_BACKEND__SCHEME".to_owned(), scheme.to_owned()),
+            ("PROMOTE_BACKEND__MULTIPART_THRESHOLD".to_owned(), "5MiB".to_owned()),
+            ("PROMOTE_BACKEND__PART_SIZE".to_owned(), "5MiB".to_owned()),
+        ];
+        for (k, v) in options {
+            env.push((format!("PROMOTE_BACKEND__OPTIONS__{}", k.to_uppercase()), v));
+        }
+        Self { env }
+    }
+
+    fn s3(name: &str) -> Self {
+        let server = "a local S3 server";
+        Self::new(
+            "s3",
+            vec![
+                ("bucket", var("PROMOTE_TEST_S3_BUCKET", server)),
+                ("endpoint", var("PROMOTE_TEST_S3_ENDPOINT", server)),
+                ("region", "us-east-1".into()),
+                ("access_key_id", var("AWS_ACCESS_KEY_ID", server)),
+                ("secret_access_key", var("AWS_SECRET_ACCESS_KEY", server)),
+                ("disable_config_load", "true".into()),
+                ("disable_ec2_metadata", "true".into()),
+                ("root", Self::root(name)),
+            ],
+        )
+    }
+
+    fn azblob(name: &str) -> Self {
+        let server = "Azurite";
+        Self::new(
+            "azblob",
+            vec![
+                ("container", var("PROMOTE_TEST_AZBLOB_CONTAINER", server)),
+                ("endpoint", var("PROMOTE_TEST_AZBLOB_ENDPOINT", server)),
+                ("account_name", var("PROMOTE_TEST_AZBLOB_ACCOUNT_NAME", server)),
+                ("account_key", var("PROMOTE_TEST_AZBLOB_ACCOUNT_KEY", server)),
+                ("root", Self::root(name)),
+            ],
+        )
+    }
+
+    fn both(name: &str) -> [(&'static str, Self); 2] {
+        [("s3", Self::s3(name)), ("azblob", Self::azblob(name))]
+    }
+
+    /// `promote` on this target; its staging area in the scratch dir.
+    fn cmd(&self, s: &Scratch, args: &[&str]) -> Command {
+        let mut cmd = s.cmd(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).env("PROMOTE_BACKEND__STAGING_DIR", s.path().join("staging"));
+        cmd
+    }
+
+    fn run(&self, s: &Scratch, args: &[&str]) -> std::process::Output {
+        self.cmd(s, args).output().expect("run promote")
+    }
+
+    fn get(&self, s: &Scratch, key: &str) -> Vec<u8> {
+        let out = self.run(s, &["get", key, "-"]);
+        assert_code(&out, 0);
+        out.stdout
+    }
+
+    fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
+        let out = self.run(s, &["recover", "--dry-run", "--json"]);
+        assert_code(&out, 0);
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+/// 8 processes put different bytes to one key: exactly one wins, the others are conflicts.
+fn race(name: &str, size: usize) {
+    for (scheme, t) in Target::both(name) {
+        let s = Scratch::new();
+        let files: Vec<Vec<u8>> = (0..8).map(|i| data::bytes(300 + i, size)).collect();
+        for (i, bytes) in files.iter().enumerate() {
+            s.file(&format!("f{i}"), bytes);
+        }
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                t.cmd(&s, &["put", &format!("f{i}"), "key"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let winners: Vec<usize> = (0..8).filter(|&i| code(&outs[i]) == 0).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "{scheme}: exit codes {:?}; stderr {:?}",
+            outs.iter().map(code).collect::<Vec<_>>(),
+            outs.iter().map(stderr).collect::<Vec<_>>()
+        );
+        for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+            assert_code(out, 3);
+            assert!(stderr(out).contains("conflicts"), "{scheme} loser {i}: {}", stderr(out));
+        }
+        assert!(t.get(&s, "key") == files[winners[0]], "{scheme}: the object is the winner's bytes");
+        assert!(t.leftovers(&s).is_empty(), "{scheme}: {:?}", t.leftovers(&s));
+    }
+}
+
+#[test]
+fn eight_processes_race_small_one_winner() {
+    race("race-small", 100_000);
+}
+
+#[test]
+fn eight_processes_race_multipart_one_winner() {
+    race("race-multipart", 12 << 20);
+}
+
+#[test]
+fn sigkill_mid_upload_leaves_no_object_and_recover_removes_the_staging() {
+    for (scheme, t) in Target::both("crash") {
+        let s = Scratch::new();
+        let mut child = t.cmd(&s, &["put", "-", "killed"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data::bytes(9, 16 << 20)).unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while t.leftovers(&s).is_empty() {
+            assert!(Instant::now() < deadline, "{scheme}: no staging appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        drop(stdin);
+        assert_code(&t.run(&s, &["get", "killed", "-"]), 5);
+        let out = t.run(&s, &["recover"]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("removed") && stdout(&out).contains("staged file"), "{scheme}: {}", stdout(&out));
+        assert!(t.leftovers(&s).is_empty(), "{scheme}");
+        assert_code(&t.run(&s, &["get", "killed", "-"]), 5);
+    }
+}
+
+#[test]
+fn wrong_sha256_publishes_nothing_small_or_multipart() {
+    for (scheme, t) in Target::both("verify") {
+        let s = Scratch::new();
+        for (name, len) in [("small", 1000), ("large", 12 << 20)] {
+            let bytes = data::bytes(10, len);
+            s.file(name, &bytes);
+            let out = t.run(&s, &["put", name, name, "--sha256", &sha(b"not these bytes")]);
+            assert_code(&out, 4);
+            assert_code(&t.run(&s, &["get", name, "-"]), 5);
+            let out = t.run(&s, &["put", name, name, "--sha256", &sha(&bytes)]);
+            assert_code(&out, 0);
+            assert!(t.get(&s, name) == bytes, "{scheme} {name}");
+            assert_code(&t.run(&s, &["verify", name, "--sha256", &sha(&bytes)]), 0);
+            let out = t.run(&s, &["put", name, name, "--sha256", &sha(&bytes), "--json"]);
+            assert_code(&out, 0);
+            assert!(stdout(&out).contains("already-present"), "{scheme} {name}: {}", stdout(&out));
+        }
+        assert!(t.leftovers(&s).is_empty(), "{scheme}");
+    }
+}
+
+#[test]
+fn doctor_is_green_and_races_a_probe_key() {
+    for (scheme, t) in Target::both("doctor") {
+        let s = Scratch::new();
+        let out = t.run(&s, &["doctor"]);
+        let text = stdout(&out);
+        assert_code(&out, 0);
+        assert!(text.contains("ok   service refuses a second create-only write"), "{scheme}: {text}");
+        assert!(text.contains("ok   8 concurrent create-only writes have exactly one winner"), "{scheme}: {text}");
+    }
+}
+
+#[test]
+fn the_account_key_is_redacted_in_config_show() {
+    let s = Scratch::new();
+    let t = Target::azblob("show");
+    let out = t.run(&s, &["config", "show"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("backend.options.account_key = \"***redacted***\""), "{text}");
+    assert!(!text.contains(&var("PROMOTE_TEST_AZBLOB_ACCOUNT_KEY", "Azurite")), "{text}");
+}
+
+#[test]
+fn fs_refuses_create_only_naming_the_service_and_replace_works() {
+    let s = Scratch::new();
+    let root = s.path().join("fs-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let t = Target::new("fs", vec![("root", root.display().to_string())]);
+    s.file("f", b"bytes for fs");
+    let out = t.run(&s, &["put", "f", "k"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("\"fs\"") && err.contains("kind = \"local\"") && err.contains("--replace"), "{err}");
+    assert_code(&t.run(&s, &["get", "k", "-"]), 5);
+    let out = t.run(&s, &["put", "f", "k", "--replace"]);
+    assert_code(&out, 0);
+    assert!(t.get(&s, "k") == b"bytes for fs");
+    assert_eq!(std::fs::read(root.join("k")).unwrap(), b"bytes for fs");
+}
