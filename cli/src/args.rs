@@ -41,6 +41,11 @@ pub(crate) struct Global {
     /// Storage root for the local backend (sets backend.root).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
+    /// Local backend: how promotions wait for the disk (sets backend.durability). `each`: every
+    /// object fsynced on its own; `batch`: group commit, many objects made durable by one flush,
+    /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["each", "batch", "none"])]
+    pub(crate) durability: Option<String>,
     /// Stream sources straight into staging (true) or spool them to a local file first (false).
     #[arg(long, global = true, value_name = "BOOL")]
     pub(crate) streaming: Option<bool>,

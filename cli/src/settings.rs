@@ -310,6 +310,9 @@ pub(crate) fn figment(global: &Global) -> anyhow::Result<Figment> {
     if let Some(root) = &global.root {
         backend.insert("root".into(), json!(root));
     }
+    if let Some(durability) = &global.durability {
+        backend.insert("durability".into(), json!(durability));
+    }
     if !backend.is_empty() {
         flags.insert("backend".into(), Value::Object(backend));
     }

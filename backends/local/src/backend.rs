@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, StagedWrite,
-    async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Entry, Error, Expected, GroupCommit, Key, Leftover, Meta,
+    StagedWrite, async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::config::{Durability, LocalConfig};
+use crate::group::LocalGroup;
 use crate::root::{Root, io_err};
 use crate::writer::LocalStaged;
 use crate::{list, prune, staging, stored_digest};
@@ -39,7 +40,7 @@ impl LocalBackend {
     ///
     /// [`Error::Io`] when the root cannot be created or opened.
     pub fn open(config: LocalConfig) -> Result<Self, Error> {
-        let root = Root::open(&config.root, config.dir_mode, config.durability == Durability::Full)?;
+        let root = Root::open(&config.root, config.dir_mode, config.durability.syncs())?;
         // Asked without writing, so read-only commands and dry runs change nothing.
         let xattrs = stored_digest::supported(&root.staging);
         Ok(Self { inner: Arc::new(Inner { root, config, xattrs }) })
@@ -98,13 +99,18 @@ impl Backend for LocalBackend {
         format!("local:{}", self.inner.root.path.display())
     }
 
+    fn group_commit(&self) -> Option<Arc<dyn GroupCommit>> {
+        (self.inner.config.durability == Durability::Batch)
+            .then(|| Arc::new(LocalGroup::new(Arc::clone(&self.inner))) as Arc<dyn GroupCommit>)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             create_refused: None,
             replace: true,
             replace_if_version: false,
             stored_digest: self.inner.xattrs,
-            durable: self.inner.config.durability == Durability::Full,
+            durable: self.inner.config.durability.syncs(),
             staging_outlives_writer: true,
         }
     }
@@ -183,7 +189,7 @@ impl Backend for LocalBackend {
                 Err(Errno::NOENT) => return Err(Error::NotFound { key: key.to_string() }),
                 Err(e) => return Err(io_err(format!("removing {key:?}"), e)),
             }
-            let sync = inner.config.durability == Durability::Full;
+            let sync = inner.config.durability.syncs();
             if sync {
                 rustix::fs::fsync(&parent).map_err(|e| io_err(format!("fsync after removing {key:?}"), e))?;
             }

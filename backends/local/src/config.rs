@@ -14,7 +14,7 @@ use crate::LocalBackend;
 /// [backend]
 /// kind = "local"
 /// root = "./promote-data"   # created if missing
-/// durability = "full"       # or "none": no fsync, for scratch data only
+/// durability = "each"       # or "batch" (group commit), or "none" (no fsync: scratch data only)
 /// file_mode = "0644"        # permissions of published files (exact: the umask does not apply)
 /// dir_mode = "0755"         # permissions of directories promote creates (exact)
 /// ```
@@ -44,13 +44,28 @@ pub struct LocalConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// fsync the staged file, publish, fsync the parent directory and every directory above it
-    /// up to the root. A promoted object survives power loss once `promote` returns.
+    /// Each object on its own: fsync the staged file, publish, fsync the parent directory and
+    /// every directory above it up to the root. A promoted object survives power loss once its
+    /// receipt is out. (`"full"` is accepted as an older name.)
     #[default]
-    Full,
+    #[serde(alias = "full")]
+    Each,
+    /// Group commit (see [`promote_core::group_commit`]): concurrent promotions are staged
+    /// without an fsync each, made durable together by one `syncfs` of the root's filesystem,
+    /// then published with no-replace renames, then each distinct directory is fsynced once.
+    /// The same guarantee as `each` — a receipt means the object survives power loss, and a crash
+    /// leaves every key absent or complete — for far fewer flushes.
+    Batch,
     /// No fsync at all. Still atomic (nobody sees a partial object), but a power loss may lose
     /// recently promoted objects, or leave them empty. For scratch data you can re-create.
     None,
+}
+
+impl Durability {
+    /// Whether promotions wait for the disk at all (`each` or `batch`).
+    pub fn syncs(self) -> bool {
+        self != Self::None
+    }
 }
 
 fn kind() -> String {
@@ -68,7 +83,7 @@ fn dir_mode() -> u32 {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        Self { kind: kind(), root: root(), durability: Durability::Full, file_mode: file_mode(), dir_mode: dir_mode() }
+        Self { kind: kind(), root: root(), durability: Durability::Each, file_mode: file_mode(), dir_mode: dir_mode() }
     }
 }
 
