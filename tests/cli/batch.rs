@@ -32,9 +32,7 @@ fn tree(s: &Scratch, dir: &str, n: usize, len: usize) -> HashMap<String, Vec<u8>
 /// One strace line: pid, and the rest.
 fn trace(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).expect("strace output");
-    text.lines()
-        .filter_map(|l| l.split_once(' ').map(|(pid, rest)| (pid.to_owned(), rest.trim().to_owned())))
-        .collect()
+    text.lines().filter_map(|l| l.split_once(' ').map(|(pid, rest)| (pid.to_owned(), rest.trim().to_owned()))).collect()
 }
 
 /// (start, end) line indexes of every completed `call`, pairing `<unfinished ...>` lines with
@@ -104,8 +102,10 @@ fn batch_put_syncs_staged_data_once_before_renaming_and_each_directory_before_an
             all()
         );
         assert!(
-            !lines.iter().any(|(_, l)| (l.starts_with("fsync(") || l.starts_with("fdatasync("))
-                && l.contains(&format!("<{staged}>"))),
+            !lines
+                .iter()
+                .any(|(_, l)| (l.starts_with("fsync(") || l.starts_with("fdatasync("))
+                    && l.contains(&format!("<{staged}>"))),
             "x/{rel}: its staged file was fsynced on its own (batch must not)"
         );
         // The receipt is written after its directory and every one above it were fsynced.
@@ -116,9 +116,9 @@ fn batch_put_syncs_staged_data_once_before_renaming_and_each_directory_before_an
         let mut d = format!("{root}/x/{dir}");
         loop {
             assert!(
-                dir_fsyncs
-                    .iter()
-                    .any(|&(start, end)| renamed < start && end < receipt && lines[start].1.contains(&format!("<{d}>"))),
+                dir_fsyncs.iter().any(|&(start, end)| renamed < start
+                    && end < receipt
+                    && lines[start].1.contains(&format!("<{d}>"))),
                 "the receipt of x/{rel} came before an fsync of {d} after its rename:\n{}",
                 all()
             );
@@ -215,4 +215,22 @@ fn run_promotes_through_the_group_commit() {
     assert!(!members.is_empty(), "no group flush in the log:\n{}", stderr(&out));
     assert!(members.iter().any(|&m| m > 1), "every flush served one item: {members:?}");
     assert_eq!(members.iter().sum::<u64>(), files.len() as u64, "each item flushed once: {members:?}");
+}
+
+#[test]
+fn durability_comes_from_flag_env_or_file_and_doctor_states_its_guarantee() {
+    let s = Scratch::new();
+    let out = s.run(&["--durability", "batch", "doctor"]);
+    assert!(
+        stdout(&out).contains("durability: batch: ") && stdout(&out).contains("after a power loss"),
+        "{}",
+        stdout(&out)
+    );
+    let out = s.cmd(&["doctor"]).env("PROMOTE_BACKEND__DURABILITY", "none").output().unwrap();
+    assert!(stdout(&out).contains("durability: none: "), "{}", stdout(&out));
+    s.file("promote.toml", b"[backend]\nkind = \"local\"\ndurability = \"full\"\n");
+    let out = s.run(&["doctor"]);
+    assert!(stdout(&out).contains("durability: each: "), "the old name `full` means each: {}", stdout(&out));
+    let out = s.run(&["--durability", "sometimes", "doctor"]);
+    assert_code(&out, 2);
 }

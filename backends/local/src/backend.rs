@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Entry, Error, Expected, GroupCommit, Key, Leftover, Meta,
-    StagedWrite, async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Check, Entry, Error, Expected, GroupCommit, Key, Leftover,
+    Meta, StagedWrite, async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -207,5 +207,9 @@ impl Backend for LocalBackend {
 
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         self.blocking(move |inner| staging::sweep(&inner.root, older_than, dry_run)).await
+    }
+
+    async fn self_check(&self) -> Vec<Check> {
+        vec![Check::pass("durability", self.inner.config.durability.after_power_loss())]
     }
 }

@@ -66,6 +66,25 @@ impl Durability {
     pub fn syncs(self) -> bool {
         self != Self::None
     }
+
+    /// What a receipt guarantees after a power loss, in one line (for `promote doctor`).
+    pub fn after_power_loss(self) -> &'static str {
+        match self {
+            Self::Each => {
+                "each: every object fsynced, renamed, its directories fsynced before its receipt; \
+                 after a power loss every reported object is there, every other key absent or complete"
+            }
+            Self::Batch => {
+                "batch: objects staged without an fsync each, one syncfs, renamed, each directory \
+                 fsynced once, then the receipts; after a power loss every reported object is there, \
+                 every other key absent or complete (unreported ones may be lost; rerun the put)"
+            }
+            Self::None => {
+                "none: no fsync; after a power loss reported objects may be missing or empty \
+                 (atomic to readers, not durable; scratch data only)"
+            }
+        }
+    }
 }
 
 fn kind() -> String {

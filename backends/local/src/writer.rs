@@ -35,7 +35,16 @@ pub(crate) struct LocalStaged {
 
 impl LocalStaged {
     pub(crate) fn start(inner: Arc<Inner>, key: Key, name: String, file: File) -> Self {
-        Self { inner, key, name, file: Some(Arc::new(file)), pending: VecDeque::new(), offset: 0, hinted: 0, sealed: None }
+        Self {
+            inner,
+            key,
+            name,
+            file: Some(Arc::new(file)),
+            pending: VecDeque::new(),
+            offset: 0,
+            hinted: 0,
+            sealed: None,
+        }
     }
 
     fn context(&self) -> String {
