@@ -338,7 +338,8 @@ mod tests {
         }
         let log = log.lock().unwrap().clone();
         let at = |entry: &str| log.iter().position(|e| e == entry).unwrap_or_else(|| panic!("no {entry:?} in {log:?}"));
-        let flushes: Vec<usize> = log.iter().enumerate().filter(|(_, e)| *e == "flush_staged").map(|(i, _)| i).collect();
+        let flushes: Vec<usize> =
+            log.iter().enumerate().filter(|(_, e)| *e == "flush_staged").map(|(i, _)| i).collect();
         for i in 0..20 {
             let (seal, publish) = (at(&format!("seal k{i}")), at(&format!("publish k{i}")));
             let (flushed, receipt) = (at(&format!("flushed k{i}")), at(&format!("receipt k{i}")));

@@ -89,9 +89,12 @@ impl Store {
     /// The backend's staging error.
     pub async fn stage(&self, key: &Key, expected: &Expected) -> Result<Staged, Error> {
         let slot = match &self.staging {
-            Some(gate) => Some(Arc::clone(gate).acquire_owned().await.map_err(|_| {
-                Error::io("waiting for a staging slot", std::io::ErrorKind::BrokenPipe.into())
-            })?),
+            Some(gate) => Some(
+                Arc::clone(gate)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::io("waiting for a staging slot", std::io::ErrorKind::BrokenPipe.into()))?,
+            ),
             None => None,
         };
         let inner = self.backend.stage(key, expected).await?;

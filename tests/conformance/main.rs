@@ -132,5 +132,11 @@ fn s3() -> Suite {
 }
 
 fn main() -> ExitCode {
-    run(vec![local("local", Durability::Each), local("local_batch", Durability::Batch), local("local_nosync", Durability::None), memory(), s3()])
+    run(vec![
+        local("local", Durability::Each),
+        local("local_batch", Durability::Batch),
+        local("local_nosync", Durability::None),
+        memory(),
+        s3(),
+    ])
 }
