@@ -104,7 +104,7 @@ impl<T> fmt::Debug for Queue<T> {
 
 impl<T: Send + 'static> Queue<T>
 where
-    Queue<T>: Flush<T>,
+    Self: Flush<T>,
 {
     fn new(backend: Arc<dyn GroupCommit>, phase: Phase) -> Self {
         Self { backend, phase, state: Mutex::new((Vec::new(), false)) }
@@ -142,7 +142,7 @@ where
             let result = self.flush(items).await;
             tracing::debug!(phase = ?self.phase, members = n, ok = result.is_ok(), "group flush");
             for waiter in waiters {
-                let _ = waiter.send(result.as_ref().map(|()| ()).map_err(shared));
+                let _ = waiter.send(result.as_ref().copied().map_err(shared));
             }
         }
     }
@@ -215,7 +215,7 @@ mod tests {
                 let group = Arc::clone(&group);
                 tokio::spawn(async move {
                     group.staged_durable().await?;
-                    group.published_durable(Key::new(&format!("k{i}"))?).await
+                    group.published_durable(Key::new(format!("k{i}"))?).await
                 })
             })
             .collect();
@@ -326,7 +326,7 @@ mod tests {
             .map(|i| {
                 let (store, log) = (store.clone(), Arc::clone(&log));
                 tokio::spawn(async move {
-                    let key = Key::new(&format!("k{i}")).unwrap();
+                    let key = Key::new(format!("k{i}")).unwrap();
                     let body = futures_util::stream::iter([Ok(bytes::Bytes::from(vec![i as u8; 10]))]);
                     store.promote_stream(&key, body, &crate::Expected::default(), crate::Mode::Create).await.unwrap();
                     log.lock().unwrap().push(format!("receipt {key}"));
