@@ -55,6 +55,9 @@ pub(crate) struct Global {
     /// Storage root for the local backend (sets `root` of the backend table in force: `[backend]`, or the selected target).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
+    /// `--durability` of the commands that take it (put, run, copy), for the configuration layers.
+    #[arg(skip)]
+    pub(crate) durability: Option<String>,
     /// `--streaming` of the commands that take it (put, run), for the configuration layers.
     #[arg(skip)]
     pub(crate) streaming: Option<bool>,
@@ -150,6 +153,11 @@ pub(crate) struct CopyArgs {
     /// No progress and no summary line (receipts and errors still print).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Local backend: how promotions wait for the disk (sets backend.durability). `each`: every
+    /// object fsynced on its own; `batch`: group commit, many objects made durable by one flush,
+    /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
+    #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
+    pub(crate) durability: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +193,11 @@ pub(crate) struct PutArgs {
     /// Stream the source straight into staging (true) or spool it to a local file first (false).
     #[arg(long, value_name = "BOOL")]
     pub(crate) streaming: Option<bool>,
+    /// Local backend: how promotions wait for the disk (sets backend.durability). `each`: every
+    /// object fsynced on its own; `batch`: group commit, many objects made durable by one flush,
+    /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
+    #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
+    pub(crate) durability: Option<String>,
 }
 
 /// A size: bytes, or a number with a unit (`1KiB`, `8MiB`, `2GB`), as in the config file.
@@ -324,6 +337,11 @@ pub(crate) struct RunArgs {
     /// Stream small items straight into staging (true) or spool them to a local file first (false).
     #[arg(long, value_name = "BOOL")]
     pub(crate) streaming: Option<bool>,
+    /// Local backend: how promotions wait for the disk (sets backend.durability). `each`: every
+    /// object fsynced on its own; `batch`: group commit, many objects made durable by one flush,
+    /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
+    #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
+    pub(crate) durability: Option<String>,
 }
 
 #[derive(Debug, Args)]

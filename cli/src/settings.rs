@@ -457,6 +457,9 @@ fn with_backend_flags(figment: Figment, global: &Global, table: &str) -> Figment
     if let Some(root) = &global.root {
         backend.insert("root".into(), json!(root));
     }
+    if let Some(durability) = &global.durability {
+        backend.insert("durability".into(), json!(durability));
+    }
     if backend.is_empty() {
         return figment;
     }

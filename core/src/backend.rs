@@ -14,6 +14,7 @@ use futures_util::stream::BoxStream;
 
 use crate::claims::ControlStore;
 use crate::error::Error;
+use crate::group_commit::GroupCommit;
 use crate::key::Key;
 use crate::mode::{Capabilities, Mode};
 use crate::verify::{Digest, Expected, Sha256};
@@ -164,6 +165,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The backend's group commit, when it is configured to make promotions durable in batches
+    /// (see [`GroupCommit`]): core then seals each staged object, waits for a shared flush of
+    /// staged data, publishes, and waits for a shared flush of the published names before it
+    /// returns a receipt. Default: none (each publish makes itself durable).
+    fn group_commit(&self) -> Option<Arc<dyn GroupCommit>> {
+        None
+    }
+
     /// Live checks specific to this backend, for `promote doctor` (e.g. that an S3 server
     /// really refuses a second create-only write). Default: none.
     async fn self_check(&self) -> Vec<Check> {
@@ -212,6 +221,19 @@ pub trait StagedWrite: Send {
     ///
     /// [`Error::Io`]/[`Error::Backend`] when staging fails (disk full, connection lost).
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error>;
+
+    /// Group commit only (see [`Backend::group_commit`]): every byte has been written and
+    /// verified; finish writing and give the staged object its final metadata (`digest` is what
+    /// core computed), without syncing anything. The group's flush of staged data then makes it
+    /// durable, and [`StagedWrite::publish`] only moves it into place. Default: nothing to do.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Backend`] when the last writes or the metadata fail.
+    async fn seal(&mut self, digest: &Digest) -> Result<(), Error> {
+        let _ = digest;
+        Ok(())
+    }
 
     /// Makes the staged bytes the object at the key, atomically, per `mode`. `digest` is what
     /// core computed and verified; backends store it with the object where they can. Returns

@@ -42,6 +42,9 @@
 //!
 //! What atomicity does not cover: durability across power loss is the backend's (the local
 //! backend fsyncs data, publishes, then fsyncs the directory, unless told `durability = "none"`).
+//! A backend may instead batch it ([`GroupCommit`]): concurrent promotions share one flush of
+//! their staged data before any is published and one flush of the published names before any
+//! receipt is returned.
 //!
 //! # Errors
 //!
@@ -67,6 +70,7 @@ pub mod buffers;
 pub mod claims;
 pub mod cleanup;
 mod error;
+pub mod group_commit;
 mod key;
 mod mode;
 mod outcome;
@@ -84,6 +88,7 @@ mod verify;
 pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedWrite};
 pub use claims::{Claims, ControlStore, HeldClaim};
 pub use error::{BoxError, Error};
+pub use group_commit::GroupCommit;
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};
 pub use outcome::{Outcome, Receipt};

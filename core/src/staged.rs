@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::backend::{Backend, StagedWrite};
 use crate::error::Error;
@@ -37,12 +38,14 @@ pub struct Staged {
     inner: Box<dyn StagedWrite>,
     digester: Digester,
     started: Instant,
+    /// The store's staging slot, if it limits staging; released once the bytes are sealed.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Staged {
-    pub(crate) fn new(key: Key, store: Store, inner: Box<dyn StagedWrite>) -> Self {
+    pub(crate) fn new(key: Key, store: Store, inner: Box<dyn StagedWrite>, slot: Option<OwnedSemaphorePermit>) -> Self {
         tracing::info!(key = %key, backend = store.backend().kind(), "staged");
-        Self { key, store, inner, digester: Digester::new(), started: Instant::now() }
+        Self { key, store, inner, digester: Digester::new(), started: Instant::now(), slot }
     }
 
     /// The key this will be promoted to.
@@ -92,7 +95,7 @@ impl Staged {
         expected: &Expected,
         mode: Mode,
     ) -> Result<Outcome, Error> {
-        let Self { key, store, inner, started, .. } = self;
+        let Self { key, store, mut inner, started, slot, .. } = self;
         let backend = Arc::clone(store.backend());
         let ready = backend.ready_for(&mode).await;
         if let Err(err) = ready.and_then(|()| check_before_publish(backend.as_ref(), &key, expected, &mode, &digest)) {
@@ -101,9 +104,39 @@ impl Staged {
             return Err(err);
         }
         tracing::info!(key = %key, bytes = digest.size, sha256 = %digest.sha256, "verified");
+        let group = store.group().map(Arc::clone);
+        if let Some(group) = &group {
+            // Group commit: sealed, then durable with everyone else's, then published.
+            let sealed = inner.seal(&digest).await;
+            drop(slot);
+            if let Err(err) = match sealed {
+                Ok(()) => group.staged_durable().await,
+                Err(err) => Err(err),
+            } {
+                let _ = inner.abort().await;
+                aborted(&key, &digest, started, &err);
+                return Err(err);
+            }
+        } else {
+            drop(slot);
+        }
+        // With group commit, a receipt waits for the flush of the names published before it.
+        let durable = |key: Key| {
+            let group = group.clone();
+            async move {
+                match group {
+                    Some(group) => group.published_durable(key).await,
+                    None => Ok(()),
+                }
+            }
+        };
         let receipt = |version| Receipt { key: key.clone(), size: digest.size, sha256: digest.sha256, version };
         match inner.publish(&mode, &digest).await {
             Ok(version) => {
+                if let Err(err) = durable(key.clone()).await {
+                    aborted(&key, &digest, started, &err);
+                    return Err(err);
+                }
                 tracing::info!(
                     key = %key, bytes = digest.size, sha256 = %digest.sha256,
                     elapsed_ms = started.elapsed().as_millis() as u64, "promoted"
@@ -113,6 +146,11 @@ impl Staged {
             Err(Error::AlreadyExists { .. }) if mode == Mode::Create => {
                 match store.resolve_taken(&key, &digest).await {
                     Ok(version) => {
+                        // The object found may be another member's, published but not yet flushed.
+                        if let Err(err) = durable(key.clone()).await {
+                            aborted(&key, &digest, started, &err);
+                            return Err(err);
+                        }
                         tracing::info!(
                             key = %key, bytes = digest.size, sha256 = %digest.sha256,
                             elapsed_ms = started.elapsed().as_millis() as u64, "already-present"

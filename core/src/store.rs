@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use crate::backend::{Backend, ByteStream, Entry, Leftover, Meta};
 use crate::error::Error;
+use crate::group_commit::Group;
 use crate::key::Key;
 use crate::mode::Mode;
 use crate::outcome::{Outcome, Receipt};
@@ -14,16 +17,40 @@ use crate::verify::{Digest, Expected};
 /// A backend plus everything core does around it: capability checks before any byte moves,
 /// hashing and verification while bytes flow, and the already-present/conflict decision.
 ///
-/// Cheap to clone; clones share the backend.
+/// Cheap to clone; clones share the backend, its group commit and the staging limit.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// The backend's group commit, when it batches durability.
+    group: Option<Arc<Group>>,
+    /// At most this many promotions stage bytes at once (see [`Store::limit_staging`]).
+    staging: Option<Arc<Semaphore>>,
 }
 
 impl Store {
     /// Wraps `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        let group = backend.group_commit().map(|g| Arc::new(Group::new(g)));
+        Self { backend, group, staging: None }
+    }
+
+    /// Lets at most `n` promotions through this store (and its clones) stage bytes at once. A
+    /// promotion holds its slot from [`Store::stage`] until its bytes are verified and sealed,
+    /// not while it waits for a group commit (see [`crate::group_commit`]): so a caller can keep
+    /// many promotions waiting for one shared flush while memory stays bounded by `n` streams.
+    #[must_use]
+    pub fn limit_staging(mut self, n: usize) -> Self {
+        self.staging = Some(Arc::new(Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// Whether promotions on this store are made durable by group commit.
+    pub fn batches_durability(&self) -> bool {
+        self.group.is_some()
+    }
+
+    pub(crate) fn group(&self) -> Option<&Arc<Group>> {
+        self.group.as_ref()
     }
 
     /// The backend.
@@ -61,8 +88,17 @@ impl Store {
     ///
     /// The backend's staging error.
     pub async fn stage(&self, key: &Key, expected: &Expected) -> Result<Staged, Error> {
+        let slot = match &self.staging {
+            Some(gate) => Some(
+                Arc::clone(gate)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::io("waiting for a staging slot", std::io::ErrorKind::BrokenPipe.into()))?,
+            ),
+            None => None,
+        };
         let inner = self.backend.stage(key, expected).await?;
-        Ok(Staged::new(key.clone(), self.clone(), inner))
+        Ok(Staged::new(key.clone(), self.clone(), inner, slot))
     }
 
     /// See [`Backend::head`].

@@ -35,10 +35,14 @@ fn check_publish_order(s: &Scratch, key: &str) -> Vec<String> {
     let lines = trace_lines(&log);
     let root = std::fs::canonicalize(s.root()).expect("root").display().to_string();
     let (leaf_dir, leaf) = key.rsplit_once('/').expect("a key with directories");
-    let target = format!("<{root}/{leaf_dir}>, \"{leaf}\", RENAME_NOREPLACE) = 0");
+    // Under `strace -f` a call another thread interrupts prints as `<unfinished ...>` first.
+    let target = format!("<{root}/{leaf_dir}>, \"{leaf}\", RENAME_NOREPLACE");
     let rename = lines
         .iter()
-        .position(|l| l.starts_with("renameat2(") && l.ends_with(&target))
+        .position(|l| {
+            l.starts_with("renameat2(")
+                && (l.ends_with(&format!("{target}) = 0")) || l.ends_with(&format!("{target} <unfinished ...>")))
+        })
         .unwrap_or_else(|| panic!("no renameat2(RENAME_NOREPLACE) onto {key}:\n{}", lines.join("\n")));
     // The staged file's path, from the rename's first two arguments: `fd</…/staging>, "name"`.
     let staged = {

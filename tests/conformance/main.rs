@@ -167,7 +167,8 @@ fn opendal_fs(root: &str) -> OpendalConfig {
 
 fn main() -> ExitCode {
     run(vec![
-        local("local", Durability::Full),
+        local("local", Durability::Each),
+        local("local_batch", Durability::Batch),
         local("local_nosync", Durability::None),
         memory(),
         s3(),

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, StagedWrite,
-    async_trait,
+    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Check, Entry, Error, Expected, GroupCommit, Key, Leftover,
+    Meta, StagedWrite, async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::config::{Durability, LocalConfig};
+use crate::group::LocalGroup;
 use crate::root::{Root, io_err};
 use crate::writer::LocalStaged;
 use crate::{list, prune, self_check, staging, stored_digest};
@@ -39,7 +40,7 @@ impl LocalBackend {
     ///
     /// [`Error::Io`] when the root cannot be created or opened.
     pub fn open(config: LocalConfig) -> Result<Self, Error> {
-        let root = Root::open(&config.root, config.dir_mode, config.durability == Durability::Full)?;
+        let root = Root::open(&config.root, config.dir_mode, config.durability.syncs())?;
         Ok(Self::with_root(root, config))
     }
 
@@ -119,13 +120,18 @@ impl Backend for LocalBackend {
         format!("local:{}", self.inner.root.path.display())
     }
 
+    fn group_commit(&self) -> Option<Arc<dyn GroupCommit>> {
+        (self.inner.config.durability == Durability::Batch)
+            .then(|| Arc::new(LocalGroup::new(Arc::clone(&self.inner))) as Arc<dyn GroupCommit>)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             create_refused: None,
             replace: true,
             replace_if_version: false,
             stored_digest: self.inner.xattrs,
-            durable: self.inner.config.durability == Durability::Full,
+            durable: self.inner.config.durability.syncs(),
             staging_outlives_writer: true,
         }
     }
@@ -210,7 +216,7 @@ impl Backend for LocalBackend {
                 Err(Errno::NOENT) => return Err(Error::NotFound { key: key.to_string() }),
                 Err(e) => return Err(io_err(format!("removing {key:?}"), e)),
             }
-            let sync = inner.config.durability == Durability::Full;
+            let sync = inner.config.durability.syncs();
             if sync {
                 rustix::fs::fsync(&parent).map_err(|e| io_err(format!("fsync after removing {key:?}"), e))?;
             }
@@ -226,10 +232,12 @@ impl Backend for LocalBackend {
         self.blocking(move |inner| list::list(&inner.root, &prefix)).await
     }
 
-    async fn self_check(&self) -> Vec<promote_core::Check> {
+    async fn self_check(&self) -> Vec<Check> {
         let checks = self
             .blocking(|inner| Ok(vec![self_check::filesystem(&inner.root), self_check::publish_method(&inner.root)]));
-        checks.await.unwrap_or_else(|e| vec![promote_core::Check::fail("local checks", e.to_string())])
+        let mut checks = checks.await.unwrap_or_else(|e| vec![Check::fail("local checks", e.to_string())]);
+        checks.push(Check::pass("durability", self.inner.config.durability.after_power_loss()));
+        checks
     }
 
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {

@@ -14,7 +14,7 @@ use crate::LocalBackend;
 /// [backend]
 /// kind = "local"
 /// root = "./promote-data"   # created if missing
-/// durability = "full"       # or "none": no fsync, for scratch data only
+/// durability = "each"       # or "batch" (group commit), or "none" (no fsync: scratch data only)
 /// file_mode = "0644"        # permissions of published files (exact: the umask does not apply)
 /// dir_mode = "0755"         # permissions of directories promote creates (exact)
 /// ```
@@ -49,13 +49,47 @@ pub struct LocalConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// fsync the staged file, publish, fsync the parent directory and every directory above it
-    /// up to the root. A promoted object survives power loss once `promote` returns.
+    /// Each object on its own: fsync the staged file, publish, fsync the parent directory and
+    /// every directory above it up to the root. A promoted object survives power loss once its
+    /// receipt is out. (`"full"` is accepted as an older name.)
     #[default]
-    Full,
+    #[serde(alias = "full")]
+    Each,
+    /// Group commit (see [`promote_core::group_commit`]): concurrent promotions are staged
+    /// without an fsync each, made durable together by one `syncfs` of the root's filesystem,
+    /// then published with no-replace renames, then each distinct directory is fsynced once.
+    /// The same guarantee as `each` — a receipt means the object survives power loss, and a crash
+    /// leaves every key absent or complete — for far fewer flushes.
+    Batch,
     /// No fsync at all. Still atomic (nobody sees a partial object), but a power loss may lose
     /// recently promoted objects, or leave them empty. For scratch data you can re-create.
     None,
+}
+
+impl Durability {
+    /// Whether promotions wait for the disk at all (`each` or `batch`).
+    pub fn syncs(self) -> bool {
+        self != Self::None
+    }
+
+    /// What a receipt guarantees after a power loss, in one line (for `promote doctor`).
+    pub fn after_power_loss(self) -> &'static str {
+        match self {
+            Self::Each => {
+                "each: every object fsynced, renamed, its directories fsynced before its receipt; \
+                 after a power loss every reported object is there, every other key absent or complete"
+            }
+            Self::Batch => {
+                "batch: objects staged without an fsync each, one syncfs, renamed, each directory \
+                 fsynced once, then the receipts; after a power loss every reported object is there, \
+                 every other key absent or complete (unreported ones may be lost; rerun the put)"
+            }
+            Self::None => {
+                "none: no fsync; after a power loss reported objects may be missing or empty \
+                 (atomic to readers, not durable; scratch data only)"
+            }
+        }
+    }
 }
 
 fn kind() -> String {
@@ -73,7 +107,7 @@ fn dir_mode() -> u32 {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        Self { kind: kind(), root: root(), durability: Durability::Full, file_mode: file_mode(), dir_mode: dir_mode() }
+        Self { kind: kind(), root: root(), durability: Durability::Each, file_mode: file_mode(), dir_mode: dir_mode() }
     }
 }
 

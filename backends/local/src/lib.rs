@@ -37,11 +37,23 @@
 //! - **Compare-and-swap** (`ReplaceIfVersion`) is not offered: a local filesystem has no atomic
 //!   way to do it, so core refuses it.
 //!
-//! With `durability = "none"` nothing is fsynced: publishes are still atomic to other readers,
-//! but a power loss may lose recent ones.
+//! # Durability
+//!
+//! - `each` (the default): every publish fsyncs its staged file, renames, then fsyncs the parent
+//!   directory and every directory above it. A receipt means the object survives power loss.
+//! - `batch`: group commit ([`promote_core::group_commit`]). Concurrent promotions are staged
+//!   without an fsync each; one `syncfs` of the root's filesystem makes all their bytes and
+//!   metadata durable; then they are published with the same no-replace renames; then every
+//!   distinct directory holding one of them (and each directory above it) is fsynced once.
+//!   Receipts come only after that, so a receipt means exactly what it means with `each`, and a
+//!   crash or power loss at any moment leaves each key absent or complete (unpublished staging
+//!   files are removed by `sweep_staging`).
+//! - `none`: nothing is fsynced. Publishes are still atomic to other readers, but a power loss
+//!   may lose recent ones, or leave them empty.
 
 mod backend;
 mod config;
+mod group;
 mod list;
 mod lock;
 mod prune;

@@ -8,12 +8,28 @@ use promote_core::{Digest, Error, Key, Mode};
 use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
 
-use crate::config::{Durability, LocalConfig};
+use crate::config::LocalConfig;
 use crate::root::{Root, io_err, mode_bits};
 use crate::{staging, stored_digest};
 
-/// Publishes staging file `name` (already fully written to `file`) at `key`. On any error the
-/// staging file is removed.
+/// Gives staging file `name` its final metadata: permissions, and the digest in its xattr.
+/// Returns its status, which the version string is made from.
+pub(crate) fn seal(config: &LocalConfig, file: &File, name: &str, digest: &Digest) -> Result<rustix::fs::Stat, Error> {
+    let staged = staging::shown(name);
+    rustix::fs::fchmod(file, mode_bits(config.file_mode))
+        .map_err(|e| io_err(format!("setting permissions on {staged}"), e))?;
+    let st = rustix::fs::fstat(file).map_err(|e| io_err(format!("inspecting {staged}"), e))?;
+    stored_digest::store(file, digest, &st).map_err(|e| io_err(format!("storing the digest of {staged}"), e))?;
+    Ok(st)
+}
+
+/// Publishes staging file `name` (already fully written to `file`, and `sealed` if a group commit
+/// already made it durable) at `key`. On any error the staging file is removed.
+///
+/// With `durability = "each"` this fsyncs the file before the rename and the directories after
+/// it; with `batch` the group commit does both for many objects at once
+/// ([`crate::group::LocalGroup`]), so this only renames.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn publish(
     root: &Root,
     config: &LocalConfig,
@@ -22,8 +38,9 @@ pub(crate) fn publish(
     file: File,
     mode: &Mode,
     digest: &Digest,
+    sealed: Option<rustix::fs::Stat>,
 ) -> Result<Option<String>, Error> {
-    let result = publish_inner(root, config, key, name, &file, mode, digest);
+    let result = publish_inner(root, config, key, name, &file, mode, digest, sealed);
     drop(file);
     if result.is_err() {
         let _ = staging::remove(root, name);
@@ -31,6 +48,7 @@ pub(crate) fn publish(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn publish_inner(
     root: &Root,
     config: &LocalConfig,
@@ -39,13 +57,16 @@ fn publish_inner(
     file: &File,
     mode: &Mode,
     digest: &Digest,
+    sealed: Option<rustix::fs::Stat>,
 ) -> Result<Option<String>, Error> {
-    let durable = config.durability == Durability::Full;
+    // A sealed file was made durable by the group commit, which also syncs the directories
+    // after the rename; an unsealed one does it all here.
+    let durable = config.durability.syncs() && sealed.is_none();
     let staged = staging::shown(name);
-    rustix::fs::fchmod(file, mode_bits(config.file_mode))
-        .map_err(|e| io_err(format!("setting permissions on {staged}"), e))?;
-    let st = rustix::fs::fstat(file).map_err(|e| io_err(format!("inspecting {staged}"), e))?;
-    stored_digest::store(file, digest, &st).map_err(|e| io_err(format!("storing the digest of {staged}"), e))?;
+    let st = match sealed {
+        Some(st) => st,
+        None => seal(config, file, name, digest)?,
+    };
     if durable {
         file.sync_all().map_err(|e| Error::io(format!("fsync of staged data for {key:?}"), e))?;
     }

@@ -13,7 +13,6 @@ use promote_core::{Bytes, Digest, Error, Key, Mode, StagedWrite, async_trait};
 use tokio::task::JoinHandle;
 
 use crate::backend::Inner;
-use crate::config::Durability;
 use crate::{publish, staging, writeback};
 
 /// Chunks being written at once, per handle.
@@ -30,11 +29,22 @@ pub(crate) struct LocalStaged {
     offset: u64,
     /// Offset up to which writeback has been started.
     hinted: u64,
+    /// Set once sealed for a group commit: the file's status after its metadata was set.
+    sealed: Option<rustix::fs::Stat>,
 }
 
 impl LocalStaged {
     pub(crate) fn start(inner: Arc<Inner>, key: Key, name: String, file: File) -> Self {
-        Self { inner, key, name, file: Some(Arc::new(file)), pending: VecDeque::new(), offset: 0, hinted: 0 }
+        Self {
+            inner,
+            key,
+            name,
+            file: Some(Arc::new(file)),
+            pending: VecDeque::new(),
+            offset: 0,
+            hinted: 0,
+            sealed: None,
+        }
     }
 
     fn context(&self) -> String {
@@ -110,7 +120,7 @@ impl StagedWrite for LocalStaged {
         };
         let at = self.offset;
         self.offset += chunk.len() as u64;
-        let hint = (self.inner.config.durability == Durability::Full && self.offset - self.hinted >= writeback::EVERY)
+        let hint = (self.inner.config.durability.syncs() && self.offset - self.hinted >= writeback::EVERY)
             .then(|| (std::mem::replace(&mut self.hinted, self.offset), self.offset));
         self.pending.push_back(tokio::task::spawn_blocking(move || {
             file.write_all_at(&chunk, at)?;
@@ -123,15 +133,36 @@ impl StagedWrite for LocalStaged {
         Ok(())
     }
 
+    async fn seal(&mut self, digest: &Digest) -> Result<(), Error> {
+        let file = match self.finish_writing().await {
+            Ok(file) => Arc::new(file),
+            Err(err) => return Err(self.fail(err)),
+        };
+        self.file = Some(Arc::clone(&file));
+        let (config, name, digest) = (self.inner.config.clone(), self.name.clone(), *digest);
+        let sealed = tokio::task::spawn_blocking(move || publish::seal(&config, &file, &name, &digest))
+            .await
+            .map_err(|e| Error::io("sealing", std::io::Error::other(e)))
+            .and_then(|r| r);
+        match sealed {
+            Ok(st) => {
+                self.sealed = Some(st);
+                Ok(())
+            }
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
         let file = match self.finish_writing().await {
             Ok(file) => file,
             Err(err) => return Err(self.fail(err)),
         };
         let name = std::mem::take(&mut self.name);
-        let (inner, key, mode, digest) = (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest);
+        let (inner, key, mode, digest, sealed) =
+            (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest, self.sealed);
         tokio::task::spawn_blocking(move || {
-            publish::publish(&inner.root, &inner.config, &key, &name, file, &mode, &digest)
+            publish::publish(&inner.root, &inner.config, &key, &name, file, &mode, &digest, sealed)
         })
         .await
         .map_err(|e| Error::io("publishing", std::io::Error::other(e)))?

@@ -31,6 +31,12 @@ pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => args.streaming,
         _ => None,
     };
+    cli.global.durability = match &cli.command {
+        Command::Put(args) => args.durability.clone(),
+        Command::Run(args) => args.durability.clone(),
+        Command::Copy(args) => args.durability.clone(),
+        _ => None,
+    };
     // These read the configuration their own way: all problems at once, or none at all.
     match &cli.command {
         Command::Config(ConfigCommand::Validate { live }) => return config_validate::run(&cli.global, *live).await,

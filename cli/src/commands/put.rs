@@ -62,7 +62,11 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             Target::Prefix(prefix) => prefix,
         };
         let files = files_under(&args.src, args.follow_symlinks)?;
-        let store = settings::open(loaded).await?;
+        let mut store = settings::open(loaded).await?;
+        if store.batches_durability() {
+            // `--jobs` files stream at once; many more wait, sealed, for one shared flush.
+            store = store.limit_staging(usize::from(args.jobs));
+        }
         store.ready_for(&mode).await?;
         return put_tree(loaded, &store, &args, &prefix, &files, &mode).await;
     }
@@ -177,6 +181,15 @@ fn files_under(dir: &Path, follow: bool) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Files promoted at once: `jobs`, or with group commit enough to fill a batch (only `jobs` of
+/// them stream bytes at a time; the rest hold an open staging file while they wait for a flush).
+fn in_flight(store: &Store, jobs: u16) -> usize {
+    if store.batches_durability() { BATCH.max(usize::from(jobs)) } else { usize::from(jobs) }
+}
+
+/// Files that may wait together for one group commit in a directory put.
+const BATCH: usize = 256;
+
 /// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (receipts in
 /// path order); reports every failure and exits with the first failure's code; ends with a
 /// summary line on stderr.
@@ -209,7 +222,7 @@ async fn put_tree(
             .await;
             (rel, result)
         })
-        .buffered(usize::from(args.jobs));
+        .buffered(in_flight(store, args.jobs));
     let mut results = std::pin::pin!(results);
     let (mut promoted, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;
