@@ -460,7 +460,10 @@ fn config_schema_describes_settings_profiles_and_every_backend_kind() {
     assert_eq!(schema["properties"]["targets"]["additionalProperties"]["$ref"], "#/$defs/Backend");
     let kinds: Vec<&str> =
         schema["$defs"]["Backend"]["oneOf"].as_array().unwrap().iter().map(|r| r["$ref"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["#/$defs/backend-local", "#/$defs/backend-memory", "#/$defs/backend-s3"]);
+    assert_eq!(
+        kinds,
+        ["#/$defs/backend-local", "#/$defs/backend-memory", "#/$defs/backend-opendal", "#/$defs/backend-s3"]
+    );
     // Every key the example configs use is described, with its kind pinned.
     let s3 = &schema["$defs"]["backend-s3"];
     assert_eq!(s3["additionalProperties"], false);
