@@ -156,6 +156,13 @@ pub fn key_claim_name(key: &crate::Key) -> String {
     format!("{CLAIMS_PREFIX}{}.json", &hash[..32])
 }
 
+/// A key's commit claim expires this long after its last renewal (by the storage's clock).
+pub const COMMIT_LEASE: Duration = Duration::from_secs(60);
+/// How long a committer waits for another holder of the key's claim before giving up.
+pub const COMMIT_PATIENCE: Duration = Duration::from_secs(20 * 60);
+/// How soon a waiting committer looks again: first, and at most (it backs off in between).
+const COMMIT_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
 /// A local wall clock. The claim protocol never decides with it (ages come from the server);
 /// it only stamps records for humans. Injectable so tests can skew it.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -349,6 +356,57 @@ impl Claims {
                 });
             }
             tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Takes `key`'s commit claim ([`key_claim_name`], [`COMMIT_LEASE`]) for a `mode` commit,
+    /// waiting for another holder, and keeps it renewed in the background: how a backend whose
+    /// multi-part commits are not atomic on the server serializes them. For a create-only
+    /// commit, `exists` is asked between tries: once an object is at the key there is nothing
+    /// to wait for. `backend` names the backend in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when, for a create-only commit, an object appears at the key
+    /// while waiting (core then compares digests); `exists`' and backend errors; a retryable
+    /// error when the holder takes longer than [`COMMIT_PATIENCE`].
+    pub async fn acquire_commit<F, Fut>(
+        &self,
+        key: &crate::Key,
+        mode: &crate::Mode,
+        backend: &str,
+        exists: F,
+    ) -> Result<HeldClaim, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let name = key_claim_name(key);
+        let started = tokio::time::Instant::now();
+        let (mut poll, max_poll) = COMMIT_POLL;
+        loop {
+            match self.try_acquire(&name, COMMIT_LEASE).await {
+                Ok(Some(mut held)) => {
+                    held.keep_alive();
+                    return Ok(held);
+                }
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => tracing::debug!(key = %key, error = %e, "claiming; will retry"),
+                Err(e) => return Err(e),
+            }
+            if *mode == crate::Mode::Create && exists().await? {
+                return Err(Error::AlreadyExists { key: key.to_string() });
+            }
+            if started.elapsed() > COMMIT_PATIENCE {
+                return Err(Error::Backend {
+                    backend: backend.into(),
+                    context: format!("waiting for another writer to finish {key:?}; retry later"),
+                    retryable: true,
+                    source: "another writer holds the key's claim".into(),
+                });
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 3 / 2).min(max_poll);
         }
     }
 

@@ -13,71 +13,39 @@
 //! at the key it reports the key as taken (core then compares digests). A compare-and-swap
 //! (`ReplaceIfVersion`) writer just waits: an object at the key is what it expects, and the
 //! version is checked by the server's `If-Match` on the completion. A claim whose holder died
-//! (same host and pid namespace) is taken over at once, one whose lease ([`LEASE`], judged by
+//! (same host and pid namespace) is taken over at once, one whose lease
+//! ([`promote_core::claims::COMMIT_LEASE`], judged by
 //! the server's clock) ran out after that; a live holder renews it every lease/3.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::ObjectStoreExt;
-use promote_core::claims::{Claims, HeldClaim, key_claim_name};
+use promote_core::claims::{Claims, HeldClaim};
 use promote_core::{Error, Key, Mode};
 
 use crate::backend::Inner;
 use crate::control::ObjectControl;
 use crate::errors;
 
-/// A completion claim expires this long after its last renewal (by the server's clock).
-pub(crate) const LEASE: Duration = Duration::from_secs(60);
-/// How long a writer waits for another claim holder before giving up (retryable).
-const PATIENCE: Duration = Duration::from_secs(20 * 60);
-/// How soon a waiting writer looks again: first, and at most (it backs off in between).
-const POLL: Duration = Duration::from_millis(100);
-const MAX_POLL: Duration = Duration::from_secs(2);
-
-/// Takes `key`'s claim for a `mode` completion, waiting for another holder if needed, and keeps
-/// it renewed in the background.
+/// Takes `key`'s claim for a `mode` completion ([`Claims::acquire_commit`]: waiting for another
+/// holder, renewed in the background).
 ///
 /// # Errors
 ///
 /// [`Error::AlreadyExists`] when, for a create-only completion, an object appears at the key
 /// while waiting (core compares digests); backend errors; a retryable error when the holder
-/// takes longer than PATIENCE.
+/// takes longer than [`promote_core::claims::COMMIT_PATIENCE`].
 pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Result<HeldClaim, Error> {
     let claims = Claims::new(Arc::new(ObjectControl::new(Arc::clone(inner))));
-    let name = key_claim_name(key);
-    let started = tokio::time::Instant::now();
-    let mut poll = POLL;
-    loop {
-        match claims.try_acquire(&name, LEASE).await {
-            Ok(Some(mut held)) => {
-                held.keep_alive();
-                return Ok(held);
-            }
-            Ok(None) => {}
-            Err(e) if e.is_retryable() => tracing::debug!(key = %key, error = %e, "claiming; will retry"),
-            Err(e) => return Err(e),
+    let exists = || async {
+        match inner.store.head(&inner.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(errors::map(e, inner.kind, key.as_str(), "claiming")),
         }
-        // Create-only: once an object is there, there is nothing to wait for.
-        if matches!(mode, Mode::Create) {
-            match inner.store.head(&inner.path(key)).await {
-                Ok(_) => return Err(Error::AlreadyExists { key: key.to_string() }),
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(errors::map(e, inner.kind, key.as_str(), "claiming")),
-            }
-        }
-        if started.elapsed() > PATIENCE {
-            return Err(Error::Backend {
-                backend: inner.kind.into(),
-                context: format!("waiting for another writer to finish {key:?}; retry later"),
-                retryable: true,
-                source: "another writer holds the key's claim".into(),
-            });
-        }
-        tokio::time::sleep(poll).await;
-        poll = (poll * 3 / 2).min(MAX_POLL);
-    }
+    };
+    claims.acquire_commit(key, mode, inner.kind, exists).await
 }
 
 /// Runs `complete` (the completion request, with its own retries) only after fencing `claim`:
@@ -101,6 +69,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     use promote_core::Backend;
 
@@ -120,7 +89,7 @@ mod tests {
             fenced(Some(&stale), || async { ran.store(true, Ordering::SeqCst) }).await.expect("fenced while held");
             assert!(ran.swap(false, Ordering::SeqCst), "a held claim completes");
             tokio::time::sleep(lease * 2).await;
-            let taker = Claims::new(control).try_acquire("claims/k.json", LEASE).await.expect("try");
+            let taker = Claims::new(control).try_acquire("claims/k.json", lease).await.expect("try");
             assert!(taker.is_some(), "the expired claim is taken over");
             let err = fenced(Some(&stale), || async { ran.store(true, Ordering::SeqCst) }).await.expect_err("lost");
             assert!(err.is_retryable(), "{err}");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use opendal::options::WriteOptions;
-use promote_core::claims::{Claims, HeldClaim, key_claim_name};
+use promote_core::claims::{Claims, HeldClaim};
 use promote_core::{Bytes, Digest, Error, Key, Mode, StagedWrite, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,10 +25,6 @@ use crate::control::OpendalControl;
 use crate::errors;
 use crate::staging::WriterDir;
 
-/// A completion claim expires this long after its last renewal (by the server's clock).
-const LEASE: Duration = Duration::from_secs(60);
-/// How long a writer waits for another claim holder before giving up (retryable).
-const PATIENCE: Duration = Duration::from_secs(20 * 60);
 /// Times a write refused with S3's 409 ConditionalRequestConflict is tried again.
 const CONFLICT_RETRIES: u32 = 6;
 
@@ -189,37 +185,14 @@ impl OpendalStaged {
     /// appearing at the key ends the wait with [`Error::AlreadyExists`].
     async fn claim(&self, mode: &Mode) -> Result<HeldClaim, Error> {
         let claims = Claims::new(Arc::new(OpendalControl::new(Arc::clone(&self.inner))));
-        let name = key_claim_name(&self.key);
-        let started = tokio::time::Instant::now();
-        let mut poll = Duration::from_millis(100);
-        loop {
-            match claims.try_acquire(&name, LEASE).await {
-                Ok(Some(mut held)) => {
-                    held.keep_alive();
-                    return Ok(held);
-                }
-                Ok(None) => {}
-                Err(e) if e.is_retryable() => tracing::debug!(key = %self.key, error = %e, "claiming; will retry"),
-                Err(e) => return Err(e),
+        let exists = || async {
+            match self.inner.op.stat(&self.inner.path(&self.key)).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(self.inner.err(e, self.key.as_str(), "claiming")),
             }
-            if *mode == Mode::Create {
-                match self.inner.op.stat(&self.inner.path(&self.key)).await {
-                    Ok(_) => return Err(Error::AlreadyExists { key: self.key.to_string() }),
-                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.inner.err(e, self.key.as_str(), "claiming")),
-                }
-            }
-            if started.elapsed() > PATIENCE {
-                return Err(Error::Backend {
-                    backend: format!("opendal {}", self.inner.scheme),
-                    context: format!("waiting for another writer to finish {:?}; retry later", self.key.as_str()),
-                    retryable: true,
-                    source: "another writer holds the key's claim".into(),
-                });
-            }
-            tokio::time::sleep(poll).await;
-            poll = (poll * 3 / 2).min(Duration::from_secs(2));
-        }
+        };
+        claims.acquire_commit(&self.key, mode, &format!("opendal {}", self.inner.scheme), exists).await
     }
 }
 
