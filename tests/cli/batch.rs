@@ -130,9 +130,8 @@ fn batch_put_syncs_staged_data_once_before_renaming_and_each_directory_before_an
             d = Path::new(&d).parent().unwrap().display().to_string();
         }
     }
-    // Each directory once per name flush, not once per file.
-    let dir_count = dir_fsyncs.len();
-    assert!(dir_count < files.len(), "{dir_count} directory fsyncs for {} files", files.len());
+    // How many directory fsyncs a run makes depends on how many files shared each flush
+    // (timing); that each flush fsyncs each directory once is `group::tests` in the backend.
     assert!(s.staging_files().is_empty());
 }
 
