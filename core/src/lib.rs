@@ -66,6 +66,7 @@
 //! ```
 
 mod backend;
+pub mod blocking;
 pub mod buffers;
 pub mod claims;
 pub mod cleanup;

@@ -50,7 +50,7 @@ impl Store {
 
     /// Like [`Store::promote_reader`], for a local file: a dedicated thread reads ahead while
     /// this task hashes and the backend writes, so the three overlap. The fastest way to
-    /// promote a file.
+    /// promote a large file.
     ///
     /// # Errors
     ///
@@ -66,28 +66,34 @@ impl Store {
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
             return Ok(outcome);
         }
+        // Staged first: the store's staging slot (see `Store::limit_staging`) bounds the readers.
         let mut staged = self.stage(key, expected).await?;
+        let mut source = FileSource::new(key, file, expected);
+        if crate::blocking::is_here() {
+            // Already on a thread that may block: read, hash and write in turn.
+            loop {
+                let step = match source.next() {
+                    Ok(Some(chunk)) => staged.write_prehashed(chunk).await,
+                    Ok(None) => break,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = step {
+                    tracing::info!(key = %key, error = %err, "aborted");
+                    let _ = staged.abort().await;
+                    return Err(err);
+                }
+            }
+            return staged.promote_digested(source.digest(), expected, mode).await;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
-        let (read_key, limits) = (key.clone(), *expected);
         // Read and hash on one thread, so each chunk is hashed while it is still in cache.
         let reader = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let mut digester = Digester::new();
-            loop {
-                let chunk = read_chunk_blocking(&mut file)
-                    .map_err(|e| Error::io(format!("reading the source for {read_key:?}"), e))?;
-                if chunk.is_empty() {
-                    return Ok(digester.finish());
-                }
-                digester.update(&chunk);
-                if limits.too_long(digester.size()) {
-                    let (expected, actual) = (limits.size.unwrap_or_default(), digester.size());
-                    return Err(Error::SizeMismatch { key: read_key.to_string(), expected, actual });
-                }
+            while let Some(chunk) = source.next()? {
                 if tx.blocking_send(chunk).is_err() {
                     return Err(Error::io("staging stopped", std::io::ErrorKind::BrokenPipe.into()));
                 }
             }
+            Ok(source.digest())
         });
         let mut written = Ok(());
         while let Some(chunk) = rx.recv().await {
@@ -106,6 +112,32 @@ impl Store {
                 Err(err)
             }
         }
+    }
+
+    /// [`Store::promote_file`] run start to end on the calling thread, which must be one that
+    /// may block (a closure given to `tokio::task::spawn_blocking`, say) inside a tokio runtime.
+    ///
+    /// Each blocking step of the promotion then runs right here (see [`crate::blocking`])
+    /// instead of travelling to the blocking pool and back: for a small file that saves most of
+    /// its cost, so a many-file put sends each small file here. A large file is better served
+    /// by [`Store::promote_file`], which overlaps reading, hashing and writing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::promote_file`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or on one of its async worker threads.
+    pub fn promote_file_here(
+        &self,
+        key: &Key,
+        file: std::fs::File,
+        expected: &Expected,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
+        let runtime = tokio::runtime::Handle::current();
+        crate::blocking::here(|| runtime.block_on(self.promote_file(key, file, expected, mode)))
     }
 
     /// Like [`Store::promote_reader`], for a stream of chunks (an HTTP body, say).
@@ -154,8 +186,63 @@ impl Store {
 /// Chunks read ahead of hashing by [`Store::promote_file`].
 const READ_AHEAD: usize = 4;
 
-fn read_chunk_blocking(file: &mut std::fs::File) -> std::io::Result<Bytes> {
+/// A local file read in chunks and hashed as it is read, checked against the expected size.
+struct FileSource {
+    key: Key,
+    file: std::fs::File,
+    /// The file's size when opened: it sizes the buffers (a small file takes a small one); the
+    /// bytes read decide, however the file changes meanwhile.
+    size: u64,
+    digester: Digester,
+    limits: Expected,
+    done: bool,
+}
+
+impl FileSource {
+    fn new(key: &Key, file: std::fs::File, expected: &Expected) -> Self {
+        let size = file.metadata().map_or(CHUNK_SIZE as u64, |m| m.len());
+        Self { key: key.clone(), file, size, digester: Digester::new(), limits: *expected, done: false }
+    }
+
+    /// The next chunk, hashed; `None` at the end of the file.
+    fn next(&mut self) -> Result<Option<Bytes>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let left = self.size.saturating_sub(self.digester.size());
+        let chunk = read_chunk_blocking(&mut self.file, left)
+            .map_err(|e| Error::io(format!("reading the source for {:?}", self.key), e))?;
+        // A short chunk is the end of the file.
+        self.done = chunk.len() < CHUNK_SIZE;
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        self.digester.update(&chunk);
+        if self.limits.too_long(self.digester.size()) {
+            let (expected, actual) = (self.limits.size.unwrap_or_default(), self.digester.size());
+            return Err(Error::SizeMismatch { key: self.key.to_string(), expected, actual });
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The digest of everything read.
+    fn digest(self) -> crate::verify::Digest {
+        self.digester.finish()
+    }
+}
+
+/// Reads the next chunk of `file`: up to [`CHUNK_SIZE`] bytes, fewer only at the end of the file.
+/// `left` is what the file's size says remains: a file that fits in less than a chunk is read
+/// into a buffer of its own size, never zeroed first; a larger one into a recycled chunk buffer.
+fn read_chunk_blocking(file: &mut std::fs::File, left: u64) -> std::io::Result<Bytes> {
     use std::io::Read;
+    if left < CHUNK_SIZE as u64 {
+        // `read_to_end` reads into the spare capacity without initialising it, and past the
+        // expected end only into a small probe: the buffer grows only if the file did.
+        let mut buf = Vec::with_capacity(left as usize);
+        file.take(CHUNK_SIZE as u64).read_to_end(&mut buf)?;
+        return Ok(Bytes::from(buf));
+    }
     let mut buf = crate::buffers::take();
     let mut filled = 0;
     while filled < buf.len() {

@@ -78,9 +78,7 @@ impl LocalBackend {
         F: FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| Error::io("local backend task", std::io::Error::other(e)))?
+        promote_core::blocking::run(move || f(&inner)).await?
     }
 }
 
@@ -147,12 +145,11 @@ impl Backend for LocalBackend {
         let inner = Arc::clone(&self.inner);
         // The handle is made on the blocking thread: if this future is dropped while the file is
         // being created (Ctrl-C, a closed pipe), tokio drops the finished handle, which removes it.
-        let staged = tokio::task::spawn_blocking(move || {
+        let staged = promote_core::blocking::run(move || {
             let (name, file) = staging::create(&inner.root, &key)?;
             Ok::<_, Error>(LocalStaged::start(inner, key, name, file))
         })
-        .await
-        .map_err(|e| Error::io("local backend task", std::io::Error::other(e)))??;
+        .await??;
         Ok(Box::new(staged))
     }
 

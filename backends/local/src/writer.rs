@@ -3,6 +3,10 @@
 //! and writing overlap, memory stays bounded, and an idle handle holds no thread — so any number
 //! of handles can be open at once (tokio's blocking pool only caps how many chunks are being
 //! written at the same moment, never how many handles exist).
+//!
+//! A small object (a first chunk of at most [`HOLD`] bytes that no other chunk follows) is not
+//! written on a task of its own: the handle holds it, and the blocking call that seals or
+//! publishes writes it first. A many-file put saves a thread hand-off per file that way.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -18,6 +22,10 @@ use crate::{publish, staging, writeback};
 /// Chunks being written at once, per handle.
 const IN_FLIGHT: usize = 4;
 
+/// The largest first chunk the handle holds until it seals or publishes (see the module docs):
+/// one whole chunk, so an object of one chunk is written by the call that seals or publishes it.
+const HOLD: usize = promote_core::CHUNK_SIZE;
+
 pub(crate) struct LocalStaged {
     inner: Arc<Inner>,
     key: Key,
@@ -31,6 +39,8 @@ pub(crate) struct LocalStaged {
     hinted: u64,
     /// Set once sealed for a group commit: the file's status after its metadata was set.
     sealed: Option<rustix::fs::Stat>,
+    /// A small first chunk, not yet written: it belongs at offset 0.
+    held: Option<Bytes>,
 }
 
 impl LocalStaged {
@@ -44,6 +54,7 @@ impl LocalStaged {
             offset: 0,
             hinted: 0,
             sealed: None,
+            held: None,
         }
     }
 
@@ -53,13 +64,7 @@ impl LocalStaged {
 
     /// A failed write, with what to do when the disk is full.
     fn write_error(&self, e: std::io::Error) -> Error {
-        let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
-        if full {
-            let root = self.inner.root.path.display();
-            Error::io(format!("{}: the filesystem of {root} is full (free space there, then retry)", self.context()), e)
-        } else {
-            Error::io(self.context(), e)
-        }
+        write_failed(self.context(), &self.inner.root.path, e)
     }
 
     /// Waits for the oldest outstanding write.
@@ -87,6 +92,28 @@ impl LocalStaged {
         Arc::try_unwrap(file).map_err(|_| Error::io(self.context(), std::io::Error::other("a write is still running")))
     }
 
+    /// Starts writing `chunk` at offset `at` on a blocking task, with a writeback hint when due.
+    fn start_write(&mut self, chunk: Bytes, at: u64) -> Result<(), Error> {
+        let Some(file) = self.file.as_ref().map(Arc::clone) else {
+            return Err(Error::io(
+                format!("{}: the staged write already failed", self.context()),
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
+        };
+        let end = at + chunk.len() as u64;
+        let hint = (self.inner.config.durability.syncs() && end.saturating_sub(self.hinted) >= writeback::EVERY)
+            .then(|| (std::mem::replace(&mut self.hinted, end), end));
+        self.pending.push_back(tokio::task::spawn_blocking(move || {
+            file.write_all_at(&chunk, at)?;
+            promote_core::buffers::recycle(chunk);
+            if let Some((from, to)) = hint {
+                writeback::start(&file, from, to - from);
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
     /// Removes the staging file; nothing is left to do on drop.
     fn discard(&mut self) -> Result<(), Error> {
         self.file = None;
@@ -107,30 +134,23 @@ impl LocalStaged {
 #[async_trait]
 impl StagedWrite for LocalStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if self.offset == 0 && self.held.is_none() && chunk.len() <= HOLD {
+            self.offset = chunk.len() as u64;
+            self.held = Some(chunk);
+            return Ok(());
+        }
+        // A second chunk: the held one goes first, like any other.
+        if let Some(first) = self.held.take() {
+            self.start_write(first, 0)?;
+        }
         if self.pending.len() >= IN_FLIGHT
             && let Err(err) = self.settle_one().await
         {
             return Err(self.fail(err));
         }
-        let Some(file) = self.file.as_ref().map(Arc::clone) else {
-            return Err(Error::io(
-                format!("{}: the staged write already failed", self.context()),
-                std::io::ErrorKind::BrokenPipe.into(),
-            ));
-        };
         let at = self.offset;
         self.offset += chunk.len() as u64;
-        let hint = (self.inner.config.durability.syncs() && self.offset - self.hinted >= writeback::EVERY)
-            .then(|| (std::mem::replace(&mut self.hinted, self.offset), self.offset));
-        self.pending.push_back(tokio::task::spawn_blocking(move || {
-            file.write_all_at(&chunk, at)?;
-            promote_core::buffers::recycle(chunk);
-            if let Some((from, to)) = hint {
-                writeback::start(&file, from, to - from);
-            }
-            Ok(())
-        }));
-        Ok(())
+        self.start_write(chunk, at)
     }
 
     async fn seal(&mut self, digest: &Digest) -> Result<(), Error> {
@@ -139,11 +159,16 @@ impl StagedWrite for LocalStaged {
             Err(err) => return Err(self.fail(err)),
         };
         self.file = Some(Arc::clone(&file));
-        let (config, name, digest) = (self.inner.config.clone(), self.name.clone(), *digest);
-        let sealed = tokio::task::spawn_blocking(move || publish::seal(&config, &file, &name, &digest))
-            .await
-            .map_err(|e| Error::io("sealing", std::io::Error::other(e)))
-            .and_then(|r| r);
+        let (config, name, digest, held) = (self.inner.config.clone(), self.name.clone(), *digest, self.held.take());
+        let (context, root) = (self.context(), self.inner.root.path.clone());
+        let sealed = promote_core::blocking::run(move || {
+            if let Some(chunk) = held {
+                file.write_all_at(&chunk, 0).map_err(|e| write_failed(context, &root, e))?;
+            }
+            publish::seal(&config, &file, &name, &digest)
+        })
+        .await
+        .and_then(|r| r);
         match sealed {
             Ok(st) => {
                 self.sealed = Some(st);
@@ -158,14 +183,21 @@ impl StagedWrite for LocalStaged {
             Ok(file) => file,
             Err(err) => return Err(self.fail(err)),
         };
+        let (context, held) = (self.context(), self.held.take());
         let name = std::mem::take(&mut self.name);
         let (inner, key, mode, digest, sealed) =
             (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest, self.sealed);
-        tokio::task::spawn_blocking(move || {
+        promote_core::blocking::run(move || {
+            if let Some(chunk) = held
+                && let Err(e) = file.write_all_at(&chunk, 0)
+            {
+                drop(file);
+                let _ = staging::remove(&inner.root, &name);
+                return Err(write_failed(context, &inner.root.path, e));
+            }
             publish::publish(&inner.root, &inner.config, &key, &name, file, &mode, &digest, sealed)
         })
-        .await
-        .map_err(|e| Error::io("publishing", std::io::Error::other(e)))?
+        .await?
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), Error> {
@@ -174,6 +206,16 @@ impl StagedWrite for LocalStaged {
             let _ = self.settle_one().await;
         }
         self.discard()
+    }
+}
+
+/// A failed write of staged data (`context`) under `root`, with what to do when the disk is full.
+fn write_failed(context: String, root: &std::path::Path, e: std::io::Error) -> Error {
+    let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
+    if full {
+        Error::io(format!("{context}: the filesystem of {} is full (free space there, then retry)", root.display()), e)
+    } else {
+        Error::io(context, e)
     }
 }
 
