@@ -29,32 +29,6 @@ fn tree(s: &Scratch, dir: &str, n: usize, len: usize) -> HashMap<String, Vec<u8>
     files
 }
 
-/// One strace line: pid, and the rest.
-fn trace(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).expect("strace output");
-    text.lines().filter_map(|l| l.split_once(' ').map(|(pid, rest)| (pid.to_owned(), rest.trim().to_owned()))).collect()
-}
-
-/// (start, end) line indexes of every completed `call`, pairing `<unfinished ...>` lines with
-/// their `<... call resumed>` line of the same pid.
-fn spans(lines: &[(String, String)], call: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    for (i, (pid, l)) in lines.iter().enumerate() {
-        if !l.starts_with(&format!("{call}(")) {
-            continue;
-        }
-        if !l.ends_with("<unfinished ...>") {
-            out.push((i, i));
-            continue;
-        }
-        let resumed = format!("<... {call} resumed>");
-        if let Some(end) = (i + 1..lines.len()).find(|&j| lines[j].0 == *pid && lines[j].1.starts_with(&resumed)) {
-            out.push((i, end));
-        }
-    }
-    out
-}
-
 #[test]
 fn batch_put_syncs_staged_data_once_before_renaming_and_each_directory_before_any_receipt() {
     let s = Scratch::new();

@@ -20,3 +20,4 @@ mod run;
 mod s3;
 mod sizes;
 mod support;
+mod threads;

@@ -111,3 +111,29 @@ pub fn assert_code(out: &Output, want: i32) {
 pub fn sha(bytes: &[u8]) -> String {
     Sha256::of(bytes).to_string()
 }
+
+/// One strace line: pid, and the rest.
+pub fn trace(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).expect("strace output");
+    text.lines().filter_map(|l| l.split_once(' ').map(|(pid, rest)| (pid.to_owned(), rest.trim().to_owned()))).collect()
+}
+
+/// (start, end) line indexes of every completed `call`, pairing `<unfinished ...>` lines with
+/// their `<... call resumed>` line of the same pid.
+pub fn spans(lines: &[(String, String)], call: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (i, (pid, l)) in lines.iter().enumerate() {
+        if !l.starts_with(&format!("{call}(")) {
+            continue;
+        }
+        if !l.ends_with("<unfinished ...>") {
+            out.push((i, i));
+            continue;
+        }
+        let resumed = format!("<... {call} resumed>");
+        if let Some(end) = (i + 1..lines.len()).find(|&j| lines[j].0 == *pid && lines[j].1.starts_with(&resumed)) {
+            out.push((i, end));
+        }
+    }
+    out
+}

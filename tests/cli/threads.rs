@@ -1,0 +1,73 @@
+//! How a directory put spends threads on local disk (strace -f shows each thread's calls): a
+//! small file is opened, staged, written and published by one thread, with no hand-off to the
+//! blocking pool per step; a large one is read on one thread while others write.
+
+use crate::support::*;
+
+#[test]
+fn a_small_file_is_promoted_on_one_thread_and_a_large_one_reads_and_writes_on_different_threads() {
+    let s = Scratch::new();
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let rel = format!("d{}/f{i}", i % 3);
+        files.push((rel, 4096 + i));
+    }
+    files.push(("big".to_owned(), 3 << 20));
+    for (rel, len) in &files {
+        let path = s.path().join("src").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, promote_tests::data::bytes(*len as u64, *len)).unwrap();
+    }
+    let log = s.path().join("strace.txt");
+    let out = s
+        .strace(&log, "openat,read,pwrite64,renameat2", &["put", "src", "x/", "--jobs", "4"])
+        .output()
+        .expect("run strace");
+    assert_code(&out, 0);
+    let lines = trace(&log);
+    let all = || lines.iter().map(|(p, l)| format!("{p} {l}")).collect::<Vec<_>>().join("\n");
+    let root = std::fs::canonicalize(s.root()).unwrap().display().to_string();
+    // Which thread opened the source, wrote the staged file and renamed it into place.
+    let threads = |rel: &str| {
+        let (dir, leaf) = rel.rsplit_once('/').map_or(("", rel), |(d, l)| (d, l));
+        let into = if dir.is_empty() { format!("{root}/x") } else { format!("{root}/x/{dir}") };
+        let target = format!("<{into}>, \"{leaf}\", RENAME_NOREPLACE");
+        let (rename, _) = spans(&lines, "renameat2")
+            .into_iter()
+            .find(|&(start, end)| lines[start].1.contains(&target) && lines[end].1.ends_with("= 0"))
+            .unwrap_or_else(|| panic!("no renameat2 onto x/{rel}:\n{}", all()));
+        let l = &lines[rename].1;
+        let staged = format!("{}/{}", &l[l.find('<').unwrap() + 1..l.find('>').unwrap()], l.split('"').nth(1).unwrap());
+        let opened = lines
+            .iter()
+            .find(|(_, l)| l.starts_with("openat(") && l.contains(&format!("\"src/{rel}\"")))
+            .unwrap_or_else(|| panic!("src/{rel} was never opened:\n{}", all()));
+        let source = format!("<{}/src/{rel}>", std::fs::canonicalize(s.path()).unwrap().display());
+        let readers: Vec<&str> = lines
+            .iter()
+            .filter(|(_, l)| l.starts_with("read(") && l.contains(&source))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let writers: Vec<&str> = lines
+            .iter()
+            .filter(|(_, l)| l.starts_with("pwrite64(") && l.contains(&format!("<{staged}>")))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert!(!readers.is_empty() && !writers.is_empty(), "x/{rel}: no reads or no writes traced:\n{}", all());
+        (opened.0.clone(), readers, writers, lines[rename].0.clone())
+    };
+    for (rel, _) in files.iter().filter(|(rel, _)| rel != "big") {
+        let (opener, readers, writers, renamer) = threads(rel);
+        assert!(
+            readers.iter().chain(&writers).all(|p| *p == opener) && renamer == opener,
+            "x/{rel}: opened on {opener}, read on {readers:?}, written on {writers:?}, renamed on {renamer}: a small \
+             file must be promoted by one thread"
+        );
+    }
+    let (_, readers, writers, _) = threads("big");
+    assert!(
+        writers.iter().all(|w| !readers.contains(w)),
+        "the large file was read on {readers:?} and written on {writers:?}: reading and writing must overlap on \
+         different threads"
+    );
+}
