@@ -67,11 +67,11 @@ pub(crate) struct RunSettings {
     /// Stop after this many items.
     pub(crate) max: Option<u64>,
     /// Time allowed to connect to a host.
-    #[serde(with = "duration_text")]
+    #[serde(with = "promote_core::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) connect_timeout: std::time::Duration,
     /// Time allowed between two reads of a response body.
-    #[serde(with = "duration_text")]
+    #[serde(with = "promote_core::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) read_timeout: std::time::Duration,
     /// Retries of a transient failure per item (attempts = retries + 1).
@@ -83,7 +83,7 @@ pub(crate) struct RunSettings {
     /// Items per shard lease (smaller for small manifests, so several processes share work).
     pub(crate) shard_size: usize,
     /// How long a shard lease lasts without renewal.
-    #[serde(with = "duration_text")]
+    #[serde(with = "promote_core::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) lease: std::time::Duration,
     /// Request headers per host: header name → value source. Values are never printed.
@@ -158,30 +158,6 @@ impl HeaderSource {
             Self::Env { env } => format!("env {env}"),
             Self::File { file } => format!("file {}", file.display()),
             Self::Literal(_) => "***redacted***".into(),
-        }
-    }
-}
-
-/// Durations as text (`"10s"`, `"1m 30s"`) or a number of seconds.
-mod duration_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(n) => Ok(Duration::from_secs(n)),
-            Raw::Text(t) => humantime::parse_duration(&t)
-                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"10s\": {e}"))),
         }
     }
 }

@@ -70,6 +70,7 @@ pub mod blocking;
 pub mod buffers;
 pub mod claims;
 pub mod cleanup;
+pub mod duration;
 mod error;
 pub mod group_commit;
 mod key;

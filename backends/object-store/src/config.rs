@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{Backend, BackendConfig, Error, async_trait};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::ObjectStoreBackend;
 
@@ -67,16 +67,16 @@ pub struct S3Config {
     #[serde(default)]
     pub virtual_hosted_style: bool,
     /// Objects larger than this go up as multipart uploads. Bytes, or "8MiB".
-    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[serde(default = "part", with = "promote_core::size")]
     #[schemars(schema_with = "size_schema")]
     pub multipart_threshold: u64,
     /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
-    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[serde(default = "part", with = "promote_core::size")]
     #[schemars(schema_with = "size_schema")]
     pub part_size: u64,
     /// Largest object the server accepts (S3: 5 TiB). An object whose size is known up front
     /// (`--size`) and larger is refused before any byte moves. Bytes, or "5TiB".
-    #[serde(default = "max_object", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[serde(default = "max_object", with = "promote_core::size")]
     #[schemars(schema_with = "size_schema")]
     pub max_object_size: u64,
     /// Parts in memory at once, uploading or filling (at least 2 are used). Memory in flight
@@ -84,14 +84,14 @@ pub struct S3Config {
     #[serde(default = "concurrency")]
     pub upload_concurrency: usize,
     /// Time limit for one request, e.g. "5m".
-    #[serde(default = "timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[serde(default = "timeout", with = "promote_core::duration")]
     #[schemars(with = "String")]
     pub request_timeout: Duration,
     /// Retries of transient failures (5xx, timeouts, connection errors), with backoff.
     #[serde(default = "retries")]
     pub max_retries: usize,
     /// Give up retrying one request after this long, e.g. "3m".
-    #[serde(default = "retry_timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[serde(default = "retry_timeout", with = "promote_core::duration")]
     #[schemars(with = "String")]
     pub retry_timeout: Duration,
     /// Send `x-amz-checksum-sha256` with every PUT and part, so servers that verify it reject
@@ -394,25 +394,6 @@ fn path_in<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error>
 /// A size: bytes, or text with a unit.
 fn size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["integer", "string"], "description": "bytes, or with a unit: \"8MiB\", \"5TiB\"" })
-}
-
-fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    promote_core::size::serialize(n, s)
-}
-
-/// Bytes as an integer, or a string with a unit: "512KiB", "8MiB", "1GiB", "8MB".
-fn size_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    promote_core::size::deserialize(d)
-}
-
-fn duration_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}")))
 }
 
 #[cfg(test)]

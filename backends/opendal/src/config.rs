@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{Backend, BackendConfig, Error, async_trait};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::OpendalBackend;
 
@@ -42,10 +42,10 @@ pub struct OpendalConfig {
     /// Objects larger than this are staged in a local file and sent as a multi-part upload
     /// (S3 multipart, Azure block list) when published; smaller ones are held in memory and
     /// sent in one request. Bytes, or "8MiB".
-    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[serde(default = "part", with = "promote_core::size")]
     pub multipart_threshold: u64,
     /// Size of each part of a multi-part upload. Bytes, or "8MiB".
-    #[serde(default = "part", serialize_with = "size_out", deserialize_with = "size_in")]
+    #[serde(default = "part", with = "promote_core::size")]
     pub part_size: u64,
     /// Parts uploaded at once.
     #[serde(default = "concurrency")]
@@ -68,10 +68,10 @@ pub struct LayersConfig {
     #[serde(default = "retries")]
     pub retry_max_times: usize,
     /// Time limit of one attempt of a non-streaming request, inside the retry, e.g. "60s".
-    #[serde(default = "timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[serde(default = "timeout", with = "promote_core::duration")]
     pub timeout: Duration,
     /// Time limit of one streaming read or write step, inside the retry, e.g. "30s".
-    #[serde(default = "io_timeout", serialize_with = "duration_out", deserialize_with = "duration_in")]
+    #[serde(default = "io_timeout", with = "promote_core::duration")]
     pub io_timeout: Duration,
     /// Requests in flight at once through this backend (0: no limit).
     #[serde(default)]
@@ -158,24 +158,6 @@ impl BackendConfig for OpendalConfig {
     async fn open(&self) -> Result<Arc<dyn Backend>, Error> {
         Ok(Arc::new(OpendalBackend::open(self)?))
     }
-}
-
-fn size_out<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    promote_core::size::serialize(n, s)
-}
-
-fn size_in<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    promote_core::size::deserialize(d)
-}
-
-fn duration_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}")))
 }
 
 /// One option's value as OpenDAL wants it: text, whatever TOML or the environment made of it.
