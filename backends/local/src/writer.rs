@@ -19,8 +19,11 @@ use tokio::task::JoinHandle;
 use crate::backend::Inner;
 use crate::{publish, staging, writeback};
 
-/// Chunks being written at once, per handle.
-const IN_FLIGHT: usize = 4;
+/// Chunks being written at once, per handle. One: writes to one file take its inode lock in
+/// turn, so a second concurrent `pwrite` only spins on that lock (measured: about a tenth of a
+/// 1 GiB put's CPU with four, BENCHMARKS.md §1), burning the CPU the reader and hasher need.
+/// Reading and hashing the next chunks still overlap the write (core reads ahead).
+const IN_FLIGHT: usize = 1;
 
 /// The largest first chunk the handle holds until it seals or publishes (see the module docs):
 /// one whole chunk, so an object of one chunk is written by the call that seals or publishes it.
