@@ -3,11 +3,20 @@
 //! A backend runs each blocking step (a file system call, a write) through [`run`]. Normally that
 //! is a trip to tokio's blocking pool, so the async workers never wait on a disk. Each trip costs
 //! two thread wake-ups, and a small promotion makes half a dozen of them: on many small files the
-//! wake-ups cost more than the work. So [`Store::promote_file_here`](crate::Store::promote_file_here)
-//! runs a whole promotion on one thread of the blocking pool, marked with [`here`], and on that
-//! thread [`run`] calls each step directly.
+//! wake-ups cost more than the work. So a caller with many small promotions runs them on a
+//! [`Workers`] pool: a few threads marked with [`here`], each driving many promotions at once,
+//! and on those threads [`run`] calls each step directly. A promotion waiting for something (a
+//! group commit's flush, a staging slot) lets the others on its thread go on, and one wake-up
+//! resumes every promotion that waited for the same flush.
 
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 
@@ -51,6 +60,69 @@ where
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::io("a blocking step", std::io::Error::other(e)))
 }
 
+/// A job for a [`Workers`] thread.
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A few threads of tokio's blocking pool, each driving many futures at once with blocking steps
+/// run in place (see the module docs). Dropping it lets each thread finish what it holds, then end.
+#[derive(Debug)]
+pub struct Workers {
+    threads: Vec<mpsc::UnboundedSender<Job>>,
+    next: AtomicUsize,
+}
+
+impl Workers {
+    /// Starts `n` threads (at least one). Must be called inside a tokio runtime.
+    pub fn new(n: usize) -> Self {
+        let runtime = tokio::runtime::Handle::current();
+        let threads = (0..n.max(1))
+            .map(|_| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+                let runtime = runtime.clone();
+                tokio::task::spawn_blocking(move || {
+                    here(|| {
+                        runtime.block_on(async move {
+                            let mut running = FuturesUnordered::new();
+                            loop {
+                                tokio::select! {
+                                    job = rx.recv() => match job {
+                                        Some(job) => running.push(job),
+                                        None => break,
+                                    },
+                                    Some(()) = running.next(), if !running.is_empty() => {}
+                                }
+                            }
+                            while running.next().await.is_some() {}
+                        });
+                    });
+                });
+                tx
+            })
+            .collect();
+        Self { threads, next: AtomicUsize::new(0) }
+    }
+
+    /// Runs `job` on one of the threads (in turn); resolves to its output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the job panicked or its thread is gone.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::pin(async move {
+            let _ = tx.send(job.await);
+        });
+        let thread = &self.threads[self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len()];
+        let gone = || Error::io("a worker thread", std::io::Error::other("the worker thread ended"));
+        thread.send(job).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +141,39 @@ mod tests {
         .unwrap();
         assert!(in_place, "inside `here`, a step runs on the calling thread");
         assert!(!is_here(), "the mark ends with `here`");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_run_many_jobs_per_thread_with_steps_in_place() {
+        let workers = Workers::new(2);
+        // Twenty jobs that all wait for one signal: with two threads, they can only all be
+        // waiting at once if each thread drives many of them.
+        let (go, _) = tokio::sync::broadcast::channel::<()>(1);
+        let waiting = std::sync::Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..20)
+            .map(|_| {
+                let (mut wait, waiting) = (go.subscribe(), std::sync::Arc::clone(&waiting));
+                workers.run(async move {
+                    let thread = std::thread::current().id();
+                    waiting.fetch_add(1, Ordering::SeqCst);
+                    let _ = wait.recv().await;
+                    let step = run(move || std::thread::current().id()).await.unwrap();
+                    (thread, step)
+                })
+            })
+            .collect();
+        let signal = async {
+            let started = std::time::Instant::now();
+            while waiting.load(Ordering::SeqCst) < 20 {
+                let now = waiting.load(Ordering::SeqCst);
+                assert!(started.elapsed().as_secs() < 10, "only {now} of 20 jobs could wait at once");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            go.send(()).unwrap();
+        };
+        let (done, ()) = tokio::join!(futures_util::future::join_all(jobs), signal);
+        let threads: std::collections::HashSet<_> = done.iter().map(|r| r.as_ref().unwrap().0).collect();
+        assert!(threads.len() <= 2, "20 jobs ran on {} threads", threads.len());
+        assert!(done.iter().all(|r| r.as_ref().is_ok_and(|(t, s)| t == s)), "a step left its job's thread");
     }
 }

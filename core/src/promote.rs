@@ -114,32 +114,6 @@ impl Store {
         }
     }
 
-    /// [`Store::promote_file`] run start to end on the calling thread, which must be one that
-    /// may block (a closure given to `tokio::task::spawn_blocking`, say) inside a tokio runtime.
-    ///
-    /// Each blocking step of the promotion then runs right here (see [`crate::blocking`])
-    /// instead of travelling to the blocking pool and back: for a small file that saves most of
-    /// its cost, so a many-file put sends each small file here. A large file is better served
-    /// by [`Store::promote_file`], which overlaps reading, hashing and writing.
-    ///
-    /// # Errors
-    ///
-    /// As [`Store::promote_file`].
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime, or on one of its async worker threads.
-    pub fn promote_file_here(
-        &self,
-        key: &Key,
-        file: std::fs::File,
-        expected: &Expected,
-        mode: Mode,
-    ) -> Result<Outcome, Error> {
-        let runtime = tokio::runtime::Handle::current();
-        crate::blocking::here(|| runtime.block_on(self.promote_file(key, file, expected, mode)))
-    }
-
     /// Like [`Store::promote_reader`], for a stream of chunks (an HTTP body, say).
     ///
     /// # Errors

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use futures_util::StreamExt;
+use promote_core::blocking::Workers;
 use promote_core::{Expected, Key, Mode, Outcome, Store};
 use serde_json::json;
 use tokio::io::AsyncRead;
@@ -142,28 +143,30 @@ async fn promote_file(
     result
 }
 
-/// Opens `path` on a blocking thread and, when it is smaller than one chunk (and streaming is
-/// on), promotes it there start to end ([`Store::promote_file_here`]): a small file then costs
-/// one thread hand-off instead of half a dozen. A larger file comes back open, for
-/// [`promote_file`], which overlaps reading with writing.
+/// Opens `path` on one of `workers` and, when it is smaller than one chunk (and streaming is on),
+/// promotes it there start to end, its blocking steps in place (see
+/// [`promote_core::blocking`]): a small file then costs no thread hand-off per step. A larger
+/// file comes back open, for [`promote_file`], which overlaps reading with writing.
 async fn promote_small(
     loaded: &Loaded,
     store: &Store,
+    workers: &Workers,
     key: &Key,
     path: PathBuf,
     mode: &Mode,
 ) -> anyhow::Result<Result<Outcome, std::fs::File>> {
     let (store, key, mode, streaming) = (store.clone(), key.clone(), mode.clone(), loaded.settings.streaming);
-    tokio::task::spawn_blocking(move || {
-        let file =
-            std::fs::File::open(&path).map_err(|e| usage(format!("cannot read {}: {e}", output::path(&path))))?;
-        let small = file.metadata().is_ok_and(|m| m.len() < promote_core::CHUNK_SIZE as u64);
-        if !(small && streaming) {
-            return Ok(Err(file));
-        }
-        Ok(Ok(store.promote_file_here(&key, file, &Expected::default(), mode)?))
-    })
-    .await?
+    workers
+        .run(async move {
+            let file =
+                std::fs::File::open(&path).map_err(|e| usage(format!("cannot read {}: {e}", output::path(&path))))?;
+            let small = file.metadata().is_ok_and(|m| m.len() < promote_core::CHUNK_SIZE as u64);
+            if !(small && streaming) {
+                return Ok(Err(file));
+            }
+            Ok(Ok(store.promote_file(&key, file, &Expected::default(), mode).await?))
+        })
+        .await?
 }
 
 /// Every regular file under `dir`, relative, sorted. Symbolic links are skipped with a notice,
@@ -232,6 +235,8 @@ async fn put_tree(
         .then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
     let progress = Transfer::new(total, Some(files.len() as u64), quiet);
     let following = &progress;
+    // Threads for the small files: one per job, each driving its share of the files in flight.
+    let workers = &Workers::new(usize::from(args.jobs));
     let results = futures_util::stream::iter(files)
         .map(|rel| async move {
             let result = async {
@@ -240,7 +245,7 @@ async fn put_tree(
                     return Err(usage("the file name contains a backslash, which keys cannot"));
                 }
                 let key = under(prefix, rel_str)?;
-                match promote_small(loaded, store, &key, dir.join(rel), mode).await? {
+                match promote_small(loaded, store, workers, &key, dir.join(rel), mode).await? {
                     Ok(outcome) => Ok(outcome),
                     Err(file) => {
                         let file = tokio::fs::File::from_std(file);
