@@ -8,6 +8,12 @@
 # Defaults: 5 rounds of 2000 files of 64 KiB under target/bench-small. Installs Debian's
 # rclone if missing (this script only; CI never needs it). DIR must be on the filesystem you
 # care about. rclone copy does not fsync: it is shown for speed, not as an equal.
+#
+# BENCH_IMAGE=1 runs on a fresh ext4 filesystem (with its journal, mkfs.ext4's default) in a
+# 6 GiB image file loop-mounted at DIR (root needed). Use it on a machine whose own filesystem
+# is ext4 without a journal: there the kernel's inode allocator skips every recently deleted
+# inode one by one (`recently_deleted`, found with perf), so each round's `rm -rf` makes every
+# tool slower in the next round, and what is measured is mostly that scan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -16,6 +22,13 @@ kib=${3:-64}
 dir=${4:-target/bench-small}
 jobs=${BENCH_JOBS:-4}
 command -v rclone >/dev/null || apt-get install -y -q rclone >/dev/null
+if [ "${BENCH_IMAGE:-0}" = 1 ]; then
+  mkdir -p "$dir"
+  mountpoint -q "$dir" && umount "$dir"
+  rm -f "$dir.img"; truncate -s 6G "$dir.img"; mkfs.ext4 -q -F "$dir.img"
+  mount -o loop "$dir.img" "$dir"
+  trap 'umount "$dir"; rm -f "$dir.img"' EXIT
+fi
 cargo build --release -q -p promote-cli
 bin=$PWD/target/release/promote
 src=$dir/src-$count-$kib
