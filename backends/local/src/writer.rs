@@ -61,6 +61,14 @@ impl LocalStaged {
         }
     }
 
+    /// A handle on staging file `name` that already holds `len` bytes, put there by other means
+    /// than [`StagedWrite::write`] (a kernel copy: [`crate::kernel_copy`]).
+    pub(crate) fn written(inner: Arc<Inner>, key: Key, name: String, file: File, len: u64) -> Self {
+        let mut staged = Self::start(inner, key, name, file);
+        (staged.offset, staged.hinted) = (len, len);
+        staged
+    }
+
     fn context(&self) -> String {
         format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name))
     }
