@@ -172,9 +172,9 @@ impl Backend for LocalBackend {
         let cancel = kernel_copy::Cancel::default();
         let cancelled = cancel.flag();
         let copied =
-            tokio::task::spawn_blocking(move || kernel_copy::stage(&inner, &key, &source, &expected, &cancelled)).await;
+            promote_core::blocking::run(move || kernel_copy::stage(&inner, &key, &source, &expected, &cancelled)).await;
         drop(cancel);
-        copied.map_err(|e| Error::io("local backend task", std::io::Error::other(e)))?
+        copied?
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {

@@ -32,7 +32,7 @@ use rustix::io::Errno;
 
 use crate::backend::Inner;
 use crate::root::{Root, io_err};
-use crate::writer::LocalStaged;
+use crate::writer::{LocalStaged, write_failed};
 use crate::{staging, writeback};
 
 /// Bytes copied per `copy_file_range` step, each then hashed as one piece behind the copy.
@@ -109,7 +109,10 @@ pub(crate) fn stage(
         Err(Stop::TooLong(actual)) => {
             Err(Error::SizeMismatch { key: key.to_string(), expected: expected.size.unwrap_or_default(), actual })
         }
-        Err(Stop::Failed(what, e)) => Err(failed(root, key, pending.name(), what, e)),
+        Err(Stop::Failed(what, e)) => {
+            let context = format!("{what} for {key:?} into {}", staging::shown(pending.name()));
+            Err(write_failed(context, &root.path, e))
+        }
         Err(declined @ (Stop::Unsupported(_) | Stop::Nothing)) => {
             drop(pending);
             // Nothing was copied, so the offset has not moved; restoring it is for certainty.
@@ -326,18 +329,6 @@ impl Drop for Pending<'_> {
         if let Some(name) = self.name.take() {
             let _ = staging::remove(self.root, &name);
         }
-    }
-}
-
-/// A failed copy, with what to do when the disk is full (as the streaming path words it).
-fn failed(root: &Root, key: &Key, name: &str, what: &str, e: std::io::Error) -> Error {
-    let context = format!("{what} for {key:?} into {}", staging::shown(name));
-    let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
-    if full {
-        let root = root.path.display();
-        Error::io(format!("{context}: the filesystem of {root} is full (free space there, then retry)"), e)
-    } else {
-        Error::io(context, e)
     }
 }
 

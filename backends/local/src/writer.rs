@@ -221,7 +221,7 @@ impl StagedWrite for LocalStaged {
 }
 
 /// A failed write of staged data (`context`) under `root`, with what to do when the disk is full.
-fn write_failed(context: String, root: &std::path::Path, e: std::io::Error) -> Error {
+pub(crate) fn write_failed(context: String, root: &std::path::Path, e: std::io::Error) -> Error {
     let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
     if full {
         Error::io(format!("{context}: the filesystem of {} is full (free space there, then retry)", root.display()), e)
