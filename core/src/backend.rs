@@ -109,6 +109,40 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Stages a copy of the local file `source` for `key` without passing its bytes through
+    /// promote's buffers (the local backend clones or copies it inside the kernel), and returns
+    /// the staged handle with the digest of what was staged. Core tries this first in
+    /// [`Store::promote_file`](crate::Store::promote_file), for regular files of at least
+    /// [`STAGE_COPY_MIN`](crate::STAGE_COPY_MIN) bytes, and then verifies and publishes the
+    /// handle exactly as a streamed one. Default: [`StagedCopy::Declined`], so the file is
+    /// streamed.
+    ///
+    /// What an implementation promises:
+    /// - **The digest describes the staged bytes**, read back from the staging data after they
+    ///   were copied, never the source (which may change while it is copied): it must describe
+    ///   exactly what a publish of the handle makes visible.
+    /// - **The source's size is not trusted**: bytes are copied from its current offset until
+    ///   the copy reports its end, and its offset is left after them, as a read would leave it
+    ///   (progress displays follow it).
+    /// - **`expected.size` bounds the copy**: a source found longer stops the copy at once with
+    ///   [`Error::SizeMismatch`] and nothing staged left. Everything else about `expected` is
+    ///   core's to check, after the copy, as for any promotion.
+    /// - **Declined means untouched**: [`StagedCopy::Declined`] (another filesystem, no support
+    ///   for the copy, not a regular file…) leaves nothing staged and the source's offset where
+    ///   it was, so core can stream the file instead.
+    /// - **The handle is an ordinary staged write**: core seals (group commit), publishes or
+    ///   aborts it, and dropping it discards the staged data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeMismatch`] as above; [`Error::Io`] when the copy or the read-back fails
+    /// (disk full, source unreadable), after removing what was staged. Core does not then try
+    /// to stream the file: the error is the promotion's.
+    async fn stage_copy(&self, key: &Key, source: &std::fs::File, expected: &Expected) -> Result<StagedCopy, Error> {
+        let _ = (key, source, expected);
+        Ok(StagedCopy::Declined(format!("the {} backend copies no files itself", self.kind())))
+    }
+
     /// Opens a staging area for `key`. Nothing is visible at `key` until publish.
     ///
     /// `expected` is what the caller promised, as a hint: a backend that must fix an object's
@@ -205,6 +239,33 @@ impl Check {
     /// A failed check that is only a warning.
     pub fn warn(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { name: name.into(), result: Err(detail.into()), warning_only: true }
+    }
+}
+
+/// What [`Backend::stage_copy`] did with a file.
+pub enum StagedCopy {
+    /// The file was copied into staging.
+    Staged {
+        /// The staged data: seal, publish or abort it like any staged write.
+        staged: Box<dyn StagedWrite>,
+        /// Size and SHA-256 of the staged bytes, read back from staging (not from the source).
+        digest: Digest,
+        /// How the bytes were copied, for the log (`"reflink (FICLONE)"`, `"copy_file_range"`).
+        method: &'static str,
+    },
+    /// Not copied, and why (for the log): nothing is staged and the source's offset is
+    /// unchanged. Core streams the file instead.
+    Declined(String),
+}
+
+impl fmt::Debug for StagedCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Staged { digest, method, .. } => {
+                f.debug_struct("Staged").field("digest", digest).field("method", method).finish_non_exhaustive()
+            }
+            Self::Declined(reason) => f.debug_tuple("Declined").field(reason).finish(),
+        }
     }
 }
 

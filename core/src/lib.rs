@@ -11,8 +11,9 @@
 //!   abort, head, read, delete, list, sweep).
 //! - [`Store`]: a backend wrapped with core's checks; [`Store::stage`] gives a [`Staged`]
 //!   handle, [`Store::promote_reader`] / [`Store::promote_stream`] run the whole
-//!   stage → stream → verify → promote sequence, [`Store::promote_spooled`] does it through a
-//!   local spool file.
+//!   stage → stream → verify → promote sequence, [`Store::promote_file`] lets the backend copy a
+//!   large local file itself first ([`Backend::stage_copy`]: inside the kernel on local disk),
+//!   [`Store::promote_spooled`] does it through a local spool file.
 //! - [`Expected`], [`Mode`], [`Outcome`], [`Receipt`], [`Error`]: what goes in and comes out.
 //! - [`Registry`]: backends by kind, configured from a `backend` table.
 //! - [`Claims`] over a backend's [`ControlStore`]: leases on names shared through the storage
@@ -26,6 +27,8 @@
 //!   was promoted reads back byte for byte, at any size, under any valid key.
 //! - `size_mismatch_publishes_nothing`, `digest_mismatch_publishes_nothing`: bytes that are not
 //!   what the caller expected are never published, and their staging data is removed.
+//! - `file_promotion_verifies`: a file promoted with [`Store::promote_file`] is verified the
+//!   same way whether it was streamed or copied by the backend itself ([`Backend::stage_copy`]).
 //! - `abort_leaves_no_residue`, `drop_leaves_no_residue`, `listing_never_shows_staging`: staged
 //!   bytes are invisible until promoted, and gone after an abort or a drop.
 //! - `create_on_taken_key_conflicts`: [`Mode::Create`] never replaces an object; different bytes
@@ -72,6 +75,7 @@ pub mod claims;
 pub mod cleanup;
 pub mod duration;
 mod error;
+mod file_copy;
 pub mod group_commit;
 mod key;
 mod mode;
@@ -87,9 +91,10 @@ mod store;
 mod verified_read;
 mod verify;
 
-pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedWrite};
+pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedCopy, StagedWrite};
 pub use claims::{Claims, ControlStore, HeldClaim};
 pub use error::{BoxError, Error};
+pub use file_copy::STAGE_COPY_MIN;
 pub use group_commit::GroupCommit;
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};

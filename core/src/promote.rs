@@ -38,6 +38,7 @@ impl Store {
     where
         R: AsyncRead + Unpin + Send,
     {
+        tracing::debug!(key = %key, "kernel copy not used: the source is read as a stream (stdin, a pipe, a spool file)");
         let chunks = futures_util::stream::unfold(reader, |mut reader| async move {
             match read_chunk(&mut reader).await {
                 Ok(chunk) if chunk.is_empty() => None,
@@ -50,7 +51,9 @@ impl Store {
 
     /// Like [`Store::promote_reader`], for a local file: a dedicated thread reads ahead while
     /// this task hashes and the backend writes, so the three overlap. The fastest way to
-    /// promote a large file.
+    /// promote a large file. A regular file of at least [`STAGE_COPY_MIN`](crate::STAGE_COPY_MIN)
+    /// bytes is first offered to the backend to copy itself
+    /// ([`Backend::stage_copy`](crate::Backend::stage_copy); see `file_copy.rs`).
     ///
     /// # Errors
     ///
@@ -64,6 +67,9 @@ impl Store {
     ) -> Result<Outcome, Error> {
         self.ready_for(&mode).await?;
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
+            return Ok(outcome);
+        }
+        if let Some(outcome) = self.promote_by_copy(key, &file, expected, &mode).await? {
             return Ok(outcome);
         }
         // Staged first: the store's staging slot (see `Store::limit_staging`) bounds the readers.

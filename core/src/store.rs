@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Backend, ByteStream, Entry, Leftover, Meta};
 use crate::error::Error;
@@ -18,6 +18,11 @@ use crate::verify::{Digest, Expected};
 /// hashing and verification while bytes flow, and the already-present/conflict decision.
 ///
 /// Cheap to clone; clones share the backend, its group commit and the staging limit.
+///
+/// Its methods live in several files, one part each: `store.rs` (opening, staging, reads,
+/// lists, the already-present decision), `promote.rs` (the promotion helpers),
+/// `file_copy.rs` ([`Store::promote_file`]'s copy by the backend), `spool.rs`
+/// ([`Store::promote_spooled`]) and `verified_read.rs` (verified reads).
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
@@ -88,17 +93,21 @@ impl Store {
     ///
     /// The backend's staging error.
     pub async fn stage(&self, key: &Key, expected: &Expected) -> Result<Staged, Error> {
-        let slot = match &self.staging {
-            Some(gate) => Some(
-                Arc::clone(gate)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::io("waiting for a staging slot", std::io::ErrorKind::BrokenPipe.into()))?,
-            ),
-            None => None,
-        };
+        let slot = self.staging_slot().await?;
         let inner = self.backend.stage(key, expected).await?;
         Ok(Staged::new(key.clone(), self.clone(), inner, slot))
+    }
+
+    /// Waits for a staging slot, where the store limits staging ([`Store::limit_staging`]).
+    pub(crate) async fn staging_slot(&self) -> Result<Option<OwnedSemaphorePermit>, Error> {
+        match &self.staging {
+            Some(gate) => Arc::clone(gate)
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| Error::io("waiting for a staging slot", std::io::ErrorKind::BrokenPipe.into())),
+            None => Ok(None),
+        }
     }
 
     /// See [`Backend::head`].

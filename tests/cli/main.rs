@@ -10,6 +10,7 @@ mod doctor;
 mod escape;
 mod help;
 mod json;
+mod kernel_copy;
 mod local;
 mod opendal;
 mod progress;

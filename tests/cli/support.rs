@@ -137,3 +137,66 @@ pub fn spans(lines: &[(String, String)], call: &str) -> Vec<(usize, usize)> {
     }
     out
 }
+
+/// A filesystem mounted for the test, unmounted when dropped (also when the test fails). Panics,
+/// never skips, when it cannot be made or mounted: the test suite runs as root.
+pub struct Mounted(pub PathBuf);
+
+impl Mounted {
+    /// A `size` tmpfs at `at`.
+    pub fn tmpfs(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).expect("mount point");
+        let mut mount = Command::new("mount");
+        mount.args(["-t", "tmpfs", "-o", &format!("size={size}"), "promote-test"]).arg(at);
+        Self::run(&mut mount, &format!("mount a tmpfs at {}", at.display()));
+        Self(at.to_owned())
+    }
+
+    /// A fresh `fs` (`ext4`, `xfs`) on a sparse image file of `bytes` in the scratch dir, mounted
+    /// through a loop device at `<scratch>/<fs>`.
+    pub fn image(s: &Scratch, fs: &str, bytes: u64) -> Self {
+        let image = s.path().join(format!("{fs}.img"));
+        std::fs::File::create(&image).and_then(|f| f.set_len(bytes)).expect("sparse image file");
+        let mkfs = format!("mkfs.{fs}");
+        let package = if fs == "xfs" { "xfsprogs" } else { "e2fsprogs" };
+        let made =
+            Command::new(&mkfs).args(if fs == "ext4" { &["-q", "-F"][..] } else { &["-q"][..] }).arg(&image).output();
+        let made = made.unwrap_or_else(|e| {
+            panic!(
+                "{mkfs} is not installed ({e}): this test makes a real {fs} (apt-get install {package}); it never skips"
+            )
+        });
+        assert!(made.status.success(), "{mkfs} failed: {}", String::from_utf8_lossy(&made.stderr));
+        let at = s.path().join(fs);
+        std::fs::create_dir_all(&at).expect("mount point");
+        Self::run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&at), &format!("loop-mount {fs}"));
+        Self(at)
+    }
+
+    fn run(cmd: &mut Command, what: &str) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot {what}: `mount` must be installed ({e})"));
+        assert!(
+            out.status.success(),
+            "cannot {what} (the tests run as root and need it; it never skips): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Bytes in use on the filesystem, after a `syncfs` (so delayed allocations are counted).
+    pub fn used(&self) -> u64 {
+        let dir = std::fs::File::open(&self.0).expect("open mount point");
+        rustix::fs::syncfs(&dir).expect("syncfs");
+        let st = rustix::fs::fstatvfs(&dir).expect("statvfs");
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let done = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !done {
+            // Still busy (a child that outlived a failed assertion): detach it anyway.
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}

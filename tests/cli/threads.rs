@@ -18,6 +18,9 @@ fn a_small_file_is_promoted_on_one_thread_and_a_large_one_reads_and_writes_on_di
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, promote_tests::data::bytes(*len as u64, *len)).unwrap();
     }
+    // The store on another filesystem than the sources, so the large file is streamed (from the
+    // root's own filesystem it would be copied inside the kernel: tests/cli/kernel_copy.rs).
+    let store = Mounted::tmpfs(&s.root(), "64m");
     let log = s.path().join("strace.txt");
     let out = s
         .strace(&log, "openat,read,pwrite64,renameat2", &["put", "src", "x/", "--jobs", "4"])
@@ -71,4 +74,5 @@ fn a_small_file_is_promoted_on_one_thread_and_a_large_one_reads_and_writes_on_di
         "the large file was read on {readers:?} and written on {writers:?}: reading and writing must overlap on \
          different threads"
     );
+    drop(store);
 }

@@ -101,6 +101,7 @@ cases! {
     replace_if_version_swaps: needs_cas,
     unsupported_mode_refused_before_io: lacks_a_mode,
     spooled_promotion_verifies: always,
+    file_promotion_verifies: always(ctx),
     sweep_removes_stale_staging_only: leaves_staging [other_process],
 }
 
@@ -530,6 +531,32 @@ async fn spooled_promotion_verifies(store: Store) {
     assert_absent(&store, &bad).await;
     assert_eq!(std::fs::read_dir(spool.path()).expect("spool dir").count(), 0, "spool files removed");
     assert_no_residue(&store, "after spooled promotions").await;
+}
+
+async fn file_promotion_verifies(ctx: Ctx) {
+    let store = ctx.store.clone();
+    // Large enough for the backend to copy the file itself, where it can (Backend::stage_copy:
+    // inside the kernel on local disk, the source being on the same filesystem as the root).
+    let len = ctx.large.max(promote_core::STAGE_COPY_MIN as usize) + 12_345;
+    let bytes = data::bytes(16, len);
+    let dir = tempfile::tempdir().expect("source dir");
+    let path = dir.path().join("source.bin");
+    std::fs::write(&path, &bytes).expect("write source");
+    let open = || std::fs::File::open(&path).expect("open source");
+    let k = key("file/object");
+    let outcome = store.promote_file(&k, open(), &exact(&bytes), plain(&store)).await.expect("promote_file");
+    assert_eq!(outcome.receipt().sha256, Sha256::of(&bytes));
+    assert_eq!(outcome.receipt().size, len as u64);
+    assert!(get(&store, &k).await == bytes, "the promoted file differs");
+    let bad = key("file/bad");
+    let wrong_digest = Expected { size: None, sha256: Some(Sha256::of(b"something else")) };
+    let too_long = Expected { size: Some(len as u64 - 1), sha256: None };
+    for (expected, what) in [(wrong_digest, "a wrong digest"), (too_long, "a file longer than expected")] {
+        let err = store.promote_file(&bad, open(), &expected, plain(&store)).await.expect_err(what);
+        assert!(matches!(err, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }), "{what}: {err}");
+        assert_absent(&store, &bad).await;
+    }
+    assert_no_residue_anywhere(&ctx, "after file promotions").await;
 }
 
 async fn sweep_removes_stale_staging_only(target: Ctx) {

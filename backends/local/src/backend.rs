@@ -16,6 +16,8 @@ use rustix::io::Errno;
 
 use crate::config::{Durability, LocalConfig};
 use crate::group::LocalGroup;
+#[cfg(target_os = "linux")]
+use crate::kernel_copy;
 use crate::root::{Root, io_err};
 use crate::writer::LocalStaged;
 use crate::{list, prune, self_check, staging, stored_digest};
@@ -151,6 +153,28 @@ impl Backend for LocalBackend {
         })
         .await??;
         Ok(Box::new(staged))
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn stage_copy(
+        &self,
+        key: &Key,
+        source: &File,
+        expected: &Expected,
+    ) -> Result<promote_core::StagedCopy, Error> {
+        if !self.inner.root.staging.exists() {
+            return Ok(promote_core::StagedCopy::Declined("the store was opened for reading only".into()));
+        }
+        // The same open file, so the copy moves the offset the caller (and a progress bar) sees.
+        let source = source.try_clone().map_err(|e| Error::io(format!("duplicating the source of {key:?}"), e))?;
+        let (inner, key, expected) = (Arc::clone(&self.inner), key.clone(), *expected);
+        // Dropped with this future: a caller that gives up stops the copy at its next step.
+        let cancel = kernel_copy::Cancel::default();
+        let cancelled = cancel.flag();
+        let copied =
+            promote_core::blocking::run(move || kernel_copy::stage(&inner, &key, &source, &expected, &cancelled)).await;
+        drop(cancel);
+        copied?
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {

@@ -37,6 +37,22 @@
 //! - **Compare-and-swap** (`ReplaceIfVersion`) is not offered: a local filesystem has no atomic
 //!   way to do it, so core refuses it.
 //!
+//! # Large files: the kernel copies
+//!
+//! A regular file of at least [`promote_core::STAGE_COPY_MIN`] (1 MiB) put with
+//! [`Store::promote_file`](promote_core::Store::promote_file) from the root's filesystem does not
+//! pass through promote's buffers ([`Backend::stage_copy`](promote_core::Backend::stage_copy)):
+//! it is cloned into staging with a reflink (`FICLONE`: XFS, btrfs; no data copied, the extents
+//! shared copy-on-write), or where there are none copied with `copy_file_range` in 8 MiB steps.
+//! The digest is of the **staged** file, read back while the next step copies (after a clone,
+//! once it is complete), so it describes exactly the bytes that will be published, even if the
+//! source changes meanwhile. Pipes, files on other filesystems (`EXDEV`), and kernels or
+//! filesystems without either call are declined, with nothing staged left by the attempt, and
+//! core streams them as before; so are small files, and stdin. Debug logs (the CLI's `-vv`) name
+//! the path taken: `kernel copy: reflink (FICLONE)`, `kernel copy: copy_file_range`, or
+//! `kernel copy not used: <why>`. Everything after the copy is unchanged: core checks size and
+//! digest, and the staged file is published (or sealed for a group commit) like any other.
+//!
 //! # Durability
 //!
 //! - `each` (the default): every publish fsyncs its staged file, renames, then fsyncs the parent
@@ -54,6 +70,8 @@
 mod backend;
 mod config;
 mod group;
+#[cfg(target_os = "linux")]
+mod kernel_copy;
 mod list;
 mod lock;
 mod prune;

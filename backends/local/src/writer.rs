@@ -61,6 +61,14 @@ impl LocalStaged {
         }
     }
 
+    /// A handle on staging file `name` that already holds `len` bytes, put there by other means
+    /// than [`StagedWrite::write`] (a kernel copy: [`crate::kernel_copy`]).
+    pub(crate) fn written(inner: Arc<Inner>, key: Key, name: String, file: File, len: u64) -> Self {
+        let mut staged = Self::start(inner, key, name, file);
+        (staged.offset, staged.hinted) = (len, len);
+        staged
+    }
+
     fn context(&self) -> String {
         format!("writing staged data for {:?} to {}", self.key, staging::shown(&self.name))
     }
@@ -213,7 +221,7 @@ impl StagedWrite for LocalStaged {
 }
 
 /// A failed write of staged data (`context`) under `root`, with what to do when the disk is full.
-fn write_failed(context: String, root: &std::path::Path, e: std::io::Error) -> Error {
+pub(crate) fn write_failed(context: String, root: &std::path::Path, e: std::io::Error) -> Error {
     let full = e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::EDQUOT);
     if full {
         Error::io(format!("{context}: the filesystem of {} is full (free space there, then retry)", root.display()), e)
