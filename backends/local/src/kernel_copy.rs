@@ -38,6 +38,10 @@ use crate::{staging, writeback};
 /// Bytes copied per `copy_file_range` step, each then hashed as one piece behind the copy.
 pub(crate) const STEP: u64 = 8 << 20;
 
+/// Steps of a cloned file asked from the disk ahead of the one being hashed (`WILLNEED`), so the
+/// reading overlaps the hashing.
+const CLONE_AHEAD: u64 = 4;
+
 /// Bytes read back per `pread` while hashing: small enough to still be in the CPU's cache when
 /// the hash reads them.
 const READ_BACK: usize = 256 << 10;
@@ -249,15 +253,21 @@ fn hash_clone(reader: &File, source: &File, expected: &Expected, cancelled: &Ato
     if expected.too_long(size) {
         return Err(Stop::TooLong(size));
     }
-    // The clone's pages are not cached yet (the page cache is per file): read ahead generously.
+    // The clone's pages are not cached yet (the page cache is per file): read ahead generously,
+    // and keep the disk busy [`CLONE_AHEAD`] steps ahead of the hashing.
     let _ = rustix::fs::fadvise(reader, 0, None, Advice::Sequential);
     let mut digester = Digester::new();
     let mut buf = vec![0; READ_BACK];
+    for step in 0..CLONE_AHEAD {
+        let _ = rustix::fs::fadvise(reader, step * STEP, std::num::NonZeroU64::new(STEP), Advice::WillNeed);
+    }
     loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Stop::Failed("hashing the staged file", std::io::ErrorKind::Interrupted.into()));
         }
         let from = digester.size();
+        let _ =
+            rustix::fs::fadvise(reader, from + CLONE_AHEAD * STEP, std::num::NonZeroU64::new(STEP), Advice::WillNeed);
         let n = read_back(reader, from, STEP, &mut buf, &mut digester)
             .map_err(|e| Stop::Failed("reading back the staged data", e))?;
         if expected.too_long(digester.size()) {
