@@ -21,7 +21,9 @@ command -v perf >/dev/null || apt-get install -y -q linux-perf >/dev/null
 mkdir -p "$dir"
 cargo build --release -q -p promote-cli
 bin=$PWD/target/release/promote
-src=$dir/src.bin
+# The source lives in tmpfs, another filesystem than DIR, so promote streams it (read, hash,
+# write: the path whose page-cache copies are in question) instead of copying in the kernel.
+src=/dev/shm/promote-bench-src.bin
 if [ ! -f "$src" ] || [ "$(stat -c %s "$src")" != $((size_mib << 20)) ]; then
   head -c $((size_mib << 20)) /dev/urandom > "$src"
 fi
@@ -53,4 +55,4 @@ for i in $(seq "$rounds"); do
   measure dd dd if="$src" of="$dir/dd.out" bs=1M conv=fsync status=none
   measure tmpfs dd if="$src" of=/dev/shm/promote-bench.out bs=1M status=none
 done
-rm -rf "$dir/root" "$dir/dd.out" /dev/shm/promote-bench.out "$dir/perf.data"
+rm -rf "$dir/root" "$dir/dd.out" /dev/shm/promote-bench.out "$dir/perf.data" "$src"
