@@ -10,20 +10,7 @@ use std::sync::Arc;
 
 use promote_core::{Backend, Error, Expected, Key, Mode, Sha256, StagedCopy, Store};
 use promote_local::{Durability, LocalBackend, LocalConfig};
-
-/// Deterministic bytes (a different stream per seed).
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use promote_tests::data::bytes;
 
 /// A fresh store under a temp dir, and the temp dir (sources go next to the root: same
 /// filesystem).
