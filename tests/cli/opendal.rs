@@ -73,28 +73,14 @@ impl Target {
     fn both(name: &str) -> [(&'static str, Self); 2] {
         [("s3", Self::s3(name)), ("azblob", Self::azblob(name))]
     }
+}
 
+impl Remote for Target {
     /// `promote` on this target; its staging area in the scratch dir.
     fn cmd(&self, s: &Scratch, args: &[&str]) -> Command {
         let mut cmd = s.cmd(args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).env("PROMOTE_BACKEND__STAGING_DIR", s.path().join("staging"));
         cmd
-    }
-
-    fn run(&self, s: &Scratch, args: &[&str]) -> std::process::Output {
-        self.cmd(s, args).output().expect("run promote")
-    }
-
-    fn get(&self, s: &Scratch, key: &str) -> Vec<u8> {
-        let out = self.run(s, &["get", key, "-"]);
-        assert_code(&out, 0);
-        out.stdout
-    }
-
-    fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
-        let out = self.run(s, &["recover", "--dry-run", "--json"]);
-        assert_code(&out, 0);
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 

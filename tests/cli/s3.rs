@@ -28,7 +28,9 @@ impl Bucket {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         Self { endpoint: endpoint.to_owned(), prefix: format!("cli/{name}-{}-{nanos}", std::process::id()) }
     }
+}
 
+impl Remote for Bucket {
     /// `promote` configured for this bucket through the environment (as a user would).
     fn cmd(&self, s: &Scratch, args: &[&str]) -> Command {
         let mut cmd = s.cmd(args);
@@ -40,23 +42,6 @@ impl Bucket {
             .env("PROMOTE_BACKEND__MULTIPART_THRESHOLD", "5MiB")
             .env("PROMOTE_BACKEND__PART_SIZE", "5MiB");
         cmd
-    }
-
-    fn run(&self, s: &Scratch, args: &[&str]) -> std::process::Output {
-        self.cmd(s, args).output().expect("run promote")
-    }
-
-    fn get(&self, s: &Scratch, key: &str) -> Vec<u8> {
-        let out = self.run(s, &["get", key, "-"]);
-        assert_code(&out, 0);
-        out.stdout
-    }
-
-    /// Leftovers `recover --dry-run` reports.
-    fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
-        let out = self.run(s, &["recover", "--dry-run", "--json"]);
-        assert_code(&out, 0);
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 

@@ -200,3 +200,29 @@ impl Drop for Mounted {
         }
     }
 }
+
+/// A remote store the CLI tests drive through the binary (an S3 bucket, an OpenDAL service):
+/// how to configure `promote` for it, and the calls every such test makes.
+pub trait Remote {
+    /// `promote ARGS` configured for this store.
+    fn cmd(&self, s: &Scratch, args: &[&str]) -> Command;
+
+    /// Runs `promote ARGS` on this store.
+    fn run(&self, s: &Scratch, args: &[&str]) -> Output {
+        self.cmd(s, args).output().expect("run promote")
+    }
+
+    /// The object at `key`, read with `promote get` (which must succeed).
+    fn get(&self, s: &Scratch, key: &str) -> Vec<u8> {
+        let out = self.run(s, &["get", key, "-"]);
+        assert_code(&out, 0);
+        out.stdout
+    }
+
+    /// Leftovers `recover --dry-run` reports.
+    fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
+        let out = self.run(s, &["recover", "--dry-run", "--json"]);
+        assert_code(&out, 0);
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
