@@ -64,7 +64,8 @@ where
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A few threads of tokio's blocking pool, each driving many futures at once with blocking steps
-/// run in place (see the module docs). Dropping it lets each thread finish what it holds, then end.
+/// run in place (see the module docs). Dropping it drops every job not finished yet (a dropped
+/// promotion discards what it staged), and the threads end.
 #[derive(Debug)]
 pub struct Workers {
     threads: Vec<mpsc::UnboundedSender<Job>>,
@@ -87,12 +88,14 @@ impl Workers {
                                 tokio::select! {
                                     job = rx.recv() => match job {
                                         Some(job) => running.push(job),
+                                        // The pool was dropped: whoever waited for what still
+                                        // runs has given up (Ctrl-C, an error), so it is dropped
+                                        // too, like any abandoned future.
                                         None => break,
                                     },
                                     Some(()) = running.next(), if !running.is_empty() => {}
                                 }
                             }
-                            while running.next().await.is_some() {}
                         });
                     });
                 });
@@ -175,5 +178,40 @@ mod tests {
         let threads: std::collections::HashSet<_> = done.iter().map(|r| r.as_ref().unwrap().0).collect();
         assert!(threads.len() <= 2, "20 jobs ran on {} threads", threads.len());
         assert!(done.iter().all(|r| r.as_ref().is_ok_and(|(t, s)| t == s)), "a step left its job's thread");
+    }
+
+    #[test]
+    fn dropping_the_workers_drops_their_unfinished_jobs() {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let workers = Workers::new(1);
+                let flag = Flag(std::sync::Arc::clone(&dropped));
+                let job = workers.run(async move {
+                    let _flag = flag;
+                    std::future::pending::<()>().await;
+                });
+                // Started, then abandoned by its caller, then the pool goes.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(100), job).await;
+                drop(workers);
+                let started = std::time::Instant::now();
+                while !dropped.load(Ordering::SeqCst) {
+                    assert!(started.elapsed().as_secs() < 5, "a dropped pool kept running its unfinished job");
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            });
+        }));
+        // A pool thread that never ends must fail this test, not hang it.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        if let Err(panic) = checked {
+            std::panic::resume_unwind(panic);
+        }
     }
 }

@@ -76,3 +76,41 @@ fn a_small_file_is_promoted_on_one_thread_and_a_large_one_reads_and_writes_on_di
     );
     drop(store);
 }
+
+#[test]
+fn ctrl_c_during_a_many_file_put_leaves_complete_objects_and_no_staging() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use rustix::process::{Pid, Signal, kill_process};
+
+    let s = Scratch::new();
+    for i in 0..3000 {
+        let path = s.path().join(format!("src/d{}/f{i}", i % 10));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, promote_tests::data::bytes(i, 2048)).unwrap();
+    }
+    let mut child = s
+        .cmd(&["put", "--durability", "each", "src", "x/", "--jobs", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once the first receipts are out, while most files are still to come.
+    let mut receipts = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..20 {
+        receipts.next().expect("a receipt").unwrap();
+    }
+    let signalled = Instant::now();
+    kill_process(Pid::from_child(&child), Signal::INT).unwrap();
+    let rest: Vec<String> = receipts.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "stderr: {}", stderr(&out));
+    assert!(signalled.elapsed() < Duration::from_secs(10), "the put took {:?} to stop", signalled.elapsed());
+    assert!(20 + rest.len() < 3000, "the put ran to the end despite the interrupt");
+    assert!(s.staging_files().is_empty(), "staging left: {:?}", s.staging_files());
+    // Whatever was published is whole: every object verifies against its stored digest.
+    let verify = s.run(&["verify", "-r", "x"]);
+    assert_code(&verify, 0);
+}
