@@ -24,8 +24,9 @@ use crate::verify::Expected;
 pub const STAGE_COPY_MIN: u64 = 1 << 20;
 
 impl Store {
-    /// Promotes `file` through [`Backend::stage_copy`](crate::Backend::stage_copy) when that
-    /// applies: a regular file of at least [`STAGE_COPY_MIN`] bytes that the backend copies.
+    /// Promotes `file` (whose status is `meta`) through
+    /// [`Backend::stage_copy`](crate::Backend::stage_copy) when that applies: a regular file of
+    /// at least [`STAGE_COPY_MIN`] bytes that the backend copies.
     /// `Ok(None)` when the file is to be streamed instead; the reason is logged at debug level
     /// (`kernel copy not used: …`), as is the method when it applies (`kernel copy: …`). Called
     /// once the mode is ready and the key is known not to hold the object already.
@@ -38,6 +39,7 @@ impl Store {
         &self,
         key: &Key,
         file: &std::fs::File,
+        meta: Result<&std::fs::Metadata, &std::io::Error>,
         expected: &Expected,
         mode: &Mode,
     ) -> Result<Option<Outcome>, Error> {
@@ -45,14 +47,20 @@ impl Store {
             tracing::debug!(key = %key, "kernel copy not used: {reason}");
             Ok(None)
         };
-        let len = match file.metadata() {
+        let len = match meta {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return not_used(&"the source is not a regular file"),
             Err(e) => return not_used(&format_args!("the source cannot be inspected ({e})")),
         };
         if len < STAGE_COPY_MIN {
-            let (len, min) = (crate::size::format(len), crate::size::format(STAGE_COPY_MIN));
-            return not_used(&format_args!("the source ({len}) is smaller than the {min} threshold"));
+            // The common case of a many-file put: the sizes are formatted only when logged.
+            tracing::debug!(
+                key = %key,
+                "kernel copy not used: the source ({}) is smaller than the {} threshold",
+                crate::size::format(len),
+                crate::size::format(STAGE_COPY_MIN)
+            );
+            return Ok(None);
         }
         let slot = self.staging_slot().await?;
         match self.backend().stage_copy(key, file, expected).await {

@@ -69,12 +69,14 @@ impl Store {
         if let Some(outcome) = self.already_present(key, expected, &mode).await? {
             return Ok(outcome);
         }
-        if let Some(outcome) = self.promote_by_copy(key, &file, expected, &mode).await? {
+        let meta = file.metadata();
+        if let Some(outcome) = self.promote_by_copy(key, &file, meta.as_ref(), expected, &mode).await? {
             return Ok(outcome);
         }
         // Staged first: the store's staging slot (see `Store::limit_staging`) bounds the readers.
         let mut staged = self.stage(key, expected).await?;
-        let mut source = FileSource::new(key, file, expected);
+        let size = meta.map_or(CHUNK_SIZE as u64, |m| m.len());
+        let mut source = FileSource::new(key, file, size, expected);
         if crate::blocking::is_here() {
             // Already on a thread that may block: read, hash and write in turn.
             loop {
@@ -179,8 +181,7 @@ struct FileSource {
 }
 
 impl FileSource {
-    fn new(key: &Key, file: std::fs::File, expected: &Expected) -> Self {
-        let size = file.metadata().map_or(CHUNK_SIZE as u64, |m| m.len());
+    fn new(key: &Key, file: std::fs::File, size: u64, expected: &Expected) -> Self {
         Self { key: key.clone(), file, size, digester: Digester::new(), limits: *expected, done: false }
     }
 
