@@ -1,35 +1,10 @@
 //! `promote doctor` on the local backend: the filesystem type, the publish method, and the
 //! warnings that go with them, on the test machine's real filesystem and on a tmpfs mount.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::*;
-
-/// A tmpfs mounted for the test, unmounted when dropped. Panics (never skips) when it cannot
-/// be mounted: the test suite runs as root.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path) -> Self {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "promote-test"]).arg(at).output();
-        let out = out.expect("`mount` must be installed: this test mounts a tmpfs (it never skips)");
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs at {} (the tests run as root and need it): {}",
-            at.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// The detail doctor prints for check `name`, and whether it was a warning.
 fn check<'a>(out: &'a str, name: &str) -> (&'a str, bool) {
@@ -80,7 +55,7 @@ fn doctor_names_the_filesystem_and_the_publish_method() {
 #[test]
 fn doctor_warns_that_tmpfs_is_not_durable() {
     let s = Scratch::new();
-    let mount = Tmpfs::mount(&s.path().join("mem"));
+    let mount = Mounted::tmpfs(&s.path().join("mem"), "16m");
     let root = mount.0.join("store");
     s.file("f", b"x");
     let root = root.to_str().unwrap();

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,37 +156,10 @@ fn recover_dry_run_takes_no_lock_changes_nothing_and_leaves_a_live_writer_alone(
     assert!(s.staging_files().is_empty(), "{}", stdout(&out));
 }
 
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&dir).expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a {size} tmpfs at {} (this test needs root, as CI has): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn disk_full_is_one_clear_error_and_leaves_nothing() {
     let s = Scratch::new();
-    let small = Tmpfs::mount(s.path().join("small"), "4m");
+    let small = Mounted::tmpfs(&s.path().join("small"), "4m");
     let root = small.0.join("root");
     s.file("big.bin", &data::bytes(3, 8 << 20));
     for (args, key) in
