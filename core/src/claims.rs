@@ -32,6 +32,10 @@
 //!   both stamped by the server. The local clock ([`Clock`]) only stamps the record for humans.
 //! - `dropped_holder_releases`: dropping a [`HeldClaim`] (a cancelled or failed task) stops its
 //!   renewal and removes the claim in the background (when a tokio runtime is running).
+//! - `a_wait_for_a_held_claim_gives_up_in_time`: every wait for a claim has a bound
+//!   ([`Claims::acquire`]'s `patience`, [`Claims::acquire_commit`]'s [`Claims::with_patience`],
+//!   [`COMMIT_PATIENCE`] by default); giving up is a retryable error that names the claim, who
+//!   holds it, and how long it waited.
 //! - `sweep_removes_dead_and_old_claims_only`: [`Claims::sweep`] (`promote recover`) removes the
 //!   claims of dead owners and those older than its cut-off (server time), each only if it is
 //!   still the version it read; a live holder's recent claim stays.
@@ -236,6 +240,7 @@ pub struct Claims {
     store: Arc<dyn ControlStore>,
     clock: Arc<dyn Clock>,
     owner: Option<Owner>,
+    patience: Duration,
 }
 
 /// How often a waiting [`Claims::acquire`] tries again, at most.
@@ -259,7 +264,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 impl Claims {
     /// Claims in `store`, as this process, by the system clock.
     pub fn new(store: Arc<dyn ControlStore>) -> Self {
-        Self { store, clock: Arc::new(SystemClock), owner: None }
+        Self { store, clock: Arc::new(SystemClock), owner: None, patience: COMMIT_PATIENCE }
     }
 
     /// The same, with `clock` as the local clock (tests skew it to show it decides nothing).
@@ -275,6 +280,26 @@ impl Claims {
     pub fn as_owner(mut self, owner: Owner) -> Self {
         self.owner = Some(owner);
         self
+    }
+
+    /// The same, with [`Claims::acquire_commit`] giving up after `patience` instead of
+    /// [`COMMIT_PATIENCE`].
+    #[must_use]
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// Who holds `name` now, for an error message: `"pid 12 on host-a"`, or why that is unknown.
+    async fn holder(&self, name: &str) -> String {
+        match self.inspect(name).await {
+            Ok(Some(ClaimState { record: Some(record), age, .. })) => {
+                format!("held by {} for {}s", record.owner, age.as_secs())
+            }
+            Ok(Some(_)) => "held by an owner whose record is unreadable".into(),
+            Ok(None) => "released just now".into(),
+            Err(e) => format!("its holder is unknown ({e})"),
+        }
     }
 
     /// The control store underneath.
@@ -346,16 +371,18 @@ impl Claims {
                 return Ok(held);
             }
             if started.elapsed() >= patience {
+                let holder = self.holder(name).await;
                 return Err(Error::Backend {
                     backend: "claims".into(),
                     context: format!(
-                        "waited {patience:?} for the claim {name:?}; another process holds it, retry later"
+                        "gave up waiting for the claim {name:?} after {}: {holder}; retry later",
+                        humantime::format_duration(patience)
                     ),
                     retryable: true,
                     source: "claim held".into(),
                 });
             }
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(poll.min(patience.saturating_sub(started.elapsed()))).await;
         }
     }
 
@@ -369,7 +396,8 @@ impl Claims {
     ///
     /// [`Error::AlreadyExists`] when, for a create-only commit, an object appears at the key
     /// while waiting (core then compares digests); `exists`' and backend errors; a retryable
-    /// error when the holder takes longer than [`COMMIT_PATIENCE`].
+    /// error naming the claim, its holder and the wait when the holder takes longer than the
+    /// patience ([`Claims::with_patience`], [`COMMIT_PATIENCE`] by default).
     pub async fn acquire_commit<F, Fut>(
         &self,
         key: &crate::Key,
@@ -397,15 +425,19 @@ impl Claims {
             if *mode == crate::Mode::Create && exists().await? {
                 return Err(Error::AlreadyExists { key: key.to_string() });
             }
-            if started.elapsed() > COMMIT_PATIENCE {
+            if started.elapsed() >= self.patience {
+                let holder = self.holder(&name).await;
                 return Err(Error::Backend {
                     backend: backend.into(),
-                    context: format!("waiting for another writer to finish {key:?}; retry later"),
+                    context: format!(
+                        "gave up waiting for another writer to finish {key:?} after {} (its claim {name:?} is {holder}); retry later",
+                        humantime::format_duration(self.patience)
+                    ),
                     retryable: true,
                     source: "another writer holds the key's claim".into(),
                 });
             }
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(poll.min(self.patience.saturating_sub(started.elapsed()))).await;
             poll = (poll * 3 / 2).min(max_poll);
         }
     }

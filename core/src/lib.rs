@@ -73,6 +73,7 @@ pub mod blocking;
 pub mod buffers;
 pub mod claims;
 pub mod cleanup;
+pub mod control_metadata;
 pub mod duration;
 mod error;
 mod file_copy;

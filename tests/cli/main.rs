@@ -20,5 +20,6 @@ mod readonly;
 mod run;
 mod s3;
 mod sizes;
+mod stall;
 mod support;
 mod threads;

@@ -55,6 +55,7 @@ claim_cases! {
     stale_holder_cannot_fence_or_remove: false,
     skewed_local_clock_changes_nothing: false,
     dropped_holder_releases: false,
+    a_wait_for_a_held_claim_gives_up_in_time: false,
     sweep_removes_dead_and_old_claims_only: false,
     replace_if_version_multipart_checks_the_version_not_the_key: true,
     dropped_multipart_writer_releases_its_claim: true,
@@ -291,6 +292,34 @@ async fn dropped_holder_releases(ctx: Ctx) {
     assert_eq!(claim_names(&ctx.independent).await, ["claims/dropped.json"]);
     drop(held);
     assert_no_claims(&ctx, "after dropping the holder").await;
+}
+
+async fn a_wait_for_a_held_claim_gives_up_in_time(ctx: Ctx) {
+    let holder = other_host();
+    let name = "claims/waited.json";
+    let held = claims(&ctx).as_owner(holder.clone()).try_acquire(name, LONG).await.expect("acquire").expect("free");
+    let patience = Duration::from_secs(2);
+    // A plain claim wait.
+    let started = tokio::time::Instant::now();
+    let err = claims(&ctx).acquire(name, LONG, patience).await.expect_err("a live holder keeps its claim");
+    let waited = started.elapsed();
+    assert!(waited >= patience && waited < patience + Duration::from_secs(5), "gave up after {waited:?}");
+    let text = err.to_string();
+    assert!(err.is_retryable(), "{text}");
+    assert!(text.contains(name) && text.contains("2s") && text.contains("elsewhere.example"), "{text}");
+    // A committer waiting for the key's claim.
+    let k = key("waited/object.bin");
+    let commit = claims(&ctx).as_owner(holder).try_acquire(&key_claim_name(&k), LONG).await.expect("acquire");
+    let commit = commit.expect("free");
+    let started = tokio::time::Instant::now();
+    let waiter = claims(&ctx).with_patience(patience);
+    let err = waiter.acquire_commit(&k, &Mode::Create, "test", || async { Ok(false) }).await.expect_err("held");
+    let waited = started.elapsed();
+    assert!(waited >= patience && waited < patience + Duration::from_secs(5), "gave up after {waited:?}");
+    let text = err.to_string();
+    assert!(err.is_retryable(), "{text}");
+    assert!(text.contains("waited/object.bin") && text.contains("2s") && text.contains("elsewhere.example"), "{text}");
+    assert!(held.release().await.expect("release") && commit.release().await.expect("release"));
 }
 
 async fn sweep_removes_dead_and_old_claims_only(ctx: Ctx) {

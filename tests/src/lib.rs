@@ -16,6 +16,7 @@ pub mod cases;
 pub mod claim_cases;
 pub mod data;
 pub mod http_server;
+pub mod stall;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

@@ -144,7 +144,12 @@ impl ObjectStoreBackend {
         let secrets = config.secrets()?;
         config.check_credentials(&secrets)?;
         let conditions = Conditions::default();
-        let client = ClientOptions::new().with_timeout(config.request_timeout).with_allow_http(config.allow_http);
+        // Every request is bounded three ways: connecting, each silence, and start to end.
+        let client = ClientOptions::new()
+            .with_timeout(config.request_timeout)
+            .with_connect_timeout(config.connect_timeout)
+            .with_read_timeout(config.read_timeout)
+            .with_allow_http(config.allow_http);
         let retry =
             RetryConfig { max_retries: config.max_retries, retry_timeout: config.retry_timeout, ..Default::default() };
         let mut builder = AmazonS3Builder::from_env()

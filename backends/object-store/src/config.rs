@@ -83,10 +83,21 @@ pub struct S3Config {
     /// per object is at most part_size × upload_concurrency (default 32 MiB).
     #[serde(default = "concurrency")]
     pub upload_concurrency: usize,
-    /// Time limit for one request, e.g. "5m".
+    /// Time limit for one request, start to end (body included), e.g. "5m".
     #[serde(default = "timeout", with = "promote_core::duration")]
     #[schemars(with = "String")]
     pub request_timeout: Duration,
+    /// Time limit for connecting to the server, e.g. "10s".
+    #[serde(default = "connect_timeout", with = "promote_core::duration")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// Longest silence on a connection, e.g. "60s": waiting for the first byte of an answer or
+    /// for the next bytes of its body. A server that stops answering is abandoned after this (and
+    /// the request retried on a new connection), long before `request_timeout`. Raise it on links
+    /// too slow to send one part (`part_size`) in this time.
+    #[serde(default = "read_timeout", with = "promote_core::duration")]
+    #[schemars(with = "String")]
+    pub read_timeout: Duration,
     /// Retries of transient failures (5xx, timeouts, connection errors), with backoff.
     #[serde(default = "retries")]
     pub max_retries: usize,
@@ -147,6 +158,12 @@ fn concurrency() -> usize {
 fn timeout() -> Duration {
     Duration::from_secs(300)
 }
+fn connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn retries() -> usize {
     10
 }
@@ -180,6 +197,8 @@ impl S3Config {
             max_object_size: max_object(),
             upload_concurrency: concurrency(),
             request_timeout: timeout(),
+            connect_timeout: connect_timeout(),
+            read_timeout: read_timeout(),
             max_retries: retries(),
             retry_timeout: retry_timeout(),
             checksum: true,

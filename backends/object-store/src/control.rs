@@ -5,8 +5,13 @@
 //!   single conditional PUTs, which every server tested holds atomically.
 //! - **read** must return the server's clock with the object, because claim ages are judged by
 //!   it alone. object_store does not expose response headers, so on S3 the read is a presigned
-//!   GET through the backend's HTTP client, giving `ETag`, `Last-Modified` and `Date` in one
-//!   request. In memory the "server" is this process and its clock the system clock.
+//!   HEAD through the backend's HTTP client, giving `ETag`, `Last-Modified`, `Date` and the body
+//!   itself, which every write also carries in a metadata header
+//!   ([`promote_core::control_metadata`]). A HEAD opens no body on the server: a GET racing a
+//!   DELETE of the same claim can leave LocalStack's read lock on it held for good, and every
+//!   later write of that claim then waits forever (see that module). A body too large for
+//!   metadata is fetched with a GET conditional on the HEAD's ETag. In memory the "server" is
+//!   this process and its clock the system clock.
 //! - **remove** re-reads the object and compares its ETag, then sends DELETE with
 //!   `If-Match: <etag>` (a presigned request). AWS S3 (and Ceph RGW) honour `If-Match` on
 //!   DeleteObject, so there the delete itself is conditional and the re-read only saves a request when
@@ -30,9 +35,9 @@ use http::{HeaderMap, Method, StatusCode};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{Attribute, Attributes, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use promote_core::claims::{ControlObject, ControlStore, Tag};
-use promote_core::{Error, async_trait};
+use promote_core::{Error, async_trait, control_metadata};
 
 use crate::backend::Inner;
 use crate::errors;
@@ -81,8 +86,8 @@ impl ObjectControl {
         Error::VersionMismatch { key: self.path(name).to_string(), expected: tag.0.clone() }
     }
 
-    /// Sends `method` on `name` as a presigned request (S3 only), with extra headers. GET and
-    /// DELETE are idempotent, so a connection error, a 5xx or a 429 is tried again (up to
+    /// Sends `method` on `name` as a presigned request (S3 only), with extra headers. HEAD, GET
+    /// and DELETE are idempotent, so a connection error, a 5xx or a 429 is tried again (up to
     /// [`ATTEMPTS`] times, backing off from 100 ms).
     async fn presigned(
         &self,
@@ -115,7 +120,7 @@ impl ObjectControl {
         name: &str,
         headers: &[(http::HeaderName, &str)],
     ) -> Result<(StatusCode, HeaderMap, Bytes), Error> {
-        let what = if method == Method::GET { "reading" } else { "removing" };
+        let what = if method == Method::DELETE { "removing" } else { "reading" };
         let url = signer
             .signed_url(method.clone(), &self.path(name), Duration::from_secs(300))
             .await
@@ -137,25 +142,42 @@ impl ObjectControl {
         http: &object_store::client::HttpClient,
         name: &str,
     ) -> Result<Option<ControlObject>, Error> {
-        let (status, headers, body) = self.presigned(signer, http, Method::GET, name, &[]).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        for _ in 0..ATTEMPTS {
+            let (status, headers, _) = self.presigned(signer, http, Method::HEAD, name, &[]).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(self.http_err(name, "reading", Some(status), format!("answered {status}")));
+            }
+            let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let date = |h: http::HeaderName| header(h.as_str()).and_then(|v| httpdate::parse_http_date(&v).ok());
+            let missing = |what: &str| {
+                self.http_err(name, "reading", Some(status), format!("the server sent no valid {what} header"))
+            };
+            let tag = Tag(header(http::header::ETAG.as_str()).ok_or_else(|| missing("ETag"))?);
+            let modified = date(http::header::LAST_MODIFIED).ok_or_else(|| missing("Last-Modified"))?;
+            let server_now = date(http::header::DATE).ok_or_else(|| missing("Date"))?;
+            let body = match header(&format!("x-amz-meta-{}", control_metadata::NAME)) {
+                Some(value) => control_metadata::decode(&value),
+                // Too large for metadata (or written by something else): the body itself, only
+                // if it is still the version the HEAD saw.
+                None => {
+                    let if_match = [(http::header::IF_MATCH, tag.0.as_str())];
+                    let (status, _, body) = self.presigned(signer, http, Method::GET, name, &if_match).await?;
+                    match status {
+                        s if s.is_success() => body,
+                        StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => continue,
+                        s => {
+                            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+                            return Err(self.http_err(name, "reading", Some(s), format!("answered {s}: {text}")));
+                        }
+                    }
+                }
+            };
+            return Ok(Some(ControlObject { body, tag, modified, server_now }));
         }
-        if !status.is_success() {
-            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            return Err(self.http_err(name, "reading", Some(status), format!("answered {status}: {text}")));
-        }
-        let header = |h: http::HeaderName| headers.get(&h).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let date = |h: http::HeaderName| header(h.clone()).and_then(|v| httpdate::parse_http_date(&v).ok());
-        let missing = |what: &str| {
-            self.http_err(name, "reading", Some(status), format!("the server sent no valid {what} header"))
-        };
-        Ok(Some(ControlObject {
-            body,
-            tag: Tag(header(http::header::ETAG).ok_or_else(|| missing("ETag"))?),
-            modified: date(http::header::LAST_MODIFIED).ok_or_else(|| missing("Last-Modified"))?,
-            server_now: date(http::header::DATE).ok_or_else(|| missing("Date"))?,
-        }))
+        Err(self.http_err(name, "reading", None, "it kept changing while read; retry".into()))
     }
 
     async fn read_memory(&self, name: &str) -> Result<Option<ControlObject>, Error> {
@@ -176,7 +198,11 @@ impl ObjectControl {
     }
 
     async fn put(&self, name: &str, body: Bytes, mode: PutMode, what: &str) -> Result<Tag, object_store::Error> {
-        let opts = PutOptions { mode, ..Default::default() };
+        let mut attributes = Attributes::new();
+        if let Some(value) = control_metadata::encode(&body) {
+            attributes.insert(Attribute::Metadata(control_metadata::NAME.into()), value.into());
+        }
+        let opts = PutOptions { mode, attributes, ..Default::default() };
         let done = self.inner.store.put_opts(&self.path(name), PutPayload::from(body), opts).await?;
         done.e_tag.map(Tag).ok_or_else(|| object_store::Error::Generic {
             store: "promote",

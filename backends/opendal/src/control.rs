@@ -2,9 +2,11 @@
 //!
 //! Only for allowlisted services with both conditional create and compare-and-swap writes.
 //! - **create**: a write with `if_not_exists`; **replace**: a write with `if_match: <etag>`.
-//! - **read**: the object's ETag and `Last-Modified` (`stat`), its body read with
-//!   `if_match` on that ETag (so body and tag belong together), and the server's clock from
-//!   the newest response `Date` (see `clock`).
+//! - **read**: the object's ETag, `Last-Modified` and body from one `stat` (every write carries
+//!   the body in a metadata entry too, see [`promote_core::control_metadata`], so no read opens
+//!   a body that a concurrent removal could leave locked on the server), and the server's clock
+//!   from the newest response `Date` (see `clock`). A body too large for metadata is read with
+//!   `if_match` on the stat's ETag, so body and tag belong together.
 //! - **remove**: re-reads the tag and compares it, then deletes — conditionally (`If-Match`)
 //!   where the service declares it (Azure, S3). A server that answers 501 NotImplemented to
 //!   that header (LocalStack) gets plain deletes from then on: the window is the time between
@@ -17,7 +19,7 @@ use bytes::Bytes;
 use opendal::ErrorKind;
 use opendal::options::{DeleteOptions, WriteOptions};
 use promote_core::claims::{ControlObject, ControlStore, Tag};
-use promote_core::{Error, RESERVED_SEGMENT, async_trait};
+use promote_core::{Error, RESERVED_SEGMENT, async_trait, control_metadata};
 
 use crate::backend::Inner;
 use crate::errors;
@@ -35,6 +37,15 @@ impl OpendalControl {
 
     fn err(&self, e: opendal::Error, name: &str, what: &str) -> Error {
         errors::map(e, &self.inner.scheme, &self.inner.control_path(name), what)
+    }
+
+    /// The user metadata that carries `body` (see [`control_metadata`]), when it fits and the
+    /// service takes user metadata.
+    fn carried(&self, body: &Bytes) -> Option<std::collections::HashMap<String, String>> {
+        if !self.inner.capability.write_with_user_metadata {
+            return None;
+        }
+        control_metadata::encode(body).map(|value| [(control_metadata::NAME.to_owned(), value)].into())
     }
 
     fn tag(&self, meta: &opendal::Metadata, name: &str) -> Result<Tag, Error> {
@@ -59,7 +70,7 @@ impl OpendalControl {
 #[async_trait]
 impl ControlStore for OpendalControl {
     async fn create(&self, name: &str, body: Bytes) -> Result<Tag, Error> {
-        let opts = WriteOptions { if_not_exists: true, ..WriteOptions::default() };
+        let opts = WriteOptions { if_not_exists: true, user_metadata: self.carried(&body), ..WriteOptions::default() };
         match self.inner.op.write_options(&self.inner.control_path(name), body, opts).await {
             Ok(meta) => self.written_tag(meta, name).await,
             Err(e) if errors::taken(&e) => Err(Error::AlreadyExists { key: self.inner.control_path(name) }),
@@ -68,7 +79,11 @@ impl ControlStore for OpendalControl {
     }
 
     async fn replace(&self, name: &str, body: Bytes, tag: &Tag) -> Result<Tag, Error> {
-        let opts = WriteOptions { if_match: Some(tag.0.clone()), ..WriteOptions::default() };
+        let opts = WriteOptions {
+            if_match: Some(tag.0.clone()),
+            user_metadata: self.carried(&body),
+            ..WriteOptions::default()
+        };
         match self.inner.op.write_options(&self.inner.control_path(name), body, opts).await {
             Ok(meta) => self.written_tag(meta, name).await,
             Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::NotFound) => {
@@ -87,11 +102,15 @@ impl ControlStore for OpendalControl {
                 Err(e) => return Err(self.err(e, name, "reading")),
             };
             let tag = self.tag(&meta, name)?;
-            let body = match self.inner.op.read_with(&path).if_match(&tag.0).await {
-                Ok(body) => body.to_bytes(),
-                // Replaced or removed since the stat: look again.
-                Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::NotFound) => continue,
-                Err(e) => return Err(self.err(e, name, "reading")),
+            let inline = meta.user_metadata().and_then(|m| m.get(control_metadata::NAME));
+            let body = match inline {
+                Some(value) => control_metadata::decode(value),
+                None => match self.inner.op.read_with(&path).if_match(&tag.0).await {
+                    Ok(body) => body.to_bytes(),
+                    // Replaced or removed since the stat: look again.
+                    Err(e) if matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::NotFound) => continue,
+                    Err(e) => return Err(self.err(e, name, "reading")),
+                },
             };
             let server_now = self.inner.clock.now();
             let modified = meta.last_modified().map(Into::into).ok_or_else(|| Error::Backend {
