@@ -26,9 +26,9 @@ fn s3_at(s: &Scratch, stall: &Stall, args: &[&str]) -> Command {
         .env("PROMOTE_BACKEND__CONDITIONAL_WRITES", "trust")
         .env("PROMOTE_BACKEND__CONNECT_TIMEOUT", "1s")
         .env("PROMOTE_BACKEND__READ_TIMEOUT", "1s")
-        .env("PROMOTE_BACKEND__REQUEST_TIMEOUT", "5s")
+        .env("PROMOTE_BACKEND__REQUEST_TIMEOUT", "120s")
         .env("PROMOTE_BACKEND__MAX_RETRIES", "1")
-        .env("PROMOTE_BACKEND__RETRY_TIMEOUT", "4s");
+        .env("PROMOTE_BACKEND__RETRY_TIMEOUT", "10s");
     cmd
 }
 
@@ -54,10 +54,11 @@ fn bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
     }
 }
 
-/// One error line, exit 6, within the bound; the stalled request was tried again on a new
-/// connection.
+/// One error line, exit 6, within the bound; a stalled read (`retried`) was tried again on a new
+/// connection. (A create-only PUT is not repeated blindly: a repeat cannot tell its own landed
+/// write from another writer's, so it ends after one attempt, saying it may be retried.)
 #[track_caller]
-fn gave_up(what: &str, out: &Output, elapsed: Duration, stall: &Stall) {
+fn gave_up(what: &str, out: &Output, elapsed: Duration, stall: &Stall, retried: bool) {
     assert_code(out, 6);
     let err = stderr(out);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("promote: error:")).collect();
@@ -65,10 +66,12 @@ fn gave_up(what: &str, out: &Output, elapsed: Duration, stall: &Stall) {
     assert!(errors[0].contains("timed out") || errors[0].contains("timeout"), "{what}: says it timed out: {err}");
     // Bound: two attempts of at most a few seconds each, with backoff; far below "forever".
     assert!(elapsed < Duration::from_secs(30), "{what}: gave up only after {elapsed:?}");
-    assert!(stall.connections() >= 2, "{what}: the stuck request was retried on a new connection");
+    if retried {
+        assert!(stall.connections() >= 2, "{what}: the stuck request was retried on a new connection");
+    }
 }
 
-const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn put_get_ls_end_when_the_s3_server_never_answers() {
@@ -81,7 +84,7 @@ fn put_get_ls_end_when_the_s3_server_never_answers() {
     ] {
         let stall = Stall::start(Mode::Silent).expect("stall server");
         let (out, elapsed) = bounded(s3_at(&s, &stall, args), LIMIT);
-        gave_up(what, &out, elapsed, &stall);
+        gave_up(what, &out, elapsed, &stall, what != "put");
     }
     assert!(!s.path().join("out.bin").exists(), "nothing was written by the failed get");
 }
@@ -92,7 +95,7 @@ fn get_and_ls_end_when_the_s3_server_sends_headers_and_no_body() {
     for (what, args) in [("get", &["get", "k/a.bin", "out.bin"][..]), ("ls", &["ls", "k/"][..])] {
         let stall = Stall::start(Mode::HeadersOnly).expect("stall server");
         let (out, elapsed) = bounded(s3_at(&s, &stall, args), LIMIT);
-        gave_up(what, &out, elapsed, &stall);
+        gave_up(what, &out, elapsed, &stall, true);
     }
     assert!(!s.path().join("out.bin").exists(), "nothing was written by the failed get");
 }

@@ -90,6 +90,30 @@ fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
+/// The size of the body the headers promise.
+const PROMISED: u64 = 1 << 20;
+
+/// `200 OK` (or `206` for a `Range: bytes=A-B` request) headers for a body of [`PROMISED`]
+/// bytes, which never comes.
+fn headers_only(head: &str) -> String {
+    let range = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let spec = value.trim().strip_prefix("bytes=")?;
+        let (a, b) = spec.split_once('-')?;
+        let a: u64 = a.parse().ok()?;
+        let b: u64 = b.parse().unwrap_or(PROMISED - 1).min(PROMISED - 1);
+        name.eq_ignore_ascii_case("range").then_some((a, b))
+    });
+    let (status, length, extra) = match range {
+        Some((a, b)) => ("206 Partial Content", b + 1 - a, format!("Content-Range: bytes {a}-{b}/{PROMISED}\r\n")),
+        None => ("200 OK", PROMISED, String::new()),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {length}\r\n{extra}Content-Type: application/octet-stream\r\n\
+         ETag: \"stalled\"\r\nLast-Modified: Sun, 06 Dec 2026 00:00:00 GMT\r\n\r\n"
+    )
+}
+
 /// Reads the request head, answers as the mode says, then keeps reading (and dropping) whatever
 /// comes, so an upload is never held up by a full socket buffer: the stall is in the answer only.
 fn serve(mut stream: TcpStream, shared: &Shared) {
@@ -106,9 +130,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
                 if head.windows(4).any(|w| w == b"\r\n\r\n") {
                     answered = true;
                     if shared.mode == Mode::HeadersOnly {
-                        let headers = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\
-                                       ETag: \"stalled\"\r\nLast-Modified: Sun, 06 Dec 2026 00:00:00 GMT\r\n\r\n";
-                        let _ = stream.write_all(headers.as_bytes());
+                        let _ = stream.write_all(headers_only(&String::from_utf8_lossy(&head)).as_bytes());
                     }
                 }
             }

@@ -123,6 +123,18 @@ impl Inner {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/digests"))
     }
 
+    /// Every object under `dir`. object_store retries a listing request that fails, but not a
+    /// response body that stalls or breaks halfway; such a listing is started over once.
+    pub(crate) async fn list_all(&self, dir: &Path) -> object_store::Result<Vec<object_store::ObjectMeta>> {
+        match self.store.list(Some(dir)).try_collect().await {
+            Err(e) if errors::is_retryable(&e) => {
+                tracing::debug!(dir = %dir, error = %e, "a listing broke off; listing again");
+                self.store.list(Some(dir)).try_collect().await
+            }
+            done => done,
+        }
+    }
+
     /// Where probes write.
     pub(crate) fn probe_dir(&self) -> String {
         self.with_prefix(&format!("{RESERVED_SEGMENT}/probe"))
@@ -244,8 +256,7 @@ impl ObjectStoreBackend {
     /// Every small bookkeeping object under `dir` (claims, markers): path, age and contents.
     async fn bookkeeping(&self, dir: String, what: &str) -> Result<Vec<(Path, Duration, bytes::Bytes)>, Error> {
         let dir = verbatim(&dir);
-        let objects: Vec<_> =
-            self.inner.store.list(Some(&dir)).try_collect().await.map_err(|e| self.err(e, dir.as_ref(), what))?;
+        let objects: Vec<_> = self.inner.list_all(&dir).await.map_err(|e| self.err(e, dir.as_ref(), what))?;
         let mut out = Vec::new();
         for object in objects {
             let age = SystemTime::now().duration_since(object.last_modified.into()).unwrap_or_default();
@@ -356,8 +367,7 @@ impl Backend for ObjectStoreBackend {
         // A prefix that is no valid path (`a//`, `./`) matches no key.
         let Ok(dir_path) = Path::parse(self.inner.with_prefix(dir)) else { return Ok(Vec::new()) };
         let strip = if self.inner.prefix.is_empty() { String::new() } else { format!("{}/", self.inner.prefix) };
-        let objects: Vec<_> =
-            self.inner.store.list(Some(&dir_path)).try_collect().await.map_err(|e| self.err(e, prefix, "listing"))?;
+        let objects: Vec<_> = self.inner.list_all(&dir_path).await.map_err(|e| self.err(e, prefix, "listing"))?;
         let mut out = Vec::new();
         for object in objects {
             let Some(name) = object.location.as_ref().strip_prefix(&strip) else { continue };

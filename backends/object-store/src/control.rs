@@ -30,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use http::{HeaderMap, Method, StatusCode};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
@@ -278,8 +277,7 @@ impl ControlStore for ObjectControl {
         let base = self.inner.control_dir();
         let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let dir_path = crate::backend::verbatim(&format!("{base}/{dir}"));
-        let objects: Vec<_> =
-            self.inner.store.list(Some(&dir_path)).try_collect().await.map_err(|e| self.err(e, prefix, "listing"))?;
+        let objects = self.inner.list_all(&dir_path).await.map_err(|e| self.err(e, prefix, "listing"))?;
         let strip = format!("{base}/");
         let mut names: Vec<String> = objects
             .into_iter()
