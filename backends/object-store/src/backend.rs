@@ -124,10 +124,12 @@ impl Inner {
     }
 
     /// Every object under `dir`. object_store retries a listing request that fails, but not a
-    /// response body that stalls or breaks halfway; such a listing is started over once.
+    /// response body that stalls or breaks halfway; a listing that broke on the connection (no
+    /// answer, a body cut off or silent: no HTTP status to go by) is started over once. A failed
+    /// status (a 503) was already retried by object_store and is not.
     pub(crate) async fn list_all(&self, dir: &Path) -> object_store::Result<Vec<object_store::ObjectMeta>> {
         match self.store.list(Some(dir)).try_collect().await {
-            Err(e) if errors::is_retryable(&e) => {
+            Err(e) if crate::faults::find(&e).is_none() && errors::is_retryable(&e) => {
                 tracing::debug!(dir = %dir, error = %e, "a listing broke off; listing again");
                 self.store.list(Some(dir)).try_collect().await
             }
