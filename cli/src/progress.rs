@@ -67,6 +67,7 @@ impl Transfer {
             tokio::time::sleep(DELAY).await;
             me.bar.set_draw_target(ProgressDrawTarget::stderr());
             let mut tick = tokio::time::interval(TICK);
+            // Ends when the ticker is aborted (see `Drop`/`finish`).
             loop {
                 tick.tick().await;
                 me.redraw();

@@ -47,6 +47,7 @@ pub fn pending() -> usize {
 /// how many are still running.
 pub async fn settle(limit: Duration) -> usize {
     let wait = async {
+        // Bounded by `limit` (the timeout below).
         loop {
             let done = DONE.notified();
             if pending() == 0 {

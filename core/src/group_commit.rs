@@ -128,6 +128,7 @@ where
 
     /// Flushes round after round until nobody waits.
     async fn drain(self: Arc<Self>) {
+        // Ends when a flush finds nobody new waiting; each round answers everyone it took.
         loop {
             let round = {
                 let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -78,7 +78,8 @@ impl Store {
         let size = meta.map_or(CHUNK_SIZE as u64, |m| m.len());
         let mut source = FileSource::new(key, file, size, expected);
         if crate::blocking::is_here() {
-            // Already on a thread that may block: read, hash and write in turn.
+            // Already on a thread that may block: read, hash and write in turn. Ends at the end of
+            // the file (or past the expected size: `FileSource` refuses it).
             loop {
                 let step = match source.next() {
                     Ok(Some(chunk)) => staged.write_prehashed(chunk).await,

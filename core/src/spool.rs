@@ -44,6 +44,7 @@ impl Store {
         let spool = tempfile::Builder::new().prefix(SPOOL_PREFIX).tempfile_in(spool_dir).map_err(spool_err)?;
         let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
         let mut digester = Digester::new();
+        // Ends at the end of the input (or past the expected size).
         loop {
             let chunk =
                 read_chunk(&mut reader).await.map_err(|e| Error::io(format!("reading the source for {key:?}"), e))?;

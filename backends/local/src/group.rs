@@ -42,6 +42,10 @@ impl LocalGroup {
 impl GroupCommit for LocalGroup {
     async fn flush_staged(&self) -> Result<(), Error> {
         self.blocking(|inner| {
+            if !inner.root.staging.exists() {
+                // No staging area: nothing was staged, so nothing to flush.
+                return Ok(());
+            }
             rustix::fs::syncfs(&inner.root.staging).map_err(|e| {
                 io_err(
                     format!(

@@ -201,6 +201,8 @@ fn copy_steps(
     mut step: impl FnMut(u64, u64) -> bool,
 ) -> Result<u64, Stop> {
     let mut at = 0u64;
+    // Ends at the source's end (a pass that copies nothing returns) or past the expected size,
+    // and on `cancelled`.
     loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Stop::Failed("copying the source", std::io::ErrorKind::Interrupted.into()));
@@ -261,6 +263,7 @@ fn hash_clone(reader: &File, source: &File, expected: &Expected, cancelled: &Ato
     for step in 0..CLONE_AHEAD {
         let _ = rustix::fs::fadvise(reader, step * STEP, std::num::NonZeroU64::new(STEP), Advice::WillNeed);
     }
+    // Ends at the clone's end (a short read returns), past the expected size, or on `cancelled`.
     loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Stop::Failed("hashing the staged file", std::io::ErrorKind::Interrupted.into()));

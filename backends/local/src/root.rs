@@ -38,6 +38,9 @@ impl StagingDir {
 
 impl AsFd for StagingDir {
     fn as_fd(&self) -> BorrowedFd<'_> {
+        // Reached only past an `exists()` check (staging and copies refused, sweeps, flushes and
+        // the self-check skipped without it), as the type's docs say; `AsFd` cannot return an error.
+        // A publish needs a staged file, so it comes after one too.
         self.0.as_ref().expect("staging is only used once the backend checked it exists").as_fd()
     }
 }

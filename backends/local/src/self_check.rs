@@ -89,6 +89,7 @@ pub(crate) fn publish_method(root: &Root) -> Check {
     if !root.staging.exists() {
         return Check::pass(NAME, "not probed: the store has no staging area yet (the first put creates it)");
     }
+    // A constant of plain ASCII segments: always a valid key.
     let key = Key::new("promote-doctor/publish-method").expect("valid probe key");
     let (name, file) = match staging::create(root, &key) {
         Ok(created) => created,

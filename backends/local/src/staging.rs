@@ -19,6 +19,11 @@ use crate::root::{Root, STAGING_DIR, io_err, mode_bits};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Names tried for one staging file before giving up. Each name is new (pid, counter, time), so
+/// a second is needed only when a sweep races the creation; a hundred in a row means something
+/// else answers for the directory (a broken file system), and looping on would never end.
+const NAME_ATTEMPTS: u32 = 100;
+
 /// The path of a staging file relative to the root, for messages.
 pub(crate) fn shown(name: &str) -> String {
     format!("{RESERVED_SEGMENT}/{STAGING_DIR}/{name}")
@@ -27,7 +32,7 @@ pub(crate) fn shown(name: &str) -> String {
 /// Creates and locks a fresh staging file for `key`.
 pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
     let key_hash = Sha256::of(key.as_str().as_bytes()).to_string();
-    loop {
+    for _ in 0..NAME_ATTEMPTS {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let name = format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id());
@@ -57,6 +62,13 @@ pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
             Err(e) => return Err(io_err(format!("checking staging file {}", shown(&name)), e)),
         }
     }
+    let dir = format!("{RESERVED_SEGMENT}/{STAGING_DIR}");
+    Err(io_err(
+        format!(
+            "creating a staging file for {key:?}: {NAME_ATTEMPTS} fresh names in {dir} were taken or swept at once"
+        ),
+        Errno::EXIST,
+    ))
 }
 
 /// Removes a staging file by name; a missing one is fine.

@@ -9,7 +9,7 @@
 //! headers to be signed, and object_store sends its own create-only completions the same way.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, Method};
@@ -17,19 +17,20 @@ use object_store::client::{
     ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
 };
 
-/// Upload id → the condition header its completion must carry.
+/// Upload id → the condition header its completion must carry. Each access is one map call,
+/// so a panic elsewhere never leaves it half-changed: a poisoned lock is used as is.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Conditions(Arc<Mutex<HashMap<String, (HeaderName, HeaderValue)>>>);
 
 impl Conditions {
     /// The completion of `upload_id` will carry `name: value`.
     pub(crate) fn set(&self, upload_id: &str, name: HeaderName, value: HeaderValue) {
-        self.0.lock().expect("conditions lock").insert(upload_id.to_owned(), (name, value));
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(upload_id.to_owned(), (name, value));
     }
 
     /// Forgets `upload_id`.
     pub(crate) fn clear(&self, upload_id: &str) {
-        self.0.lock().expect("conditions lock").remove(upload_id);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(upload_id);
     }
 
     fn for_request(&self, req: &HttpRequest) -> Option<(HeaderName, HeaderValue)> {
@@ -39,7 +40,7 @@ impl Conditions {
         let query = req.uri().query()?;
         let id = query.split('&').find_map(|kv| kv.strip_prefix("uploadId="))?;
         let id = percent_decode(id);
-        self.0.lock().expect("conditions lock").get(&id).cloned()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
     }
 }
 
@@ -73,17 +74,20 @@ impl HttpService for ConditionalService {
     }
 }
 
-/// Decodes `%XX` escapes (upload ids are URL-encoded in the query).
+/// Decodes `%XX` escapes (upload ids are URL-encoded in the query); anything else, including a
+/// `%` not followed by two hex digits, is kept as is.
 pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
+    // Bounded by the input: each pass moves `i` on by one or three.
     while i < bytes.len() {
+        // Bytes, not `&s[..]`: a `%` before a multi-byte character must not slice inside it.
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let (Some(hi), Some(lo)) = (hex_digit(hi), hex_digit(lo))
         {
-            out.push(b);
+            out.push((hi << 4) | lo);
             i += 3;
             continue;
         }
@@ -91,6 +95,11 @@ pub(crate) fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -102,6 +111,11 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%3D"), "a/b=");
         assert_eq!(percent_decode("plain.id_-"), "plain.id_-");
         assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        // A `%` next to a multi-byte character, or a sign where a digit belongs, is kept.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%é"), "%é");
+        assert_eq!(percent_decode("%+f"), "%+f");
+        assert_eq!(percent_decode("end%4"), "end%4");
     }
 
     #[test]

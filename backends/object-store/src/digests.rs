@@ -39,6 +39,7 @@ fn sidecar_path(inner: &Inner, key: &Key) -> Path {
 pub(crate) async fn record(inner: &Inner, key: &Key, etag: Option<&str>, sha256: &Sha256) {
     let Some(etag) = etag else { return };
     let body = Sidecar { key: key.to_string(), etag: etag.to_owned(), sha256: sha256.to_string() };
+    // A derived record of three strings always serializes.
     let body = serde_json::to_vec(&body).expect("a sidecar serializes");
     if let Err(e) = inner.store.put(&sidecar_path(inner, key), PutPayload::from(body)).await {
         tracing::warn!(key = %key, error = %e, "could not record the digest; it will be recomputed when needed");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use object_store::multipart::PartId;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, UpdateVersion,
@@ -33,6 +33,9 @@ pub(crate) struct ObjectStaged {
 }
 
 struct Upload {
+    /// The store the upload runs in (`inner.multipart`, which is `Some` for every backend that
+    /// starts uploads).
+    multipart: Arc<dyn MultipartStore>,
     id: String,
     marker: Path,
     parts: Vec<Option<PartId>>,
@@ -76,9 +79,8 @@ impl ObjectStaged {
         errors::map(err, self.inner.kind, self.key.as_str(), what)
     }
 
-    /// Starts the multipart upload and records its marker.
-    async fn start_upload(&mut self) -> Result<(), Error> {
-        let multipart = self.inner.multipart.as_ref().expect("multipart staging needs a multipart store");
+    /// Starts the multipart upload in `multipart` and records its marker.
+    async fn start_upload(&mut self, multipart: Arc<dyn MultipartStore>) -> Result<(), Error> {
         let attributes = self.hint.as_ref().map(digest_attributes).unwrap_or_default();
         let opts = PutMultipartOptions { attributes, ..Default::default() };
         let id = multipart
@@ -87,13 +89,14 @@ impl ObjectStaged {
             .map_err(|e| self.err(e, "starting a multipart upload for"))?;
         let marker = marker_path(&self.inner.staging_dir(), &id);
         let body = Marker { key: self.path.to_string(), upload_id: id.clone(), owner: Owner::me() };
+        // A derived record of strings and integers always serializes.
         let body = serde_json::to_vec(&body).expect("marker serializes");
         if let Err(e) = self.inner.store.put(&marker, PutPayload::from(body)).await {
             let _ = multipart.abort_multipart(&self.path, &id).await;
             return Err(self.err(e, "recording the staging marker for"));
         }
         tracing::debug!(key = %self.key, upload_id = %id, "multipart upload started");
-        self.upload = Some(Upload { id, marker, parts: Vec::new(), tasks: JoinSet::new() });
+        self.upload = Some(Upload { multipart, id, marker, parts: Vec::new(), tasks: JoinSet::new() });
         Ok(())
     }
 
@@ -101,9 +104,11 @@ impl ObjectStaged {
     /// once: those uploading plus the one filling (at least one of each).
     async fn send_part(&mut self, part: Bytes) -> Result<(), Error> {
         let concurrency = self.inner.concurrency.saturating_sub(1).max(1);
-        let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
         let path = self.path.clone();
+        // Only called once `start_upload` set the upload (from `fill`, and from
+        // `publish_multipart`, which `publish` calls only with an upload).
         let upload = self.upload.as_mut().expect("an upload in progress");
+        let multipart = Arc::clone(&upload.multipart);
         while upload.tasks.len() >= concurrency {
             Self::settle_one(upload)
                 .await
@@ -133,9 +138,7 @@ impl ObjectStaged {
         if let Some(mut upload) = self.upload.take() {
             upload.tasks.abort_all();
             self.inner.conditions.clear(&upload.id);
-            if let Some(multipart) = &self.inner.multipart {
-                let _ = multipart.abort_multipart(&self.path, &upload.id).await;
-            }
+            let _ = upload.multipart.abort_multipart(&self.path, &upload.id).await;
             let _ = self.inner.store.delete(&upload.marker).await;
         }
     }
@@ -149,6 +152,7 @@ impl ObjectStaged {
         let opts = PutOptions { mode: put_mode, attributes: digest_attributes(&digest.sha256), ..Default::default() };
         let payload = PutPayload::from(std::mem::take(&mut self.buf).freeze());
         let mut attempt = 0;
+        // Bounded by `CONFLICT_RETRIES`; each request by the client's timeouts.
         loop {
             match self.inner.store.put_opts(&self.path, payload.clone(), opts.clone()).await {
                 Ok(result) => return Ok(result.e_tag),
@@ -164,12 +168,14 @@ impl ObjectStaged {
             let last = std::mem::take(&mut self.buf).freeze();
             self.send_part(last).await?;
         }
+        // `publish` calls this only with an upload in progress.
         let upload = self.upload.as_mut().expect("an upload in progress");
         while !upload.tasks.is_empty() {
             Self::settle_one(upload)
                 .await
                 .map_err(|e| errors::map(e, self.inner.kind, self.key.as_str(), "uploading a part of"))?;
         }
+        // Every task was joined above, and `settle_one` filled its slot or returned the error.
         let parts: Vec<PartId> = upload.parts.iter().map(|p| p.clone().expect("every part settled")).collect();
         match mode {
             Mode::Create => {
@@ -184,7 +190,7 @@ impl ObjectStaged {
             }
             Mode::Replace => {}
         }
-        let (id, marker) = (upload.id.clone(), upload.marker.clone());
+        let (id, marker, multipart) = (upload.id.clone(), upload.marker.clone(), Arc::clone(&upload.multipart));
         // One conditional completer at a time per key (see `claims`): held, renewed in the
         // background, and fenced right before the completion request. Dropping this future
         // (cancellation) drops the claim, which releases it in the background.
@@ -198,9 +204,9 @@ impl ObjectStaged {
                 }
             },
         };
-        let multipart = Arc::clone(self.inner.multipart.as_ref().expect("multipart store"));
         let completed = claims::fenced(claim.as_ref(), || async {
             let mut attempt = 0;
+            // Bounded by `CONFLICT_RETRIES`; each request by the client's timeouts.
             loop {
                 match multipart.complete_multipart(&self.path, &id, parts.clone()).await {
                     Err(e) if is_conflicting_operation(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
@@ -250,10 +256,12 @@ impl ObjectStaged {
         }
         if self.upload.is_none() {
             self.buf.extend_from_slice(data);
-            if self.inner.multipart.is_none() || self.buf.len() as u64 <= self.inner.threshold {
+            let Some(multipart) = &self.inner.multipart else { return Ok(()) };
+            if self.buf.len() as u64 <= self.inner.threshold {
                 return Ok(());
             }
-            self.start_upload().await?;
+            let multipart = Arc::clone(multipart);
+            self.start_upload(multipart).await?;
             let pending = std::mem::take(&mut self.buf);
             return self.fill(&pending).await;
         }
@@ -334,9 +342,7 @@ impl Drop for ObjectStaged {
         // `promote_core::cleanup`); `promote recover` finds what this misses.
         promote_core::cleanup::spawn(async move {
             inner.conditions.clear(&upload.id);
-            if let Some(multipart) = &inner.multipart {
-                let _ = multipart.abort_multipart(&path, &upload.id).await;
-            }
+            let _ = upload.multipart.abort_multipart(&path, &upload.id).await;
             let _ = inner.store.delete(&upload.marker).await;
         });
     }

@@ -84,6 +84,8 @@ async fn signed_get(
 pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -> Result<Listing, String> {
     let mut listing = Listing { uploads: Vec::new(), server_now: None };
     let (mut key_marker, mut id_marker) = (String::new(), String::new());
+    // Ends with the last page: each page must move the marker on (a server repeating one is an
+    // error), and each request has the client's timeouts.
     loop {
         let mut query = vec![("uploads".to_owned(), String::new()), ("prefix".to_owned(), prefix.to_owned())];
         if !key_marker.is_empty() {
@@ -103,11 +105,18 @@ pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -
         if text(&xml, "IsTruncated").as_deref() != Some("true") {
             return Ok(listing);
         }
-        key_marker = text(&xml, "NextKeyMarker").unwrap_or_default();
-        id_marker = text(&xml, "NextUploadIdMarker").unwrap_or_default();
-        if key_marker.is_empty() {
+        let next =
+            (text(&xml, "NextKeyMarker").unwrap_or_default(), text(&xml, "NextUploadIdMarker").unwrap_or_default());
+        if next.0.is_empty() {
             return Ok(listing);
         }
+        if next == (key_marker, id_marker) {
+            return Err(format!(
+                "ListMultipartUploads did not move past key {:?}: the server sent the same page again",
+                next.0
+            ));
+        }
+        (key_marker, id_marker) = next;
     }
 }
 
@@ -130,6 +139,7 @@ pub(crate) async fn activity(
 ) -> Result<Activity, String> {
     let mut activity = Activity { last: upload.initiated, bytes: 0 };
     let mut marker = String::new();
+    // Ends with the last page, as in `list`.
     loop {
         let mut query = vec![("uploadId".to_owned(), upload.upload_id.clone())];
         if !marker.is_empty() {
@@ -145,10 +155,14 @@ pub(crate) async fn activity(
         if text(&xml, "IsTruncated").as_deref() != Some("true") {
             return Ok(activity);
         }
-        marker = text(&xml, "NextPartNumberMarker").unwrap_or_default();
-        if marker.is_empty() {
+        let next = text(&xml, "NextPartNumberMarker").unwrap_or_default();
+        if next.is_empty() {
             return Ok(activity);
         }
+        if next == marker {
+            return Err(format!("ListParts did not move past part {next}: the server sent the same page again"));
+        }
+        marker = next;
     }
 }
 

@@ -48,23 +48,19 @@ impl OpendalStaged {
     }
 
     async fn append(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        if self.file.is_none() {
-            self.buf.extend_from_slice(chunk);
-            if self.buf.len() as u64 <= self.inner.threshold {
-                return Ok(());
-            }
-            let dir = self.inner.area.writer()?;
-            let file = tokio::fs::File::create(dir.data()).await.map_err(|e| self.io("creating", e))?;
-            self.file = Some((dir, file));
-            let pending = std::mem::take(&mut self.buf);
-            return self.append_to_file(&pending).await;
+        if let Some((_, file)) = self.file.as_mut() {
+            let result = file.write_all(chunk).await;
+            return result.map_err(|e| self.io("writing", e));
         }
-        self.append_to_file(chunk).await
-    }
-
-    async fn append_to_file(&mut self, data: &[u8]) -> Result<(), Error> {
-        let (_, file) = self.file.as_mut().expect("a staging file");
-        let result = file.write_all(data).await;
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() as u64 <= self.inner.threshold {
+            return Ok(());
+        }
+        let dir = self.inner.area.writer()?;
+        let mut file = tokio::fs::File::create(dir.data()).await.map_err(|e| self.io("creating", e))?;
+        let pending = std::mem::take(&mut self.buf);
+        let result = file.write_all(&pending).await;
+        self.file = Some((dir, file));
         result.map_err(|e| self.io("writing", e))
     }
 
@@ -103,6 +99,7 @@ impl OpendalStaged {
         let body = std::mem::take(&mut self.buf).freeze();
         let path = self.inner.path(&self.key);
         let mut attempt = 0;
+        // Bounded by `CONFLICT_RETRIES`; each write by the operator's timeout layer.
         loop {
             match self.inner.op.write_options(&path, body.clone(), self.options(mode, digest)).await {
                 Ok(meta) => return Ok(meta),
@@ -113,8 +110,12 @@ impl OpendalStaged {
         }
     }
 
-    async fn publish_large(&mut self, mode: &Mode, digest: &Digest) -> Result<opendal::Metadata, Error> {
-        let (dir, mut file) = self.file.take().expect("a staging file");
+    async fn publish_large(
+        &mut self,
+        (dir, mut file): (WriterDir, tokio::fs::File),
+        mode: &Mode,
+        digest: &Digest,
+    ) -> Result<opendal::Metadata, Error> {
         file.flush().await.map_err(|e| self.io("writing", e))?;
         drop(file);
         let mut file = tokio::fs::File::open(dir.data()).await.map_err(|e| self.io("reopening", e))?;
@@ -126,9 +127,10 @@ impl OpendalStaged {
             .await
             .map_err(|e| self.inner.err(e, self.key.as_str(), "starting the upload of"))?;
         // Aborts the upload if this future is dropped (cancelled) before it ends.
-        let mut upload = Upload(Some(writer));
-        let writer = upload.0.as_mut().expect("a writer");
+        let mut upload = Upload(None);
+        let writer = upload.0.insert(writer);
         let sent = async {
+            // Bounded by the staged file: each pass reads a part, and the file ends.
             loop {
                 let mut part = BytesMut::zeroed(self.inner.part_size);
                 let n = read_full(&mut file, &mut part).await.map_err(|e| self.io("reading", e))?;
@@ -234,8 +236,8 @@ impl StagedWrite for OpendalStaged {
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
-        let meta = if self.file.is_some() {
-            self.publish_large(mode, digest).await?
+        let meta = if let Some(staged) = self.file.take() {
+            self.publish_large(staged, mode, digest).await?
         } else {
             self.publish_small(mode, digest).await?
         };

@@ -46,6 +46,7 @@ impl Area {
         let dir = self.dir.join(format!("{}-{}", owner.pid, owner.nonce));
         let err = |e| Error::io(format!("creating the staging directory {}", dir.display()), e);
         std::fs::create_dir_all(&dir).map_err(err)?;
+        // A derived record of strings and integers always serializes.
         let body = serde_json::to_vec(&owner).expect("an owner serializes");
         std::fs::write(dir.join("owner.json"), body).map_err(err)?;
         Ok(WriterDir { dir })

@@ -185,6 +185,7 @@ fn ledger(loaded: &Loaded, report: &mut Report) {
 /// Live: create-only publish, a second create refused, a rerun already present, read back, clean up.
 async fn probe(store: &Store, report: &mut Report) {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    // Plain ASCII segments (a prefix, a pid and a number) always make a valid key.
     let key = Key::new(format!("promote-doctor/probe-{}-{nanos}", std::process::id())).expect("valid probe key");
     let first = format!("promote doctor probe {nanos}\n").into_bytes();
     let second = format!("a different probe {nanos}\n").into_bytes();

@@ -163,6 +163,8 @@ impl Http {
             let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(hosts.entry(host).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))))
         };
+        // Waits for another item at this host to finish a request (each has connect and read
+        // timeouts). The semaphores are made above and never closed, so acquiring cannot fail.
         semaphore.acquire_owned().await.expect("host semaphores are never closed")
     }
 

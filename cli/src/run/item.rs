@@ -239,6 +239,7 @@ async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<
     let mut checkpoint = row.and_then(|r| r.checkpoint);
     let mut partial: Option<Partial> = None;
     let mut attempt = 0;
+    // Bounded by `ctx.retries`: only a retryable failure with attempts left goes round again.
     loop {
         attempt += 1;
         done.attempts = attempt;
@@ -358,7 +359,8 @@ async fn http(
     if partial.is_none()
         && let Some(cp) = checkpoint.take()
     {
-        let reopened = tokio::task::block_in_place(|| Partial::reopen(&path, &cp))
+        let reopened = Partial::reopened(&path, cp)
+            .await
             .map_err(|e| Failed::local(format!("reading the partial download {}", path.display()), &e))?;
         match reopened {
             Some(kept) => {
@@ -374,11 +376,8 @@ async fn http(
             }
         }
     }
-    if let Some(kept) = partial.as_ref()
-        && kept.complete()
-    {
+    if let Some(kept) = partial.take_if(|kept| kept.complete()) {
         set_decision(done, Decision::Resume);
-        let kept = partial.take().expect("checked above");
         return promote_partial(ctx, item, job, kept).await;
     }
     let mut range = None;
@@ -409,6 +408,7 @@ async fn http(
     let length = response.content_length();
     let status = response.status();
     if let Some(range) = &range {
+        // `range` is only set above, from a kept partial, which is still there.
         let kept = partial.as_mut().expect("a range comes from a partial");
         if status == StatusCode::PARTIAL_CONTENT {
             let Some((start, _, total)) = fetch::content_range(&response) else {
@@ -469,8 +469,10 @@ async fn http(
         let kept = partial.insert(kept);
         (kept.etag, kept.last_modified, kept.total) = (etag, last_modified, length);
     }
+    // Both branches above leave the partial to download into in `partial`.
     let kept = partial.as_mut().expect("set above");
     download(ctx, item, job, kept, response, done).await?;
+    // `download` keeps it there.
     let kept = partial.take().expect("set above");
     promote_partial(ctx, item, job, kept).await
 }
@@ -483,7 +485,7 @@ fn discard(partial: &mut Option<Partial>, path: &Path) -> Result<(), Failed> {
 }
 
 async fn record_checkpoint(ctx: &Ctx, job: &str, kept: &mut Partial) -> Result<(), Failed> {
-    let cp = kept.sync().map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
+    let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
     let job_key = job.to_owned();
     ctx.db.call(move |l| l.checkpoint(&job_key, &cp, now_ms())).await.map_err(|e| Failed::ledger(&e))
 }
@@ -497,6 +499,7 @@ async fn download(
     mut response: Response,
     done: &mut Done,
 ) -> Result<(), Failed> {
+    // Ends with the body; each chunk waits at most the client's read timeout.
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -544,7 +547,7 @@ async fn promote_partial(ctx: &Ctx, item: &Item, job: &str, mut kept: Partial) -
         ctx.db.call(move |l| l.clear_checkpoint(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
         return Err(Failed::core(&err));
     }
-    let cp = kept.sync().map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
+    let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
     let job_key = job.to_owned();
     ctx.db.call(move |l| l.verified(&job_key, &cp, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
     let file = kept.reader().map_err(|e| Failed::local(format!("reopening {}", kept.path().display()), &e))?;

@@ -208,6 +208,7 @@ impl Ledger {
         // (without its busy handler) while another process opens the same new ledger: wait for
         // it, as the busy timeout would.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // Bounded by `deadline`, checked in the busy arm.
         loop {
             match self.conn.pragma_update(None, "journal_mode", "WAL") {
                 Ok(()) => break,
@@ -654,6 +655,14 @@ mod tests {
 
     const LEASE: i64 = 60_000;
 
+    #[tokio::test]
+    async fn db_opens_on_a_current_thread_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).await.unwrap();
+        db.call(|l| l.plan([("j", "k", "s")], 1)).await.unwrap();
+        assert!(db.call(|l| l.job("j")).await.unwrap().is_some());
+    }
+
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
@@ -811,6 +820,19 @@ impl Db {
     /// Wraps an open ledger.
     pub(crate) fn new(ledger: Ledger) -> Self {
         Self(std::sync::Arc::new(std::sync::Mutex::new(ledger)))
+    }
+
+    /// Opens (creating if needed) the ledger in run directory `dir`, as [`Ledger::open`], on the
+    /// blocking pool: opening may wait for another process's lock. Works on any tokio runtime,
+    /// a current-thread one included.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open`]; when the blocking pool could not run it.
+    pub(crate) async fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.to_owned();
+        let ledger = promote_core::blocking::run(move || Ledger::open(&dir)).await??;
+        Ok(Self::new(ledger))
     }
 
     /// Runs `f` on the ledger.

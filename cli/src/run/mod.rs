@@ -31,7 +31,7 @@ use promote_core::Mode;
 use tokio::sync::{Notify, Semaphore};
 
 use self::item::{Ctx, Done};
-use self::ledger::{Db, Ledger, now_ms};
+use self::ledger::{Db, now_ms};
 use self::manifest::Item;
 use self::report::{ItemReport, Summary};
 use self::shards::{Lease, Leases, LedgerLeases};
@@ -92,8 +92,7 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     for dir in [&partials, &spool] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let ledger = tokio::task::block_in_place(|| Ledger::open(&out))?;
-    let db = Db::new(ledger);
+    let db = Db::open(&out).await?;
     let jobs: Vec<String> = items.iter().map(job::key).collect();
     let planned: Vec<(String, String, String)> =
         items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string(), i.source_text.clone())).collect();
@@ -155,25 +154,28 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     progress.finish();
     outcome?;
 
-    let mut done: Vec<Option<Done>> = vec![None; work.items.len()];
+    let mut ran: Vec<Option<Done>> = vec![None; work.items.len()];
     for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-        done[index] = Some(result);
+        ran[index] = Some(result);
     }
     let fates = work.fates.into_inner();
     let failed_elsewhere = work.failed_elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    for (index, slot) in done.iter_mut().enumerate() {
-        if slot.is_some() {
-            continue;
-        }
-        let job = work.jobs[index].clone();
-        *slot = Some(if fates[index / shard_size] == Fate::DoneElsewhere {
-            Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
-        } else {
-            let row = db.call(move |l| l.job(&job)).await?;
-            Done::from_ledger(row.as_ref())
+    let mut done = Vec::with_capacity(ran.len());
+    for (index, slot) in ran.into_iter().enumerate() {
+        done.push(match slot {
+            Some(result) => result,
+            None => {
+                let job = work.jobs[index].clone();
+                if fates[index / shard_size] == Fate::DoneElsewhere {
+                    Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
+                } else {
+                    let row = db.call(move |l| l.job(&job)).await?;
+                    Done::from_ledger(row.as_ref())
+                }
+            }
         });
     }
-    reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d.as_ref().expect("filled"))));
+    reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d)));
     finish(&plan, Summary::new(reports, started.elapsed()))
 }
 
@@ -234,11 +236,14 @@ impl Work {
     /// than it can work on, and one slow item never holds up the rest.
     async fn drive(&self) -> anyhow::Result<()> {
         let mut running = FuturesUnordered::new();
+        // Ends when every shard is done by someone. Waiting on shards others hold is bounded by
+        // their leases: a holder that stops renewing loses its shard to us after `lease`.
         loop {
             if self.unstarted.load(Ordering::Acquire) == 0 {
                 // Keep the items in flight moving while leasing (a lease may be a network call).
                 let leasing = self.next_shard();
                 tokio::pin!(leasing);
+                // Ends with the lease call (each running item only shortens `running`).
                 let (next, waiting) = loop {
                     tokio::select! {
                         leased = &mut leasing => break leased?,
@@ -306,9 +311,11 @@ impl Work {
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
             let (leases, lost) = (Arc::clone(&self.leases), Arc::clone(&lost));
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(leases.lease() / 3);
                 tick.tick().await;
+                // Ends when the lease is lost, or when `renewer` is dropped (the shard is
+                // finished, or this runner was dropped mid-way).
                 loop {
                     tick.tick().await;
                     match leases.renew(shard as u64).await {
@@ -326,7 +333,7 @@ impl Work {
                         }
                     }
                 }
-            })
+            }))
         };
         futures_util::stream::iter(self.range(shard))
             .for_each_concurrent(None, |index| {
@@ -345,7 +352,7 @@ impl Work {
                 }
             })
             .await;
-        renewer.abort();
+        drop(renewer);
         let fate = if lost.load(Ordering::Relaxed) {
             Fate::Pending
         } else {
@@ -365,5 +372,15 @@ impl Work {
         };
         self.fates.lock().await[shard] = fate;
         Ok(())
+    }
+}
+
+/// A task that is aborted when this is dropped: a shard runner dropped mid-way (an error ended
+/// the run) stops renewing its lease instead of holding it for as long as the runtime lives.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

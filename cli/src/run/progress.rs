@@ -76,6 +76,7 @@ impl Progress {
             let every = if me.plain { PLAIN_EVERY } else { Duration::from_millis(200) };
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
+            // Ends when the caller aborts the returned handle (after the run).
             loop {
                 tick.tick().await;
                 match &me.bar {

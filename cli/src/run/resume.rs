@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use promote_core::{Digest, Digester};
@@ -51,7 +52,8 @@ impl Decision {
 #[derive(Debug)]
 pub(crate) struct Partial {
     path: PathBuf,
-    file: File,
+    /// Shared with the blocking pool while an fsync runs there (see [`Self::sync`]).
+    file: Arc<File>,
     digester: Digester,
     unsynced: u64,
     last_sync: Instant,
@@ -77,7 +79,7 @@ impl Partial {
     fn new(path: &Path, file: File, digester: Digester) -> Self {
         Self {
             path: path.to_owned(),
-            file,
+            file: Arc::new(file),
             digester,
             unsynced: 0,
             last_sync: Instant::now(),
@@ -107,6 +109,7 @@ impl Partial {
         let mut digester = Digester::new();
         let mut buf = vec![0u8; 1 << 20];
         file.seek(SeekFrom::Start(0))?;
+        // Ends at the end of the file, just cut to `checkpoint.offset` bytes.
         loop {
             let n = file.read(&mut buf)?;
             if n == 0 {
@@ -123,6 +126,18 @@ impl Partial {
         partial.last_modified.clone_from(&checkpoint.last_modified);
         partial.total = checkpoint.total;
         Ok(Some(partial))
+    }
+
+    /// [`Self::reopen`] on the blocking pool (it reads the whole prefix back), so it works on
+    /// any tokio runtime, a current-thread one included.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::reopen`]; when the blocking pool could not run it.
+    pub(crate) async fn reopened(path: &Path, checkpoint: Checkpoint) -> std::io::Result<Option<Self>> {
+        let path = path.to_owned();
+        let reopened = promote_core::blocking::run(move || Self::reopen(&path, &checkpoint)).await;
+        reopened.map_err(std::io::Error::other)?
     }
 
     /// The file.
@@ -155,7 +170,7 @@ impl Partial {
     ///
     /// When the write fails (disk full).
     pub(crate) fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(chunk)?;
+        (&*self.file).write_all(chunk)?;
         self.digester.update(chunk);
         self.unsynced += chunk.len() as u64;
         Ok(())
@@ -170,9 +185,11 @@ impl Partial {
     ///
     /// # Errors
     ///
-    /// When fsync fails.
-    pub(crate) fn sync(&mut self) -> std::io::Result<Checkpoint> {
-        tokio::task::block_in_place(|| self.file.sync_data())?;
+    /// When fsync fails, or the blocking pool could not run it.
+    pub(crate) async fn sync(&mut self) -> std::io::Result<Checkpoint> {
+        // On tokio's blocking pool, not the async worker (works on a current-thread runtime too).
+        let file = Arc::clone(&self.file);
+        promote_core::blocking::run(move || file.sync_data()).await.map_err(std::io::Error::other)??;
         self.unsynced = 0;
         self.last_sync = Instant::now();
         Ok(self.checkpoint())
@@ -196,7 +213,7 @@ impl Partial {
     /// When the file cannot be truncated.
     pub(crate) fn reset(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
-        self.file.seek(SeekFrom::Start(0))?;
+        (&*self.file).seek(SeekFrom::Start(0))?;
         self.digester = Digester::new();
         self.unsynced = 0;
         (self.etag, self.last_modified, self.total) = (None, None, None);
@@ -259,6 +276,22 @@ mod tests {
         assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "short file");
         std::fs::remove_file(&path).unwrap();
         assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "missing file");
+    }
+
+    /// `tokio::test` runs on a current-thread runtime, where `block_in_place` would panic.
+    #[tokio::test]
+    async fn sync_and_reopen_work_on_a_current_thread_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.write(b"01234").unwrap();
+        let cp = partial.sync().await.unwrap();
+        assert_eq!(cp.offset, 5);
+        assert!(!partial.due(), "a sync starts the next checkpoint interval");
+        drop(partial);
+        let kept = Partial::reopened(&path, cp).await.unwrap().expect("prefix checks out");
+        assert_eq!(kept.digest().sha256, Sha256::of(b"01234"));
     }
 
     #[test]

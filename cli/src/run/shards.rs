@@ -41,6 +41,7 @@ pub(crate) fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String
 /// start time, nonce) as JSON. Two processes never share one, even across PID reuse or
 /// containers.
 pub(crate) fn owner() -> String {
+    // A derived record of strings and integers always serializes.
     serde_json::to_string(&Owner::me()).expect("an owner serializes")
 }
 
