@@ -314,6 +314,7 @@ impl Claims {
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
             written_at_ms: unix_ms(self.clock.now()),
         };
+        // A derived record of strings and integers always serializes.
         Bytes::from(serde_json::to_vec(&record).expect("a claim record serializes"))
     }
 
