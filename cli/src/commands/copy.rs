@@ -36,7 +36,7 @@ fn side(text: &str) -> anyhow::Result<Side> {
         return Err(usage(format!("{:?} is not TARGET:KEY or TARGET:PREFIX/ (a target named in the config)", text)));
     };
     let path = match rest {
-        "" | "/" => Path::Prefix(None),
+        "/" => Path::Prefix(None),
         p if p.ends_with('/') => Path::Prefix(Some(parse_key(p.trim_end_matches('/'))?)),
         p => Path::Key(parse_key(p)?),
     };
