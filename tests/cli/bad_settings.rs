@@ -271,3 +271,17 @@ fn a_value_from_an_aws_variable_names_that_variable() {
     assert_code(&out, 6);
     one_line_with(&stderr(&out), "(targets.archive.bucket, from environment variable AWS_BUCKET)", &out);
 }
+
+#[test]
+fn copy_names_the_target_whose_setting_is_bad() {
+    let s = Scratch::new();
+    s.file("a", b"the bytes");
+    let config = "[targets.src]\nkind = \"local\"\nroot = \"src\"\n\n\
+                  [targets.dst]\nkind = \"s3\"\nbucket = \"promote-test\"\nendpoint = \"127.0.0.1:9000\"\n";
+    let file = s.file("promote.toml", config.as_bytes());
+    assert_code(&s.run(&["--target", "src", "put", "a", "k"]), 0);
+    let out = s.run(&["copy", "src:k", "dst:k"]);
+    assert_code(&out, 2);
+    let want = format!("targets.dst.endpoint = \"127.0.0.1:9000\" (from {})", file.display());
+    one_line_with(&stderr(&out), &want, &out);
+}
