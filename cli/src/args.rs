@@ -243,9 +243,8 @@ pub(crate) struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
-    /// Only keys starting with this.
-    #[arg(default_value = "")]
-    pub(crate) prefix: String,
+    /// Only keys starting with this (default, or `/`: the top of the store).
+    pub(crate) prefix: Option<String>,
     /// One JSON object per key.
     #[arg(long)]
     pub(crate) json: bool,
@@ -274,7 +273,7 @@ pub(crate) struct RmArgs {
     /// Remove every object under each PREFIX.
     #[arg(short, long)]
     pub(crate) recursive: bool,
-    /// With -r and an empty prefix (`""`): remove everything in the store.
+    /// With -r and the prefix `/` (the top of the store): remove everything in the store.
     #[arg(long, requires = "recursive")]
     pub(crate) all: bool,
     /// A missing key is not an error.

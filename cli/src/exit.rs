@@ -17,7 +17,8 @@ pub(crate) const CONFLICT: u8 = 3;
 pub(crate) const VERIFY: u8 = 4;
 /// No object at that key.
 pub(crate) const NOT_FOUND: u8 = 5;
-/// The backend or local I/O failed (disk full, network, permissions); retry may help.
+/// The backend or local I/O failed (disk full, network, permissions; retry may help), or the
+/// storage the settings name does not exist (an S3 bucket).
 pub(crate) const IO: u8 = 6;
 /// `config validate` found the configuration invalid (every problem is listed above).
 pub(crate) const INVALID_CONFIG: u8 = 7;
@@ -37,12 +38,13 @@ impl std::error::Error for Usage {}
 /// The exit code for a core error.
 pub(crate) fn code_for(err: &Error) -> u8 {
     match err {
-        Error::InvalidKey { .. } | Error::Unsupported { .. } | Error::Config { .. } => USAGE,
+        Error::InvalidKey { .. } | Error::Unsupported { .. } | Error::Config { .. } | Error::BadSetting { .. } => USAGE,
         Error::AlreadyExists { .. } | Error::Conflict { .. } | Error::VersionMismatch { .. } => CONFLICT,
         Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Damaged { .. } | Error::Modified { .. } => {
             VERIFY
         }
         Error::NotFound { .. } => NOT_FOUND,
+        Error::StorageMissing { .. } => IO,
         _ => IO,
     }
 }

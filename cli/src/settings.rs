@@ -590,6 +590,34 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+/// The error with a storage setting it names ([`Error::BadSetting`], [`Error::StorageMissing`])
+/// named by the table in force (`targets.archive.bucket`) and the setting's source; any other
+/// error unchanged.
+pub(crate) fn located(err: anyhow::Error, loaded: &Loaded) -> anyhow::Error {
+    located_in(err, &loaded.figment, &loaded.origin.table(), loaded.backend.as_ref())
+}
+
+/// [`located`] for the backend `config` read from `table` of `figment`.
+pub(crate) fn located_in(
+    mut err: anyhow::Error,
+    figment: &Figment,
+    table: &str,
+    config: &dyn BackendConfig,
+) -> anyhow::Error {
+    if let Some(core) = err.downcast_mut::<Error>() {
+        let taken = std::mem::replace(core, Error::config(String::new()));
+        *core = taken.located(table, |key| {
+            promote_core::setting_origin(figment, key).or_else(|| {
+                // Not in the configuration: a standard variable (`AWS_BUCKET`) may have set it.
+                let name = key.rsplit('.').next().unwrap_or(key);
+                let found = config.environment_values().into_iter().find(|(setting, _, _)| setting == name);
+                found.map(|(_, var, _)| format!("environment variable {var}"))
+            })
+        });
+    }
+    err
+}
+
 /// Opens the configured backend.
 pub(crate) async fn open(loaded: &Loaded) -> anyhow::Result<promote_core::Store> {
     open_config(loaded.backend.as_ref()).await

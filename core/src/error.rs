@@ -107,6 +107,33 @@ pub enum Error {
         /// What is wrong and where.
         message: String,
     },
+    /// A setting's value cannot work (an endpoint that is no URL, a bucket name S3 refuses):
+    /// caught before any request. A backend names the setting by its own table (`backend.X`);
+    /// [`Error::located`] names it by its place in the configuration and its source.
+    #[error("{setting} = {value:?}{}: {reason}", from_origin(origin))]
+    BadSetting {
+        /// The dotted setting, e.g. `targets.archive.endpoint`.
+        setting: String,
+        /// The value as given.
+        value: String,
+        /// Where the value came from (a file, a variable), when known.
+        origin: Option<String>,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+    /// The store the settings point at does not exist (an S3 bucket); nothing was read or
+    /// written. Known from the server's answer (S3's `NoSuchBucket`), never from its wording.
+    #[error("{store} does not exist at {location} ({setting}{}); create it or correct the setting", from_comma(origin))]
+    StorageMissing {
+        /// What is missing, e.g. `bucket "archive"`.
+        store: String,
+        /// Where it was looked for (the endpoint).
+        location: String,
+        /// The setting that names it, e.g. `targets.archive.bucket`.
+        setting: String,
+        /// Where that setting's value came from, when known.
+        origin: Option<String>,
+    },
     /// A local I/O operation failed.
     #[error("{context}")]
     Io {
@@ -158,6 +185,46 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// ` (from ORIGIN)`, or nothing.
+fn from_origin(origin: &Option<String>) -> String {
+    origin.as_ref().map(|o| format!(" (from {o})")).unwrap_or_default()
+}
+
+/// `, from ORIGIN`, or nothing.
+fn from_comma(origin: &Option<String>) -> String {
+    origin.as_ref().map(|o| format!(", from {o}")).unwrap_or_default()
+}
+
+impl Error {
+    /// Names a backend's setting by its place in the configuration: in a
+    /// [`BadSetting`](Error::BadSetting) or [`StorageMissing`](Error::StorageMissing),
+    /// `backend.bucket` becomes `targets.archive.bucket` for `table = "targets.archive"`, and a
+    /// missing origin is asked of `origin_of` (given the full dotted setting). Every other error
+    /// comes back unchanged.
+    #[must_use]
+    pub fn located(mut self, table: &str, origin_of: impl FnOnce(&str) -> Option<String>) -> Self {
+        if let Self::BadSetting { setting, origin, .. } | Self::StorageMissing { setting, origin, .. } = &mut self {
+            if let Some(rest) = setting.strip_prefix("backend.") {
+                *setting = format!("{table}.{rest}");
+            }
+            if origin.is_none() {
+                *origin = origin_of(setting);
+            }
+        }
+        self
+    }
+}
+
+/// Where the value at the dotted `key` of `figment` came from, for a message: the file's path,
+/// `environment variable PROMOTE_…`, or the layer's name; `None` when no layer sets it.
+pub fn setting_origin(figment: &figment::Figment, key: &str) -> Option<String> {
+    let meta = figment.find_metadata(key)?;
+    Some(match &meta.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        _ => origin(meta, key),
+    })
 }
 
 impl From<figment::Error> for Error {

@@ -94,7 +94,7 @@ mod verify;
 
 pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedCopy, StagedWrite};
 pub use claims::{Claims, ControlStore, HeldClaim};
-pub use error::{BoxError, Error};
+pub use error::{BoxError, Error, setting_origin};
 pub use file_copy::STAGE_COPY_MIN;
 pub use group_commit::GroupCommit;
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};

@@ -31,8 +31,9 @@ pub trait BackendConfig: Send + Sync + fmt::Debug {
 
     /// Checks everything that can be checked without touching storage (numbers in range,
     /// required settings present, secret files readable), for `promote config validate`.
-    /// Returns every problem found, each one line naming the setting. Default: none.
-    fn check(&self) -> Vec<String> {
+    /// Returns every problem found: [`Error::Config`] (one line naming the setting as
+    /// `backend.X`) or [`Error::BadSetting`]. Default: none.
+    fn check(&self) -> Vec<Error> {
         Vec::new()
     }
 
@@ -180,9 +181,19 @@ impl Registry {
         };
         let (config, mut problems) = crate::problems::all(figment, table, |f| load(f, table));
         if let Some(config) = config {
-            problems.extend(config.check().into_iter().map(|message| crate::problems::Problem {
-                key: table.to_owned(),
-                message: message.replace("backend.", &format!("{table}.")),
+            problems.extend(config.check().into_iter().map(|err| match err {
+                Error::Config { message } => crate::problems::Problem {
+                    key: table.to_owned(),
+                    message: message.replace("backend.", &format!("{table}.")),
+                },
+                other => {
+                    let other = other.located(table, |key| crate::error::setting_origin(figment, key));
+                    let key = match &other {
+                        Error::BadSetting { setting, .. } => setting.clone(),
+                        _ => table.to_owned(),
+                    };
+                    crate::problems::Problem { key, message: other.to_string() }
+                }
             }));
         }
         problems

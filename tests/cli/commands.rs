@@ -57,7 +57,7 @@ fn rm_takes_many_keys_prefixes_and_force_and_prunes_empty_dirs() {
     assert_eq!(stdout(&out), "removed c\nremoved top/a\n");
     assert_code(&s.run(&["rm", "c"]), 5);
     assert_code(&s.run(&["rm", "-f", "c"]), 0);
-    let out = s.run(&["rm", "-r", ""]);
+    let out = s.run(&["rm", "-r", "/"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
     assert_code(&s.run(&["rm", "-r", "top/"]), 0);
@@ -65,7 +65,7 @@ fn rm_takes_many_keys_prefixes_and_force_and_prunes_empty_dirs() {
     assert!(s.root().exists(), "the root stays");
 
     let s = populated();
-    assert_code(&s.run(&["rm", "-r", "--all", ""]), 0);
+    assert_code(&s.run(&["rm", "-r", "--all", "/"]), 0);
     assert_eq!(stdout(&s.run(&["ls", "-r"])), "");
 }
 

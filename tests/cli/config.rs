@@ -151,7 +151,7 @@ fn missing_s3_credentials_say_where_promote_looked() {
     }
     let out = cmd
         .env("PROMOTE_BACKEND__KIND", "s3")
-        .env("PROMOTE_BACKEND__BUCKET", "b")
+        .env("PROMOTE_BACKEND__BUCKET", "bucket")
         .env("PROMOTE_BACKEND__ENDPOINT", "http://127.0.0.1:9")
         .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
         .output()

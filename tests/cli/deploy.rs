@@ -171,7 +171,7 @@ region = "eu-west-1"
         .replace("[1]", "true")
         .replace("rot =", "root =")
         .replace("archiv\"", "archive\"")
-        .replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nbucket = \"b\"");
+        .replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nbucket = \"bucket\"");
     s.file("promote.toml", good.as_bytes());
     let out = s.run(&["config", "validate"]);
     assert_code(&out, 0);

@@ -24,7 +24,7 @@ use crate::config::{ConditionalWrites, S3Config};
 use crate::control::ObjectControl;
 use crate::staged::ObjectStaged;
 use crate::uploads::{self, Marker};
-use crate::{digests, errors, probe};
+use crate::{digests, errors, missing, probe};
 
 /// The user-metadata name the SHA-256 is stored under (`x-amz-meta-promote-sha256` on S3).
 pub(crate) const DIGEST_METADATA: &str = "promote-sha256";
@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) concurrency: usize,
     /// The server answered 501 to `If-Match` on DELETE (see `control`).
     pub(crate) delete_ignores_if_match: AtomicBool,
+    /// The bucket answered once, so a HEAD's 404 means a missing key (see `missing`).
+    pub(crate) bucket_seen: AtomicBool,
     /// Largest object the server accepts (S3: 5 TiB); a larger known size is refused up front.
     pub(crate) max_object_size: u64,
     /// How create-only is decided (`Probe`: by `probe`, on the first create-only publish).
@@ -215,6 +217,7 @@ impl ObjectStoreBackend {
             part_size: config.part_size as usize,
             concurrency: config.upload_concurrency,
             delete_ignores_if_match: AtomicBool::new(false),
+            bucket_seen: AtomicBool::new(false),
             max_object_size: config.max_object_size,
             conditional_writes: config.conditional_writes,
             probe: tokio::sync::OnceCell::new(),
@@ -239,6 +242,7 @@ impl ObjectStoreBackend {
                 part_size: 8 << 20,
                 concurrency: 1,
                 delete_ignores_if_match: AtomicBool::new(false),
+                bucket_seen: AtomicBool::new(false),
                 max_object_size: u64::MAX,
                 conditional_writes: ConditionalWrites::Trust,
                 probe: tokio::sync::OnceCell::new(),
@@ -328,12 +332,11 @@ impl Backend for ObjectStoreBackend {
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
         let path = self.inner.path(key);
-        let got = self
-            .inner
-            .store
-            .get_opts(&path, GetOptions::new().with_head(true))
-            .await
-            .map_err(|e| self.err(e, key.as_str(), "reading metadata of"))?;
+        let got = match self.inner.store.get_opts(&path, GetOptions::new().with_head(true)).await {
+            Ok(got) => got,
+            Err(e) => return Err(missing::after_head(&self.inner, &path, e, key.as_str(), "reading metadata of").await),
+        };
+        self.inner.bucket_seen.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut sha256 =
             got.attributes.get(&Attribute::Metadata(DIGEST_METADATA.into())).and_then(|v| v.as_ref().parse().ok());
         if let (None, Some(etag), Some(_)) = (&sha256, &got.meta.e_tag, &self.inner.multipart) {

@@ -70,7 +70,9 @@ impl HttpService for ConditionalService {
         if let Some((name, value)) = self.conditions.for_request(&req) {
             req.headers_mut().insert(name, value);
         }
-        crate::faults::check(self.inner.execute(req).await?).await
+        let uri = req.uri();
+        let endpoint = uri.scheme_str().zip(uri.authority()).map(|(scheme, host)| format!("{scheme}://{host}"));
+        crate::faults::check(self.inner.execute(req).await?, endpoint).await
     }
 }
 

@@ -206,11 +206,13 @@ impl S3Config {
         }
     }
 
-    /// Checks the numbers make sense.
+    /// Checks the numbers make sense, and that the endpoint, region and bucket in force (from
+    /// the config, else the `AWS_*` environment) are ones S3 accepts.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the setting.
+    /// [`Error::Config`] naming the setting; [`Error::BadSetting`] for an endpoint, region or
+    /// bucket that cannot work (see `names`).
     pub fn validate(&self) -> Result<(), Error> {
         const MIN_PART: u64 = 5 << 20;
         const MAX_PART: u64 = 5 << 30;
@@ -238,7 +240,44 @@ impl S3Config {
                 self.prefix
             )));
         }
-        Ok(())
+        match self.bad_settings().into_iter().next() {
+            Some(bad) => Err(bad),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Variables object_store reads for the endpoint, the region and the bucket, in order.
+const ENDPOINT_VARS: &[&str] = &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"];
+const REGION_VARS: &[&str] = &["AWS_REGION", "AWS_DEFAULT_REGION"];
+const BUCKET_VARS: &[&str] = &["AWS_BUCKET", "AWS_BUCKET_NAME"];
+
+/// The value in force: the config's (origin unknown here: the caller's configuration knows),
+/// else the first of `vars` that is set, with that variable as its origin.
+fn in_force(given: &Option<String>, vars: &[&str]) -> Option<(String, Option<String>)> {
+    match given {
+        Some(value) => Some((value.clone(), None)),
+        None => vars.iter().find_map(|v| env(v).map(|value| (value, Some(format!("environment variable {v}"))))),
+    }
+}
+
+impl S3Config {
+    /// The endpoint, region and bucket in force that S3 would not accept, each an
+    /// [`Error::BadSetting`].
+    fn bad_settings(&self) -> Vec<Error> {
+        let mut bad = Vec::new();
+        let mut check =
+            |name: &str, found: Option<(String, Option<String>)>, verdict: &dyn Fn(&str) -> Result<(), String>| {
+                if let Some((value, origin)) = found
+                    && let Err(reason) = verdict(&value)
+                {
+                    bad.push(Error::BadSetting { setting: format!("backend.{name}"), value, origin, reason });
+                }
+            };
+        check("endpoint", in_force(&self.endpoint, ENDPOINT_VARS), &|v| crate::names::endpoint(v, self.allow_http));
+        check("region", in_force(&self.region, REGION_VARS), &crate::names::region);
+        check("bucket", in_force(&self.bucket, BUCKET_VARS), &crate::names::bucket);
+        bad
     }
 }
 
@@ -330,7 +369,7 @@ impl S3Config {
 
     /// The bucket in force: the setting, else `AWS_BUCKET` / `AWS_BUCKET_NAME`.
     fn effective_bucket(&self) -> Option<String> {
-        self.bucket.clone().or_else(|| env("AWS_BUCKET")).or_else(|| env("AWS_BUCKET_NAME"))
+        in_force(&self.bucket, BUCKET_VARS).map(|(bucket, _)| bucket)
     }
 }
 
@@ -340,20 +379,20 @@ impl BackendConfig for S3Config {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(Error::Config { message }) = self.validate() {
-            problems.push(message);
+    fn check(&self) -> Vec<Error> {
+        let mut problems = self.bad_settings();
+        if let Err(err @ Error::Config { .. }) = self.validate() {
+            problems.push(err);
         }
         if self.effective_bucket().is_none() {
-            problems.push("backend.bucket is not set (nor AWS_BUCKET); name the bucket".into());
+            problems.push(Error::config("backend.bucket is not set (nor AWS_BUCKET); name the bucket"));
         }
         // Secret files and credentials belong to the machine that runs promote, not to the
         // config (CI validates without them); only contradictions are problems here.
         for name in ["access_key_id", "secret_access_key", "session_token"] {
             let value = serde_json::to_value(self).unwrap_or_default();
             if !value[name].is_null() && !value[format!("{name}_file")].is_null() {
-                problems.push(format!("backend.{name} and backend.{name}_file are both set; keep one"));
+                problems.push(Error::config(format!("backend.{name} and backend.{name}_file are both set; keep one")));
             }
         }
         problems
@@ -368,9 +407,9 @@ impl BackendConfig for S3Config {
                 found.push((setting.to_owned(), var.to_owned(), value));
             }
         };
-        first("bucket", &self.bucket, &["AWS_BUCKET", "AWS_BUCKET_NAME"]);
-        first("region", &self.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]);
-        first("endpoint", &self.endpoint, &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
+        first("bucket", &self.bucket, BUCKET_VARS);
+        first("region", &self.region, REGION_VARS);
+        first("endpoint", &self.endpoint, ENDPOINT_VARS);
         found
     }
 
@@ -422,15 +461,31 @@ mod tests {
     #[test]
     fn a_bad_prefix_is_a_config_error_not_a_panic() {
         for bad in ["a//b", "../up", "x/./y", "tab\there", "team/.promote/x", "nul\0"] {
-            let config = S3Config { prefix: bad.into(), ..S3Config::for_bucket("b") };
+            let config = S3Config { prefix: bad.into(), ..S3Config::for_bucket("bucket") };
             match config.validate() {
                 Err(Error::Config { message }) => assert!(message.contains("backend.prefix"), "{bad:?}: {message}"),
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
         for good in ["", "/", "team/", "/team/runs/", "with space/a~b#c%d[e]f{g}h^i|j"] {
-            let config = S3Config { prefix: good.into(), ..S3Config::for_bucket("b") };
+            let config = S3Config { prefix: good.into(), ..S3Config::for_bucket("bucket") };
             config.validate().unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn endpoint_region_and_bucket_are_checked_and_named() {
+        let cases = [
+            ("endpoint", S3Config { endpoint: Some("127.0.0.1:9000".into()), ..S3Config::for_bucket("bucket") }),
+            ("region", S3Config { region: Some("us east".into()), ..S3Config::for_bucket("bucket") }),
+            ("bucket", S3Config::for_bucket("Bad_Bucket")),
+        ];
+        for (name, config) in cases {
+            match config.validate() {
+                Err(Error::BadSetting { setting, origin: None, .. }) => assert_eq!(setting, format!("backend.{name}")),
+                other => panic!("{name}: {other:?}"),
+            }
+            assert_eq!(config.check().len(), 1, "{name}: config validate reports it");
         }
     }
 

@@ -23,6 +23,9 @@ pub(crate) fn is_retryable(err: &object_store::Error) -> bool {
 /// Maps an object_store error about `key` while doing `what`.
 pub(crate) fn map(err: object_store::Error, backend: &str, key: &str, what: &str) -> Error {
     use object_store::Error as E;
+    if let Some(fault) = faults::find(&err).filter(|f| f.is_missing_bucket()) {
+        return missing_bucket(fault);
+    }
     match err {
         E::NotFound { .. } => Error::NotFound { key: key.to_owned() },
         E::AlreadyExists { .. } => Error::AlreadyExists { key: key.to_owned() },
@@ -44,6 +47,17 @@ pub(crate) fn map(err: object_store::Error, backend: &str, key: &str, what: &str
     }
 }
 
+/// S3's `NoSuchBucket` as [`Error::StorageMissing`]: the bucket and endpoint from the answer;
+/// the setting as the backend knows it (the caller's configuration names its table and source).
+fn missing_bucket(fault: &faults::Fault) -> Error {
+    Error::StorageMissing {
+        store: fault.bucket.as_ref().map_or_else(|| "the bucket".to_owned(), |b| format!("bucket {b:?}")),
+        location: fault.endpoint.clone().unwrap_or_else(|| "the endpoint".to_owned()),
+        setting: "backend.bucket".into(),
+        origin: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::StatusCode;
@@ -53,7 +67,13 @@ mod tests {
     use crate::faults::Fault;
 
     fn with_fault(status: u16, code: &str) -> object_store::Error {
-        let fault = Fault { status: StatusCode::from_u16(status).unwrap(), code: Some(code.into()), message: None };
+        let fault = Fault {
+            status: StatusCode::from_u16(status).unwrap(),
+            code: Some(code.into()),
+            message: None,
+            bucket: None,
+            endpoint: None,
+        };
         object_store::Error::Generic { store: "S3", source: Box::new(HttpError::new(HttpErrorKind::Unknown, fault)) }
     }
 
@@ -77,5 +97,13 @@ mod tests {
         let text = "Server returned non-2xx status code: 503 Service Unavailable: timed out connection";
         assert!(!retryable(object_store::Error::Generic { store: "S3", source: text.into() }));
         assert!(!retryable(object_store::Error::PermissionDenied { path: "k".into(), source: "403".into() }));
+    }
+
+    #[test]
+    fn no_such_bucket_is_storage_missing_not_a_missing_key() {
+        match map(with_fault(404, "NoSuchBucket"), "s3", "k", "reading") {
+            Error::StorageMissing { setting, .. } => assert_eq!(setting, "backend.bucket"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -29,6 +29,10 @@ pub(crate) struct Fault {
     pub(crate) code: Option<String>,
     /// The S3 error message (`<Message>`), for people.
     pub(crate) message: Option<String>,
+    /// The bucket the answer names (`<BucketName>`), when it names one.
+    pub(crate) bucket: Option<String>,
+    /// Where the request went: its URL's scheme and host, e.g. `http://127.0.0.1:9000`.
+    pub(crate) endpoint: Option<String>,
 }
 
 impl fmt::Display for Fault {
@@ -52,6 +56,11 @@ impl Fault {
             || self.status == StatusCode::TOO_MANY_REQUESTS
             || self.status == StatusCode::REQUEST_TIMEOUT
             || self.code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+    }
+
+    /// S3's 404 NoSuchBucket: the bucket itself does not exist (not the key).
+    pub(crate) fn is_missing_bucket(&self) -> bool {
+        self.code.as_deref() == Some("NoSuchBucket")
     }
 
     /// S3's 409 ConditionalRequestConflict: another conditional write on the key is in flight.
@@ -85,20 +94,33 @@ pub(crate) fn transport(err: &(dyn StdError + 'static)) -> Option<HttpErrorKind>
 }
 
 /// Passes a response through, or turns a failed one that object_store would report only as
-/// "generic" into a [`Fault`] error (see the module docs).
-pub(crate) async fn check(resp: HttpResponse) -> Result<HttpResponse, HttpError> {
+/// "generic" (or, for a missing bucket, as a missing key) into a [`Fault`] error (see the module
+/// docs). `endpoint` is where the request went.
+pub(crate) async fn check(resp: HttpResponse, endpoint: Option<String>) -> Result<HttpResponse, HttpError> {
     let status = resp.status();
-    let mapped_by_object_store =
-        [StatusCode::NOT_FOUND, StatusCode::PRECONDITION_FAILED, StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED];
+    let mapped_by_object_store = [StatusCode::PRECONDITION_FAILED, StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED];
     if status.as_u16() < 400 || mapped_by_object_store.contains(&status) {
         return Ok(resp);
     }
     let (parts, body) = resp.into_parts();
     let body = body.bytes().await?;
     let xml = String::from_utf8_lossy(&body);
-    let fault = Fault { status, code: element(&xml, "Code"), message: element(&xml, "Message") };
-    // object_store reads a 409 as "already exists": leave it that, unless S3 says otherwise.
-    if status == StatusCode::CONFLICT && !fault.is_retryable() {
+    let fault = Fault {
+        status,
+        code: element(&xml, "Code"),
+        message: element(&xml, "Message"),
+        bucket: element(&xml, "BucketName"),
+        endpoint,
+    };
+    // object_store reads a 404 as "no such key" and a 409 as "already exists": leave them that,
+    // unless S3 says the bucket is missing, or that a 409 is worth retrying. (A HEAD's 404 has
+    // no body to say which: see `missing`.)
+    let passes = match status {
+        StatusCode::NOT_FOUND => !fault.is_missing_bucket(),
+        StatusCode::CONFLICT => !fault.is_retryable(),
+        _ => false,
+    };
+    if passes {
         return Ok(HttpResponse::from_parts(parts, HttpResponseBody::from(body)));
     }
     let kind = if fault.is_retryable() { HttpErrorKind::Request } else { HttpErrorKind::Unknown };
@@ -126,7 +148,7 @@ mod tests {
     }
 
     async fn fault_of(status: u16, code: &str) -> (HttpErrorKind, Fault) {
-        let err = check(response(status, &error_xml(code))).await.expect_err("a fault");
+        let err = check(response(status, &error_xml(code)), None).await.expect_err("a fault");
         let fault = find(&err).expect("the fault is in the chain").clone();
         (err.kind(), fault)
     }
@@ -154,16 +176,38 @@ mod tests {
     #[tokio::test]
     async fn answers_object_store_understands_pass_through_with_their_body() {
         for status in [200, 404, 412, 403, 409] {
-            let body = error_xml(if status == 409 { "BucketAlreadyOwnedByYou" } else { "X" });
-            let resp = check(response(status, &body)).await.expect("passed through");
+            let body = error_xml(match status {
+                409 => "BucketAlreadyOwnedByYou",
+                404 => "NoSuchKey",
+                _ => "X",
+            });
+            let resp = check(response(status, &body), None).await.expect("passed through");
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.into_body().bytes().await.expect("body"), body.as_bytes());
         }
     }
 
+    #[tokio::test]
+    async fn a_missing_bucket_is_a_fault_naming_the_bucket_and_endpoint() {
+        let xml = "<Error><Code>NoSuchBucket</Code><Message>m</Message><BucketName>gone</BucketName></Error>";
+        let err = check(response(404, xml), Some("http://127.0.0.1:9".into())).await.expect_err("a fault");
+        let fault = find(&err).expect("the fault is in the chain");
+        assert!(fault.is_missing_bucket() && !fault.is_retryable());
+        assert_eq!((fault.bucket.as_deref(), fault.endpoint.as_deref()), (Some("gone"), Some("http://127.0.0.1:9")));
+        assert_eq!(err.kind(), HttpErrorKind::Unknown, "object_store does not retry it");
+        let head = check(response(404, ""), None).await.expect("a bodiless 404 passes through");
+        assert_eq!(head.status().as_u16(), 404);
+    }
+
     #[test]
     fn the_fault_is_found_through_object_stores_error_chain() {
-        let fault = Fault { status: StatusCode::SERVICE_UNAVAILABLE, code: Some("SlowDown".into()), message: None };
+        let fault = Fault {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: Some("SlowDown".into()),
+            message: None,
+            bucket: None,
+            endpoint: None,
+        };
         let err = object_store::Error::Generic {
             store: "S3",
             source: Box::new(HttpError::new(HttpErrorKind::Request, fault.clone())),

@@ -63,6 +63,8 @@ mod digests;
 mod errors;
 mod faults;
 mod liveness;
+mod missing;
+mod names;
 mod parts;
 mod probe;
 mod staged;

@@ -130,12 +130,19 @@ impl OpendalConfig {
         }
     }
 
-    /// Checks the numbers make sense.
+    /// Checks the numbers make sense, and that an `endpoint` option is an absolute `http://` or
+    /// `https://` URL with a host (OpenDAL would quietly read `127.0.0.1:9000` as `https://…`).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the setting.
+    /// [`Error::Config`] naming the setting; [`Error::BadSetting`] for a bad endpoint.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(value) = self.options.get("endpoint")
+            && let Err(reason) = endpoint(value)
+        {
+            let setting = "backend.options.endpoint".into();
+            return Err(Error::BadSetting { setting, value: value.clone(), origin: None, reason });
+        }
         if self.scheme.trim().is_empty() {
             return Err(Error::config("backend.scheme is empty; name an OpenDAL service such as \"s3\" or \"azblob\""));
         }
@@ -149,10 +156,29 @@ impl OpendalConfig {
     }
 }
 
+/// Whether `value` is an absolute `http://` or `https://` URL with a host; else why not.
+fn endpoint(value: &str) -> Result<(), String> {
+    const EXAMPLE: &str = "e.g. https://storage.example.com or http://127.0.0.1:9000";
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) || value.is_empty() {
+        return Err(format!("an endpoint is a URL without spaces ({EXAMPLE})"));
+    }
+    let uri: http::Uri = value.parse().map_err(|e| format!("not a URL ({e}); {EXAMPLE}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Some("http" | "https") => Err(format!("no host in the URL; {EXAMPLE}")),
+        None => Err(format!("no scheme: write https://{value} or http://{value}")),
+        Some(other) => Err(format!("the scheme {other}:// is not supported; use https:// or http:// ({EXAMPLE})")),
+    }
+}
+
 #[async_trait]
 impl BackendConfig for OpendalConfig {
     fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn check(&self) -> Vec<Error> {
+        self.validate().err().into_iter().collect()
     }
 
     async fn open(&self) -> Result<Arc<dyn Backend>, Error> {

@@ -36,7 +36,7 @@ fn side(text: &str) -> anyhow::Result<Side> {
         return Err(usage(format!("{:?} is not TARGET:KEY or TARGET:PREFIX/ (a target named in the config)", text)));
     };
     let path = match rest {
-        "" | "/" => Path::Prefix(None),
+        "/" => Path::Prefix(None),
         p if p.ends_with('/') => Path::Prefix(Some(parse_key(p.trim_end_matches('/'))?)),
         p => Path::Key(parse_key(p)?),
     };
@@ -60,17 +60,31 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     let (src, dst) = (side(&args.src)?, side(&args.dst)?);
     // The source is only read: opening it creates nothing (a missing store is an error).
     let src_config = settings::with_target(loaded, &src.target)?;
-    let src_store = Store::new(src_config.open_existing().await.context("opening the source target")?);
+    // A bad setting names its target's table and source.
+    let locate = |err: anyhow::Error, target: &str, config: &dyn promote_core::BackendConfig| {
+        settings::located_in(err, &loaded.figment, &format!("targets.{target}"), config)
+    };
+    let src_store = Store::new(
+        src_config
+            .open_existing()
+            .await
+            .context("opening the source target")
+            .map_err(|err| locate(err, &src.target, src_config.as_ref()))?,
+    );
     let dst_config = settings::with_target(loaded, &dst.target)?;
     // A dry run creates nothing either: a destination store that does not exist yet is empty.
     let dst_store = if args.dry_run {
         match dst_config.open_existing().await {
             Ok(backend) => Some(Store::new(backend)),
             Err(Error::Config { message }) if message.contains("no store at") => None,
-            Err(err) => return Err(anyhow::Error::new(err).context("opening the destination target")),
+            Err(err) => {
+                let err = anyhow::Error::new(err).context("opening the destination target");
+                return Err(locate(err, &dst.target, dst_config.as_ref()));
+            }
         }
     } else {
-        Some(settings::open_config(dst_config.as_ref()).await?)
+        let opened = settings::open_config(dst_config.as_ref()).await;
+        Some(opened.map_err(|err| locate(err, &dst.target, dst_config.as_ref()))?)
     };
     let jobs = match (&src.path, &dst.path) {
         (Path::Key(key), Path::Key(to)) => vec![Job { src: key.clone(), dst: to.clone() }],

@@ -12,7 +12,7 @@ use crate::exit;
 use crate::output::{self, out};
 use crate::run::ledger::{Ledger, now_ms};
 use crate::run::shards::owner_alive;
-use crate::settings::Loaded;
+use crate::settings::{self, Loaded};
 
 struct Report {
     json: bool,
@@ -60,14 +60,14 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
     ledger(loaded, &mut report);
     let store = match super::open_existing(loaded).await {
         Ok(store) => store,
-        Err(err) => {
-            report.check("backend", Err(exit::one_line(&err)));
-            return Ok(ExitCode::from(exit::CHECK_FAILED));
-        }
+        Err(err) => return Ok(unusable(loaded, &mut report, err)),
     };
     let backend = store.backend();
     // Live checks first (S3: the create-only probe), so the capabilities below are what they found.
     if let Err(err) = backend.ready_for(&Mode::Create).await {
+        if matches!(err, Error::StorageMissing { .. }) {
+            return Ok(unusable(loaded, &mut report, err.into()));
+        }
         report.check("live checks", Err(err.to_string()));
     }
     let caps = backend.capabilities();
@@ -90,13 +90,13 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
         if caps.durable { "durable" } else { "NOT durable (no fsync)" }
     );
     report.check("capabilities", if caps.create_refused.is_none() { Ok(extras) } else { Err(extras) });
+    let listed = store.list("promote-doctor/").await;
+    if let Err(err @ Error::StorageMissing { .. }) = listed {
+        return Ok(unusable(loaded, &mut report, err.into()));
+    }
     report.check(
         "reachable",
-        store
-            .list("promote-doctor/")
-            .await
-            .map(|l| format!("listing works ({} probe objects)", l.len()))
-            .map_err(|e| e.to_string()),
+        listed.map(|l| format!("listing works ({} probe objects)", l.len())).map_err(|e| e.to_string()),
     );
     report.check(
         "staging",
@@ -130,6 +130,13 @@ pub(crate) async fn run(loaded: &Loaded, args: DoctorArgs) -> anyhow::Result<Exi
         }
         Ok(ExitCode::from(exit::CHECK_FAILED))
     }
+}
+
+/// A backend that cannot be opened, or whose storage does not exist: one failed check naming
+/// the setting and where it came from, and nothing further to check.
+fn unusable(loaded: &Loaded, report: &mut Report, err: anyhow::Error) -> ExitCode {
+    report.check("backend", Err(exit::one_line(&settings::located(err, loaded))));
+    ExitCode::from(exit::CHECK_FAILED)
 }
 
 /// The run ledger in the configured run directory, when there is one: schema version,

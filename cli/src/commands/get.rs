@@ -146,12 +146,13 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     if args.dest.as_os_str() == "-" {
         return Err(usage("get -r copies into a directory, not to stdout"));
     }
+    let prefix = super::parse_prefix(&args.key)?;
     let store = super::open_existing(loaded).await?;
-    let entries = store.list(&args.key).await?;
+    let entries = store.list(prefix).await?;
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());
     }
-    let base = args.key.rfind('/').map_or(0, |i| i + 1);
+    let base = prefix.rfind('/').map_or(0, |i| i + 1);
     let started = Instant::now();
     let total = entries.iter().map(|e| e.size).sum();
     let progress = Transfer::new(Some(total), Some(entries.len() as u64), args.quiet || args.json);

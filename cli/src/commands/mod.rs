@@ -45,7 +45,9 @@ pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let loaded = settings::load(&cli.global)?;
-    match cli.command {
+    // `copy` names its two targets' settings itself.
+    let copy = matches!(cli.command, Command::Copy(_));
+    let result = match cli.command {
         Command::Put(args) => put::run(&loaded, args).await,
         Command::Get(args) => get::run(&loaded, args).await,
         Command::Verify(args) => verify::run(&loaded, args).await,
@@ -59,7 +61,8 @@ pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(args) => copy::run(&loaded, args).await,
         Command::Config(ConfigCommand::Show { json }) => config_show::run(&loaded, json),
         Command::Config(_) => unreachable!("handled above"),
-    }
+    };
+    if copy { result } else { result.map_err(|err| settings::located(err, &loaded)) }
 }
 
 /// Opens the configured backend for a command that only reads (or only removes): nothing is
@@ -70,9 +73,23 @@ pub(crate) async fn open_existing(loaded: &settings::Loaded) -> anyhow::Result<p
     Ok(promote_core::Store::new(backend))
 }
 
-/// Parses a key given on the command line (before any I/O).
+/// Parses a key given on the command line (before any I/O). An empty one is a usage error: it
+/// is most likely an unset shell variable, and `/` is how the top of the store is written.
 pub(crate) fn parse_key(key: &str) -> anyhow::Result<Key> {
+    if key.is_empty() {
+        return Err(usage("the key is empty (an unset variable?); use / for the top of the store"));
+    }
     Ok(Key::new(key)?)
+}
+
+/// A PREFIX given on the command line, as the store lists it: `/` is the top of the store (the
+/// empty prefix). An empty argument is a usage error, as in [`parse_key`].
+pub(crate) fn parse_prefix(prefix: &str) -> anyhow::Result<&str> {
+    match prefix {
+        "" => Err(usage("the prefix is empty (an unset variable?); use / for the top of the store")),
+        "/" => Ok(""),
+        prefix => Ok(prefix),
+    }
 }
 
 /// A usage error.

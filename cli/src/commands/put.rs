@@ -27,11 +27,11 @@ enum Target {
     Prefix(Option<Key>),
 }
 
-/// KEY as typed: `a/b` is a key, `a/b/` a prefix (as rclone and `aws s3` read it), `/` or an
-/// empty string the top of the store.
+/// KEY as typed: `a/b` is a key, `a/b/` a prefix (as rclone and `aws s3` read it), `/` the top
+/// of the store; an empty KEY is a usage error (see `parse_key`).
 fn target(key: &str) -> anyhow::Result<Target> {
     Ok(match key {
-        "" | "/" => Target::Prefix(None),
+        "/" => Target::Prefix(None),
         k if k.ends_with('/') => Target::Prefix(Some(parse_key(k.trim_end_matches('/'))?)),
         k => Target::Key(parse_key(k)?),
     })

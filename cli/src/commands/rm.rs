@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use promote_core::{Error, Key, Store};
 use serde_json::json;
 
-use super::{parse_key, usage};
+use super::{parse_key, parse_prefix, usage};
 use crate::args::RmArgs;
 use crate::exit;
 use crate::output::out;
@@ -13,22 +13,24 @@ use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCode> {
     // Every argument is checked before anything is removed.
-    let mut keys = Vec::new();
+    let (mut keys, mut prefixes) = (Vec::new(), Vec::new());
     for arg in &args.keys {
         if args.recursive {
-            if arg.is_empty() && !args.all {
-                return Err(usage("rm -r with an empty prefix would remove everything; add --all if you mean it"));
+            let prefix = parse_prefix(arg)?;
+            if prefix.is_empty() && !args.all {
+                return Err(usage("rm -r / would remove everything in the store; add --all if you mean it"));
             }
+            prefixes.push((arg, prefix));
             continue;
         }
         keys.push(parse_key(arg)?);
     }
     let store = super::open_existing(loaded).await?;
     if args.recursive {
-        for prefix in &args.keys {
+        for (arg, prefix) in prefixes {
             let listed = store.list(prefix).await?;
             if listed.is_empty() && !args.force {
-                return Err(Error::NotFound { key: prefix.clone() }.into());
+                return Err(Error::NotFound { key: arg.clone() }.into());
             }
             keys.extend(listed.into_iter().map(|e| e.key));
         }
@@ -39,6 +41,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             Ok(true) => {}
             Ok(false) => continue,
             Err(err) => {
+                let err = crate::settings::located(err, loaded);
                 let code = exit::code(&err);
                 if args.json {
                     out!(

@@ -21,10 +21,11 @@ pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<Exi
         print(&key, &meta, &digest, &args)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let prefix = super::parse_prefix(&args.key)?;
     let store = super::open_existing(loaded).await?;
     let started = Instant::now();
     let (mut ok, mut failed, mut bytes, mut first_failure) = (0u64, 0u64, 0u64, None);
-    for entry in store.list(&args.key).await? {
+    for entry in store.list(prefix).await? {
         match verify_one(&store, &entry.key, &expected).await {
             Ok((meta, digest)) => {
                 ok += 1;
