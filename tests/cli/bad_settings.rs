@@ -155,7 +155,7 @@ fn bad_endpoints_regions_and_bucket_names_are_one_line_naming_the_setting_never_
         ("endpoint", ""),
         ("region", ""),
         ("region", "us east 1"),
-        ("bucket", "Bad_Bucket"),
+        ("bucket", "bad bucket"),
         ("bucket", "ab"),
         ("bucket", "-dash-"),
     ];

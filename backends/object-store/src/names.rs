@@ -52,11 +52,13 @@ pub(crate) fn region(value: &str) -> Result<(), String> {
 /// S3's bucket naming rules: 3 to 63 characters, lowercase letters, digits, `.` and `-`,
 /// starting and ending with a letter or digit, no `..`.
 pub(crate) fn bucket(value: &str) -> Result<(), String> {
+    // Today's rules are 3 to 63 lowercase letters, digits, '.' and '-'; buckets made in
+    // us-east-1 before 2018 may also have capitals and '_' and be up to 255 long, so those pass.
     const RULES: &str = "S3 bucket names are 3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a \
                          letter or digit";
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let fits = (3..=63).contains(&value.len())
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let fits = (3..=255).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         && alnum(value.chars().next())
         && alnum(value.chars().last())
         && !value.contains("..");
@@ -101,10 +103,11 @@ mod tests {
 
     #[test]
     fn buckets_follow_s3_naming_rules() {
-        for good in ["abc", "promote-test", "my.bucket.1", &"a".repeat(63)] {
+        // Legacy us-east-1 names (capitals, '_', up to 255 long) still exist and pass.
+        for good in ["abc", "promote-test", "my.bucket.1", &"a".repeat(63), "Legacy_Bucket", &"a".repeat(255)] {
             bucket(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
-        for bad in ["ab", &"a".repeat(64), "Upper", "under_score", "-dash", "dash-", ".dot", "a..b", "with space", ""] {
+        for bad in ["ab", &"a".repeat(256), "a/b", "-dash", "dash-", ".dot", "a..b", "with space", "", "é-bucket"] {
             assert!(bucket(bad).is_err(), "{bad:?}");
         }
     }
