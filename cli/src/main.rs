@@ -4,6 +4,7 @@ mod args;
 mod backends;
 mod commands;
 mod exit;
+mod open_files;
 mod output;
 mod progress;
 mod run;
@@ -28,6 +29,8 @@ fn main() -> ExitCode {
         }
     };
     output::init_tracing(args.global.verbose);
+    // Many files at once need many descriptors: take what the hard limit allows.
+    open_files::raise_limit();
     let json = args.command.json();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -38,6 +38,25 @@ where
     true
 }
 
+/// Counts a clean-up that runs elsewhere (a [`Workers`](crate::blocking::Workers) thread
+/// dropping its unfinished jobs) until the returned guard is dropped, so that [`settle`] waits
+/// for it too.
+pub(crate) fn hold() -> Held {
+    PENDING.fetch_add(1, Ordering::SeqCst);
+    Held(())
+}
+
+/// A clean-up counted by [`hold`]; dropping it marks it ended.
+#[derive(Debug)]
+pub(crate) struct Held(());
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+        DONE.notify_waiters();
+    }
+}
+
 /// How many clean-ups are still running.
 pub fn pending() -> usize {
     PENDING.load(Ordering::SeqCst)

@@ -63,7 +63,11 @@ impl Store {
             return Ok(None);
         }
         let slot = self.staging_slot().await?;
-        match self.backend().stage_copy(key, file, expected).await {
+        // The copy holds a blocking thread until it is done: one of a bounded few.
+        let long = crate::blocking::long_task_slot().await?;
+        let copied = self.backend().stage_copy(key, file, expected).await;
+        drop(long);
+        match copied {
             Ok(StagedCopy::Declined(reason)) => not_used(&reason),
             Ok(StagedCopy::Staged { staged, digest, method }) => {
                 tracing::debug!(key = %key, bytes = digest.size, "kernel copy: {method}");

@@ -94,6 +94,14 @@ impl Store {
             }
             return staged.promote_digested(source.digest(), expected, mode).await;
         }
+        // The reader holds a blocking thread until the file is read: one of a bounded few.
+        let slot = match crate::blocking::long_task_slot().await {
+            Ok(slot) => slot,
+            Err(err) => {
+                let _ = staged.abort().await;
+                return Err(err);
+            }
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(READ_AHEAD);
         // Read and hash on one thread, so each chunk is hashed while it is still in cache.
         let reader = tokio::task::spawn_blocking(move || {
@@ -113,6 +121,7 @@ impl Store {
         }
         drop(rx);
         let read = reader.await.map_err(|e| Error::io("reading the source", std::io::Error::other(e)));
+        drop(slot);
         match (written, read) {
             (Ok(()), Ok(Ok(digest))) => staged.promote_digested(digest, expected, mode).await,
             (Err(err), _) | (Ok(()), Err(err) | Ok(Err(err))) => {

@@ -10,6 +10,7 @@ mod deploy;
 mod doctor;
 mod escape;
 mod help;
+mod jobs;
 mod json;
 mod kernel_copy;
 mod local;

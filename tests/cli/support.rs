@@ -54,6 +54,15 @@ impl Scratch {
         self.prepare(cmd).output().expect("util-linux `script` is needed for the terminal tests")
     }
 
+    /// A `promote` command run with the open-file limit (soft and hard) lowered to `limit`
+    /// (`ulimit -n` in `sh`, then `exec`), so it cannot raise it again.
+    pub fn with_open_file_limit(&self, limit: u32, args: &[&str]) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")]).arg(env!("CARGO_BIN_EXE_promote"));
+        cmd.args(args);
+        self.prepare(cmd)
+    }
+
     fn prepare(&self, mut cmd: Command) -> Command {
         cmd.current_dir(self.path()).stdin(Stdio::null());
         for (name, _) in std::env::vars_os() {
@@ -88,6 +97,41 @@ impl Scratch {
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// Runs `cmd` to the end with its output captured, but for at most `limit`: a command still
+/// running then is killed and the test fails, saying what it printed so far.
+#[track_caller]
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the command");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+            panic!(
+                "{cmd:?} did not finish within {limit:?} (killed): {} lines on stdout, stderr: {}",
+                out.iter().filter(|&&b| b == b'\n').count(),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") }
 }
 
 pub fn code(out: &Output) -> i32 {

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::{parse_key, usage};
 use crate::args::CopyArgs;
 use crate::exit;
+use crate::open_files;
 use crate::output::{self, out};
 use crate::progress::Transfer;
 use crate::settings::{self, Loaded};
@@ -116,7 +117,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             let (src_store, dst_store) = (&src_store, dst_store.as_ref());
             async move { (job, copy_one(src_store, dst_store, job, args.dry_run).await) }
         })
-        .buffered(usize::from(args.jobs));
+        .buffered(open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs")));
     let mut results = std::pin::pin!(results);
     let (mut copied, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;

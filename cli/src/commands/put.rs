@@ -15,6 +15,7 @@ use tokio::io::AsyncRead;
 use super::{parse_key, usage};
 use crate::args::PutArgs;
 use crate::exit;
+use crate::open_files;
 use crate::output::{self, out};
 use crate::progress::Transfer;
 use crate::settings::{self, Loaded};
@@ -63,13 +64,14 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             Target::Prefix(prefix) => prefix,
         };
         let files = files_under(&args.src, args.follow_symlinks)?;
+        let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
         let mut store = settings::open(loaded).await?;
         if store.batches_durability() {
             // `--jobs` files stream at once; many more wait, sealed, for one shared flush.
-            store = store.limit_staging(usize::from(args.jobs));
+            store = store.limit_staging(jobs);
         }
         store.ready_for(&mode).await?;
-        return put_tree(loaded, &store, &args, &prefix, &files, &mode).await;
+        return put_tree(loaded, &store, &args, jobs, &prefix, &files, &mode).await;
     }
     let key = match target {
         Target::Key(key) => key,
@@ -209,21 +211,24 @@ fn files_under(dir: &Path, follow: bool) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Files promoted at once: `jobs`, or with group commit enough to fill a batch (only `jobs` of
-/// them stream bytes at a time; the rest hold an open staging file while they wait for a flush).
-fn in_flight(store: &Store, jobs: u16) -> usize {
-    if store.batches_durability() { BATCH.max(usize::from(jobs)) } else { usize::from(jobs) }
+/// them stream bytes at a time; the rest hold an open staging file while they wait for a flush),
+/// as many as the open-file limit allows.
+fn in_flight(store: &Store, jobs: usize) -> usize {
+    let wanted = if store.batches_durability() { BATCH.max(jobs) } else { jobs };
+    open_files::fit(wanted, open_files::PER_FILE, None)
 }
 
 /// Files that may wait together for one group commit in a directory put.
 const BATCH: usize = 256;
 
-/// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (receipts in
-/// path order); reports every failure and exits with the first failure's code; ends with a
-/// summary line on stderr.
+/// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (`--jobs`, as
+/// the open-file limit allows; receipts in path order); reports every failure and exits with the
+/// first failure's code; ends with a summary line on stderr.
 async fn put_tree(
     loaded: &Loaded,
     store: &Store,
     args: &PutArgs,
+    jobs: usize,
     prefix: &Option<Key>,
     files: &[PathBuf],
     mode: &Mode,
@@ -235,8 +240,9 @@ async fn put_tree(
         .then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
     let progress = Transfer::new(total, Some(files.len() as u64), quiet);
     let following = &progress;
-    // Threads for the small files: one per job, each driving its share of the files in flight.
-    let workers = &Workers::new(usize::from(args.jobs));
+    // Threads for the small files: a few (not one per job), each driving its share of the files
+    // in flight.
+    let workers = &Workers::new(jobs)?;
     let results = futures_util::stream::iter(files)
         .map(|rel| async move {
             let result = async {
@@ -256,7 +262,7 @@ async fn put_tree(
             .await;
             (rel, result)
         })
-        .buffered(in_flight(store, args.jobs));
+        .buffered(in_flight(store, jobs));
     let mut results = std::pin::pin!(results);
     let (mut promoted, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::args::RunArgs;
+use crate::open_files;
 use crate::run::{self, Plan};
 use crate::settings::Loaded;
 
@@ -17,6 +18,9 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(n) = args.concurrency {
         settings.concurrency = n;
     }
+    // Each item in flight holds its partial or source, its staging file and maybe a socket.
+    let flag = if args.concurrency.is_some() { "--concurrency" } else { "run.concurrency" };
+    settings.concurrency = open_files::fit(settings.concurrency, open_files::PER_FILE, Some(flag));
     if let Some(n) = args.per_host {
         settings.per_host = n;
     }
