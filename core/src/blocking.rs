@@ -133,17 +133,16 @@ impl Workers {
         Ok(Self { threads, next: AtomicUsize::new(0) })
     }
 
-    /// The most threads a pool starts: twice the cores, at least 4 and at most 16.
+    /// The most threads a pool starts: 64, promote's own bound (tokio's blocking pool, which
+    /// other work shares, holds 512 at most).
     ///
     /// A worker thread hashes (CPU) and makes blocking calls in place (open, write, rename, and
-    /// with `durability = "each"` an fsync per file), so it spends part of its time asleep in the
-    /// kernel: twice the cores keeps the CPUs busy meanwhile. The floor of 4 lets a few fsyncs
-    /// overlap even on a one- or two-core machine; past 16, the disk's queue and the directory
-    /// locks, not threads, limit the rate (BENCHMARKS.md: `each` at 32 files at once did not
-    /// approach `cp` + `sync`), and more concurrency comes from the futures each thread drives.
+    /// with `durability = "each"` an fsync per file), so it spends much of its time asleep in
+    /// the kernel: up to 64 let that many fsyncs overlap, one per `--jobs` as before. Past that
+    /// the disk's queue and the directory locks, not threads, limit the rate, and more
+    /// concurrency comes from the futures each thread drives.
     pub fn cap() -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        (2 * cores).clamp(4, 16)
+        64
     }
 
     /// How many threads this pool runs.
