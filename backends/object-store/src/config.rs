@@ -478,7 +478,7 @@ mod tests {
         let cases = [
             ("endpoint", S3Config { endpoint: Some("127.0.0.1:9000".into()), ..S3Config::for_bucket("bucket") }),
             ("region", S3Config { region: Some("us east".into()), ..S3Config::for_bucket("bucket") }),
-            ("bucket", S3Config::for_bucket("Bad_Bucket")),
+            ("bucket", S3Config::for_bucket("bad bucket")),
         ];
         for (name, config) in cases {
             match config.validate() {
