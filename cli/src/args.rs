@@ -7,15 +7,18 @@ use promote_core::Sha256;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (promoted, already present, or done)
-  1  doctor found a problem
-  2  usage error, invalid key or input, configuration error (also `no store at …`), or a mode the
-     backend cannot do safely
-  3  conflict: the key holds different content; nothing was replaced
-  4  verification failed: size or SHA-256 mismatch; nothing was published
-  5  not found
-  6  backend or I/O error (disk full, permissions, network); retrying may help
-  7  `config validate` found the configuration invalid
+    0  success (promoted, already present, or done)
+    1  doctor found a problem
+    2  usage error, invalid key or input, configuration error (also `no store at …`), or a mode
+       the backend cannot do safely
+    3  conflict: the key holds different content; nothing was replaced
+    4  verification failed: size or SHA-256 mismatch; nothing was published
+    5  not found
+    6  backend or I/O error (disk full, permissions, network); retrying may help
+    7  `config validate` found the configuration invalid
+  130  interrupted by Ctrl-C (SIGINT): the staged write was discarded, nothing published
+  141  standard output closed by its reader (broken pipe, SIGPIPE, as in `| head`): stopped quietly
+  143  terminated (SIGTERM): the staged write was discarded, nothing published
 
 Configuration: built-in defaults < TOML file (--config, else $PROMOTE_CONFIG, else the first of
 ./promote.toml, $XDG_CONFIG_HOME/promote/promote.toml, /etc/promote/promote.toml) < PROMOTE_*
@@ -150,9 +153,14 @@ pub(crate) struct CopyArgs {
     /// One JSON object per key on stdout (failures too).
     #[arg(long)]
     pub(crate) json: bool,
-    /// No progress and no summary line (receipts and errors still print).
+    /// Print nothing on success: no receipts, no summary, no progress. Errors and warnings still
+    /// go to stderr, exit codes are unchanged; --json records still print (they are data).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// When to show progress on stderr: `auto` (on a terminal, not with -q or --json), `always`
+    /// (also off a terminal, also with --json; not with -q), `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t)]
+    pub(crate) progress: ProgressWhen,
     /// Local backend: how promotions wait for the disk (sets backend.durability). `each`: every
     /// object fsynced on its own; `batch`: group commit, many objects made durable by one flush,
     /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
@@ -187,9 +195,14 @@ pub(crate) struct PutArgs {
     /// For a directory: follow symbolic links (default: skip them, with a notice).
     #[arg(short = 'L', long)]
     pub(crate) follow_symlinks: bool,
-    /// No progress bar and no summary line (receipts and errors still print).
+    /// Print nothing on success: no receipts, no summary, no progress. Errors and warnings still
+    /// go to stderr, exit codes are unchanged; --json records still print (they are data).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// When to show progress on stderr: `auto` (on a terminal, not with -q or --json), `always`
+    /// (also off a terminal, also with --json; not with -q), `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t)]
+    pub(crate) progress: ProgressWhen,
     /// Stream the source straight into staging (true) or spool it to a local file first (false).
     #[arg(long, value_name = "BOOL")]
     pub(crate) streaming: Option<bool>,
@@ -198,6 +211,30 @@ pub(crate) struct PutArgs {
     /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
     #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
     pub(crate) durability: Option<String>,
+}
+
+/// `--progress`: when a command shows its progress on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProgressWhen {
+    /// On a terminal, unless -q or --json.
+    #[default]
+    Auto,
+    /// Also off a terminal and with --json (not with -q).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ProgressWhen {
+    /// Whether progress shows, given -q, --json and whether stderr is a terminal.
+    pub(crate) fn shown(self, quiet: bool, json: bool, terminal: bool) -> bool {
+        match self {
+            _ if quiet => false,
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => terminal && !json,
+        }
+    }
 }
 
 /// A size: bytes, or a number with a unit (`1KiB`, `8MiB`, `2GB`), as in the config file.
@@ -218,9 +255,14 @@ pub(crate) struct GetArgs {
     /// KEY is a prefix (`papers/`): copy every object under it into the directory DEST.
     #[arg(short, long)]
     pub(crate) recursive: bool,
-    /// No progress bar, and with -r no summary line.
+    /// Print nothing on success: no receipts, no summary, no progress. Errors and warnings still
+    /// go to stderr, exit codes are unchanged; --json records still print (they are data).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// When to show progress on stderr: `auto` (on a terminal, not with -q or --json), `always`
+    /// (also off a terminal, also with --json; not with -q), `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t)]
+    pub(crate) progress: ProgressWhen,
     /// One JSON object per file copied (failures too); not with DEST `-`.
     #[arg(long)]
     pub(crate) json: bool,
@@ -239,6 +281,10 @@ pub(crate) struct VerifyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print nothing on success: no receipts, no summary, no progress. Errors and warnings still
+    /// go to stderr, exit codes are unchanged; --json records still print (they are data).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -330,9 +376,15 @@ pub(crate) struct RunArgs {
     /// Print the summary (the --report JSON) on stdout, on one line; no progress.
     #[arg(long)]
     pub(crate) json: bool,
-    /// No progress and no summary (errors are still printed).
-    #[arg(long, short)]
+    /// Print nothing on success: no receipts, no summary, no progress. Errors and warnings still
+    /// go to stderr, exit codes are unchanged; --json records still print (they are data).
+    #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// When to show progress on stderr: `auto` (a bar on a terminal, a line every few seconds
+    /// elsewhere; not with -q or --json), `always`
+    /// (also off a terminal, also with --json; not with -q), `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t)]
+    pub(crate) progress: ProgressWhen,
     /// Stream small items straight into staging (true) or spool them to a local file first (false).
     #[arg(long, value_name = "BOOL")]
     pub(crate) streaming: Option<bool>,

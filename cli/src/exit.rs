@@ -23,6 +23,12 @@ pub(crate) const IO: u8 = 6;
 /// `config validate` found the configuration invalid (every problem is listed above).
 pub(crate) const INVALID_CONFIG: u8 = 7;
 
+/// 128 + SIGINT: interrupted by Ctrl-C (the staged write discarded). A closed stdout is
+/// [`CLOSED_PIPE_EXIT`] (141).
+pub(crate) const INTERRUPTED: u8 = 130;
+/// 128 + SIGTERM: terminated (the staged write discarded).
+pub(crate) const TERMINATED: u8 = 143;
+
 /// A usage error the CLI itself detected (wrong combination of arguments, unreadable input path).
 #[derive(Debug)]
 pub(crate) struct Usage(pub(crate) String);

@@ -10,6 +10,7 @@ mod progress;
 mod run;
 mod schema;
 mod settings;
+mod stderr_term;
 
 use std::process::ExitCode;
 
@@ -75,8 +76,8 @@ async fn interrupted() -> Interrupt {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = int.recv() => Interrupt { name: "SIGINT", exit: 130 },
-        _ = term.recv() => Interrupt { name: "SIGTERM", exit: 143 },
+        _ = int.recv() => Interrupt { name: "SIGINT", exit: exit::INTERRUPTED },
+        _ = term.recv() => Interrupt { name: "SIGTERM", exit: exit::TERMINATED },
     }
 }
 
@@ -84,7 +85,7 @@ async fn interrupted() -> Interrupt {
 #[cfg(not(unix))]
 async fn interrupted() -> Interrupt {
     match tokio::signal::ctrl_c().await {
-        Ok(()) => Interrupt { name: "Ctrl-C", exit: 130 },
+        Ok(()) => Interrupt { name: "Ctrl-C", exit: exit::INTERRUPTED },
         Err(_) => std::future::pending().await,
     }
 }

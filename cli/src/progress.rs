@@ -1,6 +1,6 @@
-//! The progress bar of `put` and `get`: bytes, rate and ETA (and files done of total for a
-//! directory), on stderr, only when stderr is a terminal, and only once a transfer has taken
-//! longer than [`DELAY`]; never with `-q` or `--json`. `promote run` has its own display
+//! The progress bar of `put`, `get` and `copy`: bytes, rate and ETA (and files done of total
+//! for a directory), on stderr, once a transfer has taken longer than [`DELAY`]; when, is
+//! `--progress` (by default only on a terminal, never with `-q` or `--json`). `promote run` has its own display
 //! (`crate::run::progress`), which also prints plain lines off a terminal.
 
 use std::io::{IsTerminal, Seek};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::args::ProgressWhen;
 use crate::output;
 
 /// How long a transfer runs before the bar appears.
@@ -43,9 +44,9 @@ struct Shared {
 
 impl Transfer {
     /// Progress over `bytes_total` bytes (when known) and `files_total` files (a directory).
-    /// Shows nothing when `quiet` or when stderr is not a terminal.
-    pub(crate) fn new(bytes_total: Option<u64>, files_total: Option<u64>, quiet: bool) -> Self {
-        if !Self::shown(quiet) {
+    /// Shows nothing unless `shown` (see [`Transfer::shown`]).
+    pub(crate) fn new(bytes_total: Option<u64>, files_total: Option<u64>, shown: bool) -> Self {
+        if !shown {
             return Self::off();
         }
         let bar = ProgressBar::with_draw_target(bytes_total, ProgressDrawTarget::hidden());
@@ -65,7 +66,7 @@ impl Transfer {
         let me = Arc::clone(&shared);
         let ticker = tokio::spawn(async move {
             tokio::time::sleep(DELAY).await;
-            me.bar.set_draw_target(ProgressDrawTarget::stderr());
+            me.bar.set_draw_target(crate::stderr_term::draw_target());
             let mut tick = tokio::time::interval(TICK);
             // Ends when the ticker is aborted (see `Drop`/`finish`).
             loop {
@@ -81,10 +82,10 @@ impl Transfer {
         Self { shared: None, ticker: Mutex::new(None) }
     }
 
-    /// Whether a bar would be shown (stderr a terminal, not `quiet`), so callers can skip
-    /// work done only for it.
-    pub(crate) fn shown(quiet: bool) -> bool {
-        !quiet && std::io::stderr().is_terminal()
+    /// Whether a bar is shown (`--progress`, given -q, --json and whether stderr is a terminal),
+    /// so callers can skip work done only for it.
+    pub(crate) fn shown(when: ProgressWhen, quiet: bool, json: bool) -> bool {
+        when.shown(quiet, json, std::io::stderr().is_terminal())
     }
 
     /// Counts how far `file` has been read (through a duplicate descriptor sharing its offset)

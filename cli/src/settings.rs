@@ -350,43 +350,69 @@ const ENV_SETTINGS: &[&str] = SETTING_KEYS;
 /// test suite's own.
 const ENV_RESERVED: &[&str] = &["config", "log", "profile", "target"];
 
-/// The setting `PROMOTE_<rest>` maps to, `None` for a variable that is not ours, or an error for
-/// a near-miss of a known setting (`PROMOTE_STREAMNG`), naming the variable and the setting.
-fn env_setting(var: &str) -> Result<Option<String>, String> {
-    let Some(rest) = var.strip_prefix("PROMOTE_") else { return Ok(None) };
+/// What `PROMOTE_<rest>` is to the configuration.
+#[derive(Debug, PartialEq, Eq)]
+enum EnvVar {
+    /// It sets this setting (a dotted path).
+    Setting(String),
+    /// Not ours: left alone.
+    Other,
+    /// Not ours, but one or two edits from a top-level setting (`PROMOTE_STREAMNG`): left alone
+    /// with a warning naming the variable and the setting, since scripts set `PROMOTE_BIN` or
+    /// `PROMOTE_HOME` for their own use.
+    NearMiss(&'static str),
+}
+
+/// What `var` is to the configuration (see [`EnvVar`]). A variable under a real table
+/// (`PROMOTE_BACKEND__ROTO`) is a setting: its unknown field is an error later, where the table's
+/// fields are known.
+fn env_setting(var: &str) -> EnvVar {
+    let Some(rest) = var.strip_prefix("PROMOTE_") else { return EnvVar::Other };
     let key = rest.to_ascii_lowercase();
     if key == "enable_streaming" {
-        return Ok(Some("streaming".into()));
+        return EnvVar::Setting("streaming".into());
     }
     if ENV_RESERVED.contains(&key.as_str()) || key.starts_with("test_") {
-        return Ok(None);
+        return EnvVar::Other;
     }
     let head = key.split("__").next().unwrap_or_default();
     if ENV_SETTINGS.contains(&head) {
-        return Ok(Some(key.replace("__", ".")));
+        return EnvVar::Setting(key.replace("__", "."));
     }
     match ENV_SETTINGS.iter().find(|known| strsim::damerau_levenshtein(head, known) <= 2) {
-        Some(known) => Err(format!(
-            "environment variable {var} looks like a misspelling of the setting `{known}` (PROMOTE_{}); rename or unset it",
-            known.to_ascii_uppercase()
-        )),
-        None => Ok(None),
+        Some(known) => EnvVar::NearMiss(known),
+        None => EnvVar::Other,
     }
 }
 
+/// The one-line warning for a near-miss variable.
+fn near_miss_warning(var: &str, known: &str) -> String {
+    format!(
+        "promote: warning: environment variable {var} is not a setting (ignored); did you mean `{known}` (PROMOTE_{})?",
+        known.to_ascii_uppercase()
+    )
+}
+
 /// The environment layer: `PROMOTE_BACKEND__ROOT` → `backend.root`, `PROMOTE_ENABLE_STREAMING` →
-/// `streaming`; only variables that map to settings (see [`env_setting`]).
-fn environment() -> anyhow::Result<Env> {
-    for (var, _) in std::env::vars_os() {
-        if let Some(var) = var.to_str() {
-            env_setting(var).map_err(Error::config)?;
+/// `streaming`; only variables that map to settings (see [`env_setting`]). Near misses are
+/// warned about once per process, on stderr.
+fn environment() -> Env {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        for (var, _) in std::env::vars_os() {
+            if let Some(var) = var.to_str()
+                && let EnvVar::NearMiss(known) = env_setting(var)
+            {
+                eprintln!("{}", near_miss_warning(var, known));
+            }
         }
-    }
-    Ok(Env::prefixed("PROMOTE_")
-        .filter_map(|key| {
-            env_setting(&format!("PROMOTE_{}", key.as_str().to_ascii_uppercase())).ok().flatten().map(Into::into)
+    });
+    Env::prefixed("PROMOTE_")
+        .filter_map(|key| match env_setting(&format!("PROMOTE_{}", key.as_str().to_ascii_uppercase())) {
+            EnvVar::Setting(path) => Some(path.into()),
+            EnvVar::Other | EnvVar::NearMiss(_) => None,
         })
-        .global())
+        .global()
 }
 
 /// The env var that sets `path`.
@@ -410,14 +436,14 @@ pub(crate) fn profile(global: &Global) -> (String, &'static str) {
 ///
 /// # Errors
 ///
-/// A named config file that does not exist; a near-miss `PROMOTE_*` variable.
+/// A named config file that does not exist.
 pub(crate) fn base(global: &Global, file: Option<&Path>, profile: &str) -> anyhow::Result<Figment> {
     let defaults = json!({ "streaming": true, "backend": { "kind": "local" } });
     let mut figment = Figment::from(Named { name: DEFAULT, inner: Serialized::defaults(defaults) });
     if let Some(path) = file {
         figment = figment.merge(ConfigFile::new(path.to_owned()));
     }
-    figment = figment.merge(environment()?);
+    figment = figment.merge(environment());
     if let Some(streaming) = global.streaming {
         figment = figment.merge(Named { name: FLAG, inner: Serialized::global("streaming", streaming) });
     }
@@ -640,8 +666,9 @@ mod tests {
         for field in fields.keys().map(String::as_str).chain(["backend"]) {
             assert!(ENV_SETTINGS.contains(&field), "PROMOTE_{} would be ignored", field.to_uppercase());
         }
-        assert_eq!(env_setting("PROMOTE_RUN__RESUME_THRESHOLD"), Ok(Some("run.resume_threshold".into())));
-        assert_eq!(env_setting("PROMOTE_TO_PROD"), Ok(None));
-        assert!(env_setting("PROMOTE_BACKNED__ROOT").is_err());
+        assert_eq!(env_setting("PROMOTE_RUN__RESUME_THRESHOLD"), EnvVar::Setting("run.resume_threshold".into()));
+        assert_eq!(env_setting("PROMOTE_TO_PROD"), EnvVar::Other);
+        assert_eq!(env_setting("PROMOTE_BACKNED__ROOT"), EnvVar::NearMiss("backend"));
+        assert_eq!(env_setting("PROMOTE_BIN"), EnvVar::NearMiss("run"));
     }
 }

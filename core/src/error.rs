@@ -202,9 +202,14 @@ impl Error {
     /// [`BadSetting`](Error::BadSetting) or [`StorageMissing`](Error::StorageMissing),
     /// `backend.bucket` becomes `targets.archive.bucket` for `table = "targets.archive"`, and a
     /// missing origin is asked of `origin_of` (given the full dotted setting). Every other error
-    /// comes back unchanged.
+    /// comes back unchanged. A [`Config`](Error::Config) message's settings are renamed the same
+    /// way (`backend.access_key_id` → `targets.archive.access_key_id`).
     #[must_use]
     pub fn located(mut self, table: &str, origin_of: impl FnOnce(&str) -> Option<String>) -> Self {
+        if let Self::Config { message } = &mut self {
+            *message = in_table(message, table);
+            return self;
+        }
         if let Self::BadSetting { setting, origin, .. } | Self::StorageMissing { setting, origin, .. } = &mut self {
             if let Some(rest) = setting.strip_prefix("backend.") {
                 *setting = format!("{table}.{rest}");
@@ -215,6 +220,33 @@ impl Error {
         }
         self
     }
+}
+
+/// `message` with each setting a backend names by its own table (`backend.bucket`) named by its
+/// place in the configuration, `table` (`targets.archive.bucket`). Only whole names are renamed:
+/// `backend.` at the start of a word, followed by a setting's name.
+pub(crate) fn in_table(message: &str, table: &str) -> String {
+    const OWN: &str = "backend.";
+    if table == "backend" {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(OWN) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + OWN.len()..].chars().next();
+        let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        out.push_str(&rest[..at]);
+        if word_start && after.is_some_and(|c| c.is_ascii_lowercase()) {
+            out.push_str(table);
+            out.push('.');
+        } else {
+            out.push_str(OWN);
+        }
+        rest = &rest[at + OWN.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where the value at the dotted `key` of `figment` came from, for a message: the file's path,
@@ -280,12 +312,31 @@ pub(crate) fn describe(kind: &figment::error::Kind, key: &str) -> String {
             let hint = nearest.map(|(_, k)| format!(" (did you mean `{k}`?)")).unwrap_or_default();
             format!("unknown key `{key}`{hint}; known keys here: {}", known.join(", "))
         }
-        Kind::InvalidType(actual, expected) => format!("`{key}` must be {expected}, not {actual}"),
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => format!(
+            "`{key}` must be {}, not {}",
+            crate::type_words::expected(expected),
+            crate::type_words::actual(actual)
+        ),
         Kind::MissingField(field) => {
             let sep = if key.is_empty() { "" } else { "." };
             format!("missing key `{key}{sep}{field}`")
         }
         other if key.is_empty() => other.to_string(),
         other => format!("`{key}`: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_renamed_but_other_words_are_not() {
+        let message = "set backend.secret_access_key_file (or backend.secret_access_key); the backend. Xbackend.a";
+        assert_eq!(
+            in_table(message, "targets.a"),
+            "set targets.a.secret_access_key_file (or targets.a.secret_access_key); the backend. Xbackend.a"
+        );
+        assert_eq!(in_table(message, "backend"), message);
     }
 }

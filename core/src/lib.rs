@@ -89,6 +89,7 @@ pub mod size;
 mod spool;
 mod staged;
 mod store;
+mod type_words;
 mod verified_read;
 mod verify;
 

@@ -181,23 +181,40 @@ impl Registry {
         };
         let (config, mut problems) = crate::problems::all(figment, table, |f| load(f, table));
         if let Some(config) = config {
-            problems.extend(config.check().into_iter().map(|err| match err {
-                Error::Config { message } => crate::problems::Problem {
-                    key: table.to_owned(),
-                    message: message.replace("backend.", &format!("{table}.")),
-                },
-                other => {
-                    let other = other.located(table, |key| crate::error::setting_origin(figment, key));
-                    let key = match &other {
-                        Error::BadSetting { setting, .. } => setting.clone(),
-                        _ => table.to_owned(),
-                    };
-                    crate::problems::Problem { key, message: other.to_string() }
+            for err in config.check() {
+                let found = match err {
+                    Error::Config { message } => crate::problems::Problem {
+                        key: table.to_owned(),
+                        message: crate::error::in_table(&message, table),
+                    },
+                    other => {
+                        let other = other.located(table, |key| crate::error::setting_origin(figment, key));
+                        let key = match &other {
+                            Error::BadSetting { setting, .. } => setting.clone(),
+                            _ => table.to_owned(),
+                        };
+                        crate::problems::Problem { key, message: other.to_string() }
+                    }
+                };
+                // A key already reported (`bucket = 42`: not text) is not reported again as
+                // missing once dropped.
+                if !problems.iter().any(|p| p.key != table && names(&found, &p.key)) {
+                    problems.push(found);
                 }
-            }));
+            }
         }
         problems
     }
+}
+
+/// Whether `problem` is about the setting `key` (its key, or the key as a whole name in its
+/// message).
+fn names(problem: &crate::problems::Problem, key: &str) -> bool {
+    problem.key == key
+        || problem.message.match_indices(key).any(|(at, _)| {
+            let after = problem.message[at + key.len()..].chars().next();
+            after.is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
 }
 
 impl fmt::Debug for Registry {

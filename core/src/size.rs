@@ -27,13 +27,36 @@ pub fn parse(text: &str) -> Result<u64, String> {
     digits.parse::<u64>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(bad)
 }
 
-/// Serde `with` module half: a size is written as its bytes.
+/// Serde `with` module half: a size is written as people write it in the config file, exactly:
+/// `"8MiB"` for 8388608, `"2GB"`, and bytes as a number when no unit divides them (`1000000`
+/// is `"1MB"`, `1500` stays `1500`). [`deserialize`] reads every form back to the same bytes.
 ///
 /// # Errors
 ///
 /// The serializer's.
 pub fn serialize<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(*n)
+    match exact(*n) {
+        Some(text) => s.serialize_str(&text),
+        None => s.serialize_u64(*n),
+    }
+}
+
+/// `n` with the largest unit that divides it exactly (binary units first), if any does.
+fn exact(n: u64) -> Option<String> {
+    const UNITS: [(u64, &str); 8] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+        (1_000_000_000_000, "TB"),
+        (1_000_000_000, "GB"),
+        (1_000_000, "MB"),
+        (1000, "KB"),
+    ];
+    if n == 0 {
+        return None;
+    }
+    UNITS.iter().find(|(scale, _)| n.is_multiple_of(*scale)).map(|(scale, unit)| format!("{}{unit}", n / scale))
 }
 
 /// Serde `with` module half: a size is bytes (`1048576`) or text with a unit (`"8MiB"`), as
@@ -70,6 +93,20 @@ pub fn format(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_written_as_they_are_documented_and_read_back_exactly() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct T {
+            #[serde(with = "super")]
+            n: u64,
+        }
+        for (n, text) in [(8 << 20, r#""8MiB""#), (5 << 40, r#""5TiB""#), (2_000_000_000, r#""2GB""#), (1500, "1500")] {
+            let written = serde_json::to_string(&T { n }).unwrap();
+            assert_eq!(written, format!(r#"{{"n":{text}}}"#));
+            assert_eq!(serde_json::from_str::<T>(&written).unwrap().n, n);
+        }
+    }
 
     #[test]
     fn units() {

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod crash;
 mod daily;
+mod daily2;
 mod deploy;
 mod doctor;
 mod escape;

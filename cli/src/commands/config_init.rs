@@ -19,8 +19,9 @@ default_target = "scratch"
 kind = "local"
 # Relative to this file's directory. Created if missing.
 root = "promote-data"
-# "full" (default): fsync before and after publishing. "none": scratch data only.
-durability = "full"
+# The words --durability takes: "each" (default): every object fsynced before and after
+# publishing. "batch": group commit, same guarantee, fewer flushes. "none": scratch data only.
+durability = "each"
 
 # Profiles: a [NAME] table overrides the settings above when PROMOTE_PROFILE=NAME (or
 # --profile NAME) is in force.

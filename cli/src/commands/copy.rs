@@ -111,7 +111,9 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     }
     let started = Instant::now();
     let total = jobs.len();
-    let progress = Transfer::new(None, Some(total as u64), args.quiet || args.json);
+    let progress = Transfer::new(None, Some(total as u64), Transfer::shown(args.progress, args.quiet, args.json));
+    // -q: only failures (and --json records) print.
+    let receipts = args.json || !args.quiet;
     let results = futures_util::stream::iter(&jobs)
         .map(|job| {
             let (src_store, dst_store) = (&src_store, dst_store.as_ref());
@@ -132,7 +134,10 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                     Outcome::AlreadyPresent(_) => present += 1,
                 }
                 progress.add_bytes(outcome.receipt().size);
-                progress.suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, args.json))))?;
+                if receipts {
+                    progress
+                        .suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, args.json))))?;
+                }
             }
             Ok(Done::Would(what, key, meta)) => {
                 match what {
@@ -143,7 +148,9 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                     _ => present += 1,
                 }
                 progress.suspend(|| {
-                    if args.json {
+                    if !receipts {
+                        Ok(())
+                    } else if args.json {
                         output::write_line(format_args!(
                             "{}",
                             json!({ "outcome": what, "key": key.as_str(), "size": meta.size })

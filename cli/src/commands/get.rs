@@ -30,7 +30,7 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     let key = parse_key(&args.key)?;
     let store = super::open_existing(loaded).await?;
     let (meta, mut stream) = open(&store, &key, args.force).await?;
-    let progress = Transfer::new(Some(meta.size), None, args.quiet || args.json);
+    let progress = Transfer::new(Some(meta.size), None, Transfer::shown(args.progress, args.quiet, args.json));
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
         let mut out = tokio::io::stdout();
@@ -49,7 +49,9 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
     write_file(&key, stream, &dest, args.force, &progress).await?;
     progress.finish();
-    print(&key, &dest, &meta, args.json)?;
+    if args.json || !args.quiet {
+        print(&key, &dest, &meta, args.json)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,7 +157,8 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     let base = prefix.rfind('/').map_or(0, |i| i + 1);
     let started = Instant::now();
     let total = entries.iter().map(|e| e.size).sum();
-    let progress = Transfer::new(Some(total), Some(entries.len() as u64), args.quiet || args.json);
+    let shown = Transfer::shown(args.progress, args.quiet, args.json);
+    let progress = Transfer::new(Some(total), Some(entries.len() as u64), shown);
     let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
     for entry in &entries {
         let dest: PathBuf = args.dest.join(&entry.key.as_str()[base..]);
@@ -174,7 +177,9 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
             Ok(meta) => {
                 copied += 1;
                 bytes += meta.size;
-                progress.suspend(|| print(&entry.key, &dest, &meta, args.json))?;
+                if args.json || !args.quiet {
+                    progress.suspend(|| print(&entry.key, &dest, &meta, args.json))?;
+                }
             }
             Err(err) => {
                 let code = exit::code(&err);

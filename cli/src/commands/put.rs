@@ -84,19 +84,21 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
     };
     let store = settings::open(loaded).await?;
     store.ready_for(&mode).await?;
-    let quiet = args.quiet || args.json;
+    let shown = Transfer::shown(args.progress, args.quiet, args.json);
     let progress;
     let outcome = if is_stdin {
-        progress = Transfer::new(args.size, None, quiet);
+        progress = Transfer::new(args.size, None, shown);
         promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
     } else {
         let file = open_source(&args.src).await?;
         let size = file.metadata().await.ok().map(|m| m.len());
-        progress = Transfer::new(size, None, quiet);
+        progress = Transfer::new(size, None, shown);
         promote_file(loaded, &store, &key, file, &expected, mode, &progress).await?
     };
     progress.finish();
-    out!("{}", output::receipt(&outcome, args.json));
+    if args.json || !args.quiet {
+        out!("{}", output::receipt(&outcome, args.json));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -223,7 +225,8 @@ const BATCH: usize = 256;
 
 /// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (`--jobs`, as
 /// the open-file limit allows; receipts in path order); reports every failure and exits with the
-/// first failure's code; ends with a summary line on stderr.
+/// first failure's code; ends with a summary line on stderr. With -q only failures (and --json
+/// records) print.
 async fn put_tree(
     loaded: &Loaded,
     store: &Store,
@@ -235,10 +238,10 @@ async fn put_tree(
 ) -> anyhow::Result<ExitCode> {
     let (dir, json) = (args.src.as_path(), args.json);
     let started = Instant::now();
-    let quiet = args.quiet || json;
-    let total = Transfer::shown(quiet)
-        .then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
-    let progress = Transfer::new(total, Some(files.len() as u64), quiet);
+    let shown = Transfer::shown(args.progress, args.quiet, json);
+    let total =
+        shown.then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
+    let progress = Transfer::new(total, Some(files.len() as u64), shown);
     let following = &progress;
     // Threads for the small files: a few (not one per job), each driving its share of the files
     // in flight.
@@ -276,7 +279,9 @@ async fn put_tree(
                 bytes += outcome.receipt().size;
                 progress.add_bytes(outcome.receipt().size);
                 progress.file_done();
-                progress.suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, json))))?;
+                if json || !args.quiet {
+                    progress.suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, json))))?;
+                }
             }
             Err(err) => {
                 failed += 1;

@@ -30,6 +30,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
         dry_run: args.dry_run,
         report: args.report,
         quiet: args.quiet,
+        progress: args.progress,
         json: args.json,
     };
     let code = run::run(loaded, plan).await?;

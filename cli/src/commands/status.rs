@@ -12,6 +12,8 @@ use crate::settings::Loaded;
 
 pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| loaded.settings.run.out.clone());
+    // Said in full: the default comes from the config or the working directory, not the user.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let ledger = Ledger::open_existing(&dir).map_err(|e| super::usage(format!("{e:#}")))?;
     let now = now_ms();
     let version = ledger.schema_version()?;
@@ -28,6 +30,7 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
         out!(
             "{}",
             json!({
+                "run_dir": dir.to_string_lossy(),
                 "schema_version": version,
                 "states": counts,
                 "claims": { "live": live, "expired": expired },
@@ -37,7 +40,7 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
         );
         return Ok(ExitCode::SUCCESS);
     }
-    out!("run directory {} (ledger schema version {version})", dir.display());
+    out!("run directory {} (ledger schema version {version})", crate::output::path(&dir));
     let states: Vec<String> =
         State::ALL.iter().filter_map(|s| counts.get(s.as_str()).map(|n| format!("{} {n}", s.as_str()))).collect();
     let total: u64 = counts.values().sum();

@@ -46,13 +46,15 @@ pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<Exi
             }
         }
     }
-    eprintln!(
-        "verify: {} objects under {:?}: {ok} verified, {failed} failed; {} in {:.1}s",
-        ok + failed,
-        args.key,
-        output::bytes(bytes),
-        started.elapsed().as_secs_f64()
-    );
+    if !args.quiet {
+        eprintln!(
+            "verify: {} objects under {:?}: {ok} verified, {failed} failed; {} in {:.1}s",
+            ok + failed,
+            args.key,
+            output::bytes(bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
 }
 
@@ -68,6 +70,9 @@ fn print(key: &Key, meta: &Meta, digest: &Digest, args: &VerifyArgs) -> anyhow::
         (false, false) => "its size only: no digest is stored and no --sha256 was given",
     };
     let verified = meta.sha256.is_some() || args.sha256.is_some();
+    if args.quiet && !args.json {
+        return Ok(());
+    }
     if args.json {
         let v = json!({ "key": key.as_str(), "ok": true, "verified": verified, "size": digest.size,
                         "sha256": digest.sha256.to_string(),

@@ -50,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) report: Option<PathBuf>,
     /// No progress, no summary.
     pub(crate) quiet: bool,
+    /// `--progress`.
+    pub(crate) progress: crate::args::ProgressWhen,
     /// The summary as JSON on stdout; no progress.
     pub(crate) json: bool,
 }
@@ -120,7 +122,7 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         None => Arc::new(local),
     };
 
-    let progress = progress::Progress::new(items.len() as u64, plan.quiet || plan.json);
+    let progress = progress::Progress::new(items.len() as u64, plan.progress, plan.quiet, plan.json);
     let ticker = progress.spawn_ticker();
     let ctx = Arc::new(Ctx {
         store,

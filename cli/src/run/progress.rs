@@ -1,13 +1,15 @@
 //! What a run shows while it works: a progress bar on a terminal (items done/total, bytes,
-//! rate, ETA), plain periodic lines otherwise, nothing with `--quiet`.
+//! rate, ETA), plain periodic lines otherwise, nothing with `--quiet`; `--progress always` draws
+//! the bar off a terminal too, `--progress never` shows nothing.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::args::ProgressWhen;
 use crate::output;
 
 /// How often the plain lines are printed off a terminal.
@@ -25,12 +27,13 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// Progress over `total` items: a bar when stderr is a terminal, lines otherwise, nothing
-    /// when `quiet`.
-    pub(crate) fn new(total: u64, quiet: bool) -> Arc<Self> {
+    /// Progress over `total` items, as `when` says: a bar when stderr is a terminal (or
+    /// `always`), lines otherwise (`auto`), nothing with `quiet`, `never`, or `json` (`auto`).
+    pub(crate) fn new(total: u64, when: ProgressWhen, quiet: bool, json: bool) -> Arc<Self> {
         let terminal = std::io::stderr().is_terminal();
-        let bar = (!quiet && terminal).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let shown = when.shown(quiet, json, terminal);
+        let bar = (shown && (terminal || when == ProgressWhen::Always)).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), crate::stderr_term::draw_target());
             let style =
                 ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} items  {msg}  eta {eta}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -43,7 +46,7 @@ impl Progress {
             bytes: AtomicU64::new(0),
             started: Instant::now(),
             bar,
-            plain: !quiet && !terminal,
+            plain: shown && !terminal && when == ProgressWhen::Auto,
         })
     }
 

@@ -1,0 +1,253 @@
+//! Daily use, round two: `-q` is quiet, `--progress`, stray variables warn, the exit codes
+//! `--help` lists, `recover --json` always answers, `status` names its directory, config words.
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use crate::support::*;
+
+/// A directory of `n` small files.
+fn tree(s: &Scratch, name: &str, n: usize) {
+    let dir = s.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("f{i:03}")), format!("file {i}\n")).unwrap();
+    }
+}
+
+/// Asserts a successful command printed nothing at all.
+#[track_caller]
+fn silent(out: &Output, what: &str) {
+    assert_code(out, 0);
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{what}: stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
+
+/// Two local targets, `a` (the default) and `b`.
+const TWO_TARGETS: &[u8] = b"default_target = \"a\"\n\
+    [targets.a]\nkind = \"local\"\nroot = \"store-a\"\ndurability = \"none\"\n\
+    [targets.b]\nkind = \"local\"\nroot = \"store-b\"\ndurability = \"none\"\n";
+
+#[test]
+fn quiet_commands_print_nothing_on_success_but_json_records_and_errors_still_print() {
+    let s = Scratch::new();
+    s.file("promote.toml", TWO_TARGETS);
+    tree(&s, "tree", 30);
+    s.file("f", b"hello");
+    silent(&s.run(&["put", "tree", "other/", "-q"]), "put DIR -q");
+    assert_eq!(std::fs::read_dir(s.path().join("store-a/other")).unwrap().count(), 30, "the files were promoted");
+    silent(&s.run(&["put", "f", "k", "-q"]), "put FILE -q");
+    silent(&s.run(&["get", "k", "got", "-q"]), "get -q");
+    assert_eq!(std::fs::read(s.path().join("got")).unwrap(), b"hello");
+    silent(&s.run(&["get", "-r", "other/", "out", "-q"]), "get -r -q");
+    silent(&s.run(&["verify", "k", "-q"]), "verify -q");
+    silent(&s.run(&["verify", "-r", "other/", "-q"]), "verify -r -q");
+    silent(&s.run(&["copy", "a:other/", "b:other/", "-q"]), "copy -q");
+    let source = s.path().join("f").to_string_lossy().into_owned();
+    s.file("manifest.jsonl", format!("{}\n", serde_json::json!({ "source": source, "key": "from-run" })).as_bytes());
+    silent(&s.run(&["run", "manifest.jsonl", "--out", "rd", "-q"]), "run -q");
+    assert!(s.path().join("store-a/from-run").exists(), "run promoted its item");
+
+    // --json output is data: -q keeps it, one record a file.
+    let out = s.run(&["put", "tree", "again/", "-q", "--json"]);
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).lines().filter(|l| l.contains("\"outcome\":\"promoted\"")).count(), 30, "{}", stdout(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    // Errors still go to stderr, with their exit code.
+    s.file("g", b"other bytes");
+    let out = s.run(&["put", "g", "k", "-q"]);
+    assert_code(&out, 3);
+    assert!(out.stdout.is_empty() && stderr(&out).contains("promote: error:"), "{}", stderr(&out));
+
+    // The help says what -q keeps.
+    let help = stdout(&s.run(&["put", "--help"]));
+    assert!(help.contains("--json records still print"), "{help}");
+}
+
+/// `promote put - KEY` whose stdin sends a byte, pauses past the bar's one-second delay, then ends.
+fn slow_stdin_put(s: &Scratch, key: &str, flags: &[&str]) -> Output {
+    let mut args = vec!["put", "-", key];
+    args.extend_from_slice(flags);
+    let mut child =
+        s.cmd(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start put");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"a").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    input.write_all(b"bc").unwrap();
+    drop(input);
+    child.wait_with_output().expect("put")
+}
+
+#[test]
+fn progress_always_draws_off_a_terminal_and_never_hides_it_on_one() {
+    let s = Scratch::new();
+    let out = slow_stdin_put(&s, "auto", &[]);
+    assert_code(&out, 0);
+    assert!(!stderr(&out).contains("/s"), "auto, off a terminal: no bar: {:?}", stderr(&out));
+    let out = slow_stdin_put(&s, "always", &["--progress", "always"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("1 B") && stderr(&out).contains("/s"), "a bar on a pipe: {:?}", stderr(&out));
+    let out = slow_stdin_put(&s, "always-q", &["--progress", "always", "-q"]);
+    silent(&out, "-q wins over --progress always");
+
+    let slow = "(printf abc; sleep 2; printf def) | $PROMOTE put - KEY FLAGS";
+    let out = s.on_terminal(&slow.replace("KEY", "t-auto").replace("FLAGS", ""));
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("/s"), "auto on a terminal shows the bar: {:?}", stdout(&out));
+    let out = s.on_terminal(&slow.replace("KEY", "t-never").replace("FLAGS", "--progress never"));
+    assert_code(&out, 0);
+    assert!(!stdout(&out).contains("/s"), "never: no bar: {:?}", stdout(&out));
+
+    let help = stdout(&s.run(&["run", "--help"]));
+    assert!(help.contains("--progress <WHEN>") && help.contains("always"), "{help}");
+}
+
+#[test]
+fn a_variable_near_a_setting_is_a_one_line_warning_but_a_bad_key_in_a_real_table_is_an_error() {
+    let s = Scratch::new();
+    s.file("f", b"hello");
+    let out = s.cmd(&["put", "f", "k"]).env("PROMOTE_BIN", "/usr/local/bin/promote").output().unwrap();
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("warning") && err.contains("PROMOTE_BIN") && err.contains("`run`"), "{err}");
+    assert!(s.root().join("k").exists());
+
+    for var in ["PROMOTE_HOME", "PROMOTE_ENV", "PROMOTE_STREAMNG"] {
+        let out = s.cmd(&["ls"]).env(var, "x").output().unwrap();
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains('k'), "{var}: {}", stdout(&out));
+    }
+
+    let out = s.cmd(&["ls"]).env("PROMOTE_BACKEND__ROTO", "/data").output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("PROMOTE_BACKEND__ROTO") && stderr(&out).contains("error"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_lists_the_signal_exit_codes_and_the_readme_table_matches_it() {
+    let s = Scratch::new();
+    let help = stdout(&s.run(&["--help"]));
+    let codes: Vec<(u32, String)> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Exit codes:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let (code, what) = l.trim().split_once("  ")?;
+            Some((code.parse().ok()?, what.to_owned()))
+        })
+        .collect();
+    for (code, signal) in [(130, "SIGINT"), (141, "SIGPIPE"), (143, "SIGTERM")] {
+        let found = codes.iter().find(|(c, _)| *c == code);
+        assert!(found.is_some_and(|(_, what)| what.contains(signal)), "{code} ({signal}) in: {help}");
+    }
+    assert_eq!(codes.len(), 11, "0-7 and the three signal codes: {codes:?}");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let table = readme.split("### Exit codes").nth(1).expect("an exit-code section");
+    for (code, _) in &codes {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with('|') && l.split('|').nth(1).is_some_and(|c| c.contains(&code.to_string()))),
+            "README's exit-code table lacks {code}"
+        );
+    }
+}
+
+#[test]
+fn recover_json_answers_with_a_summary_even_when_nothing_was_found() {
+    let s = Scratch::new();
+    s.file("f", b"hello");
+    assert_code(&s.run(&["put", "f", "k"]), 0);
+    let out = s.run(&["recover", "--json"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let summary: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(summary["action"], "summary");
+    assert_eq!(summary["found"], 0);
+    assert_eq!(summary["removed"], 0);
+}
+
+#[test]
+fn status_names_the_run_directory_it_read_in_full() {
+    let s = Scratch::new();
+    s.file("f", b"hello");
+    let source = s.path().join("f").to_string_lossy().into_owned();
+    s.file("manifest.jsonl", format!("{}\n", serde_json::json!({ "source": source, "key": "k" })).as_bytes());
+    assert_code(&s.run(&["run", "manifest.jsonl", "-q"]), 0);
+    let full = s.path().canonicalize().unwrap().join("promote-run");
+    let out = s.run(&["status"]);
+    assert_code(&out, 0);
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(first.starts_with(&format!("run directory {} ", full.display())), "{first}");
+    let out = s.run(&["status", "promote-run", "--json"]);
+    assert_code(&out, 0);
+    let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["run_dir"], full.to_string_lossy().as_ref());
+}
+
+/// A named S3 target with `extra` lines, and no AWS credentials in the environment.
+fn s3_target(s: &Scratch, extra: &str) {
+    let text =
+        format!("default_target = \"archive\"\n[targets.archive]\nkind = \"s3\"\nregion = \"eu-west-1\"\n{extra}\n");
+    s.file("promote.toml", text.as_bytes());
+}
+
+fn without_aws(mut cmd: std::process::Command) -> Output {
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BUCKET", "AWS_ENDPOINT_URL"] {
+        cmd.env_remove(var);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn config_words_are_the_ones_the_flags_take_and_the_docs_show() {
+    let s = Scratch::new();
+    assert_code(&s.run(&["config", "init"]), 0);
+    let text = std::fs::read_to_string(s.path().join("promote.toml")).unwrap();
+    let word = text
+        .lines()
+        .find_map(|l| l.strip_prefix("durability = "))
+        .expect("config init sets durability")
+        .trim_matches('"')
+        .to_owned();
+    s.file("f", b"hello");
+    let out = s.run(&["put", "f", "k", "--durability", &word]);
+    assert_code(&out, 0);
+    // The older word still works in a config file.
+    std::fs::write(s.path().join("promote.toml"), text.replace(&format!("\"{word}\""), "\"full\"")).unwrap();
+    assert_code(&s.run(&["put", "f", "k2"]), 0);
+
+    // Sizes and durations print as they are written.
+    s3_target(&s, "bucket = \"my-artifacts\"");
+    let out = s.run(&["config", "show"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("multipart_threshold = \"8MiB\""), "{}", stdout(&out));
+    assert!(stdout(&out).contains("request_timeout = \"5m\""), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("8388608"), "{}", stdout(&out));
+
+    // Types in words; one problem per bad key.
+    s3_target(&s, "bucket = 42\nupload_concurrency = \"x\"");
+    let out = s.run(&["config", "validate"]);
+    assert_code(&out, 7);
+    let err = stderr(&out);
+    assert!(err.contains("`targets.archive.bucket` must be text, not the whole number 42"), "{err}");
+    assert!(err.contains("`targets.archive.upload_concurrency` must be a whole number"), "{err}");
+    assert!(!err.contains("usize") && !err.contains("signed int"), "{err}");
+    assert!(err.contains("2 problems"), "{err}");
+
+    // A credentials error names the target's own keys.
+    s3_target(&s, "bucket = \"my-artifacts\"\naccess_key_id = \"AKIAEXAMPLE\"");
+    let out = without_aws(s.cmd(&["ls"]));
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("targets.archive.secret_access_key") && !err.contains("backend."), "{err}");
+    s3_target(&s, "bucket = \"my-artifacts\"");
+    let out = without_aws(s.cmd(&["ls"]));
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("targets.archive.access_key_id") && !err.contains("backend."), "{err}");
+}
