@@ -41,7 +41,7 @@ pub fn serialize<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error>
     }
 }
 
-/// `n` with the largest unit that divides it exactly (binary units first), if any does.
+/// `n` with the largest unit that divides it exactly (`"2GB"`, not `"1953125KiB"`), if any does.
 fn exact(n: u64) -> Option<String> {
     const UNITS: [(u64, &str); 8] = [
         (1 << 40, "TiB"),
@@ -56,7 +56,11 @@ fn exact(n: u64) -> Option<String> {
     if n == 0 {
         return None;
     }
-    UNITS.iter().find(|(scale, _)| n.is_multiple_of(*scale)).map(|(scale, unit)| format!("{}{unit}", n / scale))
+    UNITS
+        .iter()
+        .filter(|(scale, _)| n.is_multiple_of(*scale))
+        .max_by_key(|(scale, _)| *scale)
+        .map(|(scale, unit)| format!("{}{unit}", n / scale))
 }
 
 /// Serde `with` module half: a size is bytes (`1048576`) or text with a unit (`"8MiB"`), as

@@ -168,7 +168,7 @@ fn recover_json_answers_with_a_summary_even_when_nothing_was_found() {
     let summary: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(summary["action"], "summary");
     assert_eq!(summary["found"], 0);
-    assert_eq!(summary["removed"], 0);
+    assert_eq!(summary["removed_count"], 0);
 }
 
 #[test]

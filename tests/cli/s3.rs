@@ -105,6 +105,7 @@ fn verdicts(out: &std::process::Output) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = stdout(out)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|j| j["action"] != "summary")
         .map(|j| {
             (j["name"].as_str().unwrap().to_owned(), j["action"].as_str().unwrap().replace("would remove", "removed"))
         })

@@ -267,6 +267,11 @@ pub trait Remote {
     fn leftovers(&self, s: &Scratch) -> Vec<serde_json::Value> {
         let out = self.run(s, &["recover", "--dry-run", "--json"]);
         assert_code(&out, 0);
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        // Every record but the closing summary.
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|record| record["action"] != "summary")
+            .collect()
     }
 }

@@ -47,7 +47,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
     }
     if args.json {
         // The last record, also when nothing was found: a script always gets an answer.
-        let v = json!({ "action": "summary", "found": leftovers.len(), "removed": removed, "kept": kept,
+        let v = json!({ "action": "summary", "found": leftovers.len(), "removed_count": removed, "kept_count": kept,
                         "freed_bytes": freed, "dry_run": args.dry_run, "location": store.backend().location() });
         out!("{v}");
     } else {
