@@ -364,8 +364,8 @@ enum EnvVar {
 }
 
 /// What `var` is to the configuration (see [`EnvVar`]). A variable under a real table
-/// (`PROMOTE_BACKEND__ROTO`) is a setting: its unknown field is an error later, where the table's
-/// fields are known.
+/// (`PROMOTE_BACKEND__ROTO`), or under a near miss of one (`PROMOTE_BACKNED__ROOT`), is a
+/// setting: its unknown key is an error later, where the fields are known.
 fn env_setting(var: &str) -> EnvVar {
     let Some(rest) = var.strip_prefix("PROMOTE_") else { return EnvVar::Other };
     let key = rest.to_ascii_lowercase();
@@ -380,6 +380,10 @@ fn env_setting(var: &str) -> EnvVar {
         return EnvVar::Setting(key.replace("__", "."));
     }
     match ENV_SETTINGS.iter().find(|known| strsim::damerau_levenshtein(head, known) <= 2) {
+        // `PROMOTE_BACKNED__ROOT` addresses a field of a table: a misspelt setting, not a
+        // script's own variable. Ignoring it could put objects somewhere else, so it goes in as
+        // a setting and the unknown key is an error naming the variable.
+        Some(_) if key.contains("__") => EnvVar::Setting(key.replace("__", ".")),
         Some(known) => EnvVar::NearMiss(known),
         None => EnvVar::Other,
     }
@@ -668,7 +672,8 @@ mod tests {
         }
         assert_eq!(env_setting("PROMOTE_RUN__RESUME_THRESHOLD"), EnvVar::Setting("run.resume_threshold".into()));
         assert_eq!(env_setting("PROMOTE_TO_PROD"), EnvVar::Other);
-        assert_eq!(env_setting("PROMOTE_BACKNED__ROOT"), EnvVar::NearMiss("backend"));
+        assert_eq!(env_setting("PROMOTE_BACKNED__ROOT"), EnvVar::Setting("backned.root".into()));
+        assert_eq!(env_setting("PROMOTE_BIN"), EnvVar::NearMiss("run"));
         assert_eq!(env_setting("PROMOTE_BIN"), EnvVar::NearMiss("run"));
     }
 }
