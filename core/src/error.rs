@@ -292,7 +292,17 @@ pub(crate) fn origin(meta: &figment::Metadata, key: &str) -> String {
     match &meta.source {
         Some(source) => format!("{source} ({})", meta.name),
         None if meta.name.contains("environment") && !key.is_empty() => {
-            format!("environment variable PROMOTE_{}", key.replace('.', "__").to_uppercase())
+            let var = format!("PROMOTE_{}", key.replace('.', "__").to_uppercase());
+            // An unknown table (`targts`) is set by a variable for one of its fields
+            // (`PROMOTE_TARGTS__ARCHIVE__ROOT`): name that variable, the one the user wrote.
+            let field = format!("{var}__");
+            let written = std::env::var_os(&var).is_none().then(|| {
+                std::env::vars_os()
+                    .filter_map(|(name, _)| name.into_string().ok())
+                    .filter(|name| name.to_uppercase().starts_with(&field))
+                    .min()
+            });
+            format!("environment variable {}", written.flatten().unwrap_or(var))
         }
         None => meta.name.to_string(),
     }
