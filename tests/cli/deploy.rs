@@ -517,3 +517,182 @@ fn validate_live_runs_doctor_on_each_target_and_relative_secret_files_follow_the
     assert_code(&out, 7);
     assert!(stderr(&out).contains("unknown target \"c\" (from PROMOTE_TARGET)"), "{}", stderr(&out));
 }
+
+/// The Kubernetes fleet example: a Job of pods running `promote run` against one bucket.
+const FLEET: &str = "examples/deploy/fleet-job.yaml";
+
+/// Every YAML document in `text`, parsed.
+fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| serde_json::Value::deserialize(doc).map_err(|e| format!("not YAML: {e}")))
+        .collect()
+}
+
+/// Fails with `msg` unless `cond` holds.
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+/// What the fleet example must be for its README to be true: every document parses; a
+/// ConfigMap holds a promote config that `config validate` accepts and a manifest that
+/// `run --dry-run` accepts; a Job of several pods, each running `promote run MANIFEST --out DIR`
+/// with DIR on an emptyDir, the config and manifest mounted from those ConfigMaps, S3 keys from
+/// a Secret, and time to stop cleanly on SIGTERM.
+fn check_fleet(s: &Scratch, text: &str) -> Result<(), String> {
+    let docs = yaml_documents(text)?;
+    for doc in &docs {
+        ensure(
+            doc["apiVersion"].is_string() && doc["kind"].is_string() && doc["metadata"]["name"].is_string(),
+            || format!("a document without apiVersion, kind or name: {doc}"),
+        )?;
+    }
+    let config_maps: Vec<&serde_json::Value> = docs.iter().filter(|d| d["kind"] == "ConfigMap").collect();
+    let jobs: Vec<&serde_json::Value> = docs.iter().filter(|d| d["kind"] == "Job").collect();
+    ensure(jobs.len() == 1, || format!("{} Job documents, not one", jobs.len()))?;
+    let job = jobs[0];
+    ensure(job["apiVersion"] == "batch/v1", || format!("Job apiVersion {}", job["apiVersion"]))?;
+
+    // Several workers, each finishing once.
+    let spec = &job["spec"];
+    let (completions, parallelism) = (spec["completions"].as_u64(), spec["parallelism"].as_u64());
+    ensure(parallelism.is_some_and(|p| p >= 2) && completions == parallelism, || {
+        format!("completions {completions:?} and parallelism {parallelism:?}: want the same number, at least 2")
+    })?;
+    let mode = &spec["completionMode"];
+    ensure(mode.is_null() || mode == "Indexed" || mode == "NonIndexed", || format!("completionMode {mode}"))?;
+    ensure(spec["backoffLimit"].is_u64(), || "no backoffLimit".into())?;
+    let pod = &spec["template"]["spec"];
+    ensure(pod["restartPolicy"] == "Never" || pod["restartPolicy"] == "OnFailure", || {
+        format!("restartPolicy {}", pod["restartPolicy"])
+    })?;
+    // promote waits up to 15 s for clean-up (aborting uploads, releasing claims) after SIGTERM.
+    let grace = pod["terminationGracePeriodSeconds"].as_u64();
+    ensure(grace.is_some_and(|g| g >= 30), || format!("terminationGracePeriodSeconds {grace:?}: want at least 30"))?;
+
+    let containers = pod["containers"].as_array().ok_or("no containers")?;
+    ensure(containers.len() == 1, || format!("{} containers", containers.len()))?;
+    let c = &containers[0];
+    let words: Vec<&str> = c["command"]
+        .as_array()
+        .into_iter()
+        .chain(c["args"].as_array())
+        .flatten()
+        .map(|w| w.as_str().ok_or_else(|| format!("a command word that is not text: {w}")))
+        .collect::<Result<_, _>>()?;
+    ensure(words.len() >= 3 && words[0] == "promote" && words[1] == "run", || format!("command {words:?}"))?;
+    let manifest = words[2];
+    let out = words.windows(2).find(|w| w[0] == "--out").map(|w| w[1]).ok_or_else(|| format!("no --out: {words:?}"))?;
+    ensure(out.starts_with('/'), || format!("--out {out} is not absolute"))?;
+
+    // Mounts: the volume a path in the container lives on.
+    let mounts = c["volumeMounts"].as_array().ok_or("no volumeMounts")?;
+    let volumes = pod["volumes"].as_array().ok_or("no volumes")?;
+    let volume_at = |path: &str| -> Result<&serde_json::Value, String> {
+        let mount = mounts
+            .iter()
+            .filter_map(|m| Some((m["mountPath"].as_str()?.trim_end_matches('/'), m)))
+            .filter(|(at, _)| path == *at || path.starts_with(&format!("{at}/")))
+            .max_by_key(|(at, _)| at.len())
+            .map(|(_, m)| m)
+            .ok_or_else(|| format!("{path} is on no volume mount"))?;
+        volumes.iter().find(|v| v["name"] == mount["name"]).ok_or_else(|| format!("no volume {}", mount["name"]))
+    };
+    let run_dir = volume_at(out)?;
+    ensure(run_dir["emptyDir"].is_object(), || format!("the run directory {out} is not on an emptyDir: {run_dir}"))?;
+    ensure(mounts.iter().any(|m| m["mountPath"].as_str().map(|p| p.trim_end_matches('/')) == Some(out)), || {
+        format!("the emptyDir is not mounted at --out {out}")
+    })?;
+
+    // A file from a ConfigMap in this example: its text.
+    let from_config_map = |path: &str| -> Result<String, String> {
+        let volume = volume_at(path)?;
+        let name = volume["configMap"]["name"].as_str().ok_or_else(|| format!("{path} is not from a ConfigMap"))?;
+        let map = config_maps
+            .iter()
+            .find(|m| m["metadata"]["name"] == name)
+            .ok_or_else(|| format!("ConfigMap {name} is not in the example"))?;
+        let key = path.rsplit('/').next().unwrap_or_default();
+        map["data"][key].as_str().map(str::to_owned).ok_or_else(|| format!("ConfigMap {name} has no {key}"))
+    };
+    let env = c["env"].as_array().ok_or("no env")?;
+    let env_var = |name: &str| env.iter().find(|e| e["name"] == name);
+    let config_path = env_var("PROMOTE_CONFIG")
+        .and_then(|e| e["value"].as_str())
+        .ok_or("PROMOTE_CONFIG does not name the config file")?;
+    s.file("fleet.toml", from_config_map(config_path)?.as_bytes());
+    let out = s.run(&["--config", "fleet.toml", "config", "validate"]);
+    ensure(code(&out) == 0, || format!("config validate: {}", stderr(&out)))?;
+    let shown = s.run(&["--config", "fleet.toml", "config", "show", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&shown)).map_err(|e| e.to_string())?;
+    ensure(shown["backend.kind"]["value"] == "s3", || format!("the config's backend is {}", shown["backend.kind"]))?;
+    s.file("fleet.jsonl", from_config_map(manifest)?.as_bytes());
+    let out = s.run(&["run", "fleet.jsonl", "--dry-run", "--out", "fleet-run"]);
+    ensure(code(&out) == 0, || format!("the manifest: {}", stderr(&out)))?;
+
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        let secret = env_var(name).map(|e| &e["valueFrom"]["secretKeyRef"]);
+        ensure(secret.is_some_and(|r| r["name"].is_string() && r["key"].is_string()), || {
+            format!("{name} is not from a Secret (valueFrom.secretKeyRef)")
+        })?;
+    }
+    for limit in ["requests", "limits"] {
+        ensure(c["resources"][limit]["memory"].is_string(), || format!("no resources.{limit}.memory"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_kubernetes_fleet_example_parses_and_its_config_validates() {
+    let text = std::fs::read_to_string(repo().join(FLEET)).unwrap();
+    let s = Scratch::new();
+    check_fleet(&s, &text).unwrap();
+    assert_eq!(yaml_documents(&text).unwrap().len(), 3);
+    // The other Kubernetes examples parse too.
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(repo().join("examples/deploy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let docs = yaml_documents(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert!(!docs.is_empty() && docs.iter().all(|d| d["kind"].is_string()), "{}", path.display());
+            parsed += 1;
+        }
+    }
+    assert!(parsed >= 2, "{parsed} YAML files in examples/deploy");
+    // Each check can fail: a broken copy of the example is refused, for the reason broken.
+    let breakages = [
+        ("parallelism: 4", "parallelism: [4", "not YAML"),
+        ("kind: Job", "kind: Deployment", "0 Job documents"),
+        ("parallelism: 4", "parallelism: 1", "parallelism"),
+        ("completionMode: Indexed", "completionMode: Indexd", "completionMode"),
+        ("  restartPolicy: Never", "  restartPolicy: Always", "restartPolicy"),
+        ("terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 5", "terminationGracePeriodSeconds"),
+        ("command: [\"promote\"]", "command: [\"sh\"]", "command"),
+        ("[\"run\", ", "[\"status\", ", "command"),
+        ("\"--out\", ", "\"--output\", ", "no --out"),
+        ("\"/var/lib/promote\"]", "\"/var/lib/other\"]", "on no volume mount"),
+        ("emptyDir:\n            sizeLimit: 20Gi", "persistentVolumeClaim:\n            claimName: nfs", "emptyDir"),
+        ("mountPath: /var/lib/promote\n", "mountPath: /var/lib\n", "not mounted at --out"),
+        ("value: /etc/promote/promote.toml", "value: /etc/promote/config.toml", "has no config.toml"),
+        ("    bucket = \"papers\"", "    buckt = \"papers\"", "config validate"),
+        (
+            "    kind = \"s3\"\n    bucket = \"papers\"\n    region = \"eu-west-1\"\n    prefix = \"archive\"\n    conditional_writes",
+            "    kind = \"local\"\n    root = \"/data\"\n    # conditional_writes",
+            "backend is",
+        ),
+        ("\"key\": \"papers/a.pdf\"", "\"ky\": \"papers/a.pdf\"", "the manifest"),
+        ("name: promote-manifest\ndata:", "name: promote-urls\ndata:", "ConfigMap promote-manifest is not"),
+        (
+            "secretKeyRef:\n                  name: promote-s3\n                  key: access-key-id",
+            "configMapKeyRef:\n                  name: promote-s3\n                  key: access-key-id",
+            "AWS_ACCESS_KEY_ID",
+        ),
+        ("key: secret-access-key", "optional: true", "AWS_SECRET_ACCESS_KEY"),
+        ("memory: 1Gi", "cpu: 2", "resources.limits.memory"),
+    ];
+    for (from, to, why) in breakages {
+        assert_eq!(text.matches(from).count(), 1, "{from:?} is not once in {FLEET}");
+        let err = check_fleet(&s, &text.replacen(from, to, 1)).expect_err(&format!("{from:?} → {to:?} passed"));
+        assert!(err.contains(why), "{from:?} → {to:?}: {err}");
+    }
+}
