@@ -73,7 +73,7 @@ mod group;
 #[cfg(target_os = "linux")]
 mod kernel_copy;
 mod list;
-mod lock;
+pub mod lock;
 mod prune;
 mod publish;
 mod root;

@@ -14,8 +14,13 @@ use std::os::fd::AsFd;
 use rustix::io::Errno;
 
 /// Takes the writer's lock on `fd` (opened for writing) without waiting. `Ok(false)`: someone
-/// else holds it.
-pub(crate) fn try_take(fd: impl AsFd) -> Result<bool, Errno> {
+/// else holds it. Other files that need one owner at a time (a run's partial downloads) use it
+/// too.
+///
+/// # Errors
+///
+/// When the lock cannot be asked for (a file system without locks).
+pub fn try_take(fd: impl AsFd) -> Result<bool, Errno> {
     match imp::try_take(fd) {
         Ok(()) => Ok(true),
         Err(Errno::AGAIN | Errno::ACCESS) => Ok(false),

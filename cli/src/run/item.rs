@@ -4,21 +4,27 @@
 //! The ledger records `promoted` only after the backend's publish returned; a repeated attempt
 //! (another process, a rerun after a crash) meets the create-only publish and ends as
 //! already-present, never as a second write.
+//!
+//! An attempt is begun in the ledger ([`super::ledger::Ledger::begin_attempt`]) before the source
+//! is touched: a job in flight under another live worker of this run directory is waited for
+//! (as long as that worker records progress), never worked on twice. An item whose shard lease
+//! is lost stops at its next chunk, keeps its partial and checkpoint, and gives the job back.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use promote_core::{Error, Expected, Mode, Outcome as Promotion, Receipt, Sha256, Store};
 use reqwest::{Response, StatusCode, Url};
 
 use super::fetch::{self, FetchError, Http, RangeFrom};
-use super::ledger::{Checkpoint, Db, JobRow, State, now_ms};
+use super::ledger::{Begin, Checkpoint, Db, JobRow, State, now_ms};
 use super::manifest::{Item, Source};
 use super::progress::Progress;
 use super::resume::{Decision, Partial};
+use super::shards::{ShardRecord, owner_alive};
 use crate::exit;
 
 /// What every item's processing shares.
@@ -42,7 +48,19 @@ pub(crate) struct Ctx {
     pub(crate) spool: PathBuf,
     /// Counters for the display.
     pub(crate) progress: Arc<Progress>,
+    /// This worker's owner record (see `shards::owner`), which the ledger's jobs name.
+    pub(crate) owner: String,
+    /// How long to wait for another worker's job that records no progress (the lease).
+    pub(crate) patience: Duration,
 }
+
+/// The reason of an item stopped because its shard's lease was lost (not a failure: the job is
+/// given back for the worker that took the shard over).
+pub(crate) const LEASE_LOST: &str = "lease-lost";
+/// The reason of an item another live worker of this run directory kept busy too long.
+const BUSY: &str = "busy";
+/// Waits for another worker's job, at most, per item.
+const MAX_WAITS: u32 = 64;
 
 /// How an item ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +73,9 @@ pub(crate) enum Outcome {
     Failed,
     /// Not attempted (dry run, `--max`).
     Skipped,
+    /// Finished by a worker on another machine, as its shard's done marker says (not looked at
+    /// here: "already present" is said only after a `head`).
+    Elsewhere,
 }
 
 impl Outcome {
@@ -65,6 +86,7 @@ impl Outcome {
             Self::AlreadyPresent => "already-present",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Elsewhere => "done-elsewhere",
         }
     }
 }
@@ -114,6 +136,15 @@ impl Failed {
     fn ledger(err: &anyhow::Error) -> Self {
         Self::new("ledger", exit::IO, format!("{err:#}"))
     }
+
+    /// The shard's lease was lost, or another worker owns the job now.
+    fn lost(key: &promote_core::Key) -> Self {
+        Self::new(
+            LEASE_LOST,
+            exit::IO,
+            format!("stopped {:?}: another worker took its shard over; it resumes from here", key.as_str()),
+        )
+    }
 }
 
 /// The result of processing one item.
@@ -145,6 +176,10 @@ impl Done {
                 done.decision = Some(Decision::AlreadyComplete);
                 (done.sha256, done.size) = (row.sha256, row.size);
             }
+            Some(row) if row.state == State::Elsewhere => {
+                done.outcome = Outcome::Elsewhere;
+                done.sha256 = row.sha256;
+            }
             Some(row) if row.state == State::Failed => {
                 let reason = row.reason.clone().unwrap_or_else(|| "failed".into());
                 done.failure = Some(Failed::new(reason, exit::IO, "failed in another worker (see `promote status`)"));
@@ -154,20 +189,32 @@ impl Done {
         done
     }
 
-    /// An item of a shard another machine finished: already present, or failed there.
-    pub(crate) fn elsewhere(failed: Option<&str>) -> Self {
+    /// An item of a shard a worker on another machine finished, as its done marker says.
+    pub(crate) fn elsewhere(record: &ShardRecord, job: &str) -> Self {
         let mut done = Self::empty();
-        match failed {
-            None => {
-                done.outcome = Outcome::AlreadyPresent;
-                done.decision = Some(Decision::AlreadyComplete);
-            }
-            Some(reason) => {
-                done.failure =
-                    Some(Failed::new(reason, exit::IO, "failed on another machine (its run directory says why)"));
-            }
+        if let Some(sha) = record.promoted.get(job) {
+            done.outcome = Outcome::Elsewhere;
+            done.sha256 = sha.parse().ok();
+        } else if let Some(reason) = record.failed.get(job) {
+            done.failure = Some(Failed::new(
+                reason.clone(),
+                exit::IO,
+                format!("failed on {} (its run directory says why; the next run tries it again)", record.writer()),
+            ));
+        } else {
+            done.failure = Some(Failed::new(
+                "not-done",
+                exit::IO,
+                format!("the shard's done marker by {} does not mention it; run again", record.writer()),
+            ));
         }
         done
+    }
+
+    /// Whether the item was stopped without an outcome (its lease lost): the worker that took
+    /// its shard over reports it.
+    pub(crate) fn stopped(&self) -> bool {
+        self.failure.as_ref().is_some_and(|f| f.reason == LEASE_LOST)
     }
 
     /// A skipped item.
@@ -188,11 +235,14 @@ impl Done {
     }
 }
 
-/// Processes `item` (job key `job`) to the end and records the result in the ledger.
-pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str) -> Done {
+/// Processes `item` (job key `job`) to the end and records the result in the ledger. `hint`:
+/// a digest another worker recorded for the job (a `head` showing it at the key means already
+/// present); `lost`: set when the shard's lease is lost (the item stops at its next step).
+pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str, hint: Option<Sha256>, lost: &AtomicBool) -> Done {
     let mut done = Done::empty();
-    let result = attempts(ctx, item, job, &mut done).await;
+    let result = attempts(ctx, item, job, hint, lost, &mut done).await;
     let now = now_ms();
+    let job_key = job.to_owned();
     match result {
         Ok(promotion) => {
             let receipt = promotion.receipt();
@@ -202,17 +252,25 @@ pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str) -> Done {
             };
             (done.sha256, done.size) = (Some(receipt.sha256), Some(receipt.size));
             tracing::info!(key = %item.key, outcome = done.outcome.as_str(), decision = ?done.decision.map(Decision::as_str), "item done");
-            let (job_key, sha, size) = (job.to_owned(), receipt.sha256, receipt.size);
+            let (sha, size) = (receipt.sha256, receipt.size);
             if let Err(err) = ctx.db.call(move |l| l.promoted(&job_key, &sha, size, now)).await {
                 // The object is in place; the next run finds it there (already-complete).
                 tracing::warn!(key = %item.key, error = %format!("{err:#}"), "promoted, but the ledger could not record it");
             }
-            remove_partial(&ctx.partials.join(job));
+        }
+        Err(failed) if failed.reason == LEASE_LOST => {
+            tracing::info!(key = %item.key, "lease lost; the job is given back");
+            let owner = ctx.owner.clone();
+            if let Err(err) = ctx.db.call(move |l| l.disown(&job_key, &owner, now)).await {
+                tracing::warn!(key = %item.key, error = %format!("{err:#}"), "the ledger could not give the job back");
+            }
+            done.failure = Some(failed);
         }
         Err(failed) => {
             tracing::info!(key = %item.key, reason = %failed.reason, error = %failed.message, "item failed");
-            let (job_key, reason, message) = (job.to_owned(), failed.reason.clone(), failed.message.clone());
-            if let Err(err) = ctx.db.call(move |l| l.failed(&job_key, &reason, &message, now)).await {
+            let (owner, reason, message) = (ctx.owner.clone(), failed.reason.clone(), failed.message.clone());
+            // Refused when the job is not ours (busy elsewhere) or was promoted meanwhile.
+            if let Err(err) = ctx.db.call(move |l| l.failed(&job_key, &owner, &reason, &message, now)).await {
                 tracing::warn!(key = %item.key, error = %format!("{err:#}"), "the ledger could not record a failure");
             }
             done.failure = Some(failed);
@@ -221,39 +279,64 @@ pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str) -> Done {
     done
 }
 
-fn remove_partial(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path)
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %err, "could not remove a partial download");
-    }
+async fn row(ctx: &Ctx, job: &str) -> Result<Option<JobRow>, Failed> {
+    let job_key = job.to_owned();
+    ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failed::ledger(&e))
 }
 
-async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<Promotion, Failed> {
-    let job_key = job.to_owned();
-    let row = ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failed::ledger(&e))?;
-    if let Some(present) = already_complete(ctx, item, row.as_ref()).await? {
-        done.decision = Some(Decision::AlreadyComplete);
-        return Ok(present);
-    }
-    let mut checkpoint = row.and_then(|r| r.checkpoint);
+async fn attempts(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    hint: Option<Sha256>,
+    lost: &AtomicBool,
+    done: &mut Done,
+) -> Result<Promotion, Failed> {
     let mut partial: Option<Partial> = None;
-    let mut attempt = 0;
-    // Bounded by `ctx.retries`: only a retryable failure with attempts left goes round again.
+    let (mut attempt, mut waits) = (0, 0);
+    let mut look = true;
+    // Bounded by `ctx.retries` (only a retryable failure with attempts left goes round again)
+    // and by `MAX_WAITS` waits for another worker, each bounded by `ctx.patience`.
     loop {
+        let row = row(ctx, job).await?;
+        if look {
+            look = false;
+            if let Some(present) = already_complete(ctx, item, row.as_ref(), hint).await? {
+                done.decision = Some(Decision::AlreadyComplete);
+                return Ok(present);
+            }
+            if row.as_ref().is_some_and(|r| r.state == State::Promoted) {
+                // Recorded promoted, but the storage does not show it (deleted since): the
+                // record is stale; fetch again (create-only still decides).
+                let job_key = job.to_owned();
+                ctx.db.call(move |l| l.forget_promoted(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+            }
+        }
+        if lost.load(Ordering::Relaxed) {
+            return Err(Failed::lost(&item.key));
+        }
+        let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
+        let begun = ctx.db.call(move |l| l.begin_attempt(&job_key, &owner, now_ms(), &owner_alive)).await;
+        match begun.map_err(|e| Failed::ledger(&e))? {
+            Begin::Mine(_) => {}
+            Begin::Promoted => {
+                // Another worker of this run directory promoted it meanwhile: look at it.
+                look = true;
+                continue;
+            }
+            Begin::Busy { owner, updated_ms } => {
+                waits += 1;
+                wait_for(ctx, item, job, &owner, updated_ms, waits).await?;
+                look = true;
+                continue;
+            }
+        }
         attempt += 1;
         done.attempts = attempt;
-        if attempt > 1 && partial.is_none() && checkpoint.is_none() {
-            // A failed promotion of a complete partial leaves it on disk: pick it up again.
-            let job_key = job.to_owned();
-            let row = ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failed::ledger(&e))?;
-            checkpoint = row.and_then(|r| r.checkpoint);
-        }
-        let job_key = job.to_owned();
-        ctx.db.call(move |l| l.begin_attempt(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+        let mut checkpoint = if partial.is_none() { row.and_then(|r| r.checkpoint) } else { None };
         let result = match &item.source {
-            Source::Local(path) => local(ctx, item, path, done).await,
-            Source::Http(url) => http(ctx, item, job, url, &mut checkpoint, &mut partial, done).await,
+            Source::Local(path) => local(ctx, item, path, lost, done).await,
+            Source::Http(url) => http(ctx, item, job, url, &mut checkpoint, &mut partial, lost, done).await,
         };
         match result {
             Ok(promotion) => return Ok(promotion),
@@ -267,16 +350,78 @@ async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<
     }
 }
 
-/// Already complete: the key holds the digest this job promoted before, or the manifest's
-/// expected digest. Decided from the ledger and a `head`, without touching the source. A key
-/// holding other bytes is a conflict, also without fetching.
-async fn already_complete(ctx: &Ctx, item: &Item, row: Option<&JobRow>) -> Result<Option<Promotion>, Failed> {
-    let want = match row {
-        Some(JobRow { state: State::Promoted, sha256: Some(sha), size, .. }) => (*sha, *size),
-        _ => match item.expected.sha256 {
-            Some(sha) => (sha, item.expected.size),
-            None => return Ok(None),
-        },
+/// Waits while another live worker of this run directory (`owner`) has `job` in flight and
+/// records progress; returns when it let go (done, failed, gone) for the caller to look again.
+///
+/// # Errors
+///
+/// A `busy` failure when it recorded nothing for `ctx.patience` (paused, or stuck), or after
+/// [`MAX_WAITS`] waits.
+async fn wait_for(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    owner: &str,
+    mut updated_ms: i64,
+    waits: u32,
+) -> Result<(), Failed> {
+    let writer = ShardRecord { owner: owner.to_owned(), ..ShardRecord::default() }.writer();
+    let busy = |why: String| {
+        Failed::new(
+            BUSY,
+            exit::IO,
+            format!("{:?}: another promote process ({writer}) {why}; run again later", item.key.as_str()),
+        )
+    };
+    if waits > MAX_WAITS {
+        return Err(busy(format!("took it back {MAX_WAITS} times")));
+    }
+    tracing::info!(key = %item.key, owner = %writer, "another worker has the job in flight; waiting");
+    let mut quiet_since = Instant::now();
+    // Bounded: ends when the owner lets go, or after `patience` without a change it records.
+    loop {
+        tokio::time::sleep(WAIT_POLL).await;
+        let Some(row) = row(ctx, job).await? else { return Ok(()) };
+        let in_flight = matches!(row.state, State::Fetching | State::Verified);
+        if !in_flight || row.owner.as_deref() != Some(owner) || !owner_alive(owner) {
+            return Ok(());
+        }
+        if row.updated_ms != updated_ms {
+            (updated_ms, quiet_since) = (row.updated_ms, Instant::now());
+        } else if quiet_since.elapsed() >= ctx.patience {
+            return Err(busy(format!(
+                "has it in flight and recorded no progress for {}; it may be paused",
+                humantime::format_duration(ctx.patience)
+            )));
+        }
+    }
+}
+
+/// How often [`wait_for`] looks at the ledger.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// Already complete: the key holds the digest this job promoted or verified before, the
+/// manifest's expected digest, or the digest another worker recorded for it (`hint`). Decided
+/// from the ledger and a `head`, without touching the source. A key holding other bytes than
+/// the manifest asks for is a conflict, also without fetching.
+async fn already_complete(
+    ctx: &Ctx,
+    item: &Item,
+    row: Option<&JobRow>,
+    hint: Option<Sha256>,
+) -> Result<Option<Promotion>, Failed> {
+    let recorded = match row {
+        Some(JobRow {
+            state: State::Promoted | State::Verified | State::Elsewhere, sha256: Some(sha), size, ..
+        }) => Some((*sha, *size)),
+        _ => None,
+    };
+    // The manifest's digest is the authority; a recorded one stands in for a manifest without.
+    let (want, binding) = match (item.expected.sha256, recorded, hint) {
+        (Some(sha), ..) => ((sha, item.expected.size), true),
+        (None, Some(recorded), _) => (recorded, false),
+        (None, None, Some(sha)) => ((sha, item.expected.size), false),
+        (None, None, None) => return Ok(None),
     };
     let meta = match ctx.store.head(&item.key).await {
         Ok(meta) => meta,
@@ -304,7 +449,7 @@ async fn already_complete(ctx: &Ctx, item: &Item, row: Option<&JobRow>) -> Resul
             let receipt = Receipt { key: item.key.clone(), size: meta.size, sha256: have, version: meta.version };
             Ok(Some(Promotion::AlreadyPresent(receipt)))
         }
-        Some(have) => Err(Failed::new(
+        Some(have) if binding => Err(Failed::new(
             "conflict",
             exit::CONFLICT,
             format!(
@@ -313,12 +458,16 @@ async fn already_complete(ctx: &Ctx, item: &Item, row: Option<&JobRow>) -> Resul
                 want.0
             ),
         )),
-        // No stored digest: the create-only promotion decides after fetching.
-        None => Ok(None),
+        // A recorded digest is no promise about the source: fetch, and the create-only
+        // promotion decides. So it does when no digest is stored with the object.
+        Some(_) | None => Ok(None),
     }
 }
 
-async fn local(ctx: &Ctx, item: &Item, path: &Path, done: &mut Done) -> Result<Promotion, Failed> {
+async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mut Done) -> Result<Promotion, Failed> {
+    if lost.load(Ordering::Relaxed) {
+        return Err(Failed::lost(&item.key));
+    }
     let file = std::fs::File::open(path).map_err(|e| {
         let reason = if e.kind() == std::io::ErrorKind::NotFound { "source-missing" } else { "source-unreadable" };
         Failed::new(reason, exit::IO, format!("cannot read {}: {e}", path.display()))
@@ -353,32 +502,30 @@ async fn http(
     url: &Url,
     checkpoint: &mut Option<Checkpoint>,
     partial: &mut Option<Partial>,
+    lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<Promotion, Failed> {
     let path = ctx.partials.join(job);
     if partial.is_none()
         && let Some(cp) = checkpoint.take()
     {
-        let reopened = Partial::reopened(&path, cp)
+        let (reopened, kept) = Partial::reopened(&path, cp)
             .await
-            .map_err(|e| Failed::local(format!("reading the partial download {}", path.display()), &e))?;
-        match reopened {
-            Some(kept) => {
-                tracing::info!(key = %item.key, offset = kept.offset(), "partial download kept");
-                *partial = Some(kept);
-            }
-            None => {
-                tracing::info!(key = %item.key, "partial download failed its prefix check; discarded");
-                set_decision(done, Decision::Discard);
-                remove_partial(&path);
-                let job_key = job.to_owned();
-                ctx.db.call(move |l| l.clear_checkpoint(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+            .map_err(|e| partial_error(format!("reading the partial download {}", path.display()), &e))?;
+        if kept {
+            tracing::info!(key = %item.key, offset = reopened.offset(), "partial download kept");
+        } else {
+            tracing::info!(key = %item.key, "partial download failed its prefix check; discarded");
+            set_decision(done, Decision::Discard);
+            if !clear_checkpoint(ctx, job).await? {
+                return Err(Failed::lost(&item.key));
             }
         }
+        *partial = Some(reopened);
     }
     if let Some(kept) = partial.take_if(|kept| kept.complete()) {
         set_decision(done, Decision::Resume);
-        return promote_partial(ctx, item, job, kept).await;
+        return promote_partial(ctx, item, job, kept, lost).await;
     }
     let mut range = None;
     if let Some(kept) = partial.as_mut()
@@ -457,6 +604,9 @@ async fn http(
         }
         let large = length.or(item.expected.size).is_some_and(|n| n >= ctx.resume_threshold);
         if ctx.streaming && !large && partial.is_none() {
+            if lost.load(Ordering::Relaxed) {
+                return Err(Failed::lost(&item.key));
+            }
             return stream(ctx, item, response, length, done).await;
         }
         let kept = match partial.take() {
@@ -464,17 +614,32 @@ async fn http(
                 kept.reset().map_err(|e| Failed::local(format!("truncating {}", path.display()), &e))?;
                 kept
             }
-            None => Partial::create(&path).map_err(|e| Failed::local(format!("creating {}", path.display()), &e))?,
+            None => Partial::create(&path).map_err(|e| partial_error(format!("creating {}", path.display()), &e))?,
         };
         let kept = partial.insert(kept);
         (kept.etag, kept.last_modified, kept.total) = (etag, last_modified, length);
     }
     // Both branches above leave the partial to download into in `partial`.
     let kept = partial.as_mut().expect("set above");
-    download(ctx, item, job, kept, response, done).await?;
+    download(ctx, item, job, kept, response, lost, done).await?;
     // `download` keeps it there.
     let kept = partial.take().expect("set above");
-    promote_partial(ctx, item, job, kept).await
+    promote_partial(ctx, item, job, kept, lost).await
+}
+
+/// A partial that could not be opened: another process holds its lock (a retryable `busy`),
+/// or a local I/O error.
+fn partial_error(what: String, err: &std::io::Error) -> Failed {
+    if err.kind() == std::io::ErrorKind::WouldBlock {
+        return Failed { retryable: true, ..Failed::new(BUSY, exit::IO, format!("{what}: {err}")) };
+    }
+    Failed::local(what, err)
+}
+
+/// Forgets the job's checkpoint; false when the job is no longer ours.
+async fn clear_checkpoint(ctx: &Ctx, job: &str) -> Result<bool, Failed> {
+    let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
+    ctx.db.call(move |l| l.clear_checkpoint(&job_key, &owner, now_ms())).await.map_err(|e| Failed::ledger(&e))
 }
 
 fn discard(partial: &mut Option<Partial>, path: &Path) -> Result<(), Failed> {
@@ -484,10 +649,11 @@ fn discard(partial: &mut Option<Partial>, path: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
-async fn record_checkpoint(ctx: &Ctx, job: &str, kept: &mut Partial) -> Result<(), Failed> {
+async fn record_checkpoint(ctx: &Ctx, item: &Item, job: &str, kept: &mut Partial) -> Result<(), Failed> {
     let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
-    let job_key = job.to_owned();
-    ctx.db.call(move |l| l.checkpoint(&job_key, &cp, now_ms())).await.map_err(|e| Failed::ledger(&e))
+    let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
+    let mine = ctx.db.call(move |l| l.checkpoint(&job_key, &owner, &cp, now_ms())).await;
+    if mine.map_err(|e| Failed::ledger(&e))? { Ok(()) } else { Err(Failed::lost(&item.key)) }
 }
 
 /// Copies the body into the partial, checkpointing as it goes.
@@ -497,15 +663,20 @@ async fn download(
     job: &str,
     kept: &mut Partial,
     mut response: Response,
+    lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<(), Failed> {
     // Ends with the body; each chunk waits at most the client's read timeout.
     loop {
+        if lost.load(Ordering::Relaxed) {
+            record_checkpoint(ctx, item, job, kept).await?;
+            return Err(Failed::lost(&item.key));
+        }
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(err) => {
-                record_checkpoint(ctx, job, kept).await?;
+                record_checkpoint(ctx, item, job, kept).await?;
                 return Err(Failed::fetch(&FetchError::transport(&err)));
             }
         };
@@ -522,12 +693,12 @@ async fn download(
             ));
         }
         if kept.due() {
-            record_checkpoint(ctx, job, kept).await?;
+            record_checkpoint(ctx, item, job, kept).await?;
         }
     }
     match kept.total {
         Some(total) if kept.offset() < total => {
-            record_checkpoint(ctx, job, kept).await?;
+            record_checkpoint(ctx, item, job, kept).await?;
             Err(Failed::fetch(&FetchError::ShortBody { got: kept.offset(), want: total }))
         }
         _ => {
@@ -538,27 +709,44 @@ async fn download(
 }
 
 /// Checks a complete partial against the manifest, records it `verified`, then promotes it
-/// through core, which hashes every byte again on the way.
-async fn promote_partial(ctx: &Ctx, item: &Item, job: &str, mut kept: Partial) -> Result<Promotion, Failed> {
+/// through core, which hashes every byte again on the way, reading them through the partial's
+/// locked handle. The partial is deleted while still locked once it is promoted or refused.
+async fn promote_partial(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    mut kept: Partial,
+    lost: &AtomicBool,
+) -> Result<Promotion, Failed> {
     let digest = kept.digest();
     if let Err(err) = item.expected.check(&item.key, &digest) {
-        remove_partial(kept.path());
-        let job_key = job.to_owned();
-        ctx.db.call(move |l| l.clear_checkpoint(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+        if !clear_checkpoint(ctx, job).await? {
+            return Err(Failed::lost(&item.key));
+        }
+        kept.remove();
         return Err(Failed::core(&err));
     }
     let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
-    let job_key = job.to_owned();
-    ctx.db.call(move |l| l.verified(&job_key, &cp, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+    let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
+    let mine = ctx.db.call(move |l| l.verified(&job_key, &owner, &cp, now_ms())).await;
+    if !mine.map_err(|e| Failed::ledger(&e))? || lost.load(Ordering::Relaxed) {
+        return Err(Failed::lost(&item.key));
+    }
     let file = kept.reader().map_err(|e| Failed::local(format!("reopening {}", kept.path().display()), &e))?;
     let result = ctx.store.promote_file(&item.key, file, &Expected::exactly(digest), Mode::Create).await;
-    result.map_err(|e| {
-        let failed = Failed::core(&e);
-        if failed.code != exit::IO {
-            remove_partial(kept.path());
+    match result {
+        Ok(promotion) => {
+            kept.remove();
+            Ok(promotion)
         }
-        failed
-    })
+        Err(e) => {
+            let failed = Failed::core(&e);
+            if failed.code != exit::IO {
+                kept.remove();
+            }
+            Err(failed)
+        }
+    }
 }
 
 /// Streams a small body straight into staging; core verifies it on the way.

@@ -5,9 +5,21 @@
 //! every multi-row change in one transaction. `meta.schema_version` says which of
 //! [`MIGRATIONS`] have been applied; opening a ledger applies the missing ones.
 //!
-//! Jobs move `planned → claimed → fetching → verified → promoted`, or end `failed` (reason,
-//! attempt count) or `skipped`. A job is only recorded `promoted` after the backend's publish
-//! returned. Shard leases (see `shards.rs`) live here too, for processes sharing a run directory.
+//! Jobs move `planned → fetching → verified → promoted`, or end `failed` (reason, attempt count),
+//! `skipped`, or `elsewhere` (a worker on another machine finished it, as its shard's done marker
+//! says). A job is only recorded `promoted` after the backend's publish returned, and nothing
+//! ever changes a `promoted` job.
+//!
+//! # Who may change a job
+//!
+//! A job in flight (`fetching`, `verified`) has an owner: the worker (see `shards::owner`) that
+//! began its attempt. [`Ledger::begin_attempt`] takes a job only when it is not in flight under
+//! another live owner, in one transaction; every later transition of the attempt
+//! ([`Ledger::checkpoint`], [`Ledger::verified`], [`Ledger::clear_checkpoint`], [`Ledger::failed`],
+//! [`Ledger::disown`]) is conditional on the caller still owning it and says whether it did. The
+//! partial download itself is fenced by a lock on its file (see `resume.rs`).
+//!
+//! Shard leases (see `shards.rs`) live here too, for processes sharing a run directory.
 //! Times are milliseconds since the Unix epoch, passed in by the caller (tests inject a clock).
 
 use std::collections::BTreeMap;
@@ -21,7 +33,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 pub(crate) const FILE: &str = "ledger.sqlite3";
 
 /// Schema migrations; `MIGRATIONS[n]` takes schema version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE jobs (
         job TEXT PRIMARY KEY,
         key TEXT NOT NULL,
@@ -50,7 +63,12 @@ const MIGRATIONS: &[&str] = &["
         done INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (run, shard)
     );
-"];
+",
+    "
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    UPDATE jobs SET state = 'planned' WHERE state = 'claimed';
+",
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -60,8 +78,6 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) enum State {
     /// Listed, nobody working on it.
     Planned,
-    /// Its shard is leased by a worker.
-    Claimed,
     /// Bytes are being fetched.
     Fetching,
     /// All bytes are in a partial file, checked; not yet promoted.
@@ -72,23 +88,25 @@ pub(crate) enum State {
     Failed,
     /// Not attempted (dry run, `--max`).
     Skipped,
+    /// Finished by a worker on another machine (its shard's done marker says so).
+    Elsewhere,
 }
 
 impl State {
     /// Every state, in lifecycle order.
     pub(crate) const ALL: [Self; 7] =
-        [Self::Planned, Self::Claimed, Self::Fetching, Self::Verified, Self::Promoted, Self::Failed, Self::Skipped];
+        [Self::Planned, Self::Fetching, Self::Verified, Self::Promoted, Self::Elsewhere, Self::Failed, Self::Skipped];
 
     /// The word stored and shown.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Planned => "planned",
-            Self::Claimed => "claimed",
             Self::Fetching => "fetching",
             Self::Verified => "verified",
             Self::Promoted => "promoted",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Elsewhere => "elsewhere",
         }
     }
 
@@ -128,6 +146,26 @@ pub(crate) struct JobRow {
     pub(crate) size: Option<u64>,
     /// Its partial download's last checkpoint.
     pub(crate) checkpoint: Option<Checkpoint>,
+    /// The worker whose attempt it is in (or was last in).
+    pub(crate) owner: Option<String>,
+    /// When it last changed (ms since the Unix epoch).
+    pub(crate) updated_ms: i64,
+}
+
+/// What [`Ledger::begin_attempt`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Begin {
+    /// The attempt is the caller's: this many attempts made so far, this one included.
+    Mine(u32),
+    /// Already promoted (by anyone): nothing to do but look at the storage.
+    Promoted,
+    /// In flight under another live worker, last changed at `updated_ms`.
+    Busy {
+        /// The owner record of the worker.
+        owner: String,
+        /// When the job last changed.
+        updated_ms: i64,
+    },
 }
 
 /// What trying to lease a shard gave.
@@ -143,6 +181,20 @@ pub(crate) enum Acquire {
     Held,
     /// Finished already (by anyone).
     Done,
+}
+
+/// What a worker on another machine did with a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Elsewhere {
+    /// Promoted with this digest.
+    Promoted(Sha256),
+    /// Failed.
+    Failed {
+        /// Short reason.
+        reason: String,
+        /// Where and why, one line.
+        error: String,
+    },
 }
 
 /// A failed job, for `status`.
@@ -307,26 +359,33 @@ impl Ledger {
         let row = self
             .conn
             .query_row(
-                "SELECT state, attempts, reason, sha256, size, cp_offset, cp_sha256, cp_etag, cp_last_modified, cp_total
+                "SELECT state, attempts, reason, sha256, size, cp_offset, cp_sha256, cp_etag, cp_last_modified, cp_total,
+                        owner, updated_ms
                  FROM jobs WHERE job = ?1",
                 [job],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<i64>>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<i64>>(9)?,
+                        (r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, Option<String>>(2)?),
+                        (r.get::<_, Option<String>>(3)?, r.get::<_, Option<i64>>(4)?),
+                        (
+                            r.get::<_, Option<i64>>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                            r.get::<_, Option<String>>(8)?,
+                            r.get::<_, Option<i64>>(9)?,
+                        ),
+                        (r.get::<_, Option<String>>(10)?, r.get::<_, i64>(11)?),
                     ))
                 },
             )
             .optional()?;
-        let Some((state, attempts, reason, sha256, size, cp_offset, cp_sha, etag, last_modified, total)) = row else {
+        let Some((
+            (state, attempts, reason),
+            (sha256, size),
+            (cp_offset, cp_sha, etag, last_modified, total),
+            (owner, updated_ms),
+        )) = row
+        else {
             return Ok(None);
         };
         let state = State::parse(&state).with_context(|| format!("job {job} has unknown state {state:?}"))?;
@@ -341,39 +400,93 @@ impl Ledger {
             }),
             _ => None,
         };
-        Ok(Some(JobRow { state, attempts, reason, sha256: sha(sha256), size: size.map(|s| s as u64), checkpoint }))
+        Ok(Some(JobRow {
+            state,
+            attempts,
+            reason,
+            sha256: sha(sha256),
+            size: size.map(|s| s as u64),
+            checkpoint,
+            owner,
+            updated_ms,
+        }))
     }
 
-    fn update(&self, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<()> {
-        self.conn.execute(sql, params)?;
+    /// Runs `f` in one transaction: all its changes or none.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error (nothing is kept then); SQLite errors.
+    pub(crate) fn in_transaction(&self, f: impl FnOnce(&Self) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        f(self)?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Starts an attempt: state `fetching`, one more attempt counted. Returns the attempt count.
-    ///
-    /// # Errors
-    ///
-    /// SQLite errors.
-    pub(crate) fn begin_attempt(&self, job: &str, now: i64) -> anyhow::Result<u32> {
-        Ok(self.conn.query_row(
-            "UPDATE jobs SET state = 'fetching', attempts = attempts + 1, updated_ms = ?2 WHERE job = ?1
-             RETURNING attempts",
-            params![job, now],
-            |r| r.get(0),
-        )?)
+    /// Runs `sql` (which binds the job as `?1` and the owner as `?2`) and says whether it
+    /// changed the row, that is, whether `owner` still owned the job.
+    fn owned(&self, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<bool> {
+        Ok(self.conn.execute(sql, params)? == 1)
     }
 
-    /// Records a durable checkpoint of `job`'s partial download.
+    /// Starts `owner`'s attempt at `job`: state `fetching`, one more attempt counted, `owner`
+    /// its owner. Refused, in the same transaction, when the job is promoted, or in flight
+    /// (`fetching`, `verified`) under another owner that `alive` says may still be running.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors; a job that is not in the ledger.
+    pub(crate) fn begin_attempt(
+        &mut self,
+        job: &str,
+        owner: &str,
+        now: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> anyhow::Result<Begin> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(String, Option<String>, i64)> = tx
+            .query_row("SELECT state, owner, updated_ms FROM jobs WHERE job = ?1", [job], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((state, holder, updated_ms)) = row else {
+            anyhow::bail!("job {job} is not in the ledger");
+        };
+        if state == State::Promoted.as_str() {
+            return Ok(Begin::Promoted);
+        }
+        let in_flight = state == State::Fetching.as_str() || state == State::Verified.as_str();
+        if let Some(holder) = holder
+            && in_flight
+            && holder != owner
+            && alive(&holder)
+        {
+            return Ok(Begin::Busy { owner: holder, updated_ms });
+        }
+        let attempts = tx.query_row(
+            "UPDATE jobs SET state = 'fetching', owner = ?2, attempts = attempts + 1, updated_ms = ?3 WHERE job = ?1
+             RETURNING attempts",
+            params![job, owner, now],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(Begin::Mine(attempts))
+    }
+
+    /// Records a durable checkpoint of `job`'s partial download; false (nothing written) when
+    /// `owner` no longer owns the job.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn checkpoint(&self, job: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<()> {
-        self.update(
-            "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6,
-             updated_ms = ?7 WHERE job = ?1",
+    pub(crate) fn checkpoint(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<bool> {
+        self.owned(
+            "UPDATE jobs SET cp_offset = ?3, cp_sha256 = ?4, cp_etag = ?5, cp_last_modified = ?6, cp_total = ?7,
+             updated_ms = ?8 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
             params![
                 job,
+                owner,
                 cp.offset as i64,
                 cp.prefix_sha256.to_string(),
                 cp.etag,
@@ -384,59 +497,114 @@ impl Ledger {
         )
     }
 
-    /// A complete, checked partial: state `verified` with its digest and a final checkpoint.
+    /// A complete, checked partial: state `verified` with its digest and a final checkpoint;
+    /// false (nothing written) when `owner` no longer owns the job.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn verified(&self, job: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<()> {
+    pub(crate) fn verified(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<bool> {
         let tx = self.conn.unchecked_transaction()?;
-        self.checkpoint(job, cp, now)?;
-        self.update(
+        if !self.checkpoint(job, owner, cp, now)? {
+            return Ok(false);
+        }
+        self.conn.execute(
             "UPDATE jobs SET state = 'verified', sha256 = ?2, size = ?3 WHERE job = ?1",
             params![job, cp.prefix_sha256.to_string(), cp.offset as i64],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Forgets `job`'s partial download.
+    /// Forgets `job`'s partial download; false when `owner` no longer owns the job.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn clear_checkpoint(&self, job: &str, now: i64) -> anyhow::Result<()> {
-        self.update(
+    pub(crate) fn clear_checkpoint(&self, job: &str, owner: &str, now: i64) -> anyhow::Result<bool> {
+        self.owned(
             "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
-             cp_total = NULL, updated_ms = ?2 WHERE job = ?1",
-            params![job, now],
+             cp_total = NULL, updated_ms = ?3 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
+            params![job, owner, now],
         )
     }
 
-    /// The backend holds `job`'s object with this digest. Call only after the backend said so.
+    /// The backend holds `job`'s object with this digest. Call only after the backend said so;
+    /// it is the one transition no owner fences, since it records what the storage holds.
     ///
     /// # Errors
     ///
     /// SQLite errors.
     pub(crate) fn promoted(&self, job: &str, sha256: &Sha256, size: u64, now: i64) -> anyhow::Result<()> {
-        self.update(
+        self.conn.execute(
             "UPDATE jobs SET state = 'promoted', sha256 = ?2, size = ?3, reason = NULL, error = NULL,
              cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL, cp_total = NULL,
              updated_ms = ?4 WHERE job = ?1",
             params![job, sha256.to_string(), size as i64, now],
-        )
+        )?;
+        Ok(())
     }
 
-    /// `job` failed for `reason` (the partial's checkpoint is kept for a later resume).
+    /// `job` was recorded promoted, but the storage no longer shows it (deleted since): back to
+    /// `planned`, so it is fetched again (the create-only promotion still decides).
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn failed(&self, job: &str, reason: &str, error: &str, now: i64) -> anyhow::Result<()> {
-        self.update(
-            "UPDATE jobs SET state = 'failed', reason = ?2, error = ?3, updated_ms = ?4 WHERE job = ?1",
-            params![job, reason, error, now],
+    pub(crate) fn forget_promoted(&self, job: &str, now: i64) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET state = 'planned', updated_ms = ?2 WHERE job = ?1 AND state = 'promoted'",
+            params![job, now],
+        )?;
+        Ok(())
+    }
+
+    /// `owner`'s attempt at `job` failed for `reason` (the partial's checkpoint is kept for a
+    /// later resume); false when `owner` no longer owns the job. Never changes a promoted job.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub(crate) fn failed(&self, job: &str, owner: &str, reason: &str, error: &str, now: i64) -> anyhow::Result<bool> {
+        self.owned(
+            "UPDATE jobs SET state = 'failed', reason = ?3, error = ?4, updated_ms = ?5
+             WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
+            params![job, owner, reason, error, now],
         )
+    }
+
+    /// `owner` stops working on `job` without an outcome (its lease was lost, or the run was
+    /// interrupted): back to `planned`, checkpoint kept, so the next worker resumes it.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub(crate) fn disown(&self, job: &str, owner: &str, now: i64) -> anyhow::Result<bool> {
+        self.owned(
+            "UPDATE jobs SET state = 'planned', owner = NULL, updated_ms = ?3
+             WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
+            params![job, owner, now],
+        )
+    }
+
+    /// Records what a worker on another machine did with `job`: promoted with `sha256` (state
+    /// `elsewhere`), or failed for `reason`. Only a job nobody here finished or works on is
+    /// changed.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub(crate) fn elsewhere(&self, job: &str, outcome: &Elsewhere, now: i64) -> anyhow::Result<()> {
+        let (state, sha, reason, error) = match outcome {
+            Elsewhere::Promoted(sha) => ("elsewhere", Some(sha.to_string()), None, None),
+            Elsewhere::Failed { reason, error } => ("failed", None, Some(reason.as_str()), Some(error.as_str())),
+        };
+        self.conn.execute(
+            "UPDATE jobs SET state = ?2, sha256 = coalesce(?3, sha256), reason = ?4, error = ?5, updated_ms = ?6
+             WHERE job = ?1 AND state IN ('planned', 'failed', 'elsewhere', 'skipped')",
+            params![job, state, sha, reason, error, now],
+        )?;
+        Ok(())
     }
 
     /// Makes sure run `run` has shards `0..count`. When every shard of an earlier pass over the
@@ -465,18 +633,16 @@ impl Ledger {
     }
 
     /// Tries to lease shard `shard` of `run` for `owner` until `now + lease_ms`. A lease held by
-    /// someone else is taken over when it has expired or `alive` says its owner is gone; the
-    /// shard's unfinished jobs are then claimed again (their partials are kept for resume).
+    /// someone else is taken over when it has expired or `alive` says its owner is gone. Jobs
+    /// are not touched: each is taken when its attempt begins ([`Self::begin_attempt`]).
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn acquire(
         &mut self,
         run: &str,
         shard: u64,
-        jobs: &[String],
         owner: &str,
         now: i64,
         lease_ms: i64,
@@ -506,15 +672,6 @@ impl Ledger {
             "UPDATE shards SET owner = ?3, expires_ms = ?4 WHERE run = ?1 AND shard = ?2",
             params![run, shard as i64, owner, now + lease_ms],
         )?;
-        {
-            let mut claim = tx.prepare(
-                "UPDATE jobs SET state = 'claimed', run = ?2, shard = ?3, updated_ms = ?4
-                 WHERE job = ?1 AND state IN ('planned', 'claimed', 'fetching', 'verified', 'failed', 'skipped')",
-            )?;
-            for job in jobs {
-                claim.execute(params![job, run, shard as i64, now])?;
-            }
-        }
         tx.commit()?;
         Ok(Acquire::Acquired { from: holder.filter(|h| h != owner) })
     }
@@ -551,10 +708,11 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub(crate) fn release(&self, run: &str, shard: u64, owner: &str) -> anyhow::Result<()> {
-        self.update(
+        self.conn.execute(
             "UPDATE shards SET owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
             params![run, shard as i64, owner],
-        )
+        )?;
+        Ok(())
     }
 
     /// Whether every shard of `run` is done.
@@ -602,17 +760,17 @@ impl Ledger {
         Ok((live, expired))
     }
 
-    /// Jobs in flight whose shard has no live lease at `now` (expired, or its owner gone):
-    /// (key, state), by key.
+    /// Jobs in flight (`fetching`, `verified`) whose owner is gone or holds no live shard lease
+    /// at `now`: (key, state), by key. The next `promote run` takes them back.
     ///
     /// # Errors
     ///
     /// SQLite errors.
     pub(crate) fn stuck(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT j.key, j.state, s.owner, s.expires_ms FROM jobs j
-             LEFT JOIN shards s ON s.run = j.run AND s.shard = j.shard
-             WHERE j.state IN ('claimed', 'fetching', 'verified') ORDER BY j.key",
+            "SELECT j.key, j.state, j.owner,
+                    (SELECT max(s.expires_ms) FROM shards s WHERE s.owner = j.owner AND s.done = 0)
+             FROM jobs j WHERE j.state IN ('fetching', 'verified') ORDER BY j.key",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -694,37 +852,39 @@ mod tests {
         assert!(format!("{err:#}").contains("schema version 99"), "{err:#}");
     }
 
+    fn cp(bytes: &[u8]) -> Checkpoint {
+        Checkpoint {
+            offset: bytes.len() as u64,
+            prefix_sha256: Sha256::of(bytes),
+            etag: Some("\"e\"".into()),
+            last_modified: None,
+            total: Some(3),
+        }
+    }
+
+    fn begin(ledger: &mut Ledger, job: &str, owner: &str, now: i64) -> Begin {
+        ledger.begin_attempt(job, owner, now, &|_| true).unwrap()
+    }
+
     #[test]
     fn job_moves_through_its_states() {
         let (_dir, mut ledger) = ledger();
         ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2")], 1).unwrap();
         assert_eq!(state(&ledger, "j1"), State::Planned);
         assert!(ledger.job("nope").unwrap().is_none());
-        ledger.prepare_shards("run", 1).unwrap();
-        let jobs = vec!["j1".to_owned(), "j2".to_owned()];
-        assert_eq!(
-            ledger.acquire("run", 0, &jobs, "me", 10, LEASE, &|_| true).unwrap(),
-            Acquire::Acquired { from: None }
-        );
-        assert_eq!(state(&ledger, "j1"), State::Claimed);
-        assert_eq!(ledger.begin_attempt("j1", 11).unwrap(), 1);
-        assert_eq!(state(&ledger, "j1"), State::Fetching);
-        let cp = Checkpoint {
-            offset: 3,
-            prefix_sha256: Sha256::of(b"abc"),
-            etag: Some("\"e\"".into()),
-            last_modified: None,
-            total: Some(3),
-        };
-        ledger.verified("j1", &cp, 12).unwrap();
+        assert!(ledger.begin_attempt("nope", "me", 1, &|_| true).is_err());
+        assert_eq!(begin(&mut ledger, "j1", "me", 11), Begin::Mine(1));
         let row = ledger.job("j1").unwrap().unwrap();
-        assert_eq!((row.state, row.checkpoint.as_ref(), row.size), (State::Verified, Some(&cp), Some(3)));
+        assert_eq!((row.state, row.owner.as_deref(), row.updated_ms), (State::Fetching, Some("me"), 11));
+        assert!(ledger.verified("j1", "me", &cp(b"abc"), 12).unwrap());
+        let row = ledger.job("j1").unwrap().unwrap();
+        assert_eq!((row.state, row.checkpoint, row.size), (State::Verified, Some(cp(b"abc")), Some(3)));
         ledger.promoted("j1", &Sha256::of(b"abc"), 3, 13).unwrap();
         let row = ledger.job("j1").unwrap().unwrap();
         assert_eq!((row.state, row.checkpoint, row.sha256), (State::Promoted, None, Some(Sha256::of(b"abc"))));
-        assert_eq!(ledger.begin_attempt("j2", 14).unwrap(), 1);
-        assert_eq!(ledger.begin_attempt("j2", 15).unwrap(), 2);
-        ledger.failed("j2", "http-404", "404 Not Found", 16).unwrap();
+        assert_eq!(begin(&mut ledger, "j2", "me", 14), Begin::Mine(1));
+        assert_eq!(begin(&mut ledger, "j2", "me", 15), Begin::Mine(2));
+        assert!(ledger.failed("j2", "me", "http-404", "404 Not Found", 16).unwrap());
         assert_eq!(
             ledger.failures().unwrap(),
             vec![Failure {
@@ -739,56 +899,130 @@ mod tests {
         // Planning again never resets what is recorded.
         ledger.plan([("j1", "k1", "s1")], 20).unwrap();
         assert_eq!(state(&ledger, "j1"), State::Promoted);
+        // A failed job is tried again by a later attempt.
+        assert_eq!(begin(&mut ledger, "j2", "later", 21), Begin::Mine(3));
     }
 
     #[test]
-    fn leases_expire_and_are_taken_over_with_their_jobs() {
+    fn nothing_changes_a_promoted_job() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k", "s")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        // Another worker promoted it (a duplicate, or a worker that took over).
+        ledger.promoted("j", &Sha256::of(b"abc"), 3, 3).unwrap();
+        assert!(!ledger.failed("j", "a", "size-mismatch", "late", 4).unwrap(), "a failure never overwrites promoted");
+        assert!(!ledger.checkpoint("j", "a", &cp(b"ab"), 4).unwrap());
+        assert!(!ledger.verified("j", "a", &cp(b"abc"), 4).unwrap());
+        assert!(!ledger.disown("j", "a", 4).unwrap());
+        ledger.elsewhere("j", &Elsewhere::Failed { reason: "http-404".into(), error: "there".into() }, 4).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "b", 5), Begin::Promoted);
+        let row = ledger.job("j").unwrap().unwrap();
+        assert_eq!((row.state, row.sha256, row.reason), (State::Promoted, Some(Sha256::of(b"abc")), None));
+    }
+
+    #[test]
+    fn a_job_in_flight_has_one_owner() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k", "s")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        assert!(ledger.checkpoint("j", "a", &cp(b"a"), 3).unwrap());
+        // b waits while a may be alive, whatever a's lease says.
+        assert_eq!(begin(&mut ledger, "j", "b", 4), Begin::Busy { owner: "a".into(), updated_ms: 3 });
+        // Every later transition of a stranger is refused.
+        assert!(!ledger.checkpoint("j", "b", &cp(b"ab"), 5).unwrap());
+        assert!(!ledger.verified("j", "b", &cp(b"abc"), 5).unwrap());
+        assert!(!ledger.clear_checkpoint("j", "b", 5).unwrap());
+        assert!(!ledger.failed("j", "b", "x", "y", 5).unwrap());
+        assert!(!ledger.disown("j", "b", 5).unwrap());
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, Some(cp(b"a")));
+        // a stops (lease lost): b takes it with a's checkpoint to resume from.
+        assert!(ledger.disown("j", "a", 6).unwrap());
+        assert_eq!(state(&ledger, "j"), State::Planned);
+        assert_eq!(begin(&mut ledger, "j", "b", 7), Begin::Mine(2));
+        let row = ledger.job("j").unwrap().unwrap();
+        assert_eq!((row.owner.as_deref(), row.checkpoint), (Some("b"), Some(cp(b"a"))));
+        // a, back from a pause, owns nothing any more.
+        assert!(!ledger.checkpoint("j", "a", &cp(b"ab"), 8).unwrap());
+        // A dead owner's job is taken at once.
+        assert_eq!(ledger.begin_attempt("j", "c", 9, &|o| o != "b").unwrap(), Begin::Mine(3));
+    }
+
+    #[test]
+    fn work_done_elsewhere_is_recorded_without_touching_jobs_here() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2"), ("j3", "k3", "s3")], 1).unwrap();
+        ledger.elsewhere("j1", &Elsewhere::Promoted(Sha256::of(b"x")), 2).unwrap();
+        ledger.elsewhere("j2", &Elsewhere::Failed { reason: "http-404".into(), error: "on h".into() }, 2).unwrap();
+        assert_eq!(begin(&mut ledger, "j3", "me", 2), Begin::Mine(1));
+        ledger.elsewhere("j3", &Elsewhere::Promoted(Sha256::of(b"y")), 3).unwrap();
+        assert_eq!(state(&ledger, "j1"), State::Elsewhere);
+        assert_eq!(ledger.job("j1").unwrap().unwrap().sha256, Some(Sha256::of(b"x")));
+        assert_eq!(ledger.failures().unwrap()[0].error.as_deref(), Some("on h"));
+        assert_eq!(state(&ledger, "j3"), State::Fetching, "a job in flight here is left alone");
+    }
+
+    #[test]
+    fn leases_expire_and_are_taken_over() {
         let (_dir, mut ledger) = ledger();
         ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2")], 0).unwrap();
         ledger.prepare_shards("run", 1).unwrap();
-        let jobs = vec!["j1".to_owned(), "j2".to_owned()];
-        assert!(matches!(ledger.acquire("run", 0, &jobs, "a", 0, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
-        ledger.begin_attempt("j1", 1).unwrap();
+        assert!(matches!(ledger.acquire("run", 0, "a", 0, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
+        assert_eq!(begin(&mut ledger, "j1", "a", 1), Begin::Mine(1));
+        // Leasing a shard does not touch its jobs.
+        assert_eq!(state(&ledger, "j2"), State::Planned);
         // Live and unexpired: b must wait; a itself does not lease it twice.
-        assert_eq!(ledger.acquire("run", 0, &jobs, "b", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
-        assert_eq!(ledger.acquire("run", 0, &jobs, "a", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
+        assert_eq!(ledger.acquire("run", 0, "b", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
+        assert_eq!(ledger.acquire("run", 0, "a", 1_000, LEASE, &|_| true).unwrap(), Acquire::Held);
         assert_eq!(ledger.claims(1_000, &|_| true).unwrap(), (1, 0));
         assert!(ledger.stuck(1_000, &|_| true).unwrap().is_empty());
-        // A dead owner's lease counts as expired, its jobs as stuck.
+        // A dead owner's lease counts as expired, its job in flight as stuck.
         assert_eq!(ledger.claims(1_000, &|_| false).unwrap(), (0, 1));
-        assert_eq!(ledger.stuck(1_000, &|_| false).unwrap().len(), 2);
+        assert_eq!(ledger.stuck(1_000, &|_| false).unwrap(), vec![("k1".to_owned(), "fetching".to_owned())]);
         // Renewal moves the expiry.
         assert!(ledger.renew("run", 0, "a", 50_000, LEASE).unwrap());
         assert!(!ledger.renew("run", 0, "b", 50_000, LEASE).unwrap());
-        assert_eq!(ledger.acquire("run", 0, &jobs, "b", 100_000, LEASE, &|_| true).unwrap(), Acquire::Held);
-        // Expired: counted as such, its in-flight job shows as stuck, and b takes it over.
+        assert_eq!(ledger.acquire("run", 0, "b", 100_000, LEASE, &|_| true).unwrap(), Acquire::Held);
+        // Expired: counted as such, its job in flight shows as stuck, and b takes it over.
         assert_eq!(ledger.claims(110_001, &|_| true).unwrap(), (0, 1));
+        assert_eq!(ledger.stuck(110_001, &|_| true).unwrap(), vec![("k1".to_owned(), "fetching".to_owned())]);
         assert_eq!(
-            ledger.stuck(110_001, &|_| true).unwrap(),
-            vec![("k1".to_owned(), "fetching".to_owned()), ("k2".to_owned(), "claimed".to_owned())]
-        );
-        assert_eq!(
-            ledger.acquire("run", 0, &jobs, "b", 110_001, LEASE, &|_| true).unwrap(),
+            ledger.acquire("run", 0, "b", 110_001, LEASE, &|_| true).unwrap(),
             Acquire::Acquired { from: Some("a".into()) }
         );
-        assert_eq!(state(&ledger, "j1"), State::Claimed);
-        assert!(ledger.stuck(110_002, &|_| true).unwrap().is_empty());
         // a lost it: it can neither renew nor finish it.
         assert!(!ledger.renew("run", 0, "a", 110_002, LEASE).unwrap());
         assert!(!ledger.finish("run", 0, "a").unwrap());
         assert!(ledger.finish("run", 0, "b").unwrap());
-        assert_eq!(ledger.acquire("run", 0, &jobs, "c", 110_003, LEASE, &|_| true).unwrap(), Acquire::Done);
+        assert_eq!(ledger.acquire("run", 0, "c", 110_003, LEASE, &|_| true).unwrap(), Acquire::Done);
         assert!(ledger.all_done("run").unwrap());
+    }
+
+    #[test]
+    fn a_version_1_ledger_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (schema_version INTEGER NOT NULL); INSERT INTO meta VALUES (1);
+                 INSERT INTO jobs (job, key, source, state, updated_ms) VALUES ('j', 'k', 's', 'claimed', 1);",
+            )
+            .unwrap();
+        }
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(state(&ledger, "j"), State::Planned);
+        assert_eq!(begin(&mut ledger, "j", "me", 2), Begin::Mine(1));
     }
 
     #[test]
     fn a_dead_owner_loses_its_lease_before_expiry() {
         let (_dir, mut ledger) = ledger();
         ledger.prepare_shards("run", 2).unwrap();
-        ledger.acquire("run", 0, &[], "dead", 0, LEASE, &|_| true).unwrap();
+        ledger.acquire("run", 0, "dead", 0, LEASE, &|_| true).unwrap();
         let alive = |owner: &str| owner != "dead";
         assert_eq!(
-            ledger.acquire("run", 0, &[], "b", 1, LEASE, &alive).unwrap(),
+            ledger.acquire("run", 0, "b", 1, LEASE, &alive).unwrap(),
             Acquire::Acquired { from: Some("dead".into()) }
         );
     }
@@ -798,16 +1032,16 @@ mod tests {
         let (_dir, mut ledger) = ledger();
         ledger.prepare_shards("run", 2).unwrap();
         for shard in 0..2 {
-            ledger.acquire("run", shard, &[], "a", 0, LEASE, &|_| true).unwrap();
+            ledger.acquire("run", shard, "a", 0, LEASE, &|_| true).unwrap();
         }
         ledger.finish("run", 0, "a").unwrap();
         // Not all done: preparing again keeps the pass going.
         ledger.prepare_shards("run", 2).unwrap();
-        assert_eq!(ledger.acquire("run", 0, &[], "b", 1, LEASE, &|_| true).unwrap(), Acquire::Done);
+        assert_eq!(ledger.acquire("run", 0, "b", 1, LEASE, &|_| true).unwrap(), Acquire::Done);
         ledger.finish("run", 1, "a").unwrap();
         ledger.prepare_shards("run", 2).unwrap();
         assert!(!ledger.all_done("run").unwrap());
-        assert!(matches!(ledger.acquire("run", 0, &[], "b", 2, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
+        assert!(matches!(ledger.acquire("run", 0, "b", 2, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
     }
 }
 

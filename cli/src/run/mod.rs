@@ -18,7 +18,7 @@ pub(crate) mod report;
 pub(crate) mod resume;
 pub(crate) mod shards;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,10 +31,10 @@ use promote_core::Mode;
 use tokio::sync::{Notify, Semaphore};
 
 use self::item::{Ctx, Done};
-use self::ledger::{Db, now_ms};
+use self::ledger::{Db, Elsewhere, now_ms};
 use self::manifest::Item;
 use self::report::{ItemReport, Summary};
-use self::shards::{Lease, Leases, LedgerLeases};
+use self::shards::{Lease, Leases, LedgerLeases, ShardRecord};
 use crate::settings::{Loaded, RunSettings};
 
 /// A run as asked for on the command line, settings already merged with flags.
@@ -79,11 +79,30 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
             Ok(item) => items.push(item),
         }
     }
+    // The same job twice (a repeated line) is one job: it runs once, and each of its lines
+    // reports the one outcome.
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    let mut repeats: Vec<(Item, String)> = Vec::new();
+    let mut unique = Vec::with_capacity(items.len());
+    for item in items {
+        let job = job::key(&item);
+        if first_line.insert(job.clone(), item.line).is_some() {
+            repeats.push((item, job));
+        } else {
+            unique.push(item);
+        }
+    }
+    let mut items = unique;
     let max = plan.settings.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
     reports.extend(rest.iter().map(|item| ItemReport::item(item, &Done::skipped())));
     if plan.dry_run {
-        reports.extend(items.iter().map(|item| ItemReport::item(item, &Done::skipped())));
+        reports.extend(
+            items
+                .iter()
+                .chain(repeats.iter().map(|(item, _)| item))
+                .map(|item| ItemReport::item(item, &Done::skipped())),
+        );
         return finish(&plan, Summary::new(reports, started.elapsed()));
     }
 
@@ -109,12 +128,8 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     .await?;
     let owner = shards::owner();
     tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
-    let local = LedgerLeases {
-        db: db.clone(),
-        run: run_id.clone(),
-        owner,
-        lease: plan.settings.lease.max(Duration::from_secs(1)),
-    };
+    let lease = plan.settings.lease.max(Duration::from_secs(1));
+    let local = LedgerLeases { db: db.clone(), run: run_id.clone(), owner: owner.clone(), lease };
     // A backend with control objects (S3) shares leases through the bucket, so machines with
     // separate run directories split the work too.
     let leases: Arc<dyn Leases> = match store.backend().control() {
@@ -134,6 +149,8 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         partials,
         spool,
         progress: Arc::clone(&progress),
+        owner,
+        patience: lease,
     });
     let work = Work {
         ctx,
@@ -147,7 +164,8 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         cursor: AtomicUsize::new(0),
         unstarted: AtomicUsize::new(0),
         started: Notify::new(),
-        failed_elsewhere: std::sync::Mutex::new(BTreeMap::new()),
+        elsewhere: std::sync::Mutex::new(BTreeMap::new()),
+        hints: std::sync::Mutex::new(BTreeMap::new()),
     };
     let outcome = work.drive().await;
     if let Some(ticker) = ticker {
@@ -160,24 +178,30 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         ran[index] = Some(result);
     }
-    let fates = work.fates.into_inner();
-    let failed_elsewhere = work.failed_elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let elsewhere = work.elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut done = Vec::with_capacity(ran.len());
     for (index, slot) in ran.into_iter().enumerate() {
         done.push(match slot {
             Some(result) => result,
             None => {
                 let job = work.jobs[index].clone();
-                if fates[index / shard_size] == Fate::DoneElsewhere {
-                    Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
-                } else {
-                    let row = db.call(move |l| l.job(&job)).await?;
-                    Done::from_ledger(row.as_ref())
+                match elsewhere.get(&(index / shard_size)) {
+                    Some(record) => Done::elsewhere(record, &job),
+                    None => {
+                        let row = db.call(move |l| l.job(&job)).await?;
+                        Done::from_ledger(row.as_ref())
+                    }
                 }
             }
         });
     }
     reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d)));
+    let index_of: HashMap<&str, usize> = work.jobs.iter().enumerate().map(|(i, j)| (j.as_str(), i)).collect();
+    for (item, job) in &repeats {
+        // A repeat of a job cut off by `--max` is skipped with it.
+        let first = index_of.get(job.as_str()).map_or_else(Done::skipped, |&i| done[i].clone());
+        reports.push(ItemReport::item(item, &first));
+    }
     finish(&plan, Summary::new(reports, started.elapsed()))
 }
 
@@ -204,7 +228,7 @@ enum Fate {
     Mine,
     /// Finished (by us, or another worker sharing the ledger).
     Done,
-    /// Finished by a worker elsewhere, with its failed jobs (job key → reason).
+    /// Finished by a worker elsewhere (its record is in `Work::elsewhere`).
     DoneElsewhere,
 }
 
@@ -218,8 +242,10 @@ struct Work {
     slots: Arc<Semaphore>,
     fates: tokio::sync::Mutex<Vec<Fate>>,
     results: std::sync::Mutex<Vec<(usize, Done)>>,
-    /// Jobs that failed in shards finished elsewhere: job key → reason.
-    failed_elsewhere: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Shards finished by workers elsewhere: shard → their done marker.
+    elsewhere: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
+    /// Shards leased with digests other workers recorded: shard → (job key → SHA-256).
+    hints: std::sync::Mutex<BTreeMap<usize, BTreeMap<String, promote_core::Sha256>>>,
     /// Where the next scan for a shard to lease starts.
     cursor: AtomicUsize,
     /// Items of leased shards still waiting for a slot.
@@ -287,20 +313,21 @@ impl Work {
                 waiting |= fates[shard] == Fate::Mine;
                 continue;
             }
-            let jobs = self.jobs[self.range(shard)].to_vec();
-            match self.leases.acquire(shard as u64, &jobs).await? {
-                Lease::Acquired { from } => {
+            match self.leases.acquire(shard as u64).await? {
+                Lease::Acquired { from, hints } => {
                     if let Some(from) = from {
                         tracing::info!(shard, from = %from, "took over an expired lease");
                     }
                     fates[shard] = Fate::Mine;
+                    self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, hints);
                     self.cursor.store(shard + 1, Ordering::Relaxed);
                     return Ok((Some(shard), true));
                 }
                 Lease::Done(None) => fates[shard] = Fate::Done,
-                Lease::Done(Some(failed)) => {
+                Lease::Done(Some(record)) => {
                     fates[shard] = Fate::DoneElsewhere;
-                    self.failed_elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(failed);
+                    self.record_elsewhere(shard, &record).await?;
+                    self.elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, record);
                 }
                 Lease::Held => waiting = true,
             }
@@ -309,8 +336,58 @@ impl Work {
         Ok((None, waiting))
     }
 
+    /// Records in this run directory's ledger what a worker elsewhere did with a shard, so
+    /// `status` shows it (failures with their reasons) and no job of it looks unfinished.
+    async fn record_elsewhere(&self, shard: usize, record: &ShardRecord) -> anyhow::Result<()> {
+        let writer = record.writer();
+        let outcomes: Vec<(String, Elsewhere)> = self.jobs[self.range(shard)]
+            .iter()
+            .filter_map(|job| {
+                let outcome = match (record.promoted.get(job), record.failed.get(job)) {
+                    (Some(sha), _) => Elsewhere::Promoted(sha.parse().ok()?),
+                    (None, Some(reason)) => Elsewhere::Failed {
+                        reason: reason.clone(),
+                        error: format!("failed on {writer} (its run directory says why)"),
+                    },
+                    (None, None) => return None,
+                };
+                Some((job.clone(), outcome))
+            })
+            .collect();
+        self.ctx
+            .db
+            .call(move |l| {
+                let now = now_ms();
+                l.in_transaction(|l| outcomes.iter().try_for_each(|(job, outcome)| l.elsewhere(job, outcome, now)))
+            })
+            .await
+    }
+
+    /// What this worker did with `shard`'s items so far: digests promoted or found present,
+    /// reasons of failures.
+    fn shard_record(&self, shard: usize) -> ShardRecord {
+        let mut record = ShardRecord { owner: self.ctx.owner.clone(), ..ShardRecord::default() };
+        let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let range = self.range(shard);
+        for (index, done) in results.iter().filter(|(index, _)| range.contains(index)) {
+            let job = self.jobs[*index].clone();
+            match (&done.failure, done.sha256) {
+                (Some(failure), _) => {
+                    record.failed.insert(job, failure.reason.clone());
+                }
+                (None, Some(sha)) => {
+                    record.promoted.insert(job, sha.to_string());
+                }
+                (None, None) => {}
+            }
+        }
+        record
+    }
+
     async fn run_shard(&self, shard: usize) -> anyhow::Result<()> {
         let lost = Arc::new(AtomicBool::new(false));
+        let hints =
+            self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&shard).unwrap_or_default();
         let renewer = {
             let (leases, lost) = (Arc::clone(&self.leases), Arc::clone(&lost));
             AbortOnDrop(tokio::spawn(async move {
@@ -325,7 +402,7 @@ impl Work {
                         Ok(false) => {
                             tracing::warn!(
                                 shard,
-                                "lost the shard's lease; leaving its remaining items to the new owner"
+                                "lost the shard's lease; its items stop and are left to the new owner"
                             );
                             lost.store(true, Ordering::Relaxed);
                             return;
@@ -337,9 +414,12 @@ impl Work {
                 }
             }))
         };
+        // Progress is shared (on S3: written to the bucket) at most every third of a lease,
+        // so a worker taking the shard over does not fetch again what was finished.
+        let shared = tokio::sync::Mutex::new(Instant::now());
         futures_util::stream::iter(self.range(shard))
             .for_each_concurrent(None, |index| {
-                let lost = Arc::clone(&lost);
+                let (lost, hints, shared) = (Arc::clone(&lost), &hints, &shared);
                 async move {
                     let slot = self.slots.acquire().await;
                     self.unstarted.fetch_sub(1, Ordering::AcqRel);
@@ -348,9 +428,22 @@ impl Work {
                     if lost.load(Ordering::Relaxed) {
                         return;
                     }
-                    let done = item::process(&self.ctx, &self.items[index], &self.jobs[index]).await;
+                    let job = &self.jobs[index];
+                    let done = item::process(&self.ctx, &self.items[index], job, hints.get(job).copied(), &lost).await;
                     self.ctx.progress.item_done();
+                    if done.stopped() {
+                        // The worker that took the shard over reports it.
+                        return;
+                    }
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
+                    if let Ok(mut last) = shared.try_lock()
+                        && last.elapsed() >= self.leases.lease() / 3
+                    {
+                        *last = Instant::now();
+                        if let Err(err) = self.leases.progress(shard as u64, &self.shard_record(shard)).await {
+                            tracing::info!(shard, error = %format!("{err:#}"), "could not share the shard's progress");
+                        }
+                    }
                 }
             })
             .await;
@@ -358,18 +451,7 @@ impl Work {
         let fate = if lost.load(Ordering::Relaxed) {
             Fate::Pending
         } else {
-            let failed: BTreeMap<String, String> = {
-                let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let range = self.range(shard);
-                results
-                    .iter()
-                    .filter(|(index, _)| range.contains(index))
-                    .filter_map(|(index, done)| {
-                        done.failure.as_ref().map(|f| (self.jobs[*index].clone(), f.reason.clone()))
-                    })
-                    .collect()
-            };
-            self.leases.finish(shard as u64, failed).await?;
+            self.leases.finish(shard as u64, self.shard_record(shard)).await?;
             Fate::Done
         };
         self.fates.lock().await[shard] = fate;

@@ -19,7 +19,7 @@ pub(crate) struct ItemReport {
     pub(crate) key: Option<String>,
     /// Source as written.
     pub(crate) source: Option<String>,
-    /// `promoted`, `already-present`, `failed`, `skipped`.
+    /// `promoted`, `already-present`, `done-elsewhere`, `failed`, `skipped`.
     pub(crate) outcome: &'static str,
     /// `already-complete`, `resume`, `discard`, `fresh`.
     pub(crate) decision: Option<&'static str>,
@@ -86,6 +86,7 @@ impl ItemReport {
 pub(crate) struct Summary {
     promoted: u64,
     already_present: u64,
+    done_elsewhere: u64,
     failed: u64,
     skipped: u64,
     resumed: u64,
@@ -109,6 +110,7 @@ impl Summary {
         Self {
             promoted: count(Outcome::Promoted),
             already_present: count(Outcome::AlreadyPresent),
+            done_elsewhere: count(Outcome::Elsewhere),
             failed: count(Outcome::Failed),
             skipped: count(Outcome::Skipped),
             resumed: decided(Decision::Resume),
@@ -125,6 +127,9 @@ impl Summary {
     pub(crate) fn line(&self) -> String {
         let mut parts =
             vec![format!("{} promoted", self.promoted), format!("{} already present", self.already_present)];
+        if self.done_elsewhere > 0 {
+            parts.push(format!("{} done by other workers", self.done_elsewhere));
+        }
         let mut failed = format!("{} failed", self.failed);
         if !self.failures.is_empty() {
             let reasons: Vec<String> = self.failures.iter().map(|(r, n)| format!("{r}: {n}")).collect();
@@ -188,12 +193,13 @@ mod tests {
             report(2, Outcome::AlreadyPresent, Some(Decision::AlreadyComplete), None, 0),
             ItemReport::bad_line(&BadLine { line: 4, reason: "not json".into(), key: None, source: None }),
             report(5, Outcome::Promoted, Some(Decision::Discard), None, 0),
+            report(6, Outcome::Elsewhere, None, None, 0),
         ];
         let summary = Summary::new(items, Duration::from_secs(2));
         let line = summary.line();
         assert!(
             line.starts_with(
-                "run: 5 items: 2 promoted, 1 already present, 2 failed (bad-manifest-line: 1, http-404: 1); 1 resumed, 1 discarded; 4.0 MiB in 2.0s"
+                "run: 6 items: 2 promoted, 1 already present, 1 done by other workers, 2 failed (bad-manifest-line: 1, http-404: 1); 1 resumed, 1 discarded; 5.0 MiB in 2.0s"
             ),
             "{line}"
         );
@@ -201,6 +207,7 @@ mod tests {
         let json = summary.json();
         assert_eq!(json["items"][0]["line"], 1);
         assert_eq!(json["failures"]["http-404"], 1);
+        assert_eq!(json["done_elsewhere"], 1);
         assert_eq!(json["items"][3]["key"], serde_json::Value::Null);
         let only_bad = Summary::new(
             vec![ItemReport::bad_line(&BadLine { line: 1, reason: "x".into(), key: None, source: None })],

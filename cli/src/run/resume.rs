@@ -6,6 +6,12 @@
 //! not on disk. After a crash the file is cut back to the checkpoint and its prefix hashed again
 //! and compared: a mismatch discards it. The digester that checks the prefix keeps running over
 //! the rest of the body, so the final SHA-256 is a fresh hash of the whole object.
+//!
+//! A partial has one owner at a time: opening it takes an exclusive lock on the file (an
+//! open-file-description lock on Linux, the one staging files carry), held for as long as the
+//! [`Partial`] lives and released by the kernel however its process ends. Nothing truncates,
+//! cuts back or deletes a partial without holding that lock, and the bytes promoted are read
+//! through the locked handle, never by opening the path again.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -66,14 +72,30 @@ pub(crate) struct Partial {
 }
 
 impl Partial {
-    /// An empty partial file at `path` (an older one there is truncated).
+    /// An empty partial file at `path`, locked (an older one there is truncated once the lock
+    /// is ours).
     ///
     /// # Errors
     ///
-    /// When the file cannot be created.
+    /// [`std::io::ErrorKind::WouldBlock`] when another process holds the file's lock; when the
+    /// file cannot be created.
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(path)?;
+        let file = Self::open_locked(path)?;
+        file.set_len(0)?;
         Ok(Self::new(path, file, Digester::new()))
+    }
+
+    /// Opens (creating if needed, never truncating) and locks `path`.
+    fn open_locked(path: &Path) -> std::io::Result<File> {
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        match promote_local::lock::try_take(&file) {
+            Ok(true) => Ok(file),
+            Ok(false) => Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("{} is locked by another process", path.display()),
+            )),
+            Err(errno) => Err(std::io::Error::from(errno)),
+        }
     }
 
     fn new(path: &Path, file: File, digester: Digester) -> Self {
@@ -89,21 +111,23 @@ impl Partial {
         }
     }
 
-    /// Reopens the partial at `path` as of `checkpoint`: cuts it back to the checkpoint's
-    /// offset and hashes the prefix again. `None` when the file is missing, shorter than the
-    /// checkpoint, or its prefix no longer hashes to the recorded digest (discard it).
+    /// Reopens and locks the partial at `path` as of `checkpoint`: cuts it back to the
+    /// checkpoint's offset and hashes the prefix again. The flag says whether the bytes were
+    /// kept: when the file is missing, shorter than the checkpoint, or its prefix no longer
+    /// hashes to the recorded digest, the partial comes back empty (discarded).
     ///
     /// # Errors
     ///
-    /// When the file exists but cannot be read or truncated.
-    pub(crate) fn reopen(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<Option<Self>> {
-        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+    /// [`std::io::ErrorKind::WouldBlock`] when another process holds the file's lock; when the
+    /// file cannot be read or truncated.
+    pub(crate) fn reopen(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<(Self, bool)> {
+        let mut file = Self::open_locked(path)?;
+        let fresh = |file: File| -> std::io::Result<(Self, bool)> {
+            file.set_len(0)?;
+            Ok((Self::new(path, file, Digester::new()), false))
         };
         if file.metadata()?.len() < checkpoint.offset {
-            return Ok(None);
+            return fresh(file);
         }
         file.set_len(checkpoint.offset)?;
         let mut digester = Digester::new();
@@ -118,14 +142,14 @@ impl Partial {
             digester.update(&buf[..n]);
         }
         if digester.size() != checkpoint.offset || digester.clone().finish().sha256 != checkpoint.prefix_sha256 {
-            return Ok(None);
+            return fresh(file);
         }
         file.seek(SeekFrom::End(0))?;
         let mut partial = Self::new(path, file, digester);
         partial.etag.clone_from(&checkpoint.etag);
         partial.last_modified.clone_from(&checkpoint.last_modified);
         partial.total = checkpoint.total;
-        Ok(Some(partial))
+        Ok((partial, true))
     }
 
     /// [`Self::reopen`] on the blocking pool (it reads the whole prefix back), so it works on
@@ -134,7 +158,7 @@ impl Partial {
     /// # Errors
     ///
     /// As [`Self::reopen`]; when the blocking pool could not run it.
-    pub(crate) async fn reopened(path: &Path, checkpoint: Checkpoint) -> std::io::Result<Option<Self>> {
+    pub(crate) async fn reopened(path: &Path, checkpoint: Checkpoint) -> std::io::Result<(Self, bool)> {
         let path = path.to_owned();
         let reopened = promote_core::blocking::run(move || Self::reopen(&path, &checkpoint)).await;
         reopened.map_err(std::io::Error::other)?
@@ -225,13 +249,27 @@ impl Partial {
         self.digester.clone().finish()
     }
 
-    /// The file, opened again for reading from the start.
+    /// The bytes written, for reading from the start: a second handle on the locked file (it
+    /// shares the lock and the file offset), never the path opened again, which another
+    /// process might have replaced.
     ///
     /// # Errors
     ///
-    /// When it cannot be opened.
+    /// When the handle cannot be duplicated or rewound.
     pub(crate) fn reader(&self) -> std::io::Result<File> {
-        File::open(&self.path)
+        let file = self.file.try_clone()?;
+        (&file).seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
+
+    /// Deletes the file while still holding its lock (so no other process can have opened it
+    /// as its own in between). A file already gone is fine.
+    pub(crate) fn remove(self) {
+        if let Err(err) = std::fs::remove_file(&self.path)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %err, "could not remove a partial download");
+        }
     }
 }
 
@@ -257,7 +295,8 @@ mod tests {
         let (path, cp) = written(dir.path(), b"01234");
         // Bytes written after the checkpoint (before a crash) are cut off.
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"xx").unwrap();
-        let mut partial = Partial::reopen(&path, &cp).unwrap().expect("prefix checks out");
+        let (mut partial, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert!(kept, "prefix checks out");
         assert_eq!((partial.offset(), partial.if_range().as_deref()), (5, Some("\"v1\"")));
         partial.write(b"56789").unwrap();
         assert!(partial.complete());
@@ -270,12 +309,17 @@ mod tests {
     fn reopen_refuses_a_changed_short_or_missing_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let (path, cp) = written(dir.path(), b"01234");
+        let discarded = |path: &Path| {
+            let (partial, kept) = Partial::reopen(path, &cp).unwrap();
+            assert_eq!((kept, partial.offset()), (false, 0));
+            std::fs::metadata(path).unwrap().len()
+        };
         std::fs::write(&path, b"01X34").unwrap();
-        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "changed prefix");
+        assert_eq!(discarded(&path), 0, "changed prefix: emptied");
         std::fs::write(&path, b"012").unwrap();
-        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "short file");
+        assert_eq!(discarded(&path), 0, "short file: emptied");
         std::fs::remove_file(&path).unwrap();
-        assert!(Partial::reopen(&path, &cp).unwrap().is_none(), "missing file");
+        assert_eq!(discarded(&path), 0, "missing file: created empty");
     }
 
     /// `tokio::test` runs on a current-thread runtime, where `block_in_place` would panic.
@@ -290,8 +334,36 @@ mod tests {
         assert_eq!(cp.offset, 5);
         assert!(!partial.due(), "a sync starts the next checkpoint interval");
         drop(partial);
-        let kept = Partial::reopened(&path, cp).await.unwrap().expect("prefix checks out");
+        let (kept, ok) = Partial::reopened(&path, cp).await.unwrap();
+        assert!(ok, "prefix checks out");
         assert_eq!(kept.digest().sha256, Sha256::of(b"01234"));
+    }
+
+    /// Another process's partial: neither created over, reopened, cut back nor emptied while
+    /// its owner holds it; the promoted bytes come from the owner's handle even when the path
+    /// is replaced under it.
+    #[test]
+    fn a_partial_has_one_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, cp) = written(dir.path(), b"01234");
+        let (mut owner, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert!(kept);
+        owner.write(b"56789").unwrap();
+        // What a second process would see: its own open file description, refused.
+        for (what, err) in
+            [("create", Partial::create(&path).unwrap_err()), ("reopen", Partial::reopen(&path, &cp).unwrap_err())]
+        {
+            assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{what}: {err}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789", "untouched");
+        // The path replaced behind the owner's back: the owner still reads its own bytes.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"other bytes").unwrap();
+        let mut read = String::new();
+        owner.reader().unwrap().read_to_string(&mut read).unwrap();
+        assert_eq!(read, "0123456789");
+        drop(owner);
+        assert!(Partial::create(&path).is_ok(), "free once its owner is gone");
     }
 
     #[test]

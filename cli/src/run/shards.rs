@@ -12,12 +12,12 @@
 //! [`Leases`] is the one seam: [`LedgerLeases`] keeps leases in the run directory's ledger
 //! (several processes, one run directory).
 
-use std::time::Duration;
-
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use promote_core::{Liveness, Owner};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::ledger::{Acquire, Db, now_ms};
@@ -51,25 +51,58 @@ pub(crate) fn owner_alive(owner: &str) -> bool {
     serde_json::from_str::<Owner>(owner).map_or(true, |o| o.liveness() != Liveness::Dead)
 }
 
+/// What a worker says of a shard: the digests it promoted (or found present) and the jobs that
+/// failed. Shared through the bucket as the shard's progress while it is held, and as its done
+/// marker when it is finished, so another machine neither fetches again what was finished nor
+/// says "already present" without looking (see `bucket.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShardRecord {
+    /// Who wrote it (an owner record, see [`owner`]).
+    pub(crate) owner: String,
+    /// Jobs finished: job key → SHA-256 (hex) at the key.
+    #[serde(default)]
+    pub(crate) promoted: BTreeMap<String, String>,
+    /// Jobs that failed: job key → reason.
+    #[serde(default)]
+    pub(crate) failed: BTreeMap<String, String>,
+}
+
+impl ShardRecord {
+    /// Its writer in words: `host pid N`, or the raw record when it is not an owner record.
+    pub(crate) fn writer(&self) -> String {
+        serde_json::from_str::<Owner>(&self.owner)
+            .map_or_else(|_| self.owner.clone(), |o| format!("{} pid {}", o.host, o.pid))
+    }
+
+    /// The digests it records as hints: job key → SHA-256 (unparsable ones left out).
+    pub(crate) fn hints(&self) -> BTreeMap<String, promote_core::Sha256> {
+        self.promoted.iter().filter_map(|(job, sha)| Some((job.clone(), sha.parse().ok()?))).collect()
+    }
+}
+
 /// What trying to lease a shard gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Lease {
-    /// Leased now; `from` names the previous holder when its lease was taken over.
+    /// Leased now; `from` names the previous holder when its lease was taken over; `hints` are
+    /// digests other workers recorded for the shard's jobs (job key → SHA-256): an item whose
+    /// key holds its hint is already present, found by a `head` instead of a fetch.
     Acquired {
         /// The previous holder.
         from: Option<String>,
+        /// Digests recorded for the shard's jobs.
+        hints: BTreeMap<String, promote_core::Sha256>,
     },
     /// Another live worker holds it.
     Held,
-    /// Finished already. `Some(failed)`: by a worker elsewhere, with its failed jobs (job key →
-    /// reason); `None`: look in this run directory's ledger.
-    Done(Option<BTreeMap<String, String>>),
+    /// Finished already, in this pass. `Some(record)`: by a worker elsewhere (its done marker);
+    /// `None`: look in this run directory's ledger.
+    Done(Option<ShardRecord>),
 }
 
 impl From<Acquire> for Lease {
     fn from(acquire: Acquire) -> Self {
         match acquire {
-            Acquire::Acquired { from } => Self::Acquired { from },
+            Acquire::Acquired { from } => Self::Acquired { from, hints: BTreeMap::new() },
             Acquire::Held => Self::Held,
             Acquire::Done => Self::Done(None),
         }
@@ -79,12 +112,17 @@ impl From<Acquire> for Lease {
 /// Shard leases, wherever they live.
 #[async_trait]
 pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
-    /// Tries to lease `shard`, whose items have job keys `jobs`.
-    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease>;
+    /// Tries to lease `shard`.
+    async fn acquire(&self, shard: u64) -> anyhow::Result<Lease>;
     /// Extends the lease; false when it was lost to another worker.
     async fn renew(&self, shard: u64) -> anyhow::Result<bool>;
-    /// Marks the shard done and releases it; `failed` lists its failed jobs (job key → reason).
-    async fn finish(&self, shard: u64, failed: BTreeMap<String, String>) -> anyhow::Result<()>;
+    /// Makes what the holder did so far visible to other workers (a no-op where they share the
+    /// ledger).
+    async fn progress(&self, _shard: u64, _record: &ShardRecord) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Marks the shard done with `record` and releases it.
+    async fn finish(&self, shard: u64, record: ShardRecord) -> anyhow::Result<()>;
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration;
     /// How often a worker with nothing to lease looks again at shards others hold.
@@ -108,9 +146,9 @@ pub(crate) struct LedgerLeases {
 
 #[async_trait]
 impl Leases for LedgerLeases {
-    async fn acquire(&self, shard: u64, jobs: &[String]) -> anyhow::Result<Lease> {
-        let (run, owner, jobs, lease) = (self.run.clone(), self.owner.clone(), jobs.to_vec(), self.lease_ms());
-        Ok(self.db.call(move |l| l.acquire(&run, shard, &jobs, &owner, now_ms(), lease, &owner_alive)).await?.into())
+    async fn acquire(&self, shard: u64) -> anyhow::Result<Lease> {
+        let (run, owner, lease) = (self.run.clone(), self.owner.clone(), self.lease_ms());
+        Ok(self.db.call(move |l| l.acquire(&run, shard, &owner, now_ms(), lease, &owner_alive)).await?.into())
     }
 
     async fn renew(&self, shard: u64) -> anyhow::Result<bool> {
@@ -118,7 +156,7 @@ impl Leases for LedgerLeases {
         self.db.call(move |l| l.renew(&run, shard, &owner, now_ms(), lease)).await
     }
 
-    async fn finish(&self, shard: u64, _failed: BTreeMap<String, String>) -> anyhow::Result<()> {
+    async fn finish(&self, shard: u64, _record: ShardRecord) -> anyhow::Result<()> {
         let (run, owner) = (self.run.clone(), self.owner.clone());
         let mine = self.db.call(move |l| l.finish(&run, shard, &owner)).await?;
         if !mine {
