@@ -13,7 +13,8 @@
 //! # What a done marker means
 //!
 //! A hint, never proof. A marker written while this process runs (its age, by the server's
-//! clock, is less than this process's) is another worker's, in the same pass: the shard is
+//! clock, is less than this process's by a margin for whole-second dates) is another worker's,
+//! in the same pass: the shard is
 //! skipped and its items reported `done-elsewhere` (not "already present": nobody here looked).
 //! An older marker is an earlier run's: the shard is claimed and worked through again, each
 //! item first looked at with a `head` against the digest the marker recorded, so an object
@@ -44,6 +45,10 @@ use promote_core::{Claims, Error, HeldClaim};
 use tokio::sync::Mutex;
 
 use super::shards::{Lease, Leases, LedgerLeases, ShardRecord};
+
+/// How far a control object's age may be off: S3 dates have whole seconds, on both ends. A
+/// marker is taken as this process's pass only when it is younger by more than this.
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// A shard this worker holds in the bucket.
 #[derive(Debug)]
@@ -130,7 +135,7 @@ impl Leases for BucketLeases {
         let mut marker = None;
         if let Some((record, tag, age)) = self.read_record(&self.done_name(shard)).await? {
             match record {
-                Some(record) if age <= self.started.elapsed() => {
+                Some(record) if age + CLOCK_SLACK <= self.started.elapsed() => {
                     // Finished by another worker while this one runs: skip it.
                     self.local.finish(shard, ShardRecord::default()).await?;
                     return Ok(Lease::Done(Some(record)));
