@@ -18,7 +18,7 @@ pub(crate) mod report;
 pub(crate) mod resume;
 pub(crate) mod shards;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -147,9 +147,18 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         cursor: AtomicUsize::new(0),
         unstarted: AtomicUsize::new(0),
         started: Notify::new(),
+        in_flight: std::sync::Mutex::new(BTreeSet::new()),
         failed_elsewhere: std::sync::Mutex::new(BTreeMap::new()),
     };
-    let outcome = work.drive().await;
+    // From here on a signal stops the run cleanly (see `crate::signals`): no new items start,
+    // the ones in flight are dropped (staged writes discard themselves, partial downloads stay
+    // with their checkpoints), and the summary and report say what was done.
+    let mut stop = crate::signals::listen();
+    let (outcome, interrupted) = tokio::select! {
+        biased;
+        outcome = work.drive() => (outcome, None),
+        signal = stop.requested() => (Ok(()), Some(signal)),
+    };
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -160,25 +169,51 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         ran[index] = Some(result);
     }
+    let in_flight = work.in_flight.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let fates = work.fates.into_inner();
     let failed_elsewhere = work.failed_elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut done = Vec::with_capacity(ran.len());
-    for (index, slot) in ran.into_iter().enumerate() {
-        done.push(match slot {
-            Some(result) => result,
-            None => {
-                let job = work.jobs[index].clone();
-                if fates[index / shard_size] == Fate::DoneElsewhere {
-                    Done::elsewhere(failed_elsewhere.get(&job).map(String::as_str))
-                } else {
-                    let row = db.call(move |l| l.job(&job)).await?;
-                    Done::from_ledger(row.as_ref())
-                }
-            }
+    // What the ledger says of the items this process did not finish (one call for all).
+    let unfinished: Vec<(usize, String)> = ran
+        .iter()
+        .enumerate()
+        .filter(|(index, slot)| slot.is_none() && fates[index / shard_size] != Fate::DoneElsewhere)
+        .map(|(index, _)| (index, work.jobs[index].clone()))
+        .collect();
+    let rows = db
+        .call(move |l| {
+            unfinished.into_iter().map(|(i, job)| Ok((i, l.job(&job)?))).collect::<anyhow::Result<BTreeMap<_, _>>>()
+        })
+        .await?;
+    for (index, slot) in ran.iter_mut().enumerate() {
+        if slot.is_some() {
+            continue;
+        }
+        let row = rows.get(&index).and_then(Option::as_ref);
+        let fate = fates[index / shard_size];
+        if fate == Fate::DoneElsewhere {
+            *slot = Some(Done::elsewhere(failed_elsewhere.get(&work.jobs[index]).map(String::as_str)));
+        } else if interrupted.is_none() || fate == Fate::Done || row.is_some_and(|r| r.state == ledger::State::Promoted)
+        {
+            *slot = Some(Done::from_ledger(row));
+        }
+        // Otherwise interrupted before this process (or anyone) finished it: reported below.
+    }
+    for (index, (item, slot)) in work.items.iter().zip(&ran).enumerate() {
+        reports.push(match (slot, interrupted) {
+            (Some(done), _) => ItemReport::item(item, done),
+            (None, Some(signal)) => ItemReport::not_done(item, signal.name, in_flight.contains(&index)),
+            // Not reached: without a signal every item got a result above.
+            (None, None) => ItemReport::item(item, &Done::from_ledger(None)),
         });
     }
-    reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d)));
-    finish(&plan, Summary::new(reports, started.elapsed()))
+    let summary = Summary::new(reports, started.elapsed());
+    match interrupted {
+        None => finish(&plan, summary),
+        Some(signal) => {
+            finish(&plan, summary.interrupted(signal.name))?;
+            Ok(signal.exit)
+        }
+    }
 }
 
 fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
@@ -189,7 +224,8 @@ fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
     if plan.json {
         crate::output::out!("{}", summary.json());
     }
-    if !plan.quiet {
+    // An interrupted run always says what it did (the signal is no success to keep quiet about).
+    if !plan.quiet || summary.was_interrupted() {
         eprintln!("{}", summary.line());
     }
     Ok(summary.exit_code())
@@ -226,6 +262,8 @@ struct Work {
     unstarted: AtomicUsize,
     /// Signalled whenever an item takes a slot.
     started: Notify,
+    /// Items being processed now (what an interruption cut short).
+    in_flight: std::sync::Mutex<BTreeSet<usize>>,
 }
 
 impl Work {
@@ -348,9 +386,11 @@ impl Work {
                     if lost.load(Ordering::Relaxed) {
                         return;
                     }
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index);
                     let done = item::process(&self.ctx, &self.items[index], &self.jobs[index]).await;
-                    self.ctx.progress.item_done();
+                    self.ctx.progress.item_done(&self.items[index].key, done.failure.as_ref());
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&index);
                 }
             })
             .await;
