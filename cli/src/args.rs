@@ -16,9 +16,9 @@ Exit codes:
     5  not found
     6  backend or I/O error (disk full, permissions, network); retrying may help
     7  `config validate` found the configuration invalid
-  130  interrupted by Ctrl-C (SIGINT): the staged write was discarded, nothing published
+  130  interrupted by Ctrl-C (SIGINT): the staged write was discarded (run: summary and report kept)
   141  standard output closed by its reader (broken pipe, SIGPIPE, as in `| head`): stopped quietly
-  143  terminated (SIGTERM): the staged write was discarded, nothing published
+  143  terminated (SIGTERM): the staged write was discarded (run: summary and report kept)
 
 Configuration: built-in defaults < TOML file (--config, else $PROMOTE_CONFIG, else the first of
 ./promote.toml, $XDG_CONFIG_HOME/promote/promote.toml, /etc/promote/promote.toml) < PROMOTE_*

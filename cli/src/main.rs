@@ -10,6 +10,7 @@ mod progress;
 mod run;
 mod schema;
 mod settings;
+mod signals;
 mod stderr_term;
 
 use std::process::ExitCode;
@@ -38,21 +39,47 @@ fn main() -> ExitCode {
         Err(err) => return exit::report(&anyhow::Error::new(err).context("starting the async runtime"), json),
     };
     runtime.block_on(async {
-        let code = tokio::select! {
-            result = commands::run(args) => match result {
-                Ok(code) => code,
-                Err(err) => exit::report(&err, json),
-            },
-            signal = interrupted() => {
-                // The command's future is dropped here: its staged writes discard themselves.
-                eprintln!("promote: interrupted by {}; staged data discarded, nothing published", signal.name);
-                ExitCode::from(signal.exit)
+        let mut signals = signals::Signals::new();
+        let command = commands::run(args);
+        tokio::pin!(command);
+        let mut handed_over = false;
+        // Ends with the command, or with a signal it does not handle itself (see `signals`).
+        let code = loop {
+            tokio::select! {
+                result = &mut command => break match result {
+                    Ok(code) => code,
+                    Err(err) => exit::report(&err, json),
+                },
+                signal = signals.next() => {
+                    if !handed_over && signals::deliver(signal) {
+                        // `run` stops its items, prints what it did and exits with the signal's code.
+                        handed_over = true;
+                        continue;
+                    }
+                    // The command's future is dropped here: its staged writes discard themselves.
+                    if handed_over {
+                        eprintln!(
+                            "promote: interrupted again by {}; stopped at once, without a summary or report \
+                             (what was promoted stays; `promote run` again resumes the rest)",
+                            signal.name
+                        );
+                    } else {
+                        // True of every command: a multi-file one keeps what it finished.
+                        eprintln!("promote: interrupted by {}; staged data discarded, nothing partial published", signal.name);
+                    }
+                    break ExitCode::from(signal.exit);
+                }
             }
         };
-        // Clean-up handed off by dropped handles (aborting uploads, releasing claims).
-        let left = promote_core::cleanup::settle(CLEANUP_LIMIT).await;
-        if left > 0 {
-            eprintln!("promote: {left} clean-up(s) did not finish in time; `promote recover` removes what they leave");
+        // Clean-up handed off by dropped handles (aborting uploads, releasing claims); another
+        // signal stops waiting for it.
+        tokio::select! {
+            left = promote_core::cleanup::settle(CLEANUP_LIMIT) => if left > 0 {
+                eprintln!("promote: {left} clean-up(s) did not finish in time; `promote recover` removes what they leave");
+            },
+            signal = signals.next() => {
+                eprintln!("promote: {}: not waiting for clean-up; `promote recover` removes what it leaves", signal.name);
+            }
         }
         code
     })
@@ -60,32 +87,3 @@ fn main() -> ExitCode {
 
 /// How long an exiting command waits for background clean-up.
 const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// A signal that ends the command, and the exit status a shell would report for it.
-struct Interrupt {
-    name: &'static str,
-    exit: u8,
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If the handlers cannot be installed, never resolves
-/// (the default disposition then applies).
-#[cfg(unix)]
-async fn interrupted() -> Interrupt {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => Interrupt { name: "SIGINT", exit: exit::INTERRUPTED },
-        _ = term.recv() => Interrupt { name: "SIGTERM", exit: exit::TERMINATED },
-    }
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-async fn interrupted() -> Interrupt {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => Interrupt { name: "Ctrl-C", exit: exit::INTERRUPTED },
-        Err(_) => std::future::pending().await,
-    }
-}

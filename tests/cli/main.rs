@@ -21,6 +21,7 @@ mod put;
 mod race;
 mod readonly;
 mod run;
+mod run_signals;
 mod s3;
 mod sizes;
 mod stall;

@@ -18,7 +18,7 @@ pub(crate) mod report;
 pub(crate) mod resume;
 pub(crate) mod shards;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -166,8 +166,17 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
         started: Notify::new(),
         elsewhere: std::sync::Mutex::new(BTreeMap::new()),
         hints: std::sync::Mutex::new(BTreeMap::new()),
+        in_flight: std::sync::Mutex::new(BTreeSet::new()),
     };
-    let outcome = work.drive().await;
+    // From here on a signal stops the run cleanly (see `crate::signals`): no new items start,
+    // the ones in flight are dropped (staged writes discard themselves, partial downloads stay
+    // with their checkpoints), and the summary and report say what was done.
+    let mut stop = crate::signals::listen();
+    let (outcome, interrupted) = tokio::select! {
+        biased;
+        outcome = work.drive() => (outcome, None),
+        signal = stop.requested() => (Ok(()), Some(signal)),
+    };
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -178,31 +187,62 @@ pub(crate) async fn run(loaded: &Loaded, plan: Plan) -> anyhow::Result<u8> {
     for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         ran[index] = Some(result);
     }
+    let in_flight = work.in_flight.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let fates = work.fates.into_inner();
     let elsewhere = work.elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut done = Vec::with_capacity(ran.len());
-    for (index, slot) in ran.into_iter().enumerate() {
-        done.push(match slot {
-            Some(result) => result,
-            None => {
-                let job = work.jobs[index].clone();
-                match elsewhere.get(&(index / shard_size)) {
-                    Some(record) => Done::elsewhere(record, &job),
-                    None => {
-                        let row = db.call(move |l| l.job(&job)).await?;
-                        Done::from_ledger(row.as_ref())
-                    }
-                }
-            }
+    // What the ledger says of the items this process did not finish (one call for all).
+    let unfinished: Vec<(usize, String)> = ran
+        .iter()
+        .enumerate()
+        .filter(|(index, slot)| slot.is_none() && fates[index / shard_size] != Fate::DoneElsewhere)
+        .map(|(index, _)| (index, work.jobs[index].clone()))
+        .collect();
+    let rows = db
+        .call(move |l| {
+            unfinished.into_iter().map(|(i, job)| Ok((i, l.job(&job)?))).collect::<anyhow::Result<BTreeMap<_, _>>>()
+        })
+        .await?;
+    for (index, slot) in ran.iter_mut().enumerate() {
+        if slot.is_some() {
+            continue;
+        }
+        let row = rows.get(&index).and_then(Option::as_ref);
+        let fate = fates[index / shard_size];
+        if let (Fate::DoneElsewhere, Some(record)) = (fate, elsewhere.get(&(index / shard_size))) {
+            *slot = Some(Done::elsewhere(record, &work.jobs[index]));
+        } else if interrupted.is_none() || fate == Fate::Done || row.is_some_and(|r| r.state == ledger::State::Promoted)
+        {
+            *slot = Some(Done::from_ledger(row));
+        }
+        // Otherwise interrupted before this process (or anyone) finished it: reported below.
+    }
+    for (index, (item, slot)) in work.items.iter().zip(&ran).enumerate() {
+        reports.push(match (slot, interrupted) {
+            (Some(done), _) => ItemReport::item(item, done),
+            (None, Some(signal)) => ItemReport::not_done(item, signal.name, in_flight.contains(&index)),
+            // Not reached: without a signal every item got a result above.
+            (None, None) => ItemReport::item(item, &Done::from_ledger(None)),
         });
     }
-    reports.extend(work.items.iter().zip(&done).map(|(item, d)| ItemReport::item(item, d)));
+    // A repeated line reports its job's outcome (a repeat of a job cut off by `--max` is
+    // skipped with it).
     let index_of: HashMap<&str, usize> = work.jobs.iter().enumerate().map(|(i, j)| (j.as_str(), i)).collect();
+    let by_line: HashMap<usize, ItemReport> = reports.iter().map(|r| (r.line, r.clone())).collect();
     for (item, job) in &repeats {
-        // A repeat of a job cut off by `--max` is skipped with it.
-        let first = index_of.get(job.as_str()).map_or_else(Done::skipped, |&i| done[i].clone());
-        reports.push(ItemReport::item(item, &first));
+        let first = index_of.get(job.as_str()).and_then(|&i| by_line.get(&work.items[i].line));
+        reports.push(match first {
+            Some(first) => first.for_line(item.line),
+            None => ItemReport::item(item, &Done::skipped()),
+        });
     }
-    finish(&plan, Summary::new(reports, started.elapsed()))
+    let summary = Summary::new(reports, started.elapsed());
+    match interrupted {
+        None => finish(&plan, summary),
+        Some(signal) => {
+            finish(&plan, summary.interrupted(signal.name))?;
+            Ok(signal.exit)
+        }
+    }
 }
 
 fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
@@ -213,7 +253,8 @@ fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
     if plan.json {
         crate::output::out!("{}", summary.json());
     }
-    if !plan.quiet {
+    // An interrupted run always says what it did (the signal is no success to keep quiet about).
+    if !plan.quiet || summary.was_interrupted() {
         eprintln!("{}", summary.line());
     }
     Ok(summary.exit_code())
@@ -252,6 +293,8 @@ struct Work {
     unstarted: AtomicUsize,
     /// Signalled whenever an item takes a slot.
     started: Notify,
+    /// Items being processed now (what an interruption cut short).
+    in_flight: std::sync::Mutex<BTreeSet<usize>>,
 }
 
 impl Work {
@@ -428,13 +471,16 @@ impl Work {
                     if lost.load(Ordering::Relaxed) {
                         return;
                     }
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index);
                     let job = &self.jobs[index];
                     let done = item::process(&self.ctx, &self.items[index], job, hints.get(job).copied(), &lost).await;
-                    self.ctx.progress.item_done();
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&index);
                     if done.stopped() {
                         // The worker that took the shard over reports it.
+                        self.ctx.progress.item_done(&self.items[index].key, None);
                         return;
                     }
+                    self.ctx.progress.item_done(&self.items[index].key, done.failure.as_ref());
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
                     if let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= self.leases.lease() / 3

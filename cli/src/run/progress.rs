@@ -1,6 +1,7 @@
-//! What a run shows while it works: a progress bar on a terminal (items done/total, bytes,
-//! rate, ETA), plain periodic lines otherwise, nothing with `--quiet`; `--progress always` draws
-//! the bar off a terminal too, `--progress never` shows nothing.
+//! What a run shows while it works: a line on stderr for each item as it fails; a progress bar
+//! on a terminal (items done/total, bytes, rate, ETA), plain periodic lines otherwise, nothing
+//! with `--quiet`; `--progress always` draws the bar off a terminal too, `--progress never` shows
+//! nothing.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use promote_core::Key;
+
+use super::item::Failed;
 use crate::args::ProgressWhen;
 use crate::output;
 
@@ -55,9 +59,18 @@ impl Progress {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// One more item finished.
-    pub(crate) fn item_done(&self) {
+    /// One more item finished; a failed one is said at once, on stderr above the bar (like
+    /// `put`'s per-file errors, also with `--quiet` and `--json`: an error is not chatter):
+    /// `promote: failed KEY: REASON: MESSAGE`.
+    pub(crate) fn item_done(&self, key: &Key, failure: Option<&Failed>) {
         self.items.fetch_add(1, Ordering::Relaxed);
+        if let Some(failed) = failure {
+            let line = failure_line(key, failed);
+            match &self.bar {
+                Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
+            }
+        }
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
@@ -96,4 +109,9 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The line a failed item gets as it fails.
+fn failure_line(key: &Key, failed: &Failed) -> String {
+    format!("promote: failed {}: {}: {}", output::shown(key.as_str()), failed.reason, output::shown(&failed.message))
 }

@@ -19,7 +19,8 @@ pub(crate) struct ItemReport {
     pub(crate) key: Option<String>,
     /// Source as written.
     pub(crate) source: Option<String>,
-    /// `promoted`, `already-present`, `done-elsewhere`, `failed`, `skipped`.
+    /// `promoted`, `already-present`, `done-elsewhere`, `failed`, `skipped`, `not-done` (the run
+    /// was interrupted first).
     pub(crate) outcome: &'static str,
     /// `already-complete`, `resume`, `discard`, `fresh`.
     pub(crate) decision: Option<&'static str>,
@@ -31,7 +32,8 @@ pub(crate) struct ItemReport {
     pub(crate) fetched_bytes: u64,
     /// Attempts by this process.
     pub(crate) attempts: u32,
-    /// Failure reason (`http-404`, `bad-manifest-line`, …).
+    /// Failure reason (`http-404`, `bad-manifest-line`, …); for an item not done, `interrupted`
+    /// (it was in flight) or `not-started`.
     pub(crate) reason: Option<String>,
     /// Failure message.
     pub(crate) error: Option<String>,
@@ -62,6 +64,38 @@ impl ItemReport {
         }
     }
 
+    /// An item the run was interrupted (by `signal`) before finishing: cut short while
+    /// `in_flight` (its partial download, if any, is kept for the next run), or not started.
+    pub(crate) fn not_done(item: &Item, signal: &str, in_flight: bool) -> Self {
+        let (reason, error) = if in_flight {
+            (
+                "interrupted",
+                format!("stopped by {signal} while in flight; the next run does it (resuming a kept partial download)"),
+            )
+        } else {
+            ("not-started", format!("not started before {signal}; the next run does it"))
+        };
+        Self {
+            line: item.line,
+            key: Some(item.key.to_string()),
+            source: Some(item.source_text.clone()),
+            outcome: NOT_DONE,
+            decision: None,
+            sha256: None,
+            size: None,
+            fetched_bytes: 0,
+            attempts: 0,
+            reason: Some(reason.into()),
+            error: Some(error),
+            code: 0,
+        }
+    }
+
+    /// The same report for another manifest line (a repeat of the same job).
+    pub(crate) fn for_line(&self, line: usize) -> Self {
+        Self { line, ..self.clone() }
+    }
+
     /// A bad manifest line.
     pub(crate) fn bad_line(bad: &BadLine) -> Self {
         Self {
@@ -81,14 +115,22 @@ impl ItemReport {
     }
 }
 
+/// The outcome of an item an interrupted run did not finish.
+const NOT_DONE: &str = "not-done";
+
 /// Everything a run reports.
 #[derive(Debug, Serialize)]
 pub(crate) struct Summary {
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<&'static str>,
     promoted: u64,
     already_present: u64,
     done_elsewhere: u64,
     failed: u64,
     skipped: u64,
+    /// Items an interrupted run did not finish (in flight or not started).
+    not_done: u64,
     resumed: u64,
     discarded: u64,
     failures: BTreeMap<String, u64>,
@@ -104,15 +146,18 @@ impl Summary {
         let count = |outcome: Outcome| items.iter().filter(|i| i.outcome == outcome.as_str()).count() as u64;
         let decided = |d: Decision| items.iter().filter(|i| i.decision == Some(d.as_str())).count() as u64;
         let mut failures = BTreeMap::new();
-        for reason in items.iter().filter_map(|i| i.reason.as_ref()) {
+        let failed = items.iter().filter(|i| i.outcome == Outcome::Failed.as_str());
+        for reason in failed.filter_map(|i| i.reason.as_ref()) {
             *failures.entry(reason.clone()).or_default() += 1;
         }
         Self {
+            interrupted: None,
             promoted: count(Outcome::Promoted),
             already_present: count(Outcome::AlreadyPresent),
             done_elsewhere: count(Outcome::Elsewhere),
             failed: count(Outcome::Failed),
             skipped: count(Outcome::Skipped),
+            not_done: items.iter().filter(|i| i.outcome == NOT_DONE).count() as u64,
             resumed: decided(Decision::Resume),
             discarded: decided(Decision::Discard),
             failures,
@@ -122,9 +167,21 @@ impl Summary {
         }
     }
 
+    /// Marks the run as stopped by `signal`.
+    pub(crate) fn interrupted(self, signal: &'static str) -> Self {
+        Self { interrupted: Some(signal), ..self }
+    }
+
+    /// Whether a signal stopped the run.
+    pub(crate) fn was_interrupted(&self) -> bool {
+        self.interrupted.is_some()
+    }
+
     /// `run: 300 items: 297 promoted, 2 already present, 1 failed (http-404: 1); 5 resumed,
-    /// 1 discarded; 280.1 MiB in 12.3s (22.8 MiB/s)`.
+    /// 1 discarded; 280.1 MiB in 12.3s (22.8 MiB/s)`; when a signal stopped it, `run: interrupted
+    /// by SIGINT: 300 items: 101 promoted, …, 199 not done (8 in flight, 191 not started); …`.
     pub(crate) fn line(&self) -> String {
+        let mut head = "run: ".to_owned();
         let mut parts =
             vec![format!("{} promoted", self.promoted), format!("{} already present", self.already_present)];
         if self.done_elsewhere > 0 {
@@ -139,9 +196,15 @@ impl Summary {
         if self.skipped > 0 {
             parts.push(format!("{} skipped", self.skipped));
         }
+        if let Some(signal) = self.interrupted {
+            let cut = self.items.iter().filter(|i| i.reason.as_deref() == Some("interrupted")).count();
+            let unstarted = self.not_done as usize - cut;
+            parts.push(format!("{} not done ({cut} in flight, {unstarted} not started)", self.not_done));
+            head = format!("run: interrupted by {signal}: ");
+        }
         let secs = self.elapsed_secs.max(1e-3);
         format!(
-            "run: {} items: {}; {} resumed, {} discarded; {} in {:.1}s ({}/s)",
+            "{head}{} items: {}; {} resumed, {} discarded; {} in {:.1}s ({}/s)",
             self.items.len(),
             parts.join(", "),
             self.resumed,
@@ -214,5 +277,31 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(only_bad.exit_code(), exit::USAGE);
+    }
+
+    #[test]
+    fn an_interrupted_summary_counts_what_was_not_done_apart_from_failures() {
+        let mut cut = report(2, Outcome::Failed, None, Some("interrupted"), 0);
+        cut.outcome = NOT_DONE;
+        let mut unstarted = report(3, Outcome::Failed, None, Some("not-started"), 0);
+        unstarted.outcome = NOT_DONE;
+        let items = vec![report(1, Outcome::Promoted, Some(Decision::Fresh), None, 0), cut, unstarted];
+        let summary = Summary::new(items, Duration::from_secs(1));
+        assert!(!summary.was_interrupted());
+        let summary = summary.interrupted("SIGTERM");
+        let line = summary.line();
+        assert!(
+            line.starts_with(
+                "run: interrupted by SIGTERM: 3 items: 1 promoted, 0 already present, 0 failed, 2 not done (1 in flight, 1 not started); "
+            ),
+            "{line}"
+        );
+        let json = summary.json();
+        assert_eq!(
+            (&json["interrupted"], &json["not_done"], &json["failed"]),
+            (&"SIGTERM".into(), &2.into(), &0.into())
+        );
+        assert_eq!(json["failures"], serde_json::json!({}));
+        assert_eq!(summary.exit_code(), 0, "the caller exits with the signal's code");
     }
 }
