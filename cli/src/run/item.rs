@@ -238,8 +238,10 @@ async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<
     }
     let mut checkpoint = row.and_then(|r| r.checkpoint);
     let mut partial: Option<Partial> = None;
+    let mut budget = fetch::RetryBudget::new(ctx.retries, checkpoint.as_ref().map_or(0, |cp| cp.offset));
     let mut attempt = 0;
-    // Bounded by `ctx.retries`: only a retryable failure with attempts left goes round again.
+    // Bounded by the budget: a retryable failure goes round again while it has `ctx.retries`
+    // attempts without progress left; progress (a partial further than ever) is bounded by size.
     loop {
         attempt += 1;
         done.attempts = attempt;
@@ -257,9 +259,11 @@ async fn attempts(ctx: &Ctx, item: &Item, job: &str, done: &mut Done) -> Result<
         };
         match result {
             Ok(promotion) => return Ok(promotion),
-            Err(failed) if failed.retryable && attempt <= ctx.retries => {
-                let wait = fetch::backoff(attempt, failed.retry_after);
-                tracing::info!(key = %item.key, attempt, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
+            Err(failed) if failed.retryable => {
+                let offset = partial.as_ref().map(Partial::offset).or(checkpoint.as_ref().map(|cp| cp.offset));
+                let offset = offset.unwrap_or(0);
+                let Some(wait) = budget.retry(offset, failed.retry_after) else { return Err(failed) };
+                tracing::info!(key = %item.key, attempt, offset, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(failed) => return Err(failed),
