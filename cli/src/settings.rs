@@ -74,7 +74,8 @@ pub(crate) struct RunSettings {
     #[serde(with = "promote_core::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) read_timeout: std::time::Duration,
-    /// Retries of a transient failure per item (attempts = retries + 1).
+    /// Retries of a transient failure per item, counting only attempts in a row that made no
+    /// progress (a partial download further than before resets the count); 0: no retries.
     pub(crate) retries: u32,
     /// Items at least this large download into a resumable partial file in the run directory.
     #[serde(with = "promote_core::size")]

@@ -10,6 +10,7 @@ mod daily2;
 mod deploy;
 mod doctor;
 mod escape;
+mod fetch;
 mod help;
 mod jobs;
 mod json;

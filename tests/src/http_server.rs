@@ -4,8 +4,9 @@
 //! so a synchronous test can drive it while a `promote` process downloads from it. It speaks
 //! just enough HTTP/1.1 for a real client: keep-alive, `GET` and `HEAD`, `ETag`,
 //! `Last-Modified`, `Content-Length`, `Accept-Ranges: bytes`, one `Range` per request (`206`
-//! with `Content-Range`, `416` when unsatisfiable) and `If-Range` (an ETag or the exact
-//! `Last-Modified` date; a mismatch sends the full `200`).
+//! with `Content-Range`, `416` when unsatisfiable), `If-Range` (an ETag or the exact
+//! `Last-Modified` date; a mismatch sends the full `200`) and a `Date` on every answer (an
+//! object's answers can pin it, see below).
 //!
 //! Objects come from memory ([`HttpServer::add`]) or, for big ones, from a file read in chunks
 //! on every request ([`HttpServer::add_file`]), so a 256 MiB object costs no memory.
@@ -13,8 +14,10 @@
 //! Faults are set per path and take effect on the next request: drop the connection after N
 //! body bytes ([`HttpServer::drop_after`]), throttle ([`HttpServer::throttle`]), answer an
 //! error status with `Retry-After` ([`HttpServer::fail_with`]), ignore `Range`
-//! ([`HttpServer::ignore_ranges`]), change the object ([`HttpServer::change`]) or remove it
-//! ([`HttpServer::remove`], then `404`).
+//! ([`HttpServer::ignore_ranges`]), change the object ([`HttpServer::change`], or
+//! [`HttpServer::rewrite`] within the same second) or remove it ([`HttpServer::remove`], then
+//! `404`). Validators can be weakened: no `ETag` ([`HttpServer::omit_etag`]), a `Date` pinned to
+//! a given second ([`HttpServer::pin_date`]).
 //!
 //! Counters ([`HttpServer::gets`], [`HttpServer::bytes_sent`], their totals, and
 //! [`HttpServer::requests`]) let a test assert how much a client fetched.
@@ -111,6 +114,10 @@ struct Faults {
     /// Answer this status (with this `Retry-After`) for this many more requests.
     status: Option<(u16, Option<u64>, u32)>,
     ignore_ranges: bool,
+    /// Send no `ETag` (and match none in `If-Range`).
+    omit_etag: bool,
+    /// `Date` is this second, not the current one.
+    date: Option<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +214,32 @@ impl HttpServer {
         let mut object = lock(&slot.object);
         let modified = object.as_ref().map_or(0, |o| o.modified + 1).max(now_secs());
         *object = Some(self.new_object(Body::Memory(Arc::new(bytes.into())), modified));
+    }
+
+    /// Replaces the object at `path` with `bytes` keeping its `Last-Modified`, as a file rewritten
+    /// within the same second (its ETag changes, as a strong ETag must).
+    pub fn rewrite(&self, path: &str, bytes: impl Into<Vec<u8>>) {
+        let slot = self.slot(path);
+        let mut object = lock(&slot.object);
+        let modified = object.as_ref().map_or_else(now_secs, |o| o.modified);
+        *object = Some(self.new_object(Body::Memory(Arc::new(bytes.into())), modified));
+    }
+
+    /// The `Last-Modified` of the object at `path`, in seconds since the epoch.
+    pub fn last_modified(&self, path: &str) -> Option<u64> {
+        self.existing(path).and_then(|slot| lock(&slot.object).as_ref().map(|o| o.modified))
+    }
+
+    /// Whether `path` is served without an `ETag` (then `Last-Modified` is its only validator,
+    /// and an ETag in `If-Range` never matches).
+    pub fn omit_etag(&self, path: &str, omit: bool) {
+        lock(&self.slot(path).faults).omit_etag = omit;
+    }
+
+    /// Answers for `path` carry `Date: secs` (seconds since the epoch) instead of the current
+    /// time; `None` goes back to the current time.
+    pub fn pin_date(&self, path: &str, secs: Option<u64>) {
+        lock(&self.slot(path).faults).date = secs;
     }
 
     /// Removes the object at `path`: requests get `404` from now on.
@@ -429,7 +462,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
     }
 
     // Faults and the object, decided under the locks, sent without them.
-    let (status_fault, ignore_ranges) = {
+    let (status_fault, ignore_ranges, omit_etag, date) = {
         let mut faults = lock(&slot.faults);
         let status = match &mut faults.status {
             Some((code, retry, left)) => {
@@ -442,7 +475,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
             }
             None => None,
         };
-        (status, faults.ignore_ranges)
+        (status, faults.ignore_ranges, faults.omit_etag, http_date(faults.date.unwrap_or_else(now_secs)))
     };
     if let Some((code, retry)) = status_fault {
         record.status = code;
@@ -455,7 +488,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
         lock(&slot.requests).push(record);
         return respond_empty(stream, 404, &[], close).map(|()| true);
     };
-    let plan = match plan(object, head, ignore_ranges) {
+    let plan = match plan(object, head, ignore_ranges, omit_etag) {
         Ok(plan) => plan,
         Err(object) => {
             record.status = 416;
@@ -469,7 +502,10 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
 
     let len = plan.span.map_or(0, |(first, last)| last - first + 1);
     let mut out = format!("HTTP/1.1 {} {}\r\n", plan.status, reason(plan.status));
-    out += &format!("Content-Length: {len}\r\nETag: {}\r\n", plan.object.etag);
+    out += &format!("Content-Length: {len}\r\nDate: {date}\r\n");
+    if !omit_etag {
+        out += &format!("ETag: {}\r\n", plan.object.etag);
+    }
     out += &format!("Last-Modified: {}\r\n", http_date(plan.object.modified));
     if plan.ranges {
         out += "Accept-Ranges: bytes\r\n";
@@ -503,7 +539,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
 }
 
 /// Decides status and span; `Err` with the object for an unsatisfiable range (416).
-fn plan(object: Object, head: &Head, ignore_ranges: bool) -> Result<Plan, Object> {
+fn plan(object: Object, head: &Head, ignore_ranges: bool, omit_etag: bool) -> Result<Plan, Object> {
     let len = object.body.len();
     let full = Plan { span: (len > 0).then(|| (0, len - 1)), status: 200, ranges: !ignore_ranges, object };
     if ignore_ranges {
@@ -512,7 +548,7 @@ fn plan(object: Object, head: &Head, ignore_ranges: bool) -> Result<Plan, Object
     let Some(range) = head.header("range") else { return Ok(full) };
     if let Some(validator) = head.header("if-range") {
         let matches = if validator.starts_with('"') {
-            validator == full.object.etag
+            !omit_etag && validator == full.object.etag
         } else if validator.starts_with("W/") {
             false // a weak ETag never matches for ranges
         } else {
@@ -635,6 +671,7 @@ fn send_body(
 fn respond_empty(stream: &mut TcpStream, status: u16, headers: &[(&str, String)], close: bool) -> io::Result<()> {
     let body = format!("{status} {}\n", reason(status));
     let mut out = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
+    out += &format!("Date: {}\r\n", http_date(now_secs()));
     for (name, value) in headers {
         out += &format!("{name}: {value}\r\n");
     }

@@ -252,7 +252,11 @@ mod tests {
     async fn machines_with_their_own_run_dirs_share_shards_through_the_bucket() {
         let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
         let lease = Duration::from_secs(60);
-        let ((_a_dir, a), (_b_dir, b)) = (machine(&control, lease), machine(&control, lease));
+        let ((_a_dir, mut a), (_b_dir, mut b)) = (machine(&control, lease), machine(&control, lease));
+        // Both have been running for a while: markers written now are of their pass.
+        for worker in [&mut a, &mut b] {
+            worker.started -= Duration::from_secs(10);
+        }
         assert_eq!(a.acquire(0).await.unwrap(), acquired());
         // b's own ledger knows nothing of a: the bucket says the shard is held.
         assert_eq!(b.acquire(0).await.unwrap(), Lease::Held);

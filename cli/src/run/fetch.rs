@@ -1,12 +1,16 @@
 //! HTTP sources: one client (rustls, connect and read timeouts), a concurrency limit per host,
-//! per-host request headers from the configuration, and the retry policy.
+//! per-host request headers from the configuration, the retry policy and the resume validators.
 //!
 //! Header values come from the `[run.headers."<host>"]` tables and are marked sensitive, so
 //! neither promote nor the HTTP stack ever prints or logs them.
+//!
+//! The client is built when the first HTTP source needs it, so a run of local files needs no
+//! TLS roots. Its roots are the system's; on a system with none (no CA bundle installed) it
+//! uses the Mozilla roots bundled into promote, and says so once on stderr.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -19,6 +23,8 @@ use crate::settings::RunSettings;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First backoff step.
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
+/// Said on stderr (once) when the system has no root certificates.
+const BUNDLED_ROOTS: &str = "promote: no CA certificates on this system; using the bundled Mozilla roots";
 
 /// Why one HTTP attempt failed.
 #[derive(Debug)]
@@ -27,7 +33,7 @@ pub(crate) enum FetchError {
     Status {
         /// The status code.
         status: u16,
-        /// `Retry-After`, in seconds, when sent.
+        /// `Retry-After` (seconds or an HTTP date), when sent.
         retry_after: Option<Duration>,
     },
     /// No answer, or the connection broke (refused, reset, timed out).
@@ -41,6 +47,8 @@ pub(crate) enum FetchError {
     },
     /// The server's answer does not fit the request (a bad `Content-Range`, say).
     Protocol(String),
+    /// The HTTP client could not be built (no request was sent).
+    Client(String),
 }
 
 impl FetchError {
@@ -51,6 +59,7 @@ impl FetchError {
             Self::Transport(_) => "connection".into(),
             Self::ShortBody { .. } => "short-body".into(),
             Self::Protocol(_) => "protocol".into(),
+            Self::Client(_) => "http-client".into(),
         }
     }
 
@@ -59,6 +68,7 @@ impl FetchError {
         match self {
             Self::Status { status, .. } => matches!(status, 408 | 429) || *status >= 500,
             Self::Transport(_) | Self::ShortBody { .. } | Self::Protocol(_) => true,
+            Self::Client(_) => false,
         }
     }
 
@@ -98,6 +108,7 @@ impl std::fmt::Display for FetchError {
                 write!(f, "the body ended after {got} of the {want} bytes announced by Content-Length")
             }
             Self::Protocol(text) => f.write_str(text),
+            Self::Client(text) => write!(f, "building the HTTP client: {text}"),
         }
     }
 }
@@ -107,32 +118,30 @@ impl std::fmt::Display for FetchError {
 pub(crate) struct RangeFrom {
     /// First byte wanted.
     pub(crate) offset: u64,
-    /// The `If-Range` value: the strong ETag, else Last-Modified.
+    /// The `If-Range` value: the strong ETag, else a strong Last-Modified (see [`validators`]).
     pub(crate) if_range: String,
 }
 
 /// The HTTP side of a run.
 #[derive(Debug)]
 pub(crate) struct Http {
-    client: reqwest::Client,
+    /// Built by the first request (see [`Self::client`]); a failure is kept, so it is met once.
+    client: OnceLock<Result<reqwest::Client, String>>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     headers: HashMap<String, HeaderMap>,
 }
 
 impl Http {
-    /// A client per the `[run]` settings; header values are read now (env vars, files).
+    /// The HTTP side per the `[run]` settings; header values are read and checked now (env
+    /// vars, files), the client itself is built by the first request.
     ///
     /// # Errors
     ///
-    /// A header that cannot be read or is not a valid header; a client that cannot be built.
+    /// A header that cannot be read or is not a valid header.
     pub(crate) fn new(run: &RunSettings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(run.connect_timeout)
-            .read_timeout(run.read_timeout)
-            .user_agent(concat!("promote/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
         let mut headers = HashMap::new();
         for (host, names) in &run.headers {
             let mut map = HeaderMap::new();
@@ -153,7 +162,26 @@ impl Http {
             }
             headers.insert(host.to_ascii_lowercase(), map);
         }
-        Ok(Self { client, per_host: run.per_host.max(1), hosts: Mutex::new(HashMap::new()), headers })
+        Ok(Self {
+            client: OnceLock::new(),
+            connect_timeout: run.connect_timeout,
+            read_timeout: run.read_timeout,
+            per_host: run.per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+            headers,
+        })
+    }
+
+    /// The client, built on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::Client`] when it cannot be built (then every later call says the same).
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        let built = self
+            .client
+            .get_or_init(|| build_client(self.connect_timeout, self.read_timeout).map_err(|err| format!("{err:#}")));
+        built.as_ref().map_err(|text| FetchError::Client(text.clone()))
     }
 
     /// Waits for a slot at `url`'s host.
@@ -174,7 +202,7 @@ impl Http {
     ///
     /// [`FetchError`] for transport failures and any status other than 200 and 206.
     pub(crate) async fn get(&self, url: &Url, range: Option<&RangeFrom>) -> Result<Response, FetchError> {
-        let mut request = self.client.get(url.clone());
+        let mut request = self.client()?.get(url.clone());
         let configured = self
             .headers
             .get(&host_port(url))
@@ -191,13 +219,98 @@ impl Http {
         if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
             return Ok(response);
         }
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         Err(FetchError::Status { status: status.as_u16(), retry_after })
+    }
+}
+
+/// A client with promote's timeouts and user agent, trusting the system's roots, or the
+/// bundled Mozilla roots when the system has none.
+///
+/// # Errors
+///
+/// When the TLS setup fails for another reason than missing system roots.
+fn build_client(connect_timeout: Duration, read_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .user_agent(concat!("promote/", env!("CARGO_PKG_VERSION")))
+    };
+    let err = match builder().build() {
+        Ok(client) => return Ok(client),
+        Err(err) => err,
+    };
+    // The platform verifier refuses to start with no roots; decide from the roots themselves,
+    // not from its message, whether that was the reason.
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        return Err(anyhow::Error::new(err));
+    }
+    // Once: the client is built once per run. Not through `tracing`, whose default level
+    // would print it a second time.
+    eprintln!("{BUNDLED_ROOTS}");
+    builder().tls_certs_only(bundled_roots()?).build().context("with the bundled Mozilla roots")
+}
+
+/// The Mozilla root certificates compiled into promote (`webpki-root-certs`).
+fn bundled_roots() -> anyhow::Result<Vec<reqwest::Certificate>> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der.as_ref()).context("a bundled root certificate"))
+        .collect()
+}
+
+/// `Retry-After` as a wait: delay-seconds, or an HTTP date measured from the response's `Date`
+/// (the server's clock; `now` when it sent none). A date in the past is no wait.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let now = header_date(headers, http::header::DATE).unwrap_or(now);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
+    httpdate::parse_http_date(headers.get(name)?.to_str().ok()?.trim()).ok()
+}
+
+/// The retry budget of one item: it fails after `retries` retries in a row that made no
+/// progress. An attempt that took the item's partial download further than any attempt before
+/// it starts the count again, so a large item on a connection that drops every few megabytes
+/// still finishes, while an item that never gets further stops. Bounded: each attempt either
+/// moves the furthest offset on (which the object's size bounds) or uses up the budget.
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    retries: u32,
+    /// Failed attempts in a row without progress.
+    stalled: u32,
+    /// The furthest offset any attempt reached.
+    furthest: u64,
+}
+
+impl RetryBudget {
+    /// `retries` retries without progress for an item whose download starts at `offset` (a
+    /// partial kept by an earlier run). `retries = 0` means no retry at all.
+    pub(crate) fn new(retries: u32, offset: u64) -> Self {
+        Self { retries, stalled: 0, furthest: offset }
+    }
+
+    /// After a retryable failure that left the download at `offset` bytes: the wait before the
+    /// next attempt, or `None` when the budget is spent. The backoff grows only with attempts
+    /// that made no progress; the server's `Retry-After` wins (capped).
+    pub(crate) fn retry(&mut self, offset: u64, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.retries == 0 {
+            return None;
+        }
+        if offset > self.furthest {
+            self.furthest = offset;
+            self.stalled = 0;
+        } else {
+            self.stalled += 1;
+        }
+        (self.stalled <= self.retries).then(|| backoff(self.stalled.max(1), retry_after))
     }
 }
 
@@ -221,10 +334,23 @@ pub(crate) fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
-/// A response's validators: (ETag, Last-Modified).
+/// A response's validators: (ETag, Last-Modified), the Last-Modified only when it is strong.
+///
+/// RFC 9110 §8.8.2.2: a Last-Modified is a strong validator only when the response's `Date`
+/// is at least one second later (a file changed twice within that second keeps its date).
+/// A weak one is dropped here, so it is never stored with a partial nor sent in `If-Range`
+/// (§13.1.5 allows only strong validators there).
 pub(crate) fn validators(response: &Response) -> (Option<String>, Option<String>) {
-    let get = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
-    (get(http::header::ETAG), get(http::header::LAST_MODIFIED))
+    validators_of(response.headers())
+}
+
+fn validators_of(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let get = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let strong = match (header_date(headers, http::header::LAST_MODIFIED), header_date(headers, http::header::DATE)) {
+        (Some(modified), Some(date)) => date.duration_since(modified).is_ok_and(|d| d >= Duration::from_secs(1)),
+        _ => false,
+    };
+    (get(http::header::ETAG), get(http::header::LAST_MODIFIED).filter(|_| strong))
 }
 
 /// Parses `Content-Range: bytes START-END/TOTAL` into (start, end, total).
@@ -263,6 +389,84 @@ mod tests {
         assert!(backoff(40, None) <= MAX_BACKOFF);
         assert_eq!(backoff(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
         assert_eq!(backoff(1, Some(Duration::from_secs(3600))), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn retry_budget_resets_on_progress_and_is_spent_without_it() {
+        let mut budget = RetryBudget::new(2, 0);
+        // A connection that drops every 8 MB: ten attempts, each further than the last.
+        for n in 1..=10 {
+            let wait = budget.retry(n * 8_000_000, None).expect("an attempt that made progress is retried");
+            assert!(wait <= BASE_BACKOFF, "attempt {n}: backoff {wait:?} grew despite progress");
+        }
+        // Then two attempts that get no further are retried, with a growing backoff, the third is not.
+        let first = budget.retry(80_000_000, None).expect("first attempt without progress");
+        assert!(first <= BASE_BACKOFF);
+        let second = budget.retry(80_000_000, None).expect("second attempt without progress");
+        assert!(second >= BASE_BACKOFF, "{second:?}");
+        assert_eq!(budget.retry(80_000_000, None), None, "the third attempt without progress spends the budget");
+
+        // Falling back (a discarded partial) and growing again, but not past the furthest offset
+        // reached, is no progress.
+        let mut budget = RetryBudget::new(1, 0);
+        assert!(budget.retry(100, None).is_some());
+        assert!(budget.retry(50, None).is_some());
+        assert_eq!(budget.retry(90, None), None);
+
+        // A kept partial's offset is the starting point, not progress.
+        let mut budget = RetryBudget::new(1, 100);
+        assert!(budget.retry(100, None).is_some());
+        assert_eq!(budget.retry(100, None), None);
+
+        // No retries means none, progress or not; Retry-After still decides the wait.
+        assert_eq!(RetryBudget::new(0, 0).retry(100, None), None);
+        let mut budget = RetryBudget::new(3, 0);
+        assert_eq!(budget.retry(0, Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2026 07:27:30 GMT").unwrap();
+        let at = |value| retry_after(&headers(&[("retry-after", value)]), now);
+        assert_eq!(at("7"), Some(Duration::from_secs(7)));
+        assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(at("Wed, 21 Oct 2026 07:28:00 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(at("Wed, 21 Oct 2026 07:00:00 GMT"), Some(Duration::ZERO), "a date in the past");
+        assert_eq!(at("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+        // Measured from the server's Date when it sent one (our clock may be off).
+        let with_date =
+            headers(&[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT"), ("date", "Wed, 21 Oct 2026 07:27:50 GMT")]);
+        assert_eq!(retry_after(&with_date, now), Some(Duration::from_secs(10)));
+        // Capped like any wait.
+        assert_eq!(backoff(1, at("Wed, 21 Oct 2026 09:00:00 GMT")), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn last_modified_is_kept_only_when_strong() {
+        let lm = "Wed, 21 Oct 2026 07:28:00 GMT";
+        let kept = |pairs: &[(&'static str, &str)]| validators_of(&headers(pairs)).1;
+        assert_eq!(kept(&[("last-modified", lm), ("date", "Wed, 21 Oct 2026 07:28:01 GMT")]).as_deref(), Some(lm));
+        assert_eq!(kept(&[("last-modified", lm), ("date", "Thu, 22 Oct 2026 00:00:00 GMT")]).as_deref(), Some(lm));
+        // The same second as Date: the file may change again within it.
+        assert_eq!(kept(&[("last-modified", lm), ("date", lm)]), None);
+        // Later than Date (clock skew), no Date, or dates that do not parse: not strong.
+        assert_eq!(kept(&[("last-modified", lm), ("date", "Wed, 21 Oct 2026 07:27:00 GMT")]), None);
+        assert_eq!(kept(&[("last-modified", lm)]), None);
+        assert_eq!(kept(&[("last-modified", "yesterday"), ("date", "Thu, 22 Oct 2026 00:00:00 GMT")]), None);
+        // The ETag is kept as sent (weak or strong: `Partial::if_range` uses only a strong one).
+        let (etag, _) = validators_of(&headers(&[("etag", "W/\"x\""), ("date", lm)]));
+        assert_eq!(etag.as_deref(), Some("W/\"x\""));
+    }
+
+    #[test]
+    fn bundled_roots_parse() {
+        let roots = bundled_roots().unwrap();
+        assert!(roots.len() > 50, "{} bundled roots", roots.len());
     }
 
     #[test]

@@ -294,9 +294,11 @@ async fn attempts(
 ) -> Result<Promotion, Failed> {
     let mut partial: Option<Partial> = None;
     let (mut attempt, mut waits) = (0, 0);
+    let mut budget: Option<fetch::RetryBudget> = None;
     let mut look = true;
-    // Bounded by `ctx.retries` (only a retryable failure with attempts left goes round again)
-    // and by `MAX_WAITS` waits for another worker, each bounded by `ctx.patience`.
+    // Bounded by the budget (a retryable failure goes round again while it has `ctx.retries`
+    // attempts without progress left; progress, a partial further than ever, is bounded by the
+    // size) and by `MAX_WAITS` waits for another worker, each bounded by `ctx.patience`.
     loop {
         let row = row(ctx, job).await?;
         if look {
@@ -334,15 +336,19 @@ async fn attempts(
         attempt += 1;
         done.attempts = attempt;
         let mut checkpoint = if partial.is_none() { row.and_then(|r| r.checkpoint) } else { None };
+        let budget = budget
+            .get_or_insert_with(|| fetch::RetryBudget::new(ctx.retries, checkpoint.as_ref().map_or(0, |cp| cp.offset)));
         let result = match &item.source {
             Source::Local(path) => local(ctx, item, path, lost, done).await,
             Source::Http(url) => http(ctx, item, job, url, &mut checkpoint, &mut partial, lost, done).await,
         };
         match result {
             Ok(promotion) => return Ok(promotion),
-            Err(failed) if failed.retryable && attempt <= ctx.retries => {
-                let wait = fetch::backoff(attempt, failed.retry_after);
-                tracing::info!(key = %item.key, attempt, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
+            Err(failed) if failed.retryable => {
+                let offset = partial.as_ref().map(Partial::offset).or(checkpoint.as_ref().map(|cp| cp.offset));
+                let offset = offset.unwrap_or(0);
+                let Some(wait) = budget.retry(offset, failed.retry_after) else { return Err(failed) };
+                tracing::info!(key = %item.key, attempt, offset, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(failed) => return Err(failed),

@@ -179,12 +179,15 @@ impl Partial {
         self.total == Some(self.offset())
     }
 
-    /// The `If-Range` validator: a strong ETag, else Last-Modified; `None` when the server gave
-    /// neither (then a resume cannot be made safe, and the bytes are discarded).
+    /// The `If-Range` validator (RFC 9110 §13.1.5 allows only strong ones): a strong ETag, else,
+    /// when the server sent no ETag at all, the Last-Modified (kept only when strong, see
+    /// `fetch::validators`); `None` otherwise (then a resume cannot be made safe, and the bytes
+    /// are discarded).
     pub(crate) fn if_range(&self) -> Option<String> {
         match &self.etag {
             Some(etag) if !etag.starts_with("W/") => Some(etag.clone()),
-            _ => self.last_modified.clone(),
+            Some(_) => None,
+            None => self.last_modified.clone(),
         }
     }
 
@@ -372,8 +375,10 @@ mod tests {
         let mut partial = Partial::create(&dir.path().join("p")).unwrap();
         assert_eq!(partial.if_range(), None);
         partial.last_modified = Some("Tue, 01 Jan 2030 00:00:00 GMT".into());
+        assert_eq!(partial.if_range().as_deref(), Some("Tue, 01 Jan 2030 00:00:00 GMT"), "no ETag at all");
+        // A weak ETag is an entity tag: the date may not stand in for it (RFC 9110 §13.1.5).
         partial.etag = Some("W/\"weak\"".into());
-        assert_eq!(partial.if_range().as_deref(), Some("Tue, 01 Jan 2030 00:00:00 GMT"));
+        assert_eq!(partial.if_range(), None);
         partial.etag = Some("\"strong\"".into());
         assert_eq!(partial.if_range().as_deref(), Some("\"strong\""));
         partial.write(b"abc").unwrap();
