@@ -40,8 +40,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let mut signals = signals::Signals::new();
-        let command = commands::run(args);
-        tokio::pin!(command);
+        let mut command = Box::pin(commands::run(args));
         let mut handed_over = false;
         // Ends with the command, or with a signal it does not handle itself (see `signals`).
         let code = loop {
@@ -71,6 +70,9 @@ fn main() -> ExitCode {
                 }
             }
         };
+        // Dropped before the clean-up wait: an interrupted command's dropped handles are what
+        // hand their clean-up over, and its workers must stop before it.
+        drop(command);
         // Clean-up handed off by dropped handles (aborting uploads, releasing claims); another
         // signal stops waiting for it.
         tokio::select! {
