@@ -28,3 +28,4 @@ mod sizes;
 mod stall;
 mod support;
 mod threads;
+mod workers;

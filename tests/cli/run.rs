@@ -15,23 +15,23 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 /// The big item: at least 256 MiB, as the issue asks.
 const BIG: u64 = 256 * MIB;
 
-fn server() -> HttpServer {
+pub(crate) fn server() -> HttpServer {
     HttpServer::start().expect("start the test HTTP server on 127.0.0.1")
 }
 
 /// One small object served from memory.
-struct Small {
-    path: String,
-    key: String,
-    bytes: Vec<u8>,
+pub(crate) struct Small {
+    pub(crate) path: String,
+    pub(crate) key: String,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// `n` small objects of 1 byte to ~40 KiB (a few empty-ish and odd sizes), served by `server`.
-fn smalls(server: &HttpServer, seed: u64, n: usize) -> Vec<Small> {
+pub(crate) fn smalls(server: &HttpServer, seed: u64, n: usize) -> Vec<Small> {
     (0..n)
         .map(|i| {
             let len = (seed as usize).wrapping_add(i * 7919) % (40 << 10) + 1;
@@ -44,7 +44,7 @@ fn smalls(server: &HttpServer, seed: u64, n: usize) -> Vec<Small> {
 }
 
 /// One manifest line; `expect` adds the sha256 and size.
-fn line(source: &str, key: &str, expect: Option<(&str, u64)>) -> String {
+pub(crate) fn line(source: &str, key: &str, expect: Option<(&str, u64)>) -> String {
     let mut item = json!({ "source": source, "key": key });
     if let Some((sha256, size)) = expect {
         item["sha256"] = json!(sha256);
@@ -54,7 +54,7 @@ fn line(source: &str, key: &str, expect: Option<(&str, u64)>) -> String {
 }
 
 /// Manifest lines for `items`, every other one with its sha256 and size.
-fn lines(server: &HttpServer, items: &[Small]) -> Vec<String> {
+pub(crate) fn lines(server: &HttpServer, items: &[Small]) -> Vec<String> {
     items
         .iter()
         .enumerate()
@@ -65,14 +65,14 @@ fn lines(server: &HttpServer, items: &[Small]) -> Vec<String> {
         .collect()
 }
 
-fn write_manifest(s: &Scratch, name: &str, lines: &[String]) -> PathBuf {
+pub(crate) fn write_manifest(s: &Scratch, name: &str, lines: &[String]) -> PathBuf {
     let mut text = lines.join("\n");
     text.push('\n');
     s.file(name, text.as_bytes())
 }
 
 /// A deterministic file of `len` bytes (distinct 1 MiB blocks, fast to make); its SHA-256.
-fn big_file(path: &Path, seed: u64, len: u64) -> String {
+pub(crate) fn big_file(path: &Path, seed: u64, len: u64) -> String {
     let block = data::bytes(seed, MIB as usize);
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create big file"));
     let mut digester = Digester::new();
@@ -91,7 +91,7 @@ fn big_file(path: &Path, seed: u64, len: u64) -> String {
 }
 
 /// SHA-256 of a file, read in chunks.
-fn sha_file(path: &Path) -> String {
+pub(crate) fn sha_file(path: &Path) -> String {
     let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut digester = Digester::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -104,13 +104,13 @@ fn sha_file(path: &Path) -> String {
     }
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
 }
 
 /// `promote status OUT --json`, which must succeed.
-fn status(cmd: Command) -> Value {
+pub(crate) fn status(cmd: Command) -> Value {
     let mut cmd = cmd;
     let out = cmd.output().expect("run promote status");
     assert_code(&out, 0);
@@ -119,7 +119,7 @@ fn status(cmd: Command) -> Value {
 
 /// Asserts that the ledger holds `n` promoted jobs and nothing in flight, failed or stuck.
 #[track_caller]
-fn assert_all_promoted(status: &Value, n: u64) {
+pub(crate) fn assert_all_promoted(status: &Value, n: u64) {
     let states = status["states"].as_object().expect("states");
     for (state, count) in states {
         let count = count.as_u64().expect("a count");
@@ -134,7 +134,7 @@ fn assert_all_promoted(status: &Value, n: u64) {
 }
 
 /// Report items by key.
-fn items_by_key(report: &Value) -> HashMap<String, Value> {
+pub(crate) fn items_by_key(report: &Value) -> HashMap<String, Value> {
     report["items"]
         .as_array()
         .expect("items")
@@ -144,7 +144,7 @@ fn items_by_key(report: &Value) -> HashMap<String, Value> {
 }
 
 /// Sizes of the files under `dir` (recursively), or nothing when it does not exist.
-fn file_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+pub(crate) fn file_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
     for entry in entries {
@@ -168,7 +168,7 @@ fn assert_smalls_promoted(s: &Scratch, items: &[Small]) {
     }
 }
 
-fn summary_line(out: &Output) -> String {
+pub(crate) fn summary_line(out: &Output) -> String {
     let err = stderr(out);
     err.lines()
         .rev()
@@ -177,13 +177,13 @@ fn summary_line(out: &Output) -> String {
         .to_owned()
 }
 
-fn kill(mut child: Child) {
+pub(crate) fn kill(mut child: Child) {
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
 }
 
 /// Waits (up to 60 s) until `ready` holds, panicking with `what` otherwise.
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
         assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
@@ -385,7 +385,24 @@ fn three_processes_on_one_run_dir_promote_each_key_once_and_fetch_each_source_ab
     assert_all_promoted(&status(s.cmd(&["status", "run", "--json"])), items.len() as u64);
 }
 
-fn var(name: &str) -> String {
+/// A prefix of its own in the test bucket for one test.
+pub(crate) fn s3_prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("cli/run-{}-{nanos}", std::process::id())
+}
+
+/// `promote ARGS` in `s` against the test bucket (tests/run starts S3), under `prefix`.
+pub(crate) fn s3_cmd(s: &Scratch, prefix: &str, args: &[&str]) -> Command {
+    let mut cmd = s.cmd(args);
+    cmd.env("PROMOTE_BACKEND__KIND", "s3")
+        .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
+        .env("PROMOTE_BACKEND__ENDPOINT", var("PROMOTE_TEST_S3_ENDPOINT"))
+        .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
+        .env("PROMOTE_BACKEND__PREFIX", prefix);
+    cmd
+}
+
+pub(crate) fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
 }
 
@@ -398,18 +415,8 @@ fn three_run_dirs_sharing_one_bucket_promote_each_key_once() {
         server.throttle(&it.path, 200 << 10);
     }
     write_manifest(&s, "manifest.jsonl", &lines(&server, &items));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let prefix = format!("cli/run-{}-{nanos}", std::process::id());
-    let (endpoint, bucket) = (var("PROMOTE_TEST_S3_ENDPOINT"), var("PROMOTE_TEST_S3_BUCKET"));
-    let s3 = |args: &[&str]| {
-        let mut cmd = s.cmd(args);
-        cmd.env("PROMOTE_BACKEND__KIND", "s3")
-            .env("PROMOTE_BACKEND__BUCKET", &bucket)
-            .env("PROMOTE_BACKEND__ENDPOINT", &endpoint)
-            .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
-            .env("PROMOTE_BACKEND__PREFIX", &prefix);
-        cmd
-    };
+    let prefix = s3_prefix();
+    let s3 = |args: &[&str]| s3_cmd(&s, &prefix, args);
     let outs =
         three(|i| s3(&["run", "manifest.jsonl", "--out", &format!("run{i}"), "--report", &format!("r{i}.json")]));
     for out in &outs {
