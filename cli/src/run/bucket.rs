@@ -6,7 +6,7 @@
 //! - `runs/<run>/shards/<n>`: the claim on shard `n` while a worker holds it, renewed every
 //!   lease/3 in the background;
 //! - `runs/<run>/progress/<n>`: what the holder finished so far (a [`ShardRecord`]: digests
-//!   promoted, reasons of failures), rewritten at most every lease/3, so a worker that takes
+//!   promoted, reasons of failures), rewritten every 2 s at most, so a worker that takes
 //!   the shard over after a crash looks at those keys with a `head` instead of fetching them;
 //! - `runs/<run>/done/<n>`: the shard's [`ShardRecord`] once it is finished.
 //!
@@ -28,7 +28,7 @@
 //!
 //! Per shard, uncontended: one read of the done marker, one create of the claim, one read of
 //! the progress object, one create of the done marker and one release (a read and a delete),
-//! so about six requests, plus one renewal and at most one progress write per lease/3 while
+//! so about six requests, plus one renewal per lease/3 and at most one progress write per 2 s while
 //! held. With 256-item shards that is about 25 requests per 1,000 items for the worker that
 //! does them, plus 4 reads per 1,000 items for each other machine that passes over them.
 

@@ -260,6 +260,10 @@ fn finish(plan: &Plan, summary: Summary) -> anyhow::Result<u8> {
     Ok(summary.exit_code())
 }
 
+/// How often a worker shares what it finished in a shard it holds, at most (one small write
+/// each time, on S3 a PUT).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// What this process knows about a shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
@@ -457,8 +461,10 @@ impl Work {
                 }
             }))
         };
-        // Progress is shared (on S3: written to the bucket) at most every third of a lease,
-        // so a worker taking the shard over does not fetch again what was finished.
+        // Progress is shared (on S3: written to the bucket) every `PROGRESS_EVERY` at most
+        // (a third of the lease if shorter), so a worker taking the shard over fetches again
+        // only what was finished in the last moments before its holder died.
+        let every = PROGRESS_EVERY.min(self.leases.lease() / 3);
         let shared = tokio::sync::Mutex::new(Instant::now());
         futures_util::stream::iter(self.range(shard))
             .for_each_concurrent(None, |index| {
@@ -483,7 +489,7 @@ impl Work {
                     self.ctx.progress.item_done(&self.items[index].key, done.failure.as_ref());
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
                     if let Ok(mut last) = shared.try_lock()
-                        && last.elapsed() >= self.leases.lease() / 3
+                        && last.elapsed() >= every
                     {
                         *last = Instant::now();
                         if let Err(err) = self.leases.progress(shard as u64, &self.shard_record(shard)).await {
