@@ -86,6 +86,27 @@ pub(crate) fn io_err(context: impl Into<String>, errno: Errno) -> Error {
     Error::io(context, errno.into())
 }
 
+/// The staging area at `what` could not be made or opened: for a user who is not its owner,
+/// say so in words (only the store's owner writes to it; reading works), else the I/O error.
+fn staging_err(root: &Path, what: &str, errno: Errno) -> Error {
+    if !matches!(errno, Errno::ACCESS | Errno::PERM) {
+        return io_err(format!("creating {what}"), errno);
+    }
+    let owner = std::fs::metadata(what).or_else(|_| std::fs::metadata(root)).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let owner = owner.map_or_else(|_| "another user".to_owned(), |uid| format!("user {uid}"));
+    Error::io(
+        format!(
+            "cannot write to the store at {}: its private staging area {what} belongs to {owner}, so only they can \
+             write here (reading works as any user who can read the objects; write to a store of your own)",
+            root.display()
+        ),
+        errno.into(),
+    )
+}
+
 /// Opens a directory entry as a directory, refusing symlinks.
 pub(crate) fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(
@@ -165,12 +186,12 @@ impl Root {
             if durable { rustix::fs::fsync(dir).map_err(|e| io_err(format!("fsync of {what}"), e)) } else { Ok(()) }
         };
         let (area, created) = ensure_dir_at(&dir, RESERVED_SEGMENT, 0o700)
-            .map_err(|e| io_err(format!("creating {shown}/{RESERVED_SEGMENT}"), e))?;
+            .map_err(|e| staging_err(path, &format!("{shown}/{RESERVED_SEGMENT}"), e))?;
         if created {
             sync(&dir, &format!("the root directory {shown}"))?;
         }
         let (staging, created) = ensure_dir_at(&area, STAGING_DIR, 0o700)
-            .map_err(|e| io_err(format!("creating {shown}/{RESERVED_SEGMENT}/{STAGING_DIR}"), e))?;
+            .map_err(|e| staging_err(path, &format!("{shown}/{RESERVED_SEGMENT}/{STAGING_DIR}"), e))?;
         if created {
             sync(&area, &format!("{shown}/{RESERVED_SEGMENT}"))?;
         }
@@ -199,7 +220,9 @@ impl Root {
         };
         let staging = match open_dir_at(&dir, RESERVED_SEGMENT).and_then(|area| open_dir_at(&area, STAGING_DIR)) {
             Ok(fd) => Some(fd),
-            Err(Errno::NOENT) => None,
+            // Never written to, or the writer's private area and this user is another: reading
+            // the objects needs neither.
+            Err(Errno::NOENT | Errno::ACCESS | Errno::PERM) => None,
             Err(e) => return Err(io_err(format!("opening {shown}/{RESERVED_SEGMENT}/{STAGING_DIR}"), e)),
         };
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
