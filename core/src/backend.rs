@@ -168,6 +168,20 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Error::NotFound`] when there is none.
     async fn read(&self, key: &Key) -> Result<ByteStream, Error>;
 
+    /// A read found `key`'s bytes damaged (they no longer hash to its stored digest): make the
+    /// stored digest stop vouching for them, so that afterwards [`Backend::head`] reports no
+    /// digest and `changed_since_promotion`, and nothing is ever answered "already present"
+    /// from the stale record. Called by core, best effort. The default does nothing: a backend
+    /// whose records cannot change without rewriting the object keeps them (the README says
+    /// which).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors (core logs them and goes on).
+    async fn forget_digest(&self, _key: &Key) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Removes the object at `key`.
     ///
     /// # Errors

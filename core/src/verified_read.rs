@@ -37,8 +37,19 @@ impl Store {
     pub async fn read_checked(&self, key: &Key, meta: Meta) -> Result<(Meta, ByteStream), Error> {
         let inner = self.read(key).await?;
         let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
-        let stream = Verifying { key: key.clone(), inner, expected, digester: Some(Digester::new()) };
+        let stream =
+            Verifying { store: self.clone(), key: key.clone(), inner, expected, digester: Some(Digester::new()) };
         Ok((meta, stream.boxed()))
+    }
+
+    /// Makes `key`'s stored digest stop vouching for its bytes, after a read found them damaged
+    /// (see [`crate::Backend::forget_digest`]); a failure is logged, never returned, since the
+    /// caller is already reporting the damage.
+    pub async fn forget_digest(&self, key: &Key) {
+        match self.backend().forget_digest(key).await {
+            Ok(()) => tracing::info!(key = %key, "damaged: its stored digest no longer vouches for it"),
+            Err(err) => tracing::warn!(key = %key, error = %err, "could not mark a damaged object's stored digest"),
+        }
     }
 
     /// Reads the whole object and returns what it really is.
@@ -67,9 +78,11 @@ impl Store {
             return Err(Error::Modified { key: key.to_string() });
         }
         let digest = self.digest_of(key).await?;
-        Expected { size: Some(meta.size), sha256: meta.sha256 }
-            .check(key, &digest)
-            .map_err(|e| damaged(e, "its stored size and digest"))?;
+        let stored = Expected { size: Some(meta.size), sha256: meta.sha256 };
+        if let Err(err) = stored.check(key, &digest) {
+            self.forget_digest(key).await;
+            return Err(damaged(err, "its stored size and digest"));
+        }
         expected.check(key, &digest).map_err(|e| damaged(e, "what was expected"))?;
         Ok((meta, digest))
     }
@@ -89,6 +102,7 @@ fn damaged(err: Error, against: &str) -> Error {
 }
 
 struct Verifying {
+    store: Store,
     key: Key,
     inner: ByteStream,
     expected: Expected,
@@ -113,7 +127,13 @@ impl Stream for Verifying {
             Poll::Ready(None) => {
                 let digest = this.digester.take().map(Digester::finish);
                 match digest.map(|d| this.expected.check(&this.key, &d)) {
-                    Some(Err(err)) => Poll::Ready(Some(Err(damaged(err, "its stored size and digest")))),
+                    Some(Err(err)) => {
+                        // Damaged: its stored digest must stop vouching for it. Handed to the
+                        // clean-up tasks, which an exiting program waits for.
+                        let (store, key) = (this.store.clone(), this.key.clone());
+                        crate::cleanup::spawn(async move { store.forget_digest(&key).await });
+                        Poll::Ready(Some(Err(damaged(err, "its stored size and digest"))))
+                    }
                     _ => Poll::Ready(None),
                 }
             }

@@ -291,3 +291,32 @@ fn a_reader_who_is_not_the_writer_reads_the_store_and_a_put_says_why_it_cannot()
     assert!(err.contains("belongs to user 0") && err.contains("only they can write"), "{err}");
     assert!(!s.root().join("data/y").exists());
 }
+
+/// Bit rot that keeps the size and the mtime, found by `verify` or by `get`: from then on the
+/// stored digest no longer vouches for the object, so a `put` of the right bytes is a conflict
+/// (with the hint to `--replace`), never `already-present`; `--replace` repairs it.
+#[test]
+fn damage_found_by_verify_or_get_stops_the_stored_digest_answering_already_present() {
+    let s = Scratch::new();
+    let bytes = promote_tests::data::bytes(5, 10_000);
+    s.file("f", &bytes);
+    let right = sha(&bytes);
+    for (key, finder) in [("by-verify", vec!["verify", "by-verify"]), ("by-get", vec!["get", "by-get", "-"])] {
+        assert_code(&s.run(&["put", "f", key]), 0);
+        let path = s.root().join(key);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut rotten = bytes.clone();
+        rotten[5000] ^= 0x40;
+        std::fs::write(&path, &rotten).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        // Before it is found, the record still vouches (nothing has read the bytes).
+        assert_code(&s.run(&["put", "f", key, "--sha256", &right]), 0);
+        assert_code(&s.run(&finder), 4);
+        let out = s.run(&["put", "f", key, "--sha256", &right]);
+        assert_code(&out, 3);
+        assert!(stderr(&out).contains("--replace"), "{key}: {}", stderr(&out));
+        assert_code(&s.run(&["put", "--replace", "f", key]), 0);
+        assert_code(&s.run(&["verify", key]), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{key}: repaired");
+    }
+}

@@ -177,6 +177,19 @@ impl Backend for LocalBackend {
         copied?
     }
 
+    async fn forget_digest(&self, key: &Key) -> Result<(), Error> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            if !inner.xattrs {
+                return Ok(());
+            }
+            let file = open_object(&inner.root, &key)?;
+            stored_digest::forget(&file).map_err(|e| io_err(format!("marking {key:?} damaged"), e))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
         let key = key.clone();
         self.blocking(move |inner| {

@@ -46,6 +46,21 @@ pub(crate) fn store(file: &File, digest: &Digest, st: &Stat) -> Result<bool, Err
     }
 }
 
+/// Marks the record of `file` as no longer describing it (a read found its bytes damaged): the
+/// digest is kept for humans, after a word that makes [`load`] report it [`Recorded::Stale`].
+/// `Ok(false)` when there is no record.
+pub(crate) fn forget(file: &File) -> Result<bool, Errno> {
+    let mut buf = Vec::with_capacity(160);
+    if rustix::fs::fgetxattr(file, NAME, spare(&mut buf)).is_err() {
+        return Ok(false);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    if text.ends_with(" damaged") {
+        return Ok(true);
+    }
+    rustix::fs::fsetxattr(file, NAME, format!("{text} damaged").as_bytes(), XattrFlags::empty()).map(|()| true)
+}
+
 /// What the file's record says.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Recorded {
