@@ -660,6 +660,18 @@ pub(crate) async fn open_config(config: &dyn BackendConfig) -> anyhow::Result<pr
     Ok(promote_core::Store::new(backend))
 }
 
+/// The root of a local-disk backend that does not exist yet (opening it for writing creates
+/// it), absolute; `None` for other backends and existing roots.
+pub(crate) fn new_local_root(config: &dyn BackendConfig) -> Option<PathBuf> {
+    let value = config.to_value();
+    if value.get("kind").and_then(Value::as_str) != Some("local") {
+        return None;
+    }
+    let root = PathBuf::from(value.get("root")?.as_str()?);
+    let root = std::path::absolute(&root).unwrap_or(root);
+    (!root.exists()).then_some(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,7 @@ fn progress_always_draws_off_a_terminal_and_never_hides_it_on_one() {
 fn a_variable_near_a_setting_is_a_one_line_warning_but_a_bad_key_in_a_real_table_is_an_error() {
     let s = Scratch::new();
     s.file("f", b"hello");
+    std::fs::create_dir(s.root()).unwrap();
     let out = s.cmd(&["put", "f", "k"]).env("PROMOTE_BIN", "/usr/local/bin/promote").output().unwrap();
     assert_code(&out, 0);
     let err = stderr(&out);
@@ -319,4 +320,28 @@ fn damage_found_by_verify_or_get_stops_the_stored_digest_answering_already_prese
         assert_code(&s.run(&["verify", key]), 0);
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{key}: repaired");
     }
+}
+
+/// A put validates its source before creating anything, and says once, in full, when it
+/// created a store, so a mistyped root shows at once.
+#[test]
+fn a_put_creates_a_store_only_for_a_real_source_and_says_so() {
+    let s = Scratch::new();
+    s.file("x", b"x");
+    let fresh = s.path().join("nonexistent-dir-xyz/sub");
+    let root = fresh.to_str().unwrap();
+    let out = s.run(&["--root", root, "put", "missing.bin", "k"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("missing.bin"), "{}", stderr(&out));
+    assert!(!s.path().join("nonexistent-dir-xyz").exists(), "a put of a missing file created the store");
+    let out = s.run(&["--root", root, "put", "x", "k"]);
+    assert_code(&out, 0);
+    let abs = std::fs::canonicalize(&fresh).unwrap();
+    assert_eq!(stderr(&out).trim_end(), format!("promote: created a new store at {}", abs.display()));
+    let again = s.run(&["--root", root, "put", "x", "k2"]);
+    assert_code(&again, 0);
+    assert!(stderr(&again).is_empty(), "the notice comes once: {}", stderr(&again));
+    let quiet = s.path().join("quiet");
+    silent(&s.run(&["--root", quiet.to_str().unwrap(), "put", "-q", "x", "k"]), "put -q into a new store");
+    assert!(quiet.join("k").exists());
 }

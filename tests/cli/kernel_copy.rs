@@ -97,6 +97,8 @@ fn a_full_disk_in_the_middle_of_a_kernel_copy_is_one_clear_error_and_leaves_noth
     let src = small.0.join("big.bin");
     std::fs::write(&src, data::bytes(4, 7 << 20)).expect("write source");
     let root = small.0.join("root");
+    // An existing store, so the put's only line is its error (no "created a new store").
+    std::fs::create_dir(&root).expect("mkdir root");
     let out = s.run(&["--root", root.to_str().expect("path"), "put", src.to_str().expect("path"), "full"]);
     assert_code(&out, 6);
     let err = stderr(&out);

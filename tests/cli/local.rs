@@ -161,6 +161,8 @@ fn disk_full_is_one_clear_error_and_leaves_nothing() {
     let s = Scratch::new();
     let small = Mounted::tmpfs(&s.path().join("small"), "4m");
     let root = small.0.join("root");
+    // An existing store, so the put's only line is its error (no "created a new store").
+    std::fs::create_dir(&root).unwrap();
     s.file("big.bin", &data::bytes(3, 8 << 20));
     for (args, key) in
         [(["put", "big.bin", "full/streamed"], "full/streamed"), (["put", "-", "full/stdin"], "full/stdin")]

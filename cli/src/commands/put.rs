@@ -65,7 +65,9 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         };
         let files = files_under(&args.src, args.follow_symlinks)?;
         let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
+        let created = settings::new_local_root(loaded.backend.as_ref());
         let mut store = settings::open(loaded).await?;
+        notice_created(created, &args);
         if store.batches_durability() {
             // `--jobs` files stream at once; many more wait, sealed, for one shared flush.
             store = store.limit_staging(jobs);
@@ -82,24 +84,39 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             under(&prefix, name)?
         }
     };
+    // The source is opened before the store, so a missing file creates nothing.
+    let source = if is_stdin { None } else { Some(open_source(&args.src).await?) };
+    let created = settings::new_local_root(loaded.backend.as_ref());
     let store = settings::open(loaded).await?;
+    notice_created(created, &args);
     store.ready_for(&mode).await?;
     let shown = Transfer::shown(args.progress, args.quiet, args.json);
     let progress;
-    let outcome = if is_stdin {
-        progress = Transfer::new(args.size, None, shown);
-        promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
-    } else {
-        let file = open_source(&args.src).await?;
+    let outcome = if let Some(file) = source {
         let size = file.metadata().await.ok().map(|m| m.len());
         progress = Transfer::new(size, None, shown);
         promote_file(loaded, &store, &key, file, &expected, mode, &progress).await?
+    } else {
+        progress = Transfer::new(args.size, None, shown);
+        promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
     };
     progress.finish();
     if args.json || !args.quiet {
         out!("{}", output::receipt(&outcome, args.json));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on stderr when this put created the store (a new local root), naming it in full:
+/// a mistyped root shows at once. Not with `-q` or `--json`.
+fn notice_created(created: Option<PathBuf>, args: &PutArgs) {
+    if let Some(root) = created
+        && root.exists()
+        && !args.quiet
+        && !args.json
+    {
+        eprintln!("promote: created a new store at {}", output::path(&root));
+    }
 }
 
 async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {
