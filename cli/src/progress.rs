@@ -40,6 +40,8 @@ struct Shared {
     /// offset, which says how far the reader has got without touching the reading code.
     followed: Mutex<Vec<(u64, std::fs::File)>>,
     next_id: AtomicU64,
+    /// Every byte is in and the storage is completing (an S3 multipart upload, an fsync).
+    completing: std::sync::atomic::AtomicBool,
 }
 
 impl Transfer {
@@ -62,6 +64,7 @@ impl Transfer {
             files_total,
             followed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
+            completing: std::sync::atomic::AtomicBool::new(false),
         });
         let me = Arc::clone(&shared);
         let ticker = tokio::spawn(async move {
@@ -167,6 +170,18 @@ impl Shared {
         };
         if let Some(files) = self.files_total {
             msg = format!("{} / {files} files  {msg}", self.files.load(Ordering::Relaxed));
+        }
+        if self.bytes_total.is_some_and(|total| bytes >= total)
+            && self.files_total.is_none_or(|files| self.files.load(Ordering::Relaxed) < files)
+        {
+            // All read, not all done: the storage is completing (an S3 multipart upload, the
+            // fsyncs); an "eta 0s" would be a lie.
+            if !self.completing.swap(true, Ordering::Relaxed)
+                && let Ok(style) = ProgressStyle::with_template("[{wide_bar}] {msg}")
+            {
+                self.bar.set_style(style.progress_chars("=> "));
+            }
+            msg = format!("{msg}  completing (all bytes sent; the storage is finishing the write)");
         }
         self.bar.set_position(bytes);
         self.bar.set_message(msg);

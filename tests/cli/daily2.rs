@@ -345,3 +345,34 @@ fn a_put_creates_a_store_only_for_a_real_source_and_says_so() {
     silent(&s.run(&["--root", quiet.to_str().unwrap(), "put", "-q", "x", "k"]), "put -q into a new store");
     assert!(quiet.join("k").exists());
 }
+
+/// Once every byte of a put is in, the bar says the storage is completing instead of an
+/// "eta 0s" that does not end (here: stdin holds the put open after its announced size).
+#[test]
+fn a_bar_whose_bytes_are_all_in_says_completing() {
+    use std::io::Read;
+    let s = Scratch::new();
+    let mut child = s
+        .cmd(&["put", "-", "k", "--size", "3", "--progress", "always"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start put");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"abc").unwrap();
+    input.flush().unwrap();
+    // The bar appears after a second; read until it says completing (bounded by its redraws).
+    let mut err = child.stderr.take().expect("stderr");
+    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
+    let started = std::time::Instant::now();
+    while !seen.contains("completing") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no `completing` in {seen:?}");
+        let n = err.read(&mut buf).expect("read stderr");
+        assert!(n > 0, "stderr closed before `completing`: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!seen.contains("eta 0s"), "{seen:?}");
+    drop(input);
+    assert!(child.wait().unwrap().success());
+}
