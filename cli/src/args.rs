@@ -239,7 +239,7 @@ impl ProgressWhen {
 
 /// A size: bytes, or a number with a unit (`1KiB`, `8MiB`, `2GB`), as in the config file.
 fn parse_size(text: &str) -> Result<u64, String> {
-    promote_core::size::parse(text)
+    promote_settings::size::parse(text)
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! The backends this binary knows. Adding one is a crate plus one line here.
 
-use promote_core::Registry;
+use promote_settings::Registry;
 
 /// Every built-in backend kind.
 pub(crate) fn registry() -> Registry {

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         // Clean-up handed off by dropped handles (aborting uploads, releasing claims); another
         // signal stops waiting for it.
         tokio::select! {
-            left = promote_core::cleanup::settle(CLEANUP_LIMIT) => if left > 0 {
+            left = promote_core::kit::cleanup::settle(CLEANUP_LIMIT) => if left > 0 {
                 eprintln!("promote: {left} clean-up(s) did not finish in time; `promote recover` removes what they leave");
             },
             signal = signals.next() => {

@@ -41,7 +41,7 @@ pub(crate) fn receipt(outcome: &Outcome, json: bool) -> String {
 
 /// `1.5 MiB`-style sizes: the one way sizes print for humans (JSON has exact bytes).
 pub(crate) fn bytes(n: u64) -> String {
-    promote_core::size::format(n)
+    promote_core::kit::format_size(n)
 }
 
 /// A path or name as printed: control characters escaped (`\n`, `\u{1b}`), the rest as is.

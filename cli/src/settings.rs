@@ -11,7 +11,8 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
-use promote_core::{BackendConfig, Error};
+use promote_core::Error;
+use promote_settings::{BackendConfig, config_error};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
@@ -67,24 +68,24 @@ pub(crate) struct RunSettings {
     /// Stop after this many items.
     pub(crate) max: Option<u64>,
     /// Time allowed to connect to a host.
-    #[serde(with = "promote_core::duration")]
+    #[serde(with = "promote_settings::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) connect_timeout: std::time::Duration,
     /// Time allowed between two reads of a response body.
-    #[serde(with = "promote_core::duration")]
+    #[serde(with = "promote_settings::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) read_timeout: std::time::Duration,
     /// Retries of a transient failure per item, counting only attempts in a row that made no
     /// progress (a partial download further than before resets the count); 0: no retries.
     pub(crate) retries: u32,
     /// Items at least this large download into a resumable partial file in the run directory.
-    #[serde(with = "promote_core::size")]
+    #[serde(with = "promote_settings::size")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) resume_threshold: u64,
     /// Items per shard lease (smaller for small manifests, so several processes share work).
     pub(crate) shard_size: usize,
     /// How long a shard lease lasts without renewal.
-    #[serde(with = "promote_core::duration")]
+    #[serde(with = "promote_settings::duration")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) lease: std::time::Duration,
     /// Request headers per host: header name → value source. Values are never printed.
@@ -334,7 +335,7 @@ impl Provider for ConfigFile {
 ///
 /// The file's syntax error, with its line and column.
 pub(crate) fn file_profiles(path: &Path) -> Result<Vec<String>, Error> {
-    let data = ConfigFile::new(path.to_owned()).data().map_err(Error::from)?;
+    let data = ConfigFile::new(path.to_owned()).data().map_err(|e| config_error(e, ""))?;
     Ok(data
         .keys()
         .filter(|p| **p != Profile::Default && **p != Profile::Global)
@@ -477,7 +478,7 @@ fn with_backend_flags(figment: Figment, global: &Global, table: &str) -> Figment
 pub(crate) fn settings(figment: &Figment) -> Result<Settings, Error> {
     figment.extract().map_err(|e| {
         // The environment layer knows `streaming` by its documented name.
-        let message = Error::from(e).to_string().replace("PROMOTE_STREAMING", &env_var_for("streaming"));
+        let message = config_error(e, "").to_string().replace("PROMOTE_STREAMING", &env_var_for("streaming"));
         Error::config(message.trim_start_matches("configuration error: "))
     })
 }
@@ -638,7 +639,7 @@ pub(crate) fn located_in(
     if let Some(core) = err.downcast_mut::<Error>() {
         let taken = std::mem::replace(core, Error::config(String::new()));
         *core = taken.located(table, |key| {
-            promote_core::setting_origin(figment, key).or_else(|| {
+            promote_settings::setting_origin(figment, key).or_else(|| {
                 // Not in the configuration: a standard variable (`AWS_BUCKET`) may have set it.
                 let name = key.rsplit('.').next().unwrap_or(key);
                 let found = config.environment_values().into_iter().find(|(setting, _, _)| setting == name);

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::claims::ControlStore;
 use crate::error::Error;
-use crate::group_commit::GroupCommit;
 use crate::key::Key;
+use crate::kit::claims::ControlStore;
+use crate::kit::group_commit::GroupCommit;
 use crate::mode::{Capabilities, Mode};
 use crate::verify::{Digest, Expected, Sha256};
 
@@ -113,7 +113,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// promote's buffers (the local backend clones or copies it inside the kernel), and returns
     /// the staged handle with the digest of what was staged. Core tries this first in
     /// [`Store::promote_file`](crate::Store::promote_file), for regular files of at least
-    /// [`STAGE_COPY_MIN`](crate::STAGE_COPY_MIN) bytes, and then verifies and publishes the
+    /// [`STAGE_COPY_MIN`](crate::kit::STAGE_COPY_MIN) bytes, and then verifies and publishes the
     /// handle exactly as a streamed one. Default: [`StagedCopy::Declined`], so the file is
     /// streamed.
     ///
@@ -207,7 +207,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be listed.
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error>;
 
-    /// The backend's control objects, for [`Claims`](crate::Claims), when it can write small
+    /// The backend's control objects, for [`Claims`](crate::kit::Claims), when it can write small
     /// objects conditionally (create-only and compare-and-swap). Default: none.
     fn control(&self) -> Option<Arc<dyn ControlStore>> {
         None

@@ -57,14 +57,14 @@ impl Store {
             tracing::debug!(
                 key = %key,
                 "kernel copy not used: the source ({}) is smaller than the {} threshold",
-                crate::size::format(len),
-                crate::size::format(STAGE_COPY_MIN)
+                crate::kit::format_size(len),
+                crate::kit::format_size(STAGE_COPY_MIN)
             );
             return Ok(None);
         }
         let slot = self.staging_slot().await?;
         // The copy holds a blocking thread until it is done: one of a bounded few.
-        let long = crate::blocking::long_task_slot().await?;
+        let long = crate::kit::blocking::long_task_slot().await?;
         let copied = self.backend().stage_copy(key, file, expected).await;
         drop(long);
         match copied {

@@ -5,20 +5,43 @@
 //! then published atomically at their final key — create-only by default. This crate is the
 //! contract every backend implements and the one place where verification happens.
 //!
-//! The pieces:
-//! - [`Key`]: a validated, root-relative object name that cannot escape the storage root.
+//! # The contract, at the top level
+//!
+//! What a program that stores bytes through promote uses, and what a backend implements:
+//! - [`Key`]: a validated, root-relative object name that cannot escape the storage root
+//!   ([`MAX_KEY_BYTES`], [`MAX_SEGMENT_BYTES`], [`RESERVED_SEGMENT`]).
 //! - [`Backend`] and [`StagedWrite`]: what a storage plugin implements (stage, write, publish,
-//!   abort, head, read, delete, list, sweep).
+//!   abort, head, read, delete, list, sweep), with what they take and give: [`StagedCopy`],
+//!   [`Meta`], [`Entry`], [`Leftover`], [`Check`], [`ByteStream`].
 //! - [`Store`]: a backend wrapped with core's checks; [`Store::stage`] gives a [`Staged`]
 //!   handle, [`Store::promote_reader`] / [`Store::promote_stream`] run the whole
 //!   stage → stream → verify → promote sequence, [`Store::promote_file`] lets the backend copy a
 //!   large local file itself first ([`Backend::stage_copy`]: inside the kernel on local disk),
 //!   [`Store::promote_spooled`] does it through a local spool file.
-//! - [`Expected`], [`Mode`], [`Outcome`], [`Receipt`], [`Error`]: what goes in and comes out.
-//! - [`Registry`]: backends by kind, configured from a `backend` table.
-//! - [`Claims`] over a backend's [`ControlStore`]: leases on names shared through the storage
-//!   alone (serialized completions, shards of a `promote run`), judged by the server's clock;
-//!   [`Owner`]: which process holds something, and whether it is still alive.
+//! - [`Mode`] and [`Capabilities`]: create-only, replace, compare-and-swap, and which of them a
+//!   backend can do safely.
+//! - [`Expected`], [`Digest`], [`Sha256`], [`Digester`]: what the bytes must be, and how core
+//!   hashes and counts them.
+//! - [`Outcome`], [`Receipt`], [`Error`]: what comes out.
+//!
+//! # The kit, for backend authors: [`kit`]
+//!
+//! What only someone implementing a backend (or an engine over the contract, such as
+//! `promote run`) needs, as OpenDAL keeps its `raw` module apart from its `types`:
+//! - [`kit::blocking`]: blocking calls off the async threads; [`kit::buffers`]: chunk buffers
+//!   for reuse; [`kit::cleanup`]: background clean-up an exiting program waits for.
+//! - [`kit::Claims`] over a backend's [`kit::ControlStore`] ([`kit::claims`]): leases on names
+//!   shared through the storage alone (serialized completions, shards of a `promote run`),
+//!   judged by the server's clock; [`kit::control_metadata`]: a control object's body in
+//!   metadata; [`kit::Owner`]: which process holds something, and whether it is still alive.
+//! - [`kit::GroupCommit`] ([`kit::group_commit`]): one flush shared by concurrent promotions.
+//! - [`kit::STAGE_COPY_MIN`], [`kit::CHUNK_SIZE`], [`kit::sweep_spool`],
+//!   [`kit::format_size`].
+//!
+//! Configuration (the backend registry, `BackendConfig`, sizes and durations in config files,
+//! `config validate`'s problems) is the `promote-settings` crate's. This crate depends on no
+//! configuration library (no figment, no TOML; a unit test reads `Cargo.toml` to hold it so):
+//! whatever needs one belongs there.
 //!
 //! # Atomicity
 //!
@@ -45,7 +68,7 @@
 //!
 //! What atomicity does not cover: durability across power loss is the backend's (the local
 //! backend fsyncs data, publishes, then fsyncs the directory, unless told `durability = "none"`).
-//! A backend may instead batch it ([`GroupCommit`]): concurrent promotions share one flush of
+//! A backend may instead batch it ([`kit::GroupCommit`]): concurrent promotions share one flush of
 //! their staged data before any is published and one flush of the published names before any
 //! receipt is returned.
 //!
@@ -69,46 +92,52 @@
 //! ```
 
 mod backend;
-pub mod blocking;
-pub mod buffers;
-pub mod claims;
-pub mod cleanup;
-pub mod control_metadata;
-pub mod duration;
 mod error;
 mod file_copy;
-pub mod group_commit;
 mod key;
+pub mod kit;
 mod mode;
 mod outcome;
-pub mod owner;
-pub mod problems;
 mod promote;
-pub mod registry;
-pub mod size;
 mod spool;
 mod staged;
 mod store;
-mod type_words;
 mod verified_read;
 mod verify;
 
 pub use backend::{Backend, ByteStream, Check, Entry, Leftover, Meta, StagedCopy, StagedWrite};
-pub use claims::{Claims, ControlStore, HeldClaim};
-pub use error::{BoxError, Error, setting_origin};
-pub use file_copy::STAGE_COPY_MIN;
-pub use group_commit::GroupCommit;
+pub use error::{BoxError, Error};
 pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};
 pub use outcome::{Outcome, Receipt};
-pub use owner::{Liveness, Owner};
-pub use promote::CHUNK_SIZE;
-pub use registry::{BackendConfig, Registry};
-pub use spool::sweep_spool;
 pub use staged::Staged;
 pub use store::Store;
 pub use verify::{Digest, Digester, Expected, ParseSha256Error, Sha256};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use figment;
+
+#[cfg(test)]
+mod tests {
+    /// The contract depends on no configuration library: that is `promote-settings`' job (see
+    /// the crate docs). Reads this crate's own manifest, so a figment or TOML dependency added
+    /// here fails the unit tests, not only a review.
+    #[test]
+    fn no_configuration_library_among_the_dependencies() {
+        let manifest = include_str!("../Cargo.toml");
+        let mut section = "";
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            if section.ends_with("dependencies]") && !line.starts_with('#') {
+                assert!(
+                    !["figment", "toml", "toml_edit", "config"].contains(&name),
+                    "promote-core must not depend on {name:?} ({section}); configuration belongs in promote-settings"
+                );
+            }
+        }
+    }
+}

@@ -51,7 +51,7 @@ impl Store {
 
     /// Like [`Store::promote_reader`], for a local file: a dedicated thread reads ahead while
     /// this task hashes and the backend writes, so the three overlap. The fastest way to
-    /// promote a large file. A regular file of at least [`STAGE_COPY_MIN`](crate::STAGE_COPY_MIN)
+    /// promote a large file. A regular file of at least [`STAGE_COPY_MIN`](crate::kit::STAGE_COPY_MIN)
     /// bytes is first offered to the backend to copy itself
     /// ([`Backend::stage_copy`](crate::Backend::stage_copy); see `file_copy.rs`).
     ///
@@ -77,7 +77,7 @@ impl Store {
         let mut staged = self.stage(key, expected).await?;
         let size = meta.map_or(CHUNK_SIZE as u64, |m| m.len());
         let mut source = FileSource::new(key, file, size, expected);
-        if crate::blocking::is_here() {
+        if crate::kit::blocking::is_here() {
             // Already on a thread that may block: read, hash and write in turn. Ends at the end of
             // the file (or past the expected size: `FileSource` refuses it).
             loop {
@@ -95,7 +95,7 @@ impl Store {
             return staged.promote_digested(source.digest(), expected, mode).await;
         }
         // The reader holds a blocking thread until the file is read: one of a bounded few.
-        let slot = match crate::blocking::long_task_slot().await {
+        let slot = match crate::kit::blocking::long_task_slot().await {
             Ok(slot) => slot,
             Err(err) => {
                 let _ = staged.abort().await;
@@ -234,7 +234,7 @@ fn read_chunk_blocking(file: &mut std::fs::File, left: u64) -> std::io::Result<B
         file.take(CHUNK_SIZE as u64).read_to_end(&mut buf)?;
         return Ok(Bytes::from(buf));
     }
-    let mut buf = crate::buffers::take();
+    let mut buf = crate::kit::buffers::take();
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

@@ -7,8 +7,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Backend, ByteStream, Entry, Leftover, Meta};
 use crate::error::Error;
-use crate::group_commit::Group;
 use crate::key::Key;
+use crate::kit::group_commit::Group;
 use crate::mode::Mode;
 use crate::outcome::{Outcome, Receipt};
 use crate::staged::Staged;
@@ -41,7 +41,7 @@ impl Store {
 
     /// Lets at most `n` promotions through this store (and its clones) stage bytes at once. A
     /// promotion holds its slot from [`Store::stage`] until its bytes are verified and sealed,
-    /// not while it waits for a group commit (see [`crate::group_commit`]): so a caller can keep
+    /// not while it waits for a group commit (see [`crate::kit::group_commit`]): so a caller can keep
     /// many promotions waiting for one shared flush while memory stays bounded by `n` streams.
     #[must_use]
     pub fn limit_staging(mut self, n: usize) -> Self {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
-use promote_core::claims::ControlStore;
+use promote_core::kit::claims::ControlStore;
 use promote_core::{Backend, Store};
 use promote_object_store::{ObjectStoreBackend, S3Config};
 use promote_tests::Fixture;

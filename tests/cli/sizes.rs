@@ -1,4 +1,4 @@
-//! Sizes print one way everywhere: `5.0 KiB` (promote_core::size::format), exact bytes only
+//! Sizes print one way everywhere: `5.0 KiB` (promote_core::kit::format_size), exact bytes only
 //! where stat adds them and in JSON.
 
 use crate::support::*;

@@ -537,7 +537,7 @@ async fn file_promotion_verifies(ctx: Ctx) {
     let store = ctx.store.clone();
     // Large enough for the backend to copy the file itself, where it can (Backend::stage_copy:
     // inside the kernel on local disk, the source being on the same filesystem as the root).
-    let len = ctx.large.max(promote_core::STAGE_COPY_MIN as usize) + 12_345;
+    let len = ctx.large.max(promote_core::kit::STAGE_COPY_MIN as usize) + 12_345;
     let bytes = data::bytes(16, len);
     let dir = tempfile::tempdir().expect("source dir");
     let path = dir.path().join("source.bin");

@@ -1,6 +1,6 @@
-//! The claim suite: [`promote_core::claims`] against every backend that offers a
+//! The claim suite: [`promote_core::kit::claims`] against every backend that offers a
 //! [`ControlStore`], and the S3 completion path that uses it. Each case is named after the
-//! promise it checks (the names match the **Atomicity** bullets of `promote_core::claims`).
+//! promise it checks (the names match the **Atomicity** bullets of `promote_core::kit::claims`).
 //!
 //! Leases here are seconds long, so cases wait for real expiry. S3 stamps `Last-Modified` and
 //! `Date` to the second, so a claim's measured age may be up to a second off either way; the
@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
-use promote_core::claims::{ClaimRecord, Clock, ControlStore, key_claim_name};
-use promote_core::{Bytes, Claims, Error, Expected, Key, Mode, Owner, Sha256, Store};
+use promote_core::kit::claims::{ClaimRecord, Clock, ControlStore, key_claim_name};
+use promote_core::kit::{Claims, Owner};
+use promote_core::{Bytes, Error, Expected, Key, Mode, Sha256, Store};
 
 use crate::{Factory, data};
 

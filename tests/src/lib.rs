@@ -9,7 +9,7 @@
 //! Cases that need a writer in another process (one that really dies, by SIGKILL) use
 //! [`cases::Ctx::spawn_writer`], which re-executes the test binary as a child that reopens the same
 //! storage through [`Suite::reopen`] and the fixture's [`Fixture::address`]. A suite without
-//! `reopen` (memory) shows those cases as ignored. The claim protocol (`promote_core::claims`) has its own suite in
+//! `reopen` (memory) shows those cases as ignored. The claim protocol (`promote_core::kit::claims`) has its own suite in
 //! [`claim_cases`], run by `tests/claims` against every backend with a control store.
 
 pub mod cases;

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use promote_core::kit::{CHUNK_SIZE, GroupCommit};
 use promote_core::{
-    Backend, ByteStream, Bytes, CHUNK_SIZE, Capabilities, Check, Entry, Error, Expected, GroupCommit, Key, Leftover,
-    Meta, StagedWrite, async_trait,
+    Backend, ByteStream, Bytes, Capabilities, Check, Entry, Error, Expected, Key, Leftover, Meta, StagedWrite,
+    async_trait,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -80,7 +81,7 @@ impl LocalBackend {
         F: FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        promote_core::blocking::run(move || f(&inner)).await?
+        promote_core::kit::blocking::run(move || f(&inner)).await?
     }
 }
 
@@ -147,7 +148,7 @@ impl Backend for LocalBackend {
         let inner = Arc::clone(&self.inner);
         // The handle is made on the blocking thread: if this future is dropped while the file is
         // being created (Ctrl-C, a closed pipe), tokio drops the finished handle, which removes it.
-        let staged = promote_core::blocking::run(move || {
+        let staged = promote_core::kit::blocking::run(move || {
             let (name, file) = staging::create(&inner.root, &key)?;
             Ok::<_, Error>(LocalStaged::start(inner, key, name, file))
         })
@@ -172,7 +173,8 @@ impl Backend for LocalBackend {
         let cancel = kernel_copy::Cancel::default();
         let cancelled = cancel.flag();
         let copied =
-            promote_core::blocking::run(move || kernel_copy::stage(&inner, &key, &source, &expected, &cancelled)).await;
+            promote_core::kit::blocking::run(move || kernel_copy::stage(&inner, &key, &source, &expected, &cancelled))
+                .await;
         drop(cancel);
         copied?
     }

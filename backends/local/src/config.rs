@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use promote_core::{Backend, BackendConfig, Error, async_trait};
+use promote_core::{Backend, Error, async_trait};
+use promote_settings::BackendConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::LocalBackend;
@@ -55,7 +56,7 @@ pub enum Durability {
     #[default]
     #[serde(alias = "full")]
     Each,
-    /// Group commit (see [`promote_core::group_commit`]): concurrent promotions are staged
+    /// Group commit (see [`promote_core::kit::group_commit`]): concurrent promotions are staged
     /// without an fsync each, made durable together by one `syncfs` of the root's filesystem,
     /// then published with no-replace renames, then each distinct directory is fsynced once.
     /// The same guarantee as `each` — a receipt means the object survives power loss, and a crash

@@ -1,5 +1,5 @@
 //! Group commit for `durability = "batch"`: the two flushes core's
-//! [`GroupCommit`](promote_core::GroupCommit) asks for.
+//! [`GroupCommit`](promote_core::kit::GroupCommit) asks for.
 //!
 //! - **Staged data**: one `syncfs` of the root's filesystem. It writes back and waits for every
 //!   dirty page and inode there, so every staged file sealed before it began (bytes,
@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use promote_core::{Error, GroupCommit, Key, async_trait};
+use promote_core::kit::GroupCommit;
+use promote_core::{Error, Key, async_trait};
 use rustix::io::Errno;
 
 use crate::backend::Inner;

@@ -39,7 +39,7 @@
 //!
 //! # Large files: the kernel copies
 //!
-//! A regular file of at least [`promote_core::STAGE_COPY_MIN`] (1 MiB) put with
+//! A regular file of at least [`promote_core::kit::STAGE_COPY_MIN`] (1 MiB) put with
 //! [`Store::promote_file`](promote_core::Store::promote_file) from the root's filesystem does not
 //! pass through promote's buffers ([`Backend::stage_copy`](promote_core::Backend::stage_copy)):
 //! it is cloned into staging with a reflink (`FICLONE`: XFS, btrfs; no data copied, the extents
@@ -57,7 +57,7 @@
 //!
 //! - `each` (the default): every publish fsyncs its staged file, renames, then fsyncs the parent
 //!   directory and every directory above it. A receipt means the object survives power loss.
-//! - `batch`: group commit ([`promote_core::group_commit`]). Concurrent promotions are staged
+//! - `batch`: group commit ([`promote_core::kit::group_commit`]). Concurrent promotions are staged
 //!   without an fsync each; one `syncfs` of the root's filesystem makes all their bytes and
 //!   metadata durable; then they are published with the same no-replace renames; then every
 //!   distinct directory holding one of them (and each directory above it) is fsynced once.
@@ -87,7 +87,7 @@ pub use backend::LocalBackend;
 pub use config::{Durability, LocalConfig};
 
 /// Registers `kind = "local"`.
-pub fn register(registry: &mut promote_core::Registry) {
-    registry.register("local", promote_core::registry::load::<LocalConfig>);
+pub fn register(registry: &mut promote_settings::Registry) {
+    registry.register("local", promote_settings::registry::load::<LocalConfig>);
     registry.describe("local", || schemars::schema_for!(LocalConfig).to_value());
 }

@@ -27,7 +27,7 @@ const IN_FLIGHT: usize = 1;
 
 /// The largest first chunk the handle holds until it seals or publishes (see the module docs):
 /// one whole chunk, so an object of one chunk is written by the call that seals or publishes it.
-const HOLD: usize = promote_core::CHUNK_SIZE;
+const HOLD: usize = promote_core::kit::CHUNK_SIZE;
 
 pub(crate) struct LocalStaged {
     inner: Arc<Inner>,
@@ -116,7 +116,7 @@ impl LocalStaged {
             .then(|| (std::mem::replace(&mut self.hinted, end), end));
         self.pending.push_back(tokio::task::spawn_blocking(move || {
             file.write_all_at(&chunk, at)?;
-            promote_core::buffers::recycle(chunk);
+            promote_core::kit::buffers::recycle(chunk);
             if let Some((from, to)) = hint {
                 writeback::start(&file, from, to - from);
             }
@@ -172,7 +172,7 @@ impl StagedWrite for LocalStaged {
         self.file = Some(Arc::clone(&file));
         let (config, name, digest, held) = (self.inner.config.clone(), self.name.clone(), *digest, self.held.take());
         let (context, root) = (self.context(), self.inner.root.path.clone());
-        let sealed = promote_core::blocking::run(move || {
+        let sealed = promote_core::kit::blocking::run(move || {
             if let Some(chunk) = held {
                 file.write_all_at(&chunk, 0).map_err(|e| write_failed(context, &root, e))?;
             }
@@ -198,7 +198,7 @@ impl StagedWrite for LocalStaged {
         let name = std::mem::take(&mut self.name);
         let (inner, key, mode, digest, sealed) =
             (Arc::clone(&self.inner), self.key.clone(), mode.clone(), *digest, self.sealed);
-        promote_core::blocking::run(move || {
+        promote_core::kit::blocking::run(move || {
             if let Some(chunk) = held
                 && let Err(e) = file.write_all_at(&chunk, 0)
             {

@@ -13,7 +13,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, RetryConfig};
-use promote_core::claims::ControlStore;
+use promote_core::kit::claims::ControlStore;
 use promote_core::{
     Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, Mode, RESERVED_SEGMENT,
     StagedWrite, async_trait,
@@ -274,10 +274,12 @@ impl ObjectStoreBackend {
     }
 
     /// Claims left by writers that died between claiming a key and releasing it: each removed
-    /// only if unchanged since read, judged by the server's clock (see `promote_core::claims`).
+    /// only if unchanged since read, judged by the server's clock (see `promote_core::kit::claims`).
     async fn sweep_claims(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         let control = Arc::new(ObjectControl::new(Arc::clone(&self.inner)));
-        promote_core::Claims::new(control).sweep(promote_core::claims::CLAIMS_PREFIX, older_than, dry_run).await
+        promote_core::kit::Claims::new(control)
+            .sweep(promote_core::kit::claims::CLAIMS_PREFIX, older_than, dry_run)
+            .await
     }
 
     /// Staging markers by upload id, with their age.

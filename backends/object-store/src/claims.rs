@@ -4,7 +4,7 @@
 //! S3-compatible server does (LocalStack, for one, checks and then assembles the parts, so
 //! racing completions can all succeed). Every server tested does hold conditional *single*
 //! PUTs atomically. So before completing a conditional multipart upload, a writer takes the
-//! key's claim (`<prefix>/.promote/claims/<key-hash>.json`, see [`promote_core::claims`] for
+//! key's claim (`<prefix>/.promote/claims/<key-hash>.json`, see [`promote_core::kit::claims`] for
 //! the protocol and [`crate::control`] for its S3 requests), keeps it renewed while it
 //! completes, fences right before the CompleteMultipartUpload (which still carries the
 //! condition, so an object already at the key is never replaced), then releases it.
@@ -14,14 +14,14 @@
 //! (`ReplaceIfVersion`) writer just waits: an object at the key is what it expects, and the
 //! version is checked by the server's `If-Match` on the completion. A claim whose holder died
 //! (same host and pid namespace) is taken over at once, one whose lease
-//! ([`promote_core::claims::COMMIT_LEASE`], judged by
+//! ([`promote_core::kit::claims::COMMIT_LEASE`], judged by
 //! the server's clock) ran out after that; a live holder renews it every lease/3.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
-use promote_core::claims::{Claims, HeldClaim};
+use promote_core::kit::claims::{Claims, HeldClaim};
 use promote_core::{Error, Key, Mode};
 
 use crate::backend::Inner;
@@ -35,7 +35,7 @@ use crate::errors;
 ///
 /// [`Error::AlreadyExists`] when, for a create-only completion, an object appears at the key
 /// while waiting (core compares digests); backend errors; a retryable error when the holder
-/// takes longer than [`promote_core::claims::COMMIT_PATIENCE`].
+/// takes longer than [`promote_core::kit::claims::COMMIT_PATIENCE`].
 pub(crate) async fn acquire(inner: &Arc<Inner>, key: &Key, mode: &Mode) -> Result<HeldClaim, Error> {
     let claims = Claims::new(Arc::new(ObjectControl::new(Arc::clone(inner))));
     let exists = || async {
@@ -81,7 +81,8 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         runtime.block_on(async {
             let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
-            let elsewhere = promote_core::Owner { host: "elsewhere.example".into(), ..promote_core::Owner::me() };
+            let elsewhere =
+                promote_core::kit::Owner { host: "elsewhere.example".into(), ..promote_core::kit::Owner::me() };
             let lease = Duration::from_millis(200);
             let stale = Claims::new(Arc::clone(&control)).as_owner(elsewhere).try_acquire("claims/k.json", lease).await;
             let stale = stale.expect("acquire").expect("free");

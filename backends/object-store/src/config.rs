@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::{Backend, BackendConfig, Error, async_trait};
+use promote_core::{Backend, Error, async_trait};
+use promote_settings::BackendConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::ObjectStoreBackend;
@@ -67,16 +68,16 @@ pub struct S3Config {
     #[serde(default)]
     pub virtual_hosted_style: bool,
     /// Objects larger than this go up as multipart uploads. Bytes, or "8MiB".
-    #[serde(default = "part", with = "promote_core::size")]
+    #[serde(default = "part", with = "promote_settings::size")]
     #[schemars(schema_with = "size_schema")]
     pub multipart_threshold: u64,
     /// Multipart part size (at least 5 MiB, S3's minimum). Bytes, or "8MiB".
-    #[serde(default = "part", with = "promote_core::size")]
+    #[serde(default = "part", with = "promote_settings::size")]
     #[schemars(schema_with = "size_schema")]
     pub part_size: u64,
     /// Largest object the server accepts (S3: 5 TiB). An object whose size is known up front
     /// (`--size`) and larger is refused before any byte moves. Bytes, or "5TiB".
-    #[serde(default = "max_object", with = "promote_core::size")]
+    #[serde(default = "max_object", with = "promote_settings::size")]
     #[schemars(schema_with = "size_schema")]
     pub max_object_size: u64,
     /// Parts in memory at once, uploading or filling (at least 2 are used). Memory in flight
@@ -84,25 +85,25 @@ pub struct S3Config {
     #[serde(default = "concurrency")]
     pub upload_concurrency: usize,
     /// Time limit for one request, start to end (body included), e.g. "5m".
-    #[serde(default = "timeout", with = "promote_core::duration")]
+    #[serde(default = "timeout", with = "promote_settings::duration")]
     #[schemars(with = "String")]
     pub request_timeout: Duration,
     /// Time limit for connecting to the server, e.g. "10s".
-    #[serde(default = "connect_timeout", with = "promote_core::duration")]
+    #[serde(default = "connect_timeout", with = "promote_settings::duration")]
     #[schemars(with = "String")]
     pub connect_timeout: Duration,
     /// Longest silence on a connection, e.g. "60s": waiting for the first byte of an answer or
     /// for the next bytes of its body. A server that stops answering is abandoned after this (and
     /// the request retried on a new connection), long before `request_timeout`. Raise it on links
     /// too slow to send one part (`part_size`) in this time.
-    #[serde(default = "read_timeout", with = "promote_core::duration")]
+    #[serde(default = "read_timeout", with = "promote_settings::duration")]
     #[schemars(with = "String")]
     pub read_timeout: Duration,
     /// Retries of transient failures (5xx, timeouts, connection errors), with backoff.
     #[serde(default = "retries")]
     pub max_retries: usize,
     /// Give up retrying one request after this long, e.g. "3m".
-    #[serde(default = "retry_timeout", with = "promote_core::duration")]
+    #[serde(default = "retry_timeout", with = "promote_settings::duration")]
     #[schemars(with = "String")]
     pub retry_timeout: Duration,
     /// Send `x-amz-checksum-sha256` with every PUT and part, so servers that verify it reject

@@ -1,5 +1,5 @@
 //! The backend's control objects (claims) under `<prefix>/.promote/`, for
-//! [`promote_core::claims`].
+//! [`promote_core::kit::claims`].
 //!
 //! - **create** is a PUT with `If-None-Match: *`, **replace** a PUT with `If-Match: <etag>`:
 //!   single conditional PUTs, which every server tested holds atomically.
@@ -7,7 +7,7 @@
 //!   it alone. object_store does not expose response headers, so on S3 the read is a presigned
 //!   HEAD through the backend's HTTP client, giving `ETag`, `Last-Modified`, `Date` and the body
 //!   itself, which every write also carries in a metadata header
-//!   ([`promote_core::control_metadata`]). A HEAD opens no body on the server: a GET racing a
+//!   ([`promote_core::kit::control_metadata`]). A HEAD opens no body on the server: a GET racing a
 //!   DELETE of the same claim can leave LocalStack's read lock on it held for good, and every
 //!   later write of that claim then waits forever (see that module). A body too large for
 //!   metadata is fetched with a GET conditional on the HEAD's ETag. In memory the "server" is
@@ -35,8 +35,9 @@ use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{Attribute, Attributes, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use promote_core::claims::{ControlObject, ControlStore, Tag};
-use promote_core::{Error, async_trait, control_metadata};
+use promote_core::kit::claims::{ControlObject, ControlStore, Tag};
+use promote_core::kit::control_metadata;
+use promote_core::{Error, async_trait};
 
 use crate::backend::Inner;
 use crate::errors;

@@ -32,7 +32,7 @@
 //!   write whose retry meets "already exists" (perhaps our own first attempt) is resolved by core
 //!   comparing digests: identical is success, different is a conflict.
 //! - **One completer per key**: a conditional multipart completion holds the key's claim
-//!   ([`promote_core::claims`], stored as control objects under `<prefix>/.promote/claims/`),
+//!   ([`promote_core::kit::claims`], stored as control objects under `<prefix>/.promote/claims/`),
 //!   renewed while it completes and fenced right before the completion, so servers whose
 //!   conditional completion is not atomic still see one completer at a time (see `claims` and
 //!   `control`).
@@ -74,9 +74,9 @@ pub use backend::ObjectStoreBackend;
 pub use config::{ConditionalWrites, MemoryConfig, S3Config};
 
 /// Registers `kind = "s3"` and `kind = "memory"`.
-pub fn register(registry: &mut promote_core::Registry) {
-    registry.register("s3", promote_core::registry::load::<S3Config>);
-    registry.register("memory", promote_core::registry::load::<MemoryConfig>);
+pub fn register(registry: &mut promote_settings::Registry) {
+    registry.register("s3", promote_settings::registry::load::<S3Config>);
+    registry.register("memory", promote_settings::registry::load::<MemoryConfig>);
     registry.describe("s3", || schemars::schema_for!(S3Config).to_value());
     registry.describe("memory", || schemars::schema_for!(MemoryConfig).to_value());
 }

@@ -307,7 +307,7 @@ impl ObjectStaged {
 impl StagedWrite for ObjectStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         let result = self.append(&chunk).await;
-        promote_core::buffers::recycle(chunk);
+        promote_core::kit::buffers::recycle(chunk);
         if result.is_err() {
             self.discard_upload().await;
         }
@@ -339,8 +339,8 @@ impl Drop for ObjectStaged {
         upload.tasks.abort_all();
         let (inner, path) = (Arc::clone(&self.inner), self.path.clone());
         // Best effort: abort in the background (an exiting CLI waits for it, see
-        // `promote_core::cleanup`); `promote recover` finds what this misses.
-        promote_core::cleanup::spawn(async move {
+        // `promote_core::kit::cleanup`); `promote recover` finds what this misses.
+        promote_core::kit::cleanup::spawn(async move {
             inner.conditions.clear(&upload.id);
             let _ = upload.multipart.abort_multipart(&path, &upload.id).await;
             let _ = inner.store.delete(&upload.marker).await;

@@ -10,9 +10,10 @@
 //! registers `opendal` only).
 
 use futures_util::TryStreamExt;
-use promote_core::figment::Figment;
-use promote_core::figment::providers::{Format, Toml};
-use promote_core::{Error, Expected, Key, Mode, Registry, Sha256, Store};
+use promote_core::{Error, Expected, Key, Mode, Sha256, Store};
+use promote_settings::Registry;
+use promote_settings::figment::Figment;
+use promote_settings::figment::providers::{Format, Toml};
 
 const DEFAULT: &str = r#"
 [backend]

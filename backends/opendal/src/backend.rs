@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer, TracingLayer};
 use opendal::{HttpTransporter, Operator};
-use promote_core::claims::{CLAIMS_PREFIX, ControlStore};
+use promote_core::kit::claims::{CLAIMS_PREFIX, ControlStore};
 use promote_core::{
     Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, RESERVED_SEGMENT, StagedWrite,
     async_trait,
@@ -146,7 +146,7 @@ impl OpendalBackend {
         }
         // Each in-memory service is its own storage: give it its own staging area.
         let area_name = if scheme == "memory" {
-            format!("{location} {}", promote_core::Owner::me().nonce)
+            format!("{location} {}", promote_core::kit::Owner::me().nonce)
         } else {
             location.clone()
         };
@@ -282,7 +282,7 @@ impl Backend for OpendalBackend {
     async fn sweep_staging(&self, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
         let mut found = staging::sweep(&self.inner.area, older_than, dry_run)?;
         if let Some(control) = self.control() {
-            found.extend(promote_core::Claims::new(control).sweep(CLAIMS_PREFIX, older_than, dry_run).await?);
+            found.extend(promote_core::kit::Claims::new(control).sweep(CLAIMS_PREFIX, older_than, dry_run).await?);
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)

@@ -1,6 +1,6 @@
 //! The server's clock, as its responses tell it.
 //!
-//! Claims are judged by the server's clock alone (see [`promote_core::claims`]). OpenDAL
+//! Claims are judged by the server's clock alone (see [`promote_core::kit::claims`]). OpenDAL
 //! returns an object's `Last-Modified` but not the response's `Date`, so this backend sends its
 //! HTTP requests through [`DateTransport`], which remembers the newest `Date` any response
 //! carried. A control-object read takes that reading right after its own response arrived, so

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::{Backend, BackendConfig, Error, async_trait};
+use promote_core::{Backend, Error, async_trait};
+use promote_settings::BackendConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::OpendalBackend;
@@ -42,10 +43,10 @@ pub struct OpendalConfig {
     /// Objects larger than this are staged in a local file and sent as a multi-part upload
     /// (S3 multipart, Azure block list) when published; smaller ones are held in memory and
     /// sent in one request. Bytes, or "8MiB".
-    #[serde(default = "part", with = "promote_core::size")]
+    #[serde(default = "part", with = "promote_settings::size")]
     pub multipart_threshold: u64,
     /// Size of each part of a multi-part upload. Bytes, or "8MiB".
-    #[serde(default = "part", with = "promote_core::size")]
+    #[serde(default = "part", with = "promote_settings::size")]
     pub part_size: u64,
     /// Parts uploaded at once.
     #[serde(default = "concurrency")]
@@ -68,10 +69,10 @@ pub struct LayersConfig {
     #[serde(default = "retries")]
     pub retry_max_times: usize,
     /// Time limit of one attempt of a non-streaming request, inside the retry, e.g. "60s".
-    #[serde(default = "timeout", with = "promote_core::duration")]
+    #[serde(default = "timeout", with = "promote_settings::duration")]
     pub timeout: Duration,
     /// Time limit of one streaming read or write step, inside the retry, e.g. "30s".
-    #[serde(default = "io_timeout", with = "promote_core::duration")]
+    #[serde(default = "io_timeout", with = "promote_settings::duration")]
     pub io_timeout: Duration,
     /// Requests in flight at once through this backend (0: no limit).
     #[serde(default)]

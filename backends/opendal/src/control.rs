@@ -1,9 +1,9 @@
-//! The backend's control objects (claims) under `.promote/`, for [`promote_core::claims`].
+//! The backend's control objects (claims) under `.promote/`, for [`promote_core::kit::claims`].
 //!
 //! Only for allowlisted services with both conditional create and compare-and-swap writes.
 //! - **create**: a write with `if_not_exists`; **replace**: a write with `if_match: <etag>`.
 //! - **read**: the object's ETag, `Last-Modified` and body from one `stat` (every write carries
-//!   the body in a metadata entry too, see [`promote_core::control_metadata`], so no read opens
+//!   the body in a metadata entry too, see [`promote_core::kit::control_metadata`], so no read opens
 //!   a body that a concurrent removal could leave locked on the server), and the server's clock
 //!   from the newest response `Date` (see `clock`). A body too large for metadata is read with
 //!   `if_match` on the stat's ETag, so body and tag belong together.
@@ -18,8 +18,9 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use opendal::ErrorKind;
 use opendal::options::{DeleteOptions, WriteOptions};
-use promote_core::claims::{ControlObject, ControlStore, Tag};
-use promote_core::{Error, RESERVED_SEGMENT, async_trait, control_metadata};
+use promote_core::kit::claims::{ControlObject, ControlStore, Tag};
+use promote_core::kit::control_metadata;
+use promote_core::{Error, RESERVED_SEGMENT, async_trait};
 
 use crate::backend::Inner;
 use crate::errors;

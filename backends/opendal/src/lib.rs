@@ -35,7 +35,7 @@
 //! - **One committer per key.** Where the allowlist says so (S3: LocalStack checks a
 //!   multipart completion's condition before assembling, so racing completions can all win;
 //!   Azure: block-list commits not proven atomic on the emulator), a multi-part commit holds the
-//!   key's claim ([`promote_core::claims`], control objects under `.promote/claims/`), fenced
+//!   key's claim ([`promote_core::kit::claims`], control objects under `.promote/claims/`), fenced
 //!   right before the commit. The claims are the same objects, same names, as the S3 backend's.
 //! - **Digests** go with the object as user metadata (`promotesha256`) where the service
 //!   allows it; elsewhere `head` reports none and core hashes the object when it must decide.
@@ -62,6 +62,6 @@ pub use backend::{OpendalBackend, compiled_services};
 pub use config::{LayersConfig, OpendalConfig};
 
 /// Registers `kind = "opendal"`.
-pub fn register(registry: &mut promote_core::Registry) {
-    registry.register("opendal", promote_core::registry::load::<OpendalConfig>);
+pub fn register(registry: &mut promote_settings::Registry) {
+    registry.register("opendal", promote_settings::registry::load::<OpendalConfig>);
 }

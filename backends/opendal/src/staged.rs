@@ -8,7 +8,7 @@
 //!
 //! A large object goes up as a multi-part write (S3 multipart upload, Azure blocks), whose
 //! commit carries the condition. Where the allowlist says commits are serialized, the writer
-//! holds the key's claim (see [`promote_core::claims`]) from before the commit until it is
+//! holds the key's claim (see [`promote_core::kit::claims`]) from before the commit until it is
 //! done, and fences it right before, so one conditional commit per key runs at a time.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use opendal::options::WriteOptions;
-use promote_core::claims::{Claims, HeldClaim};
+use promote_core::kit::claims::{Claims, HeldClaim};
 use promote_core::{Bytes, Digest, Error, Key, Mode, StagedWrite, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -199,13 +199,13 @@ impl OpendalStaged {
 }
 
 /// An upload in progress; dropped unfinished, it is aborted in the background (see
-/// [`promote_core::cleanup`]), so a cancelled publish leaves no parts or blocks behind.
+/// [`promote_core::kit::cleanup`]), so a cancelled publish leaves no parts or blocks behind.
 struct Upload(Option<opendal::Writer>);
 
 impl Drop for Upload {
     fn drop(&mut self) {
         if let Some(mut writer) = self.0.take() {
-            promote_core::cleanup::spawn(async move {
+            promote_core::kit::cleanup::spawn(async move {
                 let _ = writer.abort().await;
             });
         }
@@ -228,7 +228,7 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
 impl StagedWrite for OpendalStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         let result = self.append(&chunk).await;
-        promote_core::buffers::recycle(chunk);
+        promote_core::kit::buffers::recycle(chunk);
         if result.is_err() {
             self.file = None;
         }

@@ -14,7 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use promote_core::{Error, Leftover, Owner, Sha256};
+use promote_core::kit::Owner;
+use promote_core::{Error, Leftover, Sha256};
 
 /// The staging area of one backend.
 #[derive(Clone, Debug)]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use promote_core::problems::{self, Problem};
-use promote_core::{Error, Registry};
+use promote_core::Error;
+use promote_settings::Registry;
+use promote_settings::problems::{self, Problem};
 
 use super::doctor;
 use crate::args::{DoctorArgs, Global};

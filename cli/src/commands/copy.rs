@@ -62,7 +62,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     // The source is only read: opening it creates nothing (a missing store is an error).
     let src_config = settings::with_target(loaded, &src.target)?;
     // A bad setting names its target's table and source.
-    let locate = |err: anyhow::Error, target: &str, config: &dyn promote_core::BackendConfig| {
+    let locate = |err: anyhow::Error, target: &str, config: &dyn promote_settings::BackendConfig| {
         settings::located_in(err, &loaded.figment, &format!("targets.{target}"), config)
     };
     let src_store = Store::new(

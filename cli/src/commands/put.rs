@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use promote_core::blocking::Workers;
+use promote_core::kit::blocking::Workers;
 use promote_core::{Expected, Key, Mode, Outcome, Store};
 use serde_json::json;
 use tokio::io::AsyncRead;
@@ -166,7 +166,7 @@ async fn promote_file(
 
 /// Opens `path` on one of `workers` and, when it is smaller than one chunk (and streaming is on),
 /// promotes it there start to end, its blocking steps in place (see
-/// [`promote_core::blocking`]): a small file then costs no thread hand-off per step. A larger
+/// [`promote_core::kit::blocking`]): a small file then costs no thread hand-off per step. A larger
 /// file comes back open, for [`promote_file`], which overlaps reading with writing.
 async fn promote_small(
     loaded: &Loaded,
@@ -181,7 +181,7 @@ async fn promote_small(
         .run(async move {
             let file =
                 std::fs::File::open(&path).map_err(|e| usage(format!("cannot read {}: {e}", output::path(&path))))?;
-            let small = file.metadata().is_ok_and(|m| m.len() < promote_core::CHUNK_SIZE as u64);
+            let small = file.metadata().is_ok_and(|m| m.len() < promote_core::kit::CHUNK_SIZE as u64);
             if !(small && streaming) {
                 return Ok(Err(file));
             }

@@ -15,7 +15,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RecoverArgs) -> anyhow::Result<Ex
     let mut leftovers = store.sweep_staging(args.older_than, args.dry_run).await?;
     // Spool copies (streaming = false) of killed processes, by age.
     let spool_dir = loaded.spool_dir();
-    leftovers.extend(promote_core::sweep_spool(&spool_dir, args.older_than, args.dry_run)?);
+    leftovers.extend(promote_core::kit::sweep_spool(&spool_dir, args.older_than, args.dry_run)?);
     let (mut removed, mut kept, mut freed) = (0, 0, 0);
     for l in &leftovers {
         // The backend's verdict, the same on a dry run (`removed` then means "would be").

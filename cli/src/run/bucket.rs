@@ -38,10 +38,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use promote_core::Error;
 #[cfg(test)]
-use promote_core::Owner;
-use promote_core::claims::{ControlStore, Tag};
-use promote_core::{Claims, Error, HeldClaim};
+use promote_core::kit::Owner;
+use promote_core::kit::claims::{ControlStore, Tag};
+use promote_core::kit::{Claims, HeldClaim};
 use tokio::sync::Mutex;
 
 use super::shards::{Lease, Leases, LedgerLeases, ShardRecord};

@@ -1065,7 +1065,7 @@ impl Db {
     /// As [`Ledger::open`]; when the blocking pool could not run it.
     pub(crate) async fn open(dir: &Path) -> anyhow::Result<Self> {
         let dir = dir.to_owned();
-        let ledger = promote_core::blocking::run(move || Ledger::open(&dir)).await??;
+        let ledger = promote_core::kit::blocking::run(move || Ledger::open(&dir)).await??;
         Ok(Self::new(ledger))
     }
 

@@ -160,7 +160,7 @@ impl Partial {
     /// As [`Self::reopen`]; when the blocking pool could not run it.
     pub(crate) async fn reopened(path: &Path, checkpoint: Checkpoint) -> std::io::Result<(Self, bool)> {
         let path = path.to_owned();
-        let reopened = promote_core::blocking::run(move || Self::reopen(&path, &checkpoint)).await;
+        let reopened = promote_core::kit::blocking::run(move || Self::reopen(&path, &checkpoint)).await;
         reopened.map_err(std::io::Error::other)?
     }
 
@@ -216,7 +216,7 @@ impl Partial {
     pub(crate) async fn sync(&mut self) -> std::io::Result<Checkpoint> {
         // On tokio's blocking pool, not the async worker (works on a current-thread runtime too).
         let file = Arc::clone(&self.file);
-        promote_core::blocking::run(move || file.sync_data()).await.map_err(std::io::Error::other)??;
+        promote_core::kit::blocking::run(move || file.sync_data()).await.map_err(std::io::Error::other)??;
         self.unsynced = 0;
         self.last_sync = Instant::now();
         Ok(self.checkpoint())

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use promote_core::{Liveness, Owner};
+use promote_core::kit::{Liveness, Owner};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 

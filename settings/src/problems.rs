@@ -85,9 +85,9 @@ fn problem(original: &Figment, table: &str, e: figment::Error) -> Problem {
     let path = e.path.join(".");
     let sep = if table.is_empty() || path.is_empty() { "" } else { "." };
     let key = format!("{table}{sep}{path}");
-    let what = crate::error::describe(&e.kind, &key);
+    let what = crate::config_error::describe(&e.kind, &key);
     let message = match original.find_metadata(&key).or(e.metadata.as_ref()) {
-        Some(meta) => format!("{}: {what}", crate::error::origin(meta, &key)),
+        Some(meta) => format!("{}: {what}", crate::config_error::origin(meta, &key)),
         None => what,
     };
     Problem { key, message }

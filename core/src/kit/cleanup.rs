@@ -38,7 +38,7 @@ where
     true
 }
 
-/// Counts a clean-up that runs elsewhere (a [`Workers`](crate::blocking::Workers) thread
+/// Counts a clean-up that runs elsewhere (a [`Workers`](crate::kit::blocking::Workers) thread
 /// dropping its unfinished jobs) until the returned guard is dropped, so that [`settle`] waits
 /// for it too.
 pub(crate) fn hold() -> Held {

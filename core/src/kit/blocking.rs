@@ -92,7 +92,7 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// (512 by default) for as long as the pool lives, and a pool asked for more than tokio has
 /// would wait forever for the rest. Their number is capped ([`Workers::cap`]) whatever the
 /// caller asks for: the files in flight are futures, any number of them per thread. A thread
-/// counts as a clean-up ([`crate::cleanup::settle`] waits for it) until it has dropped its
+/// counts as a clean-up ([`crate::kit::cleanup::settle`] waits for it) until it has dropped its
 /// last job.
 #[derive(Debug)]
 pub struct Workers {
@@ -116,7 +116,7 @@ impl Workers {
             let runtime = runtime.clone();
             // Counted until the thread has dropped its last job: a program about to exit waits
             // for it in `cleanup::settle`, so no promotion is cut off halfway by the exit.
-            let held = crate::cleanup::hold();
+            let held = crate::kit::cleanup::hold();
             let started = std::thread::Builder::new().name(format!("promote-worker-{i}")).spawn(move || {
                 let _held = held;
                 drive(&runtime, rx);

@@ -12,8 +12,9 @@ use figment::Figment;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::Backend;
-use crate::error::Error;
+use promote_core::{Backend, Error};
+
+use crate::config_error::{config_error, origin, setting_origin};
 
 /// A backend's parsed configuration: what it is (for `config show`) and how to open it.
 #[async_trait]
@@ -145,12 +146,12 @@ impl Registry {
                 let known: Vec<_> = self.kinds().collect();
                 return Err(Error::config(format!("{kind_path} is not set; known kinds: {}", known.join(", "))));
             }
-            Err(e) => return Err(Error::from_figment(e, &kind_path)),
+            Err(e) => return Err(config_error(e, &kind_path)),
         };
         let Some(load) = self.kinds.get(kind.as_str()) else {
             let source = figment
                 .find_metadata(&kind_path)
-                .map(|m| format!(" (from {})", crate::error::origin(m, &kind_path)))
+                .map(|m| format!(" (from {})", origin(m, &kind_path)))
                 .unwrap_or_default();
             let known: Vec<_> = self.kinds().collect();
             return Err(Error::config(format!(
@@ -158,7 +159,7 @@ impl Registry {
                 known.join(", ")
             )));
         };
-        load(figment, table).map_err(|e| Error::from_figment(*e, table))
+        load(figment, table).map_err(|e| config_error(*e, table))
     }
 }
 
@@ -182,13 +183,11 @@ impl Registry {
         let (config, mut problems) = crate::problems::all(figment, table, |f| load(f, table));
         if let Some(config) = config {
             for err in config.check() {
-                let found = match err {
-                    Error::Config { message } => crate::problems::Problem {
-                        key: table.to_owned(),
-                        message: crate::error::in_table(&message, table),
-                    },
+                // `located` renames the settings a `Config` message names by the backend's own
+                // table (`backend.X` → `targets.NAME.X`) and leaves its origin alone.
+                let found = match err.located(table, |key| setting_origin(figment, key)) {
+                    Error::Config { message } => crate::problems::Problem { key: table.to_owned(), message },
                     other => {
-                        let other = other.located(table, |key| crate::error::setting_origin(figment, key));
                         let key = match &other {
                             Error::BadSetting { setting, .. } => setting.clone(),
                             _ => table.to_owned(),

@@ -1,5 +1,8 @@
 //! Sizes as people write them: `512`, `1KiB`, `8MiB`, `2GB` — one parser for the config file
 //! and the command line.
+//!
+//! Printing a size for humans (`1.5 MiB`) is not configuration: it is
+//! [`promote_core::kit::format_size`], which core's own messages use too.
 
 /// Parses bytes, or a number with a unit: `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000),
 /// `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), case-insensitive, a space allowed before it.
@@ -82,18 +85,6 @@ pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Err
     }
 }
 
-/// `1.5 MiB`-style sizes for humans (exact bytes below 1 KiB).
-pub fn format(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,7 +112,5 @@ mod tests {
         assert!(parse("1.5MiB").is_err());
         assert!(parse("MiB").is_err());
         assert!(parse("99999999999TiB").is_err());
-        assert_eq!(format(1536), "1.5 KiB");
-        assert_eq!(format(12), "12 B");
     }
 }

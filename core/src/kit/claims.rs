@@ -70,7 +70,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::Leftover;
 use crate::error::Error;
-use crate::owner::{Liveness, Owner};
+use crate::kit::owner::{Liveness, Owner};
 
 /// The version of a control object (an S3 ETag): what conditional replaces and removes compare.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -669,9 +669,9 @@ impl Drop for HeldClaim {
         let keep_alive = self.keep_alive.take();
         let shared = Arc::clone(&self.shared);
         // Best effort, like dropping a staged write: release in the background (an exiting CLI
-        // waits for it, see `crate::cleanup`); without a runtime the claim expires on its own.
+        // waits for it, see `crate::kit::cleanup`); without a runtime the claim expires on its own.
         let abort = keep_alive.as_ref().map(|k| k.task.abort_handle());
-        let started = crate::cleanup::spawn(async move {
+        let started = crate::kit::cleanup::spawn(async move {
             if let Some(keep_alive) = keep_alive {
                 keep_alive.stop().await;
             }
