@@ -131,7 +131,7 @@ impl Stream for Verifying {
                         // Damaged: its stored digest must stop vouching for it. Handed to the
                         // clean-up tasks, which an exiting program waits for.
                         let (store, key) = (this.store.clone(), this.key.clone());
-                        crate::cleanup::spawn(async move { store.forget_digest(&key).await });
+                        crate::kit::cleanup::spawn(async move { store.forget_digest(&key).await });
                         Poll::Ready(Some(Err(damaged(err, "its stored size and digest"))))
                     }
                     _ => Poll::Ready(None),
