@@ -186,6 +186,10 @@ pub(crate) struct PutArgs {
     /// Overwrite only if the object is still at this version (compare-and-swap).
     #[arg(long, value_name = "VERSION", conflicts_with = "replace")]
     pub(crate) if_version: Option<String>,
+    /// The object's media type (Content-Type), for S3 and OpenDAL; default: from KEY's
+    /// extension (a.json: application/json), else application/octet-stream. Local disk keeps none.
+    #[arg(long, value_name = "TYPE", value_parser = promote_core::PutOptions::parse_content_type)]
+    pub(crate) content_type: Option<String>,
     /// One JSON object per file on stdout (failures too).
     #[arg(long)]
     pub(crate) json: bool,

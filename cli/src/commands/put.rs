@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use promote_core::blocking::Workers;
-use promote_core::{Expected, Key, Mode, Outcome, Store};
+use promote_core::{Expected, Key, Mode, Outcome, PutOptions, Store};
 use serde_json::json;
 use tokio::io::AsyncRead;
 
@@ -65,7 +65,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         };
         let files = files_under(&args.src, args.follow_symlinks)?;
         let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
-        let mut store = settings::open(loaded).await?;
+        let mut store = settings::open(loaded).await?.with_put_options(put_options(&args));
         if store.batches_durability() {
             // `--jobs` files stream at once; many more wait, sealed, for one shared flush.
             store = store.limit_staging(jobs);
@@ -82,7 +82,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             under(&prefix, name)?
         }
     };
-    let store = settings::open(loaded).await?;
+    let store = settings::open(loaded).await?.with_put_options(put_options(&args));
     store.ready_for(&mode).await?;
     let shown = Transfer::shown(args.progress, args.quiet, args.json);
     let progress;
@@ -100,6 +100,11 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         out!("{}", output::receipt(&outcome, args.json));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--content-type`, else guessed from each key.
+fn put_options(args: &PutArgs) -> PutOptions {
+    PutOptions::with_content_type(args.content_type.clone())
 }
 
 async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {
