@@ -9,7 +9,8 @@ use promote_tests::data;
 use crate::support::*;
 
 fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3 and Azurite)"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3 and Azurite)"))
 }
 
 /// A fresh key prefix in the test bucket.
@@ -131,7 +132,10 @@ fn az_addresses_reach_azure_blob_from_the_azure_variables() {
     assert_code(&az(&["put", "page.html", &key]), 0);
     assert_eq!(az(&["get", &key, "-"]).stdout, b"<p>hi</p>");
     let stat = json(&az(&["stat", "--json", &key]));
-    assert_eq!((stat["key"].as_str().unwrap(), &stat["content_type"]), (format!("{p}/page.html").as_str(), &serde_json::json!("text/html")));
+    assert_eq!(
+        (stat["key"].as_str().unwrap(), &stat["content_type"]),
+        (format!("{p}/page.html").as_str(), &serde_json::json!("text/html"))
+    );
     let listed = stdout(&az(&["ls", "-r", &format!("az://{container}/{p}/")]));
     assert_eq!(listed.trim(), format!("{p}/page.html"));
 }
@@ -192,12 +196,18 @@ fn the_aws_profile_files_give_endpoint_region_and_keys_and_config_show_names_the
     let credentials_file = format!("file {} (profile dev)", home.join(".aws/credentials").display());
     assert_eq!(v["backend.endpoint"], serde_json::json!({ "value": endpoint, "source": config_file }));
     assert_eq!(v["backend.region"], serde_json::json!({ "value": "us-east-1", "source": config_file }));
-    assert_eq!(v["backend.secret_access_key"], serde_json::json!({ "value": "***redacted***", "source": credentials_file }));
+    assert_eq!(
+        v["backend.secret_access_key"],
+        serde_json::json!({ "value": "***redacted***", "source": credentials_file })
+    );
     assert_eq!(v["backend.access_key_id"]["value"], "***redacted***");
     // Precedence: PROMOTE_* > AWS_* variables > the profile files.
     assert_eq!(show(&[("AWS_REGION", "eu-north-1")])["backend.region"]["source"], "env AWS_REGION");
     let v = show(&[("AWS_REGION", "eu-north-1"), ("PROMOTE_BACKEND__REGION", "us-west-2")]);
-    assert_eq!(v["backend.region"], serde_json::json!({ "value": "us-west-2", "source": "env PROMOTE_BACKEND__REGION" }));
+    assert_eq!(
+        v["backend.region"],
+        serde_json::json!({ "value": "us-west-2", "source": "env PROMOTE_BACKEND__REGION" })
+    );
     // Keys in the environment win as a whole: nothing of the profile's is shown for them.
     let v = show(&[("AWS_ACCESS_KEY_ID", "envkey"), ("AWS_SECRET_ACCESS_KEY", "envsecret")]);
     assert_eq!(v["backend.secret_access_key"]["value"], serde_json::Value::Null);

@@ -1,7 +1,7 @@
 //! End-to-end tests of the `promote` binary: real processes, real files, real SIGKILL.
 
-mod bad_settings;
 mod addresses;
+mod bad_settings;
 mod batch;
 mod commands;
 mod config;
