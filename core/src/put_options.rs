@@ -35,7 +35,12 @@ impl PutOptions {
     /// What is wrong with it, in words.
     pub fn parse_content_type(text: &str) -> Result<String, String> {
         match text.parse::<mime_guess::mime::Mime>() {
-            Ok(_) if text.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) => Ok(text.to_owned()),
+            // `mime` reads `text/` as a type with an empty subtype; HTTP does not.
+            Ok(m)
+                if !m.subtype().as_str().is_empty() && text.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) =>
+            {
+                Ok(text.to_owned())
+            }
             _ => Err(format!("{text:?} is not a media type (TYPE/SUBTYPE, e.g. text/plain or application/json)")),
         }
     }
