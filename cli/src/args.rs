@@ -96,7 +96,7 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// List objects under PREFIX, one level (directories end in `/`), or all with -r.
     Ls(LsArgs),
-    /// Size, stored SHA-256, version and modification time of the object at KEY.
+    /// Size, stored SHA-256, version, modification time and content type of the object at KEY.
     Stat(StatArgs),
     /// Remove objects: KEY…, or every object under PREFIX/ with -r.
     Rm(RmArgs),
@@ -140,9 +140,11 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct CopyArgs {
-    /// The source: TARGET:KEY, or TARGET:PREFIX/ for every object under the prefix.
+    /// The source: TARGET:KEY, or TARGET:PREFIX/ for every object under the prefix; or an
+    /// address, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (az://CONTAINER/… for Azure Blob).
     pub(crate) src: String,
-    /// The destination: TARGET:KEY, or TARGET:PREFIX/ (the source's relative keys go under it).
+    /// The destination: TARGET:KEY, or TARGET:PREFIX/ (the source's relative keys go under it);
+    /// or an address, s3://BUCKET/KEY or s3://BUCKET/PREFIX/.
     pub(crate) dst: String,
     /// Report what would be copied or skipped; copy nothing.
     #[arg(long)]
@@ -172,7 +174,8 @@ pub(crate) struct CopyArgs {
 pub(crate) struct PutArgs {
     /// A file, `-` for stdin, or a directory (every file under it, KEY as the prefix).
     pub(crate) src: PathBuf,
-    /// Where the object goes (for a directory: the key prefix).
+    /// Where the object goes (for a directory: the key prefix). Also s3://BUCKET/KEY or
+    /// az://CONTAINER/KEY, with no config file (settings from AWS_* / ~/.aws, AZURE_STORAGE_*).
     pub(crate) key: String,
     /// Refuse unless the bytes have this SHA-256 (64 hex digits).
     #[arg(long, value_name = "HEX")]
@@ -186,6 +189,10 @@ pub(crate) struct PutArgs {
     /// Overwrite only if the object is still at this version (compare-and-swap).
     #[arg(long, value_name = "VERSION", conflicts_with = "replace")]
     pub(crate) if_version: Option<String>,
+    /// The object's media type (Content-Type), for S3 and OpenDAL; default: from KEY's
+    /// extension (a.json: application/json), else application/octet-stream. Local disk keeps none.
+    #[arg(long, value_name = "TYPE", value_parser = promote_core::PutOptions::parse_content_type)]
+    pub(crate) content_type: Option<String>,
     /// One JSON object per file on stdout (failures too).
     #[arg(long)]
     pub(crate) json: bool,

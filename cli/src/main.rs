@@ -1,5 +1,6 @@
 //! `promote`: land files in storage all or nothing. See `promote --help` and the README.
 
+mod address;
 mod args;
 mod backends;
 mod commands;

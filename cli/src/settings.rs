@@ -643,7 +643,10 @@ pub(crate) fn located_in(
                 // Not in the configuration: a standard variable (`AWS_BUCKET`) may have set it.
                 let name = key.rsplit('.').next().unwrap_or(key);
                 let found = config.environment_values().into_iter().find(|(setting, _, _)| setting == name);
-                found.map(|(_, var, _)| format!("environment variable {var}"))
+                found.map(|(_, var, _)| match var.strip_prefix("file ") {
+                    Some(file) => file.to_owned(),
+                    None => format!("environment variable {var}"),
+                })
             })
         });
     }

@@ -17,6 +17,7 @@ use crate::key::Key;
 use crate::kit::claims::ControlStore;
 use crate::kit::group_commit::GroupCommit;
 use crate::mode::{Capabilities, Mode};
+use crate::put_options::PutOptions;
 use crate::verify::{Digest, Expected, Sha256};
 
 /// A stream of an object's bytes.
@@ -38,6 +39,8 @@ pub struct Meta {
     /// (by something other than promote), so `sha256` is `None`: reads report it as modified
     /// rather than verified.
     pub changed_since_promotion: bool,
+    /// The media type stored with the object (`Content-Type`), where the backend keeps one.
+    pub content_type: Option<String>,
 }
 
 /// One listed object.
@@ -153,6 +156,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be created.
     async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error>;
+
+    /// [`Backend::stage`] with the options that describe the object to other readers (its
+    /// content type). Core stages through this. A backend that stores such options overrides
+    /// it; the default ignores them (local disk keeps no content type).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::stage`].
+    async fn stage_with(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        options: &PutOptions,
+    ) -> Result<Box<dyn StagedWrite>, Error> {
+        let _ = options;
+        self.stage(key, expected).await
+    }
 
     /// Size, stored digest and version of the object at `key`.
     ///

@@ -11,6 +11,7 @@ use crate::key::Key;
 use crate::kit::group_commit::Group;
 use crate::mode::Mode;
 use crate::outcome::{Outcome, Receipt};
+use crate::put_options::PutOptions;
 use crate::staged::Staged;
 use crate::verify::{Digest, Expected};
 
@@ -30,13 +31,23 @@ pub struct Store {
     group: Option<Arc<Group>>,
     /// At most this many promotions stage bytes at once (see [`Store::limit_staging`]).
     staging: Option<Arc<Semaphore>>,
+    /// What promotions through this handle tell the backend beside the bytes (content type).
+    put_options: Arc<PutOptions>,
 }
 
 impl Store {
     /// Wraps `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         let group = backend.group_commit().map(|g| Arc::new(Group::new(g)));
-        Self { backend, group, staging: None }
+        Self { backend, group, staging: None, put_options: Arc::default() }
+    }
+
+    /// This store, with promotions through the returned handle staged with `options` (a
+    /// content type). Clones made before keep theirs.
+    #[must_use]
+    pub fn with_put_options(mut self, options: PutOptions) -> Self {
+        self.put_options = Arc::new(options);
+        self
     }
 
     /// Lets at most `n` promotions through this store (and its clones) stage bytes at once. A
@@ -94,7 +105,7 @@ impl Store {
     /// The backend's staging error.
     pub async fn stage(&self, key: &Key, expected: &Expected) -> Result<Staged, Error> {
         let slot = self.staging_slot().await?;
-        let inner = self.backend.stage(key, expected).await?;
+        let inner = self.backend.stage_with(key, expected, &self.put_options).await?;
         Ok(Staged::new(key.clone(), self.clone(), inner, slot))
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `promote` binary: real processes, real files, real SIGKILL.
 
+mod addresses;
 mod bad_settings;
 mod batch;
 mod commands;

@@ -203,6 +203,7 @@ impl Backend for LocalBackend {
             Ok(Meta {
                 size: st.st_size as u64,
                 changed_since_promotion: recorded == stored_digest::Recorded::Stale,
+                content_type: None,
                 sha256: match recorded {
                     stored_digest::Recorded::Valid(sha256) => Some(sha256),
                     _ => None,

@@ -15,7 +15,7 @@ use object_store::signer::Signer;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use promote_core::kit::claims::ControlStore;
 use promote_core::{
-    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, Mode, RESERVED_SEGMENT,
+    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, Mode, PutOptions, RESERVED_SEGMENT,
     StagedWrite, async_trait,
 };
 
@@ -157,15 +157,18 @@ impl ObjectStoreBackend {
     /// [`Error::Config`] for unusable settings.
     pub async fn s3(config: &S3Config) -> Result<Self, Error> {
         config.validate()?;
-        let secrets = config.secrets()?;
+        let mut secrets = config.secrets()?;
+        let profile = crate::profile::AwsProfile::current()?;
+        profile.fill(&mut secrets);
         config.check_credentials(&secrets)?;
+        let allow_http = config.allows_http();
         let conditions = Conditions::default();
         // Every request is bounded three ways: connecting, each silence, and start to end.
         let client = ClientOptions::new()
             .with_timeout(config.request_timeout)
             .with_connect_timeout(config.connect_timeout)
             .with_read_timeout(config.read_timeout)
-            .with_allow_http(config.allow_http);
+            .with_allow_http(allow_http);
         let retry =
             RetryConfig { max_retries: config.max_retries, retry_timeout: config.retry_timeout, ..Default::default() };
         let mut builder = AmazonS3Builder::from_env()
@@ -173,7 +176,7 @@ impl ObjectStoreBackend {
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_client_options(client.clone())
             .with_retry(retry)
-            .with_allow_http(config.allow_http)
+            .with_allow_http(allow_http)
             .with_virtual_hosted_style_request(config.virtual_hosted_style);
         // Settings given in the config win over the AWS_* environment.
         let given = [
@@ -189,6 +192,8 @@ impl ObjectStoreBackend {
                 builder = builder.with_config(key, value);
             }
         }
+        // The AWS profile files last: below the configuration and the AWS_* variables.
+        builder = profile.apply(builder);
         if config.checksum {
             builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
         }
@@ -326,10 +331,20 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
+        self.stage_with(key, expected, &PutOptions::default()).await
+    }
+
+    async fn stage_with(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        options: &PutOptions,
+    ) -> Result<Box<dyn StagedWrite>, Error> {
         if let Some(size) = expected.size.filter(|&size| size > self.inner.max_object_size) {
             return Err(crate::staged::too_large(&self.inner, key, size));
         }
-        Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected)))
+        let content_type = options.content_type_for(key);
+        Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected, content_type)))
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
@@ -350,6 +365,7 @@ impl Backend for ObjectStoreBackend {
             version: got.meta.e_tag,
             modified: Some(got.meta.last_modified.into()),
             changed_since_promotion: false,
+            content_type: got.attributes.get(&Attribute::ContentType).map(|v| v.as_ref().to_owned()),
         })
     }
 

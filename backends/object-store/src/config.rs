@@ -9,6 +9,7 @@ use promote_settings::BackendConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backend::ObjectStoreBackend;
+use crate::profile::AwsProfile;
 
 /// S3 or any S3-compatible server. Unknown keys are errors. Unset credentials, region, bucket
 /// and endpoint fall back to the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
@@ -61,7 +62,7 @@ pub struct S3Config {
     /// missing credential is one clear error rather than a metadata-endpoint timeout.
     #[serde(default)]
     pub instance_metadata: bool,
-    /// Allow plain `http://` endpoints.
+    /// Allow plain `http://` endpoints (else `AWS_ALLOW_HTTP=true`).
     #[serde(default)]
     pub allow_http: bool,
     /// Virtual-hosted-style requests (`bucket.host`) instead of path style (`host/bucket`).
@@ -215,6 +216,7 @@ impl S3Config {
     /// [`Error::Config`] naming the setting; [`Error::BadSetting`] for an endpoint, region or
     /// bucket that cannot work (see `names`).
     pub fn validate(&self) -> Result<(), Error> {
+        AwsProfile::current()?;
         const MIN_PART: u64 = 5 << 20;
         const MAX_PART: u64 = 5 << 30;
         if !(MIN_PART..=MAX_PART).contains(&self.part_size) {
@@ -254,11 +256,18 @@ const REGION_VARS: &[&str] = &["AWS_REGION", "AWS_DEFAULT_REGION"];
 const BUCKET_VARS: &[&str] = &["AWS_BUCKET", "AWS_BUCKET_NAME"];
 
 /// The value in force: the config's (origin unknown here: the caller's configuration knows),
-/// else the first of `vars` that is set, with that variable as its origin.
-fn in_force(given: &Option<String>, vars: &[&str]) -> Option<(String, Option<String>)> {
+/// else the first of `vars` that is set, with that variable as its origin, else the AWS
+/// profile's value of `setting` (see `profile`), with its file as its origin.
+fn in_force(given: &Option<String>, vars: &[&str], setting: &str) -> Option<(String, Option<String>)> {
     match given {
         Some(value) => Some((value.clone(), None)),
-        None => vars.iter().find_map(|v| env(v).map(|value| (value, Some(format!("environment variable {v}"))))),
+        None => vars
+            .iter()
+            .find_map(|v| env(v).map(|value| (value, Some(format!("environment variable {v}")))))
+            .or_else(|| {
+                let found = AwsProfile::current().ok()?.setting(setting)?;
+                Some((found.value.clone(), Some(found.origin.clone())))
+            }),
     }
 }
 
@@ -275,9 +284,12 @@ impl S3Config {
                     bad.push(Error::BadSetting { setting: format!("backend.{name}"), value, origin, reason });
                 }
             };
-        check("endpoint", in_force(&self.endpoint, ENDPOINT_VARS), &|v| crate::names::endpoint(v, self.allow_http));
-        check("region", in_force(&self.region, REGION_VARS), &crate::names::region);
-        check("bucket", in_force(&self.bucket, BUCKET_VARS), &crate::names::bucket);
+        let allow_http = self.allows_http();
+        check("endpoint", in_force(&self.endpoint, ENDPOINT_VARS, "endpoint"), &|v| {
+            crate::names::endpoint(v, allow_http)
+        });
+        check("region", in_force(&self.region, REGION_VARS, "region"), &crate::names::region);
+        check("bucket", in_force(&self.bucket, BUCKET_VARS, "bucket"), &crate::names::bucket);
         bad
     }
 }
@@ -349,7 +361,10 @@ impl S3Config {
     ///
     /// [`Error::Config`] with the list of places looked.
     pub(crate) fn check_credentials(&self, secrets: &Secrets) -> Result<(), Error> {
-        let keys = secrets.access_key_id.is_some() || env("AWS_ACCESS_KEY_ID").is_some();
+        let profile = AwsProfile::current()?;
+        let keys = secrets.access_key_id.is_some()
+            || env("AWS_ACCESS_KEY_ID").is_some()
+            || profile.credentials_origin().is_some();
         let secret = secrets.secret_access_key.is_some() || env("AWS_SECRET_ACCESS_KEY").is_some();
         if keys && !secret {
             return Err(Error::config(
@@ -363,14 +378,21 @@ impl S3Config {
         Err(Error::config(
             "no S3 credentials found; promote looked at backend.access_key_id/secret_access_key, \
              backend.access_key_id_file/secret_access_key_file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
-             AWS_WEB_IDENTITY_TOKEN_FILE and AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI (AWS profile \
-             files are not read); set one, or instance_metadata = true on EC2",
+             AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI and the AWS \
+             profile files (~/.aws/credentials, ~/.aws/config; AWS_PROFILE); set one, or instance_metadata = true \
+             on EC2",
         ))
+    }
+
+    /// Whether plain `http://` endpoints are allowed: `allow_http`, else `AWS_ALLOW_HTTP=true`
+    /// (object_store's variable).
+    pub(crate) fn allows_http(&self) -> bool {
+        self.allow_http || env("AWS_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
     }
 
     /// The bucket in force: the setting, else `AWS_BUCKET` / `AWS_BUCKET_NAME`.
     fn effective_bucket(&self) -> Option<String> {
-        in_force(&self.bucket, BUCKET_VARS).map(|(bucket, _)| bucket)
+        in_force(&self.bucket, BUCKET_VARS, "bucket").map(|(bucket, _)| bucket)
     }
 }
 
@@ -382,6 +404,9 @@ impl BackendConfig for S3Config {
 
     fn check(&self) -> Vec<Error> {
         let mut problems = self.bad_settings();
+        if let Err(err) = AwsProfile::current() {
+            problems.push(err);
+        }
         if let Err(err @ Error::Config { .. }) = self.validate() {
             problems.push(err);
         }
@@ -411,6 +436,26 @@ impl BackendConfig for S3Config {
         first("bucket", &self.bucket, BUCKET_VARS);
         first("region", &self.region, REGION_VARS);
         first("endpoint", &self.endpoint, ENDPOINT_VARS);
+        // Then the AWS profile files, for what neither the configuration nor a variable sets;
+        // the origin is the file (`file /home/u/.aws/config (profile dev)`).
+        if let Ok(profile) = AwsProfile::current() {
+            for (setting, given, vars) in
+                [("region", &self.region, REGION_VARS), ("endpoint", &self.endpoint, ENDPOINT_VARS)]
+            {
+                if given.is_none()
+                    && !vars.iter().any(|v| env(v).is_some())
+                    && let Some(value) = profile.setting(setting)
+                {
+                    found.push((setting.to_owned(), value.origin.clone(), value.value.clone()));
+                }
+            }
+            let keys_given = self.access_key_id.is_some() || self.access_key_id_file.is_some();
+            if let (false, None, Some(origin)) = (keys_given, env("AWS_ACCESS_KEY_ID"), profile.credentials_origin()) {
+                for secret in ["access_key_id", "secret_access_key"] {
+                    found.push((secret.to_owned(), origin.to_owned(), "***redacted***".to_owned()));
+                }
+            }
+        }
         found
     }
 

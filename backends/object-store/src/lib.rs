@@ -67,6 +67,7 @@ mod missing;
 mod names;
 mod parts;
 mod probe;
+mod profile;
 mod staged;
 mod uploads;
 

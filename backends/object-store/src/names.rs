@@ -21,7 +21,7 @@ pub(crate) fn endpoint(value: &str, allow_http: bool) -> Result<(), String> {
         Some("https") => {}
         Some("http") if allow_http => {}
         Some("http") => {
-            return Err("a plain http:// endpoint needs allow_http = true in the same table (or use https://)".into());
+            return Err("a plain http:// endpoint needs allow_http = true in the same table or AWS_ALLOW_HTTP=true (or use https://)".into());
         }
         Some(other) => return Err(format!("the scheme {other}:// is not S3's; use https:// ({EXAMPLE})")),
     }

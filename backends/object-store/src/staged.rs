@@ -24,6 +24,8 @@ pub(crate) struct ObjectStaged {
     key: Key,
     path: Path,
     hint: Option<Sha256>,
+    /// The object's `Content-Type`, sent with the PUT or when the multipart upload starts.
+    content_type: String,
     /// The size of each part (see `parts`).
     sizes: PartSizes,
     /// Bytes written so far.
@@ -62,17 +64,22 @@ pub(crate) fn too_large(inner: &Inner, key: &Key, size: u64) -> Error {
     }
 }
 
-fn digest_attributes(sha256: &Sha256) -> Attributes {
+/// The object's attributes: its content type, and its digest where known.
+fn attributes(content_type: &str, sha256: Option<&Sha256>) -> Attributes {
     let mut attributes = Attributes::new();
-    attributes.insert(Attribute::Metadata(DIGEST_METADATA.into()), sha256.to_string().into());
+    attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+    if let Some(sha256) = sha256 {
+        attributes.insert(Attribute::Metadata(DIGEST_METADATA.into()), sha256.to_string().into());
+    }
     attributes
 }
 
 impl ObjectStaged {
-    pub(crate) fn new(inner: Arc<Inner>, key: Key, expected: &Expected) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, expected: &Expected, content_type: String) -> Self {
         let path = inner.path(&key);
         let sizes = PartSizes::new(inner.part_size as u64, expected.size);
-        Self { inner, key, path, hint: expected.sha256, sizes, written: 0, buf: BytesMut::new(), upload: None }
+        let hint = expected.sha256;
+        Self { inner, key, path, hint, content_type, sizes, written: 0, buf: BytesMut::new(), upload: None }
     }
 
     fn err(&self, err: object_store::Error, what: &str) -> Error {
@@ -81,7 +88,7 @@ impl ObjectStaged {
 
     /// Starts the multipart upload in `multipart` and records its marker.
     async fn start_upload(&mut self, multipart: Arc<dyn MultipartStore>) -> Result<(), Error> {
-        let attributes = self.hint.as_ref().map(digest_attributes).unwrap_or_default();
+        let attributes = attributes(&self.content_type, self.hint.as_ref());
         let opts = PutMultipartOptions { attributes, ..Default::default() };
         let id = multipart
             .create_multipart_opts(&self.path, opts)
@@ -149,7 +156,11 @@ impl ObjectStaged {
             Mode::Replace => PutMode::Overwrite,
             Mode::ReplaceIfVersion(v) => PutMode::Update(UpdateVersion { e_tag: Some(v.clone()), version: None }),
         };
-        let opts = PutOptions { mode: put_mode, attributes: digest_attributes(&digest.sha256), ..Default::default() };
+        let opts = PutOptions {
+            mode: put_mode,
+            attributes: attributes(&self.content_type, Some(&digest.sha256)),
+            ..Default::default()
+        };
         let payload = PutPayload::from(std::mem::take(&mut self.buf).freeze());
         let mut attempt = 0;
         // Bounded by `CONFLICT_RETRIES`; each request by the client's timeouts.

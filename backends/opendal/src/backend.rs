@@ -13,8 +13,8 @@ use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer, TracingLay
 use opendal::{HttpTransporter, Operator};
 use promote_core::kit::claims::{CLAIMS_PREFIX, ControlStore};
 use promote_core::{
-    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, RESERVED_SEGMENT, StagedWrite,
-    async_trait,
+    Backend, ByteStream, Capabilities, Entry, Error, Expected, Key, Leftover, Meta, PutOptions, RESERVED_SEGMENT,
+    StagedWrite, async_trait,
 };
 
 use crate::clock::{DateTransport, ServerClock};
@@ -203,8 +203,18 @@ impl Backend for OpendalBackend {
         }
     }
 
-    async fn stage(&self, key: &Key, _expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
-        Ok(Box::new(OpendalStaged::new(Arc::clone(&self.inner), key.clone())))
+    async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error> {
+        self.stage_with(key, expected, &PutOptions::default()).await
+    }
+
+    async fn stage_with(
+        &self,
+        key: &Key,
+        _expected: &Expected,
+        options: &PutOptions,
+    ) -> Result<Box<dyn StagedWrite>, Error> {
+        let content_type = options.content_type_for(key);
+        Ok(Box::new(OpendalStaged::new(Arc::clone(&self.inner), key.clone(), content_type)))
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
@@ -224,6 +234,7 @@ impl Backend for OpendalBackend {
             version: meta.etag().map(str::to_owned),
             modified: meta.last_modified().map(Into::into),
             changed_since_promotion: false,
+            content_type: meta.content_type().map(str::to_owned),
         })
     }
 

@@ -33,11 +33,13 @@ pub(crate) struct OpendalStaged {
     key: Key,
     buf: BytesMut,
     file: Option<(WriterDir, tokio::fs::File)>,
+    /// Sent with the write where the service stores one (`Content-Type`).
+    content_type: String,
 }
 
 impl OpendalStaged {
-    pub(crate) fn new(inner: Arc<Inner>, key: Key) -> Self {
-        Self { inner, key, buf: BytesMut::new(), file: None }
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, content_type: String) -> Self {
+        Self { inner, key, buf: BytesMut::new(), file: None, content_type }
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> Error {
@@ -72,6 +74,9 @@ impl OpendalStaged {
         };
         if self.inner.capability.write_with_user_metadata {
             opts.user_metadata = Some([(DIGEST_METADATA.to_owned(), digest.sha256.to_string())].into());
+        }
+        if self.inner.capability.write_with_content_type {
+            opts.content_type = Some(self.content_type.clone());
         }
         match mode {
             Mode::Create => opts.if_not_exists = true,

@@ -32,6 +32,8 @@ pub(crate) fn run(loaded: &Loaded, as_json: bool) -> anyhow::Result<ExitCode> {
         let env =
             path.strip_prefix(&format!("{table}.")).and_then(|setting| from_env.iter().find(|(s, _, _)| s == setting));
         let (value, source) = match env {
+            // A variable's name, or a file (the AWS profile files: `file PATH (profile NAME)`).
+            Some((_, var, env_value)) if value.is_null() && var.starts_with("file ") => (json!(env_value), var.clone()),
             Some((_, var, env_value)) if value.is_null() => (json!(env_value), format!("env {var}")),
             _ => (value, source_of(&loaded.figment, &path)),
         };

@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
-use promote_core::{Error, Expected, Key, Meta, Mode, Outcome, Store};
+use promote_core::{Error, Expected, Key, Meta, Mode, Outcome, PutOptions, Store};
 use serde_json::json;
 
 use super::{parse_key, usage};
+use crate::address::{self, Address};
 use crate::args::CopyArgs;
 use crate::exit;
 use crate::open_files;
@@ -20,10 +21,23 @@ use crate::output::{self, out};
 use crate::progress::Transfer;
 use crate::settings::{self, Loaded};
 
-/// One side of a copy: a target and a key or a prefix (`None`: the whole store).
+/// One side of a copy: a target (or an address's store) and a key or a prefix (`None`: the
+/// whole store).
 struct Side {
     target: String,
+    /// Set for `s3://BUCKET/KEY` and `az://CONTAINER/KEY` (see `address`).
+    address: Option<Address>,
     path: Path,
+}
+
+impl Side {
+    /// `TARGET:KEY`, or `s3://BUCKET/KEY`, for messages.
+    fn shown(&self, key: &Key) -> String {
+        match &self.address {
+            Some(address) => format!("{}/{key}", address.store()),
+            None => format!("{}:{key}", self.target),
+        }
+    }
 }
 
 enum Path {
@@ -31,17 +45,23 @@ enum Path {
     Prefix(Option<Key>),
 }
 
-/// `TARGET:KEY`, `TARGET:PREFIX/` or `TARGET:` (the whole store).
+/// `TARGET:KEY`, `TARGET:PREFIX/` or `TARGET:` (the whole store); or an address,
+/// `s3://BUCKET/KEY` or `s3://BUCKET/PREFIX/` (see `address`).
 fn side(text: &str) -> anyhow::Result<Side> {
-    let Some((target, rest)) = text.split_once(':').filter(|(t, _)| !t.is_empty()) else {
+    let address = Address::parse(text)?;
+    let split = match &address {
+        Some(address) => Some((address.store(), address.key_arg())),
+        None => text.split_once(':').filter(|(t, _)| !t.is_empty()).map(|(t, r)| (t.to_owned(), r.to_owned())),
+    };
+    let Some((target, rest)) = split else {
         return Err(usage(format!("{:?} is not TARGET:KEY or TARGET:PREFIX/ (a target named in the config)", text)));
     };
-    let path = match rest {
+    let path = match rest.as_str() {
         "/" => Path::Prefix(None),
         p if p.ends_with('/') => Path::Prefix(Some(parse_key(p.trim_end_matches('/'))?)),
         p => Path::Key(parse_key(p)?),
     };
-    Ok(Side { target: target.to_owned(), path })
+    Ok(Side { target, address, path })
 }
 
 /// One object to copy.
@@ -60,19 +80,17 @@ enum Done {
 pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (side(&args.src)?, side(&args.dst)?);
     // The source is only read: opening it creates nothing (a missing store is an error).
-    let src_config = settings::with_target(loaded, &src.target)?;
-    // A bad setting names its target's table and source.
-    let locate = |err: anyhow::Error, target: &str, config: &dyn promote_settings::BackendConfig| {
-        settings::located_in(err, &loaded.figment, &format!("targets.{target}"), config)
+    let src_side = address::side_settings(loaded, src.address.as_ref(), &src.target)?;
+    let src_config = src_side.config.as_ref();
+    // A bad setting names its target's table (or the address) and source.
+    let locate = |err: anyhow::Error, side: &address::Resolved| {
+        settings::located_in(err, &side.figment, &side.table, side.config.as_ref())
     };
     let src_store = Store::new(
-        src_config
-            .open_existing()
-            .await
-            .context("opening the source target")
-            .map_err(|err| locate(err, &src.target, src_config.as_ref()))?,
+        src_config.open_existing().await.context("opening the source target").map_err(|err| locate(err, &src_side))?,
     );
-    let dst_config = settings::with_target(loaded, &dst.target)?;
+    let dst_side = address::side_settings(loaded, dst.address.as_ref(), &dst.target)?;
+    let dst_config = dst_side.config.as_ref();
     // A dry run creates nothing either: a destination store that does not exist yet is empty.
     let dst_store = if args.dry_run {
         match dst_config.open_existing().await {
@@ -80,12 +98,12 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             Err(Error::Config { message }) if message.contains("no store at") => None,
             Err(err) => {
                 let err = anyhow::Error::new(err).context("opening the destination target");
-                return Err(locate(err, &dst.target, dst_config.as_ref()));
+                return Err(locate(err, &dst_side));
             }
         }
     } else {
-        let opened = settings::open_config(dst_config.as_ref()).await;
-        Some(opened.map_err(|err| locate(err, &dst.target, dst_config.as_ref()))?)
+        let opened = settings::open_config(dst_config).await;
+        Some(opened.map_err(|err| locate(err, &dst_side))?)
     };
     let jobs = match (&src.path, &dst.path) {
         (Path::Key(key), Path::Key(to)) => vec![Job { src: key.clone(), dst: to.clone() }],
@@ -162,7 +180,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             }
             Err(err) => {
                 failed += 1;
-                let err = err.context(format!("{}:{} -> {}:{}", src.target, job.src, dst.target, job.dst));
+                let err = err.context(format!("{} -> {}", src.shown(&job.src), dst.shown(&job.dst)));
                 let code = exit::code(&err);
                 if args.json {
                     let line = exit::one_line(&err);
@@ -205,6 +223,8 @@ async fn copy_one(src: &Store, dst: Option<&Store>, job: &Job, dry_run: bool) ->
         return Err(Error::Modified { key: job.src.to_string() }.into());
     }
     let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
+    // The source's content type where it reports one, else guessed from the destination key.
+    let options = PutOptions::with_content_type(meta.content_type.clone());
     if dry_run {
         let Some(dst) = dst else { return Ok(Done::Would("would copy", job.dst.clone(), meta)) };
         let what = match dst.head(&job.dst).await {
@@ -232,6 +252,7 @@ async fn copy_one(src: &Store, dst: Option<&Store>, job: &Job, dry_run: bool) ->
             std::io::Error::other(text)
         });
     let dst = dst.ok_or_else(|| anyhow::anyhow!("the destination store is not open"))?;
+    let dst = dst.clone().with_put_options(options);
     match dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await {
         Ok(outcome) => Ok(Done::Copied(outcome)),
         Err(err) => {

@@ -44,7 +44,8 @@ pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Init { kind, path }) => return config_init::run(kind, path),
         _ => {}
     }
-    let loaded = settings::load(&cli.global)?;
+    // `s3://BUCKET/KEY` (and `az://`) arguments name their own store (`copy`: per side).
+    let loaded = crate::address::resolve(settings::load(&cli.global)?, &mut cli.command)?;
     // `copy` names its two targets' settings itself.
     let copy = matches!(cli.command, Command::Copy(_));
     let result = match cli.command {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use promote_core::kit::blocking::Workers;
-use promote_core::{Expected, Key, Mode, Outcome, Store};
+use promote_core::{Expected, Key, Mode, Outcome, PutOptions, Store};
 use serde_json::json;
 use tokio::io::AsyncRead;
 
@@ -66,7 +66,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         let files = files_under(&args.src, args.follow_symlinks)?;
         let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
         let created = settings::new_local_root(loaded.backend.as_ref());
-        let mut store = settings::open(loaded).await?;
+        let mut store = settings::open(loaded).await?.with_put_options(put_options(&args));
         notice_created(created, &args);
         if store.batches_durability() {
             // `--jobs` files stream at once; many more wait, sealed, for one shared flush.
@@ -87,7 +87,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
     // The source is opened before the store, so a missing file creates nothing.
     let source = if is_stdin { None } else { Some(open_source(&args.src).await?) };
     let created = settings::new_local_root(loaded.backend.as_ref());
-    let store = settings::open(loaded).await?;
+    let store = settings::open(loaded).await?.with_put_options(put_options(&args));
     notice_created(created, &args);
     store.ready_for(&mode).await?;
     let shown = Transfer::shown(args.progress, args.quiet, args.json);
@@ -117,6 +117,11 @@ fn notice_created(created: Option<PathBuf>, args: &PutArgs) {
     {
         eprintln!("promote: created a new store at {}", output::path(&root));
     }
+}
+
+/// `--content-type`, else guessed from each key.
+fn put_options(args: &PutArgs) -> PutOptions {
+    PutOptions::with_content_type(args.content_type.clone())
 }
 
 async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {

@@ -22,6 +22,7 @@ pub(crate) async fn run(loaded: &Loaded, args: StatArgs) -> anyhow::Result<ExitC
         out!("sha256    {}", digest_text(&meta));
         out!("version   {}", meta.version.as_deref().unwrap_or("-"));
         out!("modified  {}", modified_text(&meta));
+        out!("type      {}", meta.content_type.as_deref().unwrap_or("- (not stored)"));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -49,5 +50,6 @@ pub(crate) fn record(key: &str, meta: &Meta) -> Value {
         "modified_since_promotion": meta.changed_since_promotion,
         "version": meta.version,
         "modified": meta.modified.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        "content_type": meta.content_type,
     })
 }
