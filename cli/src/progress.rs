@@ -1,7 +1,7 @@
 //! The progress bar of `put`, `get` and `copy`: bytes, rate and ETA (and files done of total
 //! for a directory), on stderr, once a transfer has taken longer than [`DELAY`]; when, is
 //! `--progress` (by default only on a terminal, never with `-q` or `--json`). `promote run` has its own display
-//! (`crate::run::progress`), which also prints plain lines off a terminal.
+//! (`crate::commands::run::progress`), which also prints plain lines off a terminal.
 
 use std::io::{IsTerminal, Seek};
 use std::pin::Pin;
