@@ -3,7 +3,7 @@
 //! SQLite in WAL mode (crash-safe: a killed process loses at most the transaction it was in),
 //! with a busy timeout so several `promote run` processes on one run directory take turns, and
 //! every multi-row change in one transaction. `meta.schema_version` says which of
-//! [`MIGRATIONS`] have been applied; opening a ledger applies the missing ones.
+//! `MIGRATIONS` have been applied; opening a ledger applies the missing ones.
 //!
 //! Jobs move `planned → fetching → verified → promoted`, or end `failed` (reason, attempt count),
 //! `skipped`, or `elsewhere` (a worker on another machine finished it, as its shard's done marker

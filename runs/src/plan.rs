@@ -119,7 +119,7 @@ impl Plan {
     /// what stopped the run, such as `SIGINT`), no new item starts, the ones in flight are
     /// dropped (staged writes discard themselves, partial downloads stay with their
     /// checkpoints), and the summary says what was done and what was not
-    /// ([`Summary::interrupted`]). Pass [`std::future::pending`] to run to the end.
+    /// (`Summary::interrupted`). Pass [`std::future::pending`] to run to the end.
     ///
     /// An item's failure is no error here: it is in the summary, with its
     /// [`FailureKind`](crate::FailureKind).

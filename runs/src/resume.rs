@@ -9,7 +9,7 @@
 //!
 //! A partial has one owner at a time: opening it takes an exclusive lock on the file (an
 //! open-file-description lock on Linux, the one staging files carry), held for as long as the
-//! [`Partial`] lives and released by the kernel however its process ends. Nothing truncates,
+//! `Partial` lives and released by the kernel however its process ends. Nothing truncates,
 //! cuts back or deletes a partial without holding that lock, and the bytes promoted are read
 //! through the locked handle, never by opening the path again.
 

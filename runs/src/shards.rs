@@ -9,7 +9,7 @@
 //! rests on leases: the final create-only promotion is the last line of defence; leases only
 //! keep two workers from fetching the same bytes.
 //!
-//! [`Leases`] is the one seam: [`LedgerLeases`] keeps leases in the run directory's ledger
+//! `Leases` is the one seam: `LedgerLeases` keeps leases in the run directory's ledger
 //! (several processes, one run directory).
 
 use std::collections::BTreeMap;

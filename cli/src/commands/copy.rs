@@ -2,7 +2,9 @@
 //! `TARGET:PREFIX/`, naming `[targets.NAME]` tables. Each object streams from the source,
 //! verified against its stored digest, through the destination's create-only publish with that
 //! digest as the expected SHA-256. A destination that already holds it (its stored digest says
-//! so) is answered from one `head`: a rerun reads no source bytes.
+//! so) is answered from one `head`: a rerun reads no source bytes. The engine is
+//! `promote_tree::copy`; this file resolves the targets, opens the stores, prints receipts,
+//! errors and the summary, and picks the exit code.
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -1,6 +1,8 @@
 //! `promote get KEY DEST` and `promote get -r PREFIX/ DIR`: copy out, verifying each object
 //! against its stored digest; a file appears at its destination only when whole and verified.
 //! Each copy says what was checked: the stored SHA-256, or only the size when none is stored.
+//! The engine is `promote_tree::get`; this file reads the flags, shows progress, prints what
+//! was copied and what failed, and picks the exit code.
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,5 +1,7 @@
 //! `promote put SRC KEY`: stream, verify, promote. SRC may be a file, `-` (stdin) or a
-//! directory (every file under it, KEY as the prefix).
+//! directory (every file under it, KEY as the prefix). The engine is `promote_tree::put`; this
+//! file reads the flags, shows progress, prints receipts, errors and the summary, and picks
+//! the exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
