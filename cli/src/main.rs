@@ -8,7 +8,6 @@ mod exit;
 mod open_files;
 mod output;
 mod progress;
-mod run;
 mod schema;
 mod settings;
 mod signals;

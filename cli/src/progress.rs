@@ -1,7 +1,7 @@
 //! The progress bar of `put`, `get` and `copy`: bytes, rate and ETA (and files done of total
 //! for a directory), on stderr, once a transfer has taken longer than [`DELAY`]; when, is
 //! `--progress` (by default only on a terminal, never with `-q` or `--json`). `promote run` has its own display
-//! (`crate::run::progress`), which also prints plain lines off a terminal.
+//! (`crate::commands::run::progress`), which also prints plain lines off a terminal.
 
 use std::io::{IsTerminal, Seek};
 use std::pin::Pin;
@@ -38,8 +38,7 @@ struct Shared {
     files_total: Option<u64>,
     /// Duplicates of the descriptors of source files being read, by id: each shares its file's
     /// offset, which says how far the reader has got without touching the reading code.
-    followed: Mutex<Vec<(u64, std::fs::File)>>,
-    next_id: AtomicU64,
+    followed: Mutex<Vec<(u64, Arc<std::fs::File>)>>,
     /// Every byte is in and the storage is completing (an S3 multipart upload, an fsync).
     completing: std::sync::atomic::AtomicBool,
 }
@@ -63,7 +62,6 @@ impl Transfer {
             files: AtomicU64::new(0),
             files_total,
             followed: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
             completing: std::sync::atomic::AtomicBool::new(false),
         });
         let me = Arc::clone(&shared);
@@ -91,19 +89,17 @@ impl Transfer {
         when.shown(quiet, json, std::io::stderr().is_terminal())
     }
 
-    /// Counts how far `file` has been read (through a duplicate descriptor sharing its offset)
-    /// until [`Transfer::unfollow`] with the id returned.
-    pub(crate) fn follow(&self, file: &std::fs::File) -> Option<u64> {
-        let shared = self.shared.as_ref()?;
-        let dup = file.try_clone().ok()?;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        shared.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, dup));
-        Some(id)
+    /// Counts how far a file has been read, through `dup`, a duplicate of its descriptor
+    /// sharing its offset, until [`Transfer::unfollow`] with the same `id`.
+    fn follow(&self, id: u64, dup: Arc<std::fs::File>) {
+        if let Some(shared) = &self.shared {
+            shared.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((id, dup));
+        }
     }
 
     /// Stops counting a file's offset (its bytes are then counted with [`Transfer::add_bytes`]).
-    pub(crate) fn unfollow(&self, id: Option<u64>) {
-        if let (Some(shared), Some(id)) = (&self.shared, id) {
+    fn unfollow(&self, id: u64) {
+        if let Some(shared) = &self.shared {
             shared.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|(i, _)| *i != id);
         }
     }
@@ -146,6 +142,40 @@ impl Transfer {
     }
 }
 
+/// The engines' events (`promote-tree`): bytes and reads into the bar, notices on stderr.
+impl promote_tree::Events for Transfer {
+    fn event(&self, event: promote_tree::Event) {
+        use promote_tree::Event;
+        match event {
+            Event::Reading { id, file } => self.follow(id, file),
+            Event::ReadDone { id } => self.unfollow(id),
+            Event::Bytes { n } => self.add_bytes(n),
+            other => notice(other),
+        }
+    }
+}
+
+/// What an engine event says on stderr, when it says anything: skipped directory entries, an
+/// object copied out despite a change since its promotion.
+pub(crate) fn notice(event: promote_tree::Event) {
+    use promote_tree::Event;
+    use promote_tree::events::Skip;
+    match event {
+        Event::Skipped { path, why: Skip::SymbolicLink } => {
+            eprintln!("promote: skipping symbolic link {} (pass -L to follow links)", output::path(&path));
+        }
+        Event::Skipped { path, why: Skip::NotAFile } => {
+            eprintln!("promote: skipping {}: not a regular file", output::path(&path));
+        }
+        Event::ModifiedCopied { key } => {
+            eprintln!(
+                "promote: warning: {key} was modified since it was promoted; copied, checked against its size only"
+            );
+        }
+        _ => {}
+    }
+}
+
 impl Drop for Transfer {
     fn drop(&mut self) {
         self.finish();
@@ -159,7 +189,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter_mut()
-            .map(|(_, file)| file.stream_position().unwrap_or(0))
+            .map(|(_, file)| (&**file).stream_position().unwrap_or(0))
             .sum();
         let bytes = self.bytes.load(Ordering::Relaxed) + reading;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);

@@ -2,17 +2,21 @@
 //! `TARGET:PREFIX/`, naming `[targets.NAME]` tables. Each object streams from the source,
 //! verified against its stored digest, through the destination's create-only publish with that
 //! digest as the expected SHA-256. A destination that already holds it (its stored digest says
-//! so) is answered from one `head`: a rerun reads no source bytes.
+//! so) is answered from one `head`: a rerun reads no source bytes. The engine is
+//! `promote_tree::copy`; this file resolves the targets, opens the stores, prints receipts,
+//! errors and the summary, and picks the exit code.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use futures_util::{StreamExt, TryStreamExt};
-use promote_core::{Error, Expected, Key, Meta, Mode, Outcome, PutOptions, Store};
+use futures_util::StreamExt;
+use promote_core::{Error, Key, Mode, Outcome, Store};
+use promote_tree::copy::{self as engine, Copied, Job};
+use promote_tree::under;
 use serde_json::json;
 
-use super::{parse_key, usage};
+use super::{parse_key, tree_error, usage};
 use crate::address::{self, Address};
 use crate::args::CopyArgs;
 use crate::exit;
@@ -64,19 +68,6 @@ fn side(text: &str) -> anyhow::Result<Side> {
     Ok(Side { target, address, path })
 }
 
-/// One object to copy.
-struct Job {
-    src: Key,
-    dst: Key,
-}
-
-/// What happened to one object.
-enum Done {
-    Copied(Outcome),
-    /// Dry run: what a real run would do.
-    Would(&'static str, Key, Meta),
-}
-
 pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (side(&args.src)?, side(&args.dst)?);
     // The source is only read: opening it creates nothing (a missing store is an error).
@@ -112,16 +103,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             return Err(usage("a source prefix (ending in `/`) needs a destination prefix (ending in `/`)"));
         }
         (Path::Prefix(from), Path::Prefix(to)) => {
-            let listed = match from {
-                Some(p) => format!("{p}/"),
-                None => String::new(),
-            };
-            let mut jobs = Vec::new();
-            for entry in src_store.list(&listed).await? {
-                let rel = &entry.key.as_str()[listed.len()..];
-                jobs.push(Job { dst: under(to, rel)?, src: entry.key });
-            }
-            jobs
+            engine::jobs_under(&src_store, from, to).await.map_err(|e| tree_error(e, None))?
         }
     };
     if let (false, Some(dst_store)) = (args.dry_run, &dst_store) {
@@ -132,18 +114,14 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
     let progress = Transfer::new(None, Some(total as u64), Transfer::shown(args.progress, args.quiet, args.json));
     // -q: only failures (and --json records) print.
     let receipts = args.json || !args.quiet;
-    let results = futures_util::stream::iter(&jobs)
-        .map(|job| {
-            let (src_store, dst_store) = (&src_store, dst_store.as_ref());
-            async move { (job, copy_one(src_store, dst_store, job, args.dry_run).await) }
-        })
-        .buffered(open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs")));
+    let at_once = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
+    let results = engine::copy_all(&src_store, dst_store.as_ref(), &jobs, args.dry_run, at_once);
     let mut results = std::pin::pin!(results);
     let (mut copied, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;
     while let Some((job, result)) = results.next().await {
         match result {
-            Ok(Done::Copied(outcome)) => {
+            Ok(Copied::Done(outcome)) => {
                 match &outcome {
                     Outcome::Promoted(r) => {
                         copied += 1;
@@ -157,9 +135,10 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
                         .suspend(|| output::write_line(format_args!("{}", output::receipt(&outcome, args.json))))?;
                 }
             }
-            Ok(Done::Would(what, key, meta)) => {
-                match what {
-                    "would copy" => {
+            Ok(Copied::Would(would, key, meta)) => {
+                let what = would.as_str();
+                match would {
+                    engine::Would::Copy => {
                         copied += 1;
                         bytes += meta.size;
                     }
@@ -180,7 +159,7 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             }
             Err(err) => {
                 failed += 1;
-                let err = err.context(format!("{} -> {}", src.shown(&job.src), dst.shown(&job.dst)));
+                let err = tree_error(err, None).context(format!("{} -> {}", src.shown(&job.src), dst.shown(&job.dst)));
                 let code = exit::code(&err);
                 if args.json {
                     let line = exit::one_line(&err);
@@ -204,60 +183,4 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
         );
     }
     Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
-}
-
-/// `rel` under `prefix`.
-fn under(prefix: &Option<Key>, rel: &str) -> Result<Key, Error> {
-    match prefix {
-        Some(prefix) => Key::join(prefix, rel),
-        None => Key::new(rel),
-    }
-}
-
-/// Copies one object. The source's `head` gives its stored digest, which becomes the expected
-/// SHA-256 of a create-only publish: core answers already-present from the destination's `head`
-/// before the source stream is ever polled, so nothing is read from the source then.
-async fn copy_one(src: &Store, dst: Option<&Store>, job: &Job, dry_run: bool) -> anyhow::Result<Done> {
-    let meta = src.head(&job.src).await?;
-    if meta.changed_since_promotion {
-        return Err(Error::Modified { key: job.src.to_string() }.into());
-    }
-    let expected = Expected { size: Some(meta.size), sha256: meta.sha256 };
-    // The source's content type where it reports one, else guessed from the destination key.
-    let options = PutOptions::with_content_type(meta.content_type.clone());
-    if dry_run {
-        let Some(dst) = dst else { return Ok(Done::Would("would copy", job.dst.clone(), meta)) };
-        let what = match dst.head(&job.dst).await {
-            Ok(there) if meta.sha256.is_some() && there.sha256 == meta.sha256 && there.size == meta.size => {
-                "already-present"
-            }
-            Ok(_) => "would conflict",
-            Err(Error::NotFound { .. }) => "would copy",
-            Err(err) => return Err(err.into()),
-        };
-        return Ok(Done::Would(what, job.dst.clone(), meta));
-    }
-    let (src, key) = (src.clone(), job.src.clone());
-    // The source's own error (a damaged object: exit 4), kept whole past the io::Error the
-    // publish sees.
-    let source_error = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let slot = std::sync::Arc::clone(&source_error);
-    // Opened on first poll only: an already-present answer never opens the source.
-    let chunks = futures_util::stream::once(async move { src.read_checked(&key, meta).await })
-        .map_ok(|(_, stream)| stream)
-        .try_flatten()
-        .map_err(move |err: Error| {
-            let text = err.to_string();
-            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
-            std::io::Error::other(text)
-        });
-    let dst = dst.ok_or_else(|| anyhow::anyhow!("the destination store is not open"))?;
-    let dst = dst.clone().with_put_options(options);
-    match dst.promote_stream(&job.dst, chunks, &expected, Mode::Create).await {
-        Ok(outcome) => Ok(Done::Copied(outcome)),
-        Err(err) => {
-            let source = source_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-            Err(source.unwrap_or(err).into())
-        }
-    }
 }

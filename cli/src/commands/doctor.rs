@@ -10,9 +10,9 @@ use serde_json::json;
 use crate::args::DoctorArgs;
 use crate::exit;
 use crate::output::{self, out};
-use crate::run::ledger::{Ledger, now_ms};
-use crate::run::shards::owner_alive;
 use crate::settings::{self, Loaded};
+use promote_run::ledger::{self, Ledger, now_ms};
+use promote_run::shards::owner_alive;
 
 struct Report {
     json: bool,
@@ -143,24 +143,24 @@ fn unusable(loaded: &Loaded, report: &mut Report, err: anyhow::Error) -> ExitCod
 /// SQLite's integrity check, jobs stuck in flight with no live lease.
 fn ledger(loaded: &Loaded, report: &mut Report) {
     let dir = &loaded.settings.run.out;
-    if !dir.join(crate::run::ledger::FILE).is_file() {
+    if !dir.join(ledger::FILE).is_file() {
         return;
     }
     let ledger = match Ledger::open_existing(dir) {
         Ok(ledger) => ledger,
         Err(err) => {
-            report.check("ledger", Err(format!("{err:#}")));
+            report.check("ledger", Err(chain(err)));
             return;
         }
     };
     let version = match ledger.schema_version() {
-        Ok(v) if v <= crate::run::ledger::SCHEMA_VERSION => Ok(format!("{} schema version {v}", dir.display())),
+        Ok(v) if v <= ledger::SCHEMA_VERSION => Ok(format!("{} schema version {v}", dir.display())),
         Ok(v) => Err(format!(
             "{} has schema version {v}, newer than this promote understands ({})",
             dir.display(),
-            crate::run::ledger::SCHEMA_VERSION
+            ledger::SCHEMA_VERSION
         )),
-        Err(err) => Err(format!("{err:#}")),
+        Err(err) => Err(chain(err)),
     };
     report.check("ledger", version);
     report.check(
@@ -168,7 +168,7 @@ fn ledger(loaded: &Loaded, report: &mut Report) {
         match ledger.integrity_check() {
             Ok(text) if text == "ok" => Ok("integrity_check ok".into()),
             Ok(text) => Err(format!("integrity_check: {text}")),
-            Err(err) => Err(format!("{err:#}")),
+            Err(err) => Err(chain(err)),
         },
     );
     match ledger.stuck(now_ms(), &owner_alive) {
@@ -184,9 +184,14 @@ fn ledger(loaded: &Loaded, report: &mut Report) {
             report.warn("ledger jobs", &detail);
         }
         Err(err) => {
-            report.check("ledger jobs", Err(format!("{err:#}")));
+            report.check("ledger jobs", Err(chain(err)));
         }
     }
+}
+
+/// A ledger error with its causes, on one line.
+fn chain(err: ledger::LedgerError) -> String {
+    format!("{:#}", anyhow::Error::new(err))
 }
 
 /// Live: create-only publish, a second create refused, a rerun already present, read back, clean up.

@@ -1,18 +1,19 @@
 //! `promote get KEY DEST` and `promote get -r PREFIX/ DIR`: copy out, verifying each object
 //! against its stored digest; a file appears at its destination only when whole and verified.
 //! Each copy says what was checked: the stored SHA-256, or only the size when none is stored.
+//! The engine is `promote_tree::get`; this file reads the flags, shows progress, prints what
+//! was copied and what failed, and picks the exit code.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use promote_core::{Error, Key, Meta, Store};
+use promote_tree::get as engine;
 use tokio::io::AsyncWriteExt;
 
-use super::{parse_key, usage};
+use super::{parse_key, tree_error, usage};
 use crate::args::GetArgs;
 use crate::exit;
 use crate::output::{self, out};
@@ -47,7 +48,7 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let dest = if args.dest.is_dir() { args.dest.join(key.file_name()) } else { args.dest.clone() };
-    write_file(&key, stream, &dest, args.force, &progress).await?;
+    engine::write_file(stream, &dest, args.force, &progress).await.map_err(|e| get_error(e, &key))?;
     progress.finish();
     if args.json || !args.quiet {
         print(&key, &dest, &meta, args.json)?;
@@ -83,63 +84,20 @@ fn checked(key: &Key, meta: &Meta) -> String {
     }
 }
 
-/// The object's verified stream. An object modified since promotion is refused unless
-/// `force`, and then checked against its size only (said on stderr).
+/// The object's verified stream (see [`engine::open`]).
 async fn open(store: &Store, key: &Key, force: bool) -> anyhow::Result<(Meta, promote_core::ByteStream)> {
-    match store.read_verified(key).await {
-        Err(Error::Modified { .. }) if force => {
-            let meta = store.head(key).await?;
-            eprintln!(
-                "promote: warning: {key} was modified since it was promoted; copied, checked against its size only"
-            );
-            Ok(store.read_checked(key, meta).await?)
-        }
-        Err(err @ Error::Modified { .. }) => {
-            Err(anyhow::Error::new(err).context("refusing to copy it out (pass --force to copy it anyway)"))
-        }
-        other => Ok(other?),
-    }
+    engine::open(store, key, force, &crate::progress::notice).await.map_err(|e| get_error(e, key))
 }
 
-/// Writes the stream to a hidden temp file next to `dest`, fsyncs it, then moves it into place
-/// (never over an existing file unless `force`). The file gets the mode `cp` would give a new
-/// file: 0666 less the umask.
-async fn write_file(
-    key: &Key,
-    mut stream: promote_core::ByteStream,
-    dest: &Path,
-    force: bool,
-    progress: &Transfer,
-) -> anyhow::Result<()> {
-    if !force && dest.exists() {
-        return Err(Error::Conflict {
-            key: key.to_string(),
-            detail: format!("{} exists; pass --force to replace it", output::path(dest)),
+/// An engine error about `key` as `get` reports it: a change since promotion is refused with
+/// the flag that allows copying it anyway.
+fn get_error(err: promote_tree::Error, key: &Key) -> anyhow::Error {
+    match err {
+        promote_tree::Error::Store(err @ Error::Modified { .. }) => {
+            anyhow::Error::new(err).context("refusing to copy it out (pass --force to copy it anyway)")
         }
-        .into());
+        err => tree_error(err, Some(key)),
     }
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => ".".into(),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".promote-get-")
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| usage(format!("cannot write in {}: {e}", output::path(&dir))))?;
-    let context = |e: std::io::Error| Error::io(format!("writing {}", output::path(dest)), e);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        progress.add_bytes(chunk.len() as u64);
-        tmp.write_all(&chunk).map_err(context)?;
-    }
-    tmp.as_file().sync_all().map_err(context)?;
-    if force {
-        tmp.persist(dest).map_err(|e| context(e.error))?;
-    } else {
-        tmp.persist_noclobber(dest).map_err(|e| context(e.error))?;
-    }
-    Ok(())
 }
 
 /// Every object under the prefix KEY into the directory DEST, keeping the part of each key
@@ -154,24 +112,14 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());
     }
-    let base = prefix.rfind('/').map_or(0, |i| i + 1);
     let started = Instant::now();
     let total = entries.iter().map(|e| e.size).sum();
     let shown = Transfer::shown(args.progress, args.quiet, args.json);
     let progress = Transfer::new(Some(total), Some(entries.len() as u64), shown);
     let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
-    for entry in &entries {
-        let dest: PathBuf = args.dest.join(&entry.key.as_str()[base..]);
-        let result = async {
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io(format!("creating {}", output::path(parent)), e))?;
-            }
-            let (meta, stream) = open(&store, &entry.key, args.force).await?;
-            write_file(&entry.key, stream, &dest, args.force, &progress).await?;
-            anyhow::Ok(meta)
-        }
-        .await;
+    let results = engine::get_tree(&store, &entries, prefix, &args.dest, args.force, &progress);
+    let mut results = std::pin::pin!(results);
+    while let Some((entry, dest, result)) = results.next().await {
         progress.file_done();
         match result {
             Ok(meta) => {
@@ -182,6 +130,7 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(err) => {
+                let err = get_error(err, &entry.key);
                 let code = exit::code(&err);
                 if args.json {
                     let record = json!({ "outcome": "failed", "key": entry.key.as_str(), "dest": dest.to_string_lossy(),

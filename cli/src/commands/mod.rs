@@ -97,3 +97,25 @@ pub(crate) fn parse_prefix(prefix: &str) -> anyhow::Result<&str> {
 pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     Usage(message.into()).into()
 }
+
+/// An engine's error (`promote-tree`) as the CLI reports it: paths shown escaped, unreadable
+/// input and bad names as usage errors (exit 2), an existing destination of `key` as a conflict
+/// (exit 3) with the flag that allows replacing it, the rest with the store's exit codes.
+pub(crate) fn tree_error(err: promote_tree::Error, key: Option<&Key>) -> anyhow::Error {
+    use crate::output;
+    use promote_tree::Error;
+    match err {
+        Error::Unreadable { path, error } => usage(format!("cannot read {}: {error}", output::path(&path))),
+        Error::BadName { why, .. } => usage(format!("the file name {}", why.as_str())),
+        Error::Exists { path } => promote_core::Error::Conflict {
+            key: key.map(ToString::to_string).unwrap_or_default(),
+            detail: format!("{} exists; pass --force to replace it", output::path(&path)),
+        }
+        .into(),
+        Error::Unwritable { dir, error } => usage(format!("cannot write in {}: {error}", output::path(&dir))),
+        Error::Local { what, path, error } => {
+            promote_core::Error::io(format!("{what} {}", output::path(&path)), error).into()
+        }
+        Error::Store(err) => err.into(),
+    }
+}

@@ -1,23 +1,24 @@
 //! `promote put SRC KEY`: stream, verify, promote. SRC may be a file, `-` (stdin) or a
-//! directory (every file under it, KEY as the prefix).
+//! directory (every file under it, KEY as the prefix). The engine is `promote_tree::put`; this
+//! file reads the flags, shows progress, prints receipts, errors and the summary, and picks
+//! the exit code.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use promote_core::kit::blocking::Workers;
 use promote_core::{Expected, Key, Mode, Outcome, PutOptions, Store};
+use promote_tree::put::{self as engine, Staging, Tree};
+use promote_tree::under;
 use serde_json::json;
-use tokio::io::AsyncRead;
 
-use super::{parse_key, usage};
+use super::{parse_key, tree_error, usage};
 use crate::args::PutArgs;
 use crate::exit;
 use crate::open_files;
 use crate::output::{self, out};
-use crate::progress::Transfer;
+use crate::progress::{Transfer, notice};
 use crate::settings::{self, Loaded};
 
 /// Where a put lands: one key, or (for a directory, or a file put to `dir/`) under a prefix.
@@ -38,14 +39,6 @@ fn target(key: &str) -> anyhow::Result<Target> {
     })
 }
 
-/// `rel` under `prefix`.
-fn under(prefix: &Option<Key>, rel: &str) -> Result<Key, promote_core::Error> {
-    match prefix {
-        Some(prefix) => Key::join(prefix, rel),
-        None => Key::new(rel),
-    }
-}
-
 pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCode> {
     let target = target(&args.key)?;
     let mode = match (&args.if_version, args.replace) {
@@ -63,7 +56,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             Target::Key(key) => Some(key),
             Target::Prefix(prefix) => prefix,
         };
-        let files = files_under(&args.src, args.follow_symlinks)?;
+        let files = engine::files_under(&args.src, args.follow_symlinks, &notice).map_err(|e| tree_error(e, None))?;
         let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
         let created = settings::new_local_root(loaded.backend.as_ref());
         let mut store = settings::open(loaded).await?.with_put_options(put_options(&args));
@@ -95,10 +88,15 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
     let outcome = if let Some(file) = source {
         let size = file.metadata().await.ok().map(|m| m.len());
         progress = Transfer::new(size, None, shown);
-        promote_file(loaded, &store, &key, file, &expected, mode, &progress).await?
+        engine::promote_file(&store, &key, file, &expected, mode, &staging(loaded), &progress)
+            .await
+            .map_err(|e| tree_error(e, None))?
     } else {
         progress = Transfer::new(args.size, None, shown);
-        promote(loaded, &store, &key, progress.counting(tokio::io::stdin()), &expected, mode).await?
+        let stdin = progress.counting(tokio::io::stdin());
+        engine::promote_reader(&store, &key, stdin, &expected, mode, &staging(loaded))
+            .await
+            .map_err(|e| tree_error(e, None))?
     };
     progress.finish();
     if args.json || !args.quiet {
@@ -128,122 +126,15 @@ async fn open_source(path: &Path) -> anyhow::Result<tokio::fs::File> {
     tokio::fs::File::open(path).await.map_err(|e| usage(format!("cannot read {}: {e}", output::path(path))))
 }
 
-/// The streaming path or the spool path, as configured.
-async fn promote<R>(
-    loaded: &Loaded,
-    store: &Store,
-    key: &Key,
-    src: R,
-    expected: &Expected,
-    mode: Mode,
-) -> anyhow::Result<Outcome>
-where
-    R: AsyncRead + Unpin + Send,
-{
-    Ok(if loaded.settings.streaming {
-        store.promote_reader(key, src, expected, mode).await?
-    } else {
-        store.promote_spooled(key, src, expected, mode, &loaded.spool_dir()).await?
-    })
+/// How bytes reach staging, as configured.
+fn staging(loaded: &Loaded) -> Staging {
+    Staging { streaming: loaded.settings.streaming, spool_dir: loaded.spool_dir() }
 }
 
-/// A local file: read ahead on its own thread when streaming. `progress` follows the file's
-/// offset while it is read.
-async fn promote_file(
-    loaded: &Loaded,
-    store: &Store,
-    key: &Key,
-    file: tokio::fs::File,
-    expected: &Expected,
-    mode: Mode,
-    progress: &Transfer,
-) -> anyhow::Result<Outcome> {
-    let file = file.into_std().await;
-    let followed = progress.follow(&file);
-    let result = if loaded.settings.streaming {
-        store.promote_file(key, file, expected, mode).await.map_err(Into::into)
-    } else {
-        promote(loaded, store, key, tokio::fs::File::from_std(file), expected, mode).await
-    };
-    progress.unfollow(followed);
-    result
-}
-
-/// Opens `path` on one of `workers` and, when it is smaller than one chunk (and streaming is on),
-/// promotes it there start to end, its blocking steps in place (see
-/// [`promote_core::kit::blocking`]): a small file then costs no thread hand-off per step. A larger
-/// file comes back open, for [`promote_file`], which overlaps reading with writing.
-async fn promote_small(
-    loaded: &Loaded,
-    store: &Store,
-    workers: &Workers,
-    key: &Key,
-    path: PathBuf,
-    mode: &Mode,
-) -> anyhow::Result<Result<Outcome, std::fs::File>> {
-    let (store, key, mode, streaming) = (store.clone(), key.clone(), mode.clone(), loaded.settings.streaming);
-    workers
-        .run(async move {
-            let file =
-                std::fs::File::open(&path).map_err(|e| usage(format!("cannot read {}: {e}", output::path(&path))))?;
-            let small = file.metadata().is_ok_and(|m| m.len() < promote_core::kit::CHUNK_SIZE as u64);
-            if !(small && streaming) {
-                return Ok(Err(file));
-            }
-            Ok(Ok(store.promote_file(&key, file, &Expected::default(), mode).await?))
-        })
-        .await?
-}
-
-/// Every regular file under `dir`, relative, sorted. Symbolic links are skipped with a notice,
-/// or followed with `follow` (a directory reached twice, through a loop, is read once).
-fn files_under(dir: &Path, follow: bool) -> anyhow::Result<Vec<PathBuf>> {
-    use std::os::unix::fs::MetadataExt;
-    let unreadable = |path: &Path, e: std::io::Error| usage(format!("cannot read {}: {e}", output::path(path)));
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let here = dir.join(&rel);
-        let meta = std::fs::metadata(&here).map_err(|e| unreadable(&here, e))?;
-        if !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        for entry in std::fs::read_dir(&here).map_err(|e| unreadable(&here, e))? {
-            let entry = entry.map_err(|e| unreadable(&here, e))?;
-            let path = entry.path();
-            let mut kind = entry.file_type().map_err(|e| unreadable(&path, e))?;
-            if kind.is_symlink() {
-                if !follow {
-                    eprintln!("promote: skipping symbolic link {} (pass -L to follow links)", output::path(&path));
-                    continue;
-                }
-                kind = std::fs::metadata(&path).map_err(|e| unreadable(&path, e))?.file_type();
-            }
-            let rel = rel.join(entry.file_name());
-            if kind.is_dir() {
-                stack.push(rel);
-            } else if kind.is_file() {
-                out.push(rel);
-            } else {
-                eprintln!("promote: skipping {}: not a regular file", output::path(&path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Files promoted at once: `jobs`, or with group commit enough to fill a batch (only `jobs` of
-/// them stream bytes at a time; the rest hold an open staging file while they wait for a flush),
-/// as many as the open-file limit allows.
+/// Files promoted at once (see [`engine::in_flight`]), as many as the open-file limit allows.
 fn in_flight(store: &Store, jobs: usize) -> usize {
-    let wanted = if store.batches_durability() { BATCH.max(jobs) } else { jobs };
-    open_files::fit(wanted, open_files::PER_FILE, None)
+    open_files::fit(engine::in_flight(store, jobs), open_files::PER_FILE, None)
 }
-
-/// Files that may wait together for one group commit in a directory put.
-const BATCH: usize = 256;
 
 /// Promotes each file under `dir` to `prefix/<relative path>`, `jobs` at a time (`--jobs`, as
 /// the open-file limit allows; receipts in path order); reports every failure and exits with the
@@ -264,30 +155,15 @@ async fn put_tree(
     let total =
         shown.then(|| files.iter().map(|rel| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len())).sum::<u64>());
     let progress = Transfer::new(total, Some(files.len() as u64), shown);
-    let following = &progress;
-    // Threads for the small files: a few (not one per job), each driving its share of the files
-    // in flight.
-    let workers = &Workers::new(jobs)?;
-    let results = futures_util::stream::iter(files)
-        .map(|rel| async move {
-            let result = async {
-                let rel_str = rel.to_str().ok_or_else(|| usage("the file name is not valid UTF-8"))?;
-                if rel_str.contains('\\') {
-                    return Err(usage("the file name contains a backslash, which keys cannot"));
-                }
-                let key = under(prefix, rel_str)?;
-                match promote_small(loaded, store, workers, &key, dir.join(rel), mode).await? {
-                    Ok(outcome) => Ok(outcome),
-                    Err(file) => {
-                        let file = tokio::fs::File::from_std(file);
-                        promote_file(loaded, store, &key, file, &Expected::default(), mode.clone(), following).await
-                    }
-                }
-            }
-            .await;
-            (rel, result)
-        })
-        .buffered(in_flight(store, jobs));
+    let tree = Tree {
+        dir: dir.to_owned(),
+        prefix: prefix.clone(),
+        mode: mode.clone(),
+        staging: staging(loaded),
+        jobs,
+        in_flight: in_flight(store, jobs),
+    };
+    let results = engine::put_files(store, &tree, files, &progress).map_err(|e| tree_error(e, None))?;
     let mut results = std::pin::pin!(results);
     let (mut promoted, mut present, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failure = None;
@@ -309,7 +185,7 @@ async fn put_tree(
                 failed += 1;
                 progress.file_done();
                 let path = dir.join(rel);
-                let err = err.context(output::path(&path));
+                let err = tree_error(err, None).context(output::path(&path));
                 let code = exit::code(&err);
                 if json {
                     let line = exit::one_line(&err);

@@ -6,15 +6,15 @@ use serde_json::json;
 
 use crate::args::StatusArgs;
 use crate::output::out;
-use crate::run::ledger::{Ledger, State, now_ms};
-use crate::run::shards::owner_alive;
 use crate::settings::Loaded;
+use promote_run::ledger::{Ledger, State, now_ms};
+use promote_run::shards::owner_alive;
 
 pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| loaded.settings.run.out.clone());
     // Said in full: the default comes from the config or the working directory, not the user.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let ledger = Ledger::open_existing(&dir).map_err(|e| super::usage(format!("{e:#}")))?;
+    let ledger = Ledger::open_existing(&dir).map_err(|e| super::usage(format!("{:#}", anyhow::Error::new(e))))?;
     let now = now_ms();
     let version = ledger.schema_version()?;
     let counts = ledger.counts()?;

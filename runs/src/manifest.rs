@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 /// Where an item's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
     /// An `http://` or `https://` URL.
     Http(reqwest::Url),
     /// A local file, already resolved against the manifest's directory.
@@ -19,34 +19,34 @@ pub(crate) enum Source {
 
 /// One valid manifest line.
 #[derive(Clone, Debug)]
-pub(crate) struct Item {
+pub struct Item {
     /// 1-based line number in the manifest.
-    pub(crate) line: usize,
+    pub line: usize,
     /// The `source` field as written (part of the job key).
-    pub(crate) source_text: String,
+    pub source_text: String,
     /// The resolved source.
-    pub(crate) source: Source,
+    pub source: Source,
     /// The destination key.
-    pub(crate) key: Key,
+    pub key: Key,
     /// The promised size and digest, if given.
-    pub(crate) expected: Expected,
+    pub expected: Expected,
 }
 
 /// A line that could not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct BadLine {
+pub struct BadLine {
     /// 1-based line number.
-    pub(crate) line: usize,
+    pub line: usize,
     /// Why, in a few words.
-    pub(crate) reason: String,
+    pub reason: String,
     /// The key, if the line had a readable one.
-    pub(crate) key: Option<String>,
+    pub key: Option<String>,
     /// The source, if the line had a readable one.
-    pub(crate) source: Option<String>,
+    pub source: Option<String>,
 }
 
 /// One non-blank line of the manifest, in order.
-pub(crate) type Entry = Result<Item, BadLine>;
+pub type Entry = Result<Item, BadLine>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +58,7 @@ struct Raw {
 }
 
 /// Parses manifest `text`; local sources are resolved against `base` (the manifest's directory).
-pub(crate) fn parse(text: &str, base: &Path) -> Vec<Entry> {
+pub fn parse(text: &str, base: &Path) -> Vec<Entry> {
     text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base)).collect()
 }
 

@@ -1,34 +1,33 @@
 //! HTTP sources: one client (rustls, connect and read timeouts), a concurrency limit per host,
 //! per-host request headers from the configuration, the retry policy and the resume validators.
 //!
-//! Header values come from the `[run.headers."<host>"]` tables and are marked sensitive, so
-//! neither promote nor the HTTP stack ever prints or logs them.
+//! Header values come from [`Options::headers`](crate::Options::headers), already resolved by
+//! the caller (who marks secret ones sensitive, so neither promote nor the HTTP stack ever
+//! prints or logs them).
 //!
 //! The client is built when the first HTTP source needs it, so a run of local files needs no
 //! TLS roots. Its roots are the system's; on a system with none (no CA bundle installed) it
-//! uses the Mozilla roots bundled into promote, and says so once on stderr.
+//! uses the Mozilla roots bundled into promote, and says so once ([`Event::BundledRoots`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::settings::RunSettings;
+use crate::events::{Event, Events};
+use crate::options::Options;
 
 /// Longest wait between two attempts (also caps `Retry-After`).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First backoff step.
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
-/// Said on stderr (once) when the system has no root certificates.
-const BUNDLED_ROOTS: &str = "promote: no CA certificates on this system; using the bundled Mozilla roots";
 
 /// Why one HTTP attempt failed.
 #[derive(Debug)]
-pub(crate) enum FetchError {
+pub enum FetchError {
     /// The server answered with an error status.
     Status {
         /// The status code.
@@ -53,7 +52,7 @@ pub(crate) enum FetchError {
 
 impl FetchError {
     /// The short reason used in summaries and the ledger.
-    pub(crate) fn reason(&self) -> String {
+    pub fn reason(&self) -> String {
         match self {
             Self::Status { status, .. } => format!("http-{status}"),
             Self::Transport(_) => "connection".into(),
@@ -64,7 +63,7 @@ impl FetchError {
     }
 
     /// Worth another attempt: connection trouble, a short body, 408, 429 and 5xx.
-    pub(crate) fn retryable(&self) -> bool {
+    pub fn retryable(&self) -> bool {
         match self {
             Self::Status { status, .. } => matches!(status, 408 | 429) || *status >= 500,
             Self::Transport(_) | Self::ShortBody { .. } | Self::Protocol(_) => true,
@@ -73,7 +72,7 @@ impl FetchError {
     }
 
     /// How long the server asked us to wait.
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -81,7 +80,7 @@ impl FetchError {
     }
 
     /// From a transport error: what happened, with its causes, never a header value.
-    pub(crate) fn transport(err: &reqwest::Error) -> Self {
+    pub fn transport(err: &reqwest::Error) -> Self {
         let mut text = if err.is_timeout() { "timed out".to_owned() } else { err.to_string() };
         let mut cause = std::error::Error::source(err);
         while let Some(c) = cause {
@@ -113,6 +112,8 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+impl std::error::Error for FetchError {}
+
 /// Resuming from `offset` a response with these validators.
 #[derive(Clone, Debug)]
 pub(crate) struct RangeFrom {
@@ -123,7 +124,6 @@ pub(crate) struct RangeFrom {
 }
 
 /// The HTTP side of a run.
-#[derive(Debug)]
 pub(crate) struct Http {
     /// Built by the first request (see [`Self::client`]); a failure is kept, so it is met once.
     client: OnceLock<Result<reqwest::Client, String>>,
@@ -132,44 +132,30 @@ pub(crate) struct Http {
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     headers: HashMap<String, HeaderMap>,
+    /// Told when the bundled roots stand in for the system's.
+    events: Arc<dyn Events>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http").field("per_host", &self.per_host).finish_non_exhaustive()
+    }
 }
 
 impl Http {
-    /// The HTTP side per the `[run]` settings; header values are read and checked now (env
-    /// vars, files), the client itself is built by the first request.
-    ///
-    /// # Errors
-    ///
-    /// A header that cannot be read or is not a valid header.
-    pub(crate) fn new(run: &RunSettings) -> anyhow::Result<Self> {
-        let mut headers = HashMap::new();
-        for (host, names) in &run.headers {
-            let mut map = HeaderMap::new();
-            for (name, source) in names {
-                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    promote_core::Error::config(format!("run.headers.{host:?}: {name:?} is not a header name"))
-                })?;
-                let text = source
-                    .resolve()
-                    .map_err(|why| promote_core::Error::config(format!("run.headers.{host:?}.{name}: {why}")))?;
-                let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                    promote_core::Error::config(format!(
-                        "run.headers.{host:?}.{name}: the value is not a valid header value"
-                    ))
-                })?;
-                value.set_sensitive(true);
-                map.insert(header, value);
-            }
-            headers.insert(host.to_ascii_lowercase(), map);
-        }
-        Ok(Self {
+    /// The HTTP side per `options` (timeouts, per-host limit, headers); the client itself is
+    /// built by the first request.
+    pub(crate) fn new(options: &Options, events: Arc<dyn Events>) -> Self {
+        let headers = options.headers.iter().map(|(host, map)| (host.to_ascii_lowercase(), map.clone())).collect();
+        Self {
             client: OnceLock::new(),
-            connect_timeout: run.connect_timeout,
-            read_timeout: run.read_timeout,
-            per_host: run.per_host.max(1),
+            connect_timeout: options.connect_timeout,
+            read_timeout: options.read_timeout,
+            per_host: options.per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
             headers,
-        })
+            events,
+        }
     }
 
     /// The client, built on first use.
@@ -178,9 +164,7 @@ impl Http {
     ///
     /// [`FetchError::Client`] when it cannot be built (then every later call says the same).
     fn client(&self) -> Result<&reqwest::Client, FetchError> {
-        let built = self
-            .client
-            .get_or_init(|| build_client(self.connect_timeout, self.read_timeout).map_err(|err| format!("{err:#}")));
+        let built = self.client.get_or_init(|| build_client(self.connect_timeout, self.read_timeout, &*self.events));
         built.as_ref().map_err(|text| FetchError::Client(text.clone()))
     }
 
@@ -229,8 +213,12 @@ impl Http {
 ///
 /// # Errors
 ///
-/// When the TLS setup fails for another reason than missing system roots.
-fn build_client(connect_timeout: Duration, read_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+/// When the TLS setup fails for another reason than missing system roots (its causes, in words).
+fn build_client(
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    events: &dyn Events,
+) -> Result<reqwest::Client, String> {
     let builder = || {
         reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -244,20 +232,20 @@ fn build_client(connect_timeout: Duration, read_timeout: Duration) -> anyhow::Re
     // The platform verifier refuses to start with no roots; decide from the roots themselves,
     // not from its message, whether that was the reason.
     if !rustls_native_certs::load_native_certs().certs.is_empty() {
-        return Err(anyhow::Error::new(err));
+        return Err(crate::error::chain(&err));
     }
-    // Once: the client is built once per run. Not through `tracing`, whose default level
-    // would print it a second time.
-    eprintln!("{BUNDLED_ROOTS}");
-    builder().tls_certs_only(bundled_roots()?).build().context("with the bundled Mozilla roots")
+    // Once: the client is built once per run.
+    events.event(Event::BundledRoots);
+    let with_bundled = |err: &(dyn std::error::Error + 'static)| {
+        format!("with the bundled Mozilla roots: {}", crate::error::chain(err))
+    };
+    let roots = bundled_roots().map_err(|err| with_bundled(&err))?;
+    builder().tls_certs_only(roots).build().map_err(|err| with_bundled(&err))
 }
 
 /// The Mozilla root certificates compiled into promote (`webpki-root-certs`).
-fn bundled_roots() -> anyhow::Result<Vec<reqwest::Certificate>> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| reqwest::Certificate::from_der(der.as_ref()).context("a bundled root certificate"))
-        .collect()
+fn bundled_roots() -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|der| reqwest::Certificate::from_der(der.as_ref())).collect()
 }
 
 /// `Retry-After` as a wait: delay-seconds, or an HTTP date measured from the response's `Date`

@@ -7,13 +7,13 @@
 
 use sha2::{Digest as _, Sha256};
 
-use super::manifest::Item;
+use crate::manifest::Item;
 
 /// The job-key format version.
 const VERSION: u32 = 1;
 
 /// The canonical JSON of `item` that its job key hashes.
-pub(crate) fn canonical(item: &Item) -> String {
+pub fn canonical(item: &Item) -> String {
     let text = |s: &str| serde_json::Value::from(s).to_string();
     let sha = item.expected.sha256.map_or_else(|| "null".to_owned(), |s| text(&s.to_string()));
     let size = item.expected.size.map_or_else(|| "null".to_owned(), |n| n.to_string());
@@ -25,7 +25,7 @@ pub(crate) fn canonical(item: &Item) -> String {
 }
 
 /// The job key of `item`: 64 hex digits.
-pub(crate) fn key(item: &Item) -> String {
+pub fn key(item: &Item) -> String {
     hex::encode(Sha256::digest(canonical(item).as_bytes()))
 }
 
@@ -34,7 +34,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::run::manifest;
+    use crate::manifest;
 
     fn item(line: &str) -> Item {
         manifest::parse(line, Path::new("/m")).remove(0).expect("valid line")

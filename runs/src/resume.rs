@@ -9,7 +9,7 @@
 //!
 //! A partial has one owner at a time: opening it takes an exclusive lock on the file (an
 //! open-file-description lock on Linux, the one staging files carry), held for as long as the
-//! [`Partial`] lives and released by the kernel however its process ends. Nothing truncates,
+//! `Partial` lives and released by the kernel however its process ends. Nothing truncates,
 //! cuts back or deletes a partial without holding that lock, and the bytes promoted are read
 //! through the locked handle, never by opening the path again.
 
@@ -30,7 +30,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What happened to an item's earlier progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// The key already holds the expected (or previously promoted) digest: nothing fetched.
     AlreadyComplete,
     /// Kept bytes were checked and the download continued from them.
@@ -42,9 +42,15 @@ pub(crate) enum Decision {
     Fresh,
 }
 
+impl serde::Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl Decision {
     /// The word used in summaries, reports and logs.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::AlreadyComplete => "already-complete",
             Self::Resume => "resume",

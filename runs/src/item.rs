@@ -5,7 +5,7 @@
 //! (another process, a rerun after a crash) meets the create-only publish and ends as
 //! already-present, never as a second write.
 //!
-//! An attempt is begun in the ledger ([`super::ledger::Ledger::begin_attempt`]) before the source
+//! An attempt is begun in the ledger ([`crate::ledger::Ledger::begin_attempt`]) before the source
 //! is touched: a job in flight under another live worker of this run directory is waited for
 //! (as long as that worker records progress), never worked on twice. An item whose shard lease
 //! is lost stops at its next chunk, keeps its partial and checkpoint, and gives the job back.
@@ -19,16 +19,14 @@ use bytes::Bytes;
 use promote_core::{Error, Expected, Mode, Outcome as Promotion, Receipt, Sha256, Store};
 use reqwest::{Response, StatusCode, Url};
 
-use super::fetch::{self, FetchError, Http, RangeFrom};
-use super::ledger::{Begin, Checkpoint, Db, JobRow, State, now_ms};
-use super::manifest::{Item, Source};
-use super::progress::Progress;
-use super::resume::{Decision, Partial};
-use super::shards::{ShardRecord, owner_alive};
-use crate::exit;
+use crate::events::{Event, Events};
+use crate::fetch::{self, FetchError, Http, RangeFrom};
+use crate::ledger::{Begin, Checkpoint, Db, JobRow, LedgerError, State, now_ms};
+use crate::manifest::{Item, Source};
+use crate::resume::{Decision, Partial};
+use crate::shards::{ShardRecord, owner_alive};
 
 /// What every item's processing shares.
-#[derive(Debug)]
 pub(crate) struct Ctx {
     /// Where items are promoted.
     pub(crate) store: Store,
@@ -46,12 +44,18 @@ pub(crate) struct Ctx {
     pub(crate) partials: PathBuf,
     /// `<run dir>/spool` (local sources on the spool path).
     pub(crate) spool: PathBuf,
-    /// Counters for the display.
-    pub(crate) progress: Arc<Progress>,
+    /// Where the run's events go.
+    pub(crate) events: Arc<dyn Events>,
     /// This worker's owner record (see `shards::owner`), which the ledger's jobs name.
     pub(crate) owner: String,
     /// How long to wait for another worker's job that records no progress (the lease).
     pub(crate) patience: Duration,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("owner", &self.owner).finish_non_exhaustive()
+    }
 }
 
 /// The reason of an item stopped because its shard's lease was lost (not a failure: the job is
@@ -64,7 +68,7 @@ const MAX_WAITS: u32 = 64;
 
 /// How an item ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// Published by this run.
     Promoted,
     /// Identical bytes were already at the key.
@@ -76,43 +80,68 @@ pub(crate) enum Outcome {
     /// Finished by a worker on another machine, as its shard's done marker says (not looked at
     /// here: "already present" is said only after a `head`).
     Elsewhere,
+    /// Not finished: the run was cancelled first (the item was in flight, or not started).
+    NotDone,
 }
 
 impl Outcome {
     /// The word used in summaries and reports.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Promoted => "promoted",
             Self::AlreadyPresent => "already-present",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
             Self::Elsewhere => "done-elsewhere",
+            Self::NotDone => "not-done",
         }
     }
 }
 
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// What kind of failure an item's is, for a caller that sorts them (an exit code, an alert).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// The manifest line could not be used (not JSON, a bad key, digest or source).
+    BadLine,
+    /// The key already holds other bytes; nothing was replaced.
+    Conflict,
+    /// The bytes were not what the manifest promised (size or SHA-256); nothing was published.
+    Verification,
+    /// The source could not be fetched (an HTTP status, a broken connection, a short body).
+    Fetch,
+    /// Anything else that failed on the way: a local file, the run directory, the ledger, the
+    /// backend, another worker holding the job.
+    Io,
+}
+
 /// Why an item (or one attempt at it) failed.
 #[derive(Clone, Debug)]
-pub(crate) struct Failed {
+pub struct Failure {
     /// Short reason: `http-404`, `connection`, `sha256-mismatch`, `conflict`, …
-    pub(crate) reason: String,
-    /// The exit code it maps to.
-    pub(crate) code: u8,
+    pub reason: String,
+    /// What kind of failure it is.
+    pub kind: FailureKind,
     /// One line: what happened and to which key.
-    pub(crate) message: String,
+    pub message: String,
     retryable: bool,
     retry_after: Option<Duration>,
 }
 
-impl Failed {
-    fn new(reason: impl Into<String>, code: u8, message: impl Into<String>) -> Self {
-        Self { reason: reason.into(), code, message: message.into(), retryable: false, retry_after: None }
+impl Failure {
+    pub(crate) fn new(reason: impl Into<String>, kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { reason: reason.into(), kind, message: message.into(), retryable: false, retry_after: None }
     }
 
     fn fetch(err: &FetchError) -> Self {
         Self {
             reason: err.reason(),
-            code: exit::IO,
+            kind: FailureKind::Fetch,
             message: err.to_string(),
             retryable: err.retryable(),
             retry_after: err.retry_after(),
@@ -120,28 +149,33 @@ impl Failed {
     }
 
     fn core(err: &Error) -> Self {
-        let (reason, code) = match err {
-            Error::Conflict { .. } | Error::AlreadyExists { .. } => ("conflict", exit::CONFLICT),
-            Error::DigestMismatch { .. } => ("sha256-mismatch", exit::VERIFY),
-            Error::SizeMismatch { .. } => ("size-mismatch", exit::VERIFY),
-            _ => ("backend", exit::code_for(err).max(exit::IO)),
+        let (reason, kind) = match err {
+            Error::Conflict { .. } | Error::AlreadyExists { .. } => ("conflict", FailureKind::Conflict),
+            Error::DigestMismatch { .. } => ("sha256-mismatch", FailureKind::Verification),
+            Error::SizeMismatch { .. } => ("size-mismatch", FailureKind::Verification),
+            _ => ("backend", FailureKind::Io),
         };
-        Self { retryable: err.is_retryable(), ..Self::new(reason, code, err.to_string()) }
+        Self { retryable: err.is_retryable(), ..Self::new(reason, kind, err.to_string()) }
     }
 
     fn local(what: String, err: &std::io::Error) -> Self {
-        Self::new("local-io", exit::IO, format!("{what}: {err}"))
+        Self::new("local-io", FailureKind::Io, format!("{what}: {err}"))
     }
 
-    fn ledger(err: &anyhow::Error) -> Self {
-        Self::new("ledger", exit::IO, format!("{err:#}"))
+    fn ledger(err: &LedgerError) -> Self {
+        Self::new("ledger", FailureKind::Io, crate::error::chain(err))
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 
     /// The shard's lease was lost, or another worker owns the job now.
     fn lost(key: &promote_core::Key) -> Self {
         Self::new(
             LEASE_LOST,
-            exit::IO,
+            FailureKind::Io,
             format!("stopped {:?}: another worker took its shard over; it resumes from here", key.as_str()),
         )
     }
@@ -163,7 +197,7 @@ pub(crate) struct Done {
     /// Attempts made by this process.
     pub(crate) attempts: u32,
     /// Why it failed.
-    pub(crate) failure: Option<Failed>,
+    pub(crate) failure: Option<Failure>,
 }
 
 impl Done {
@@ -182,9 +216,10 @@ impl Done {
             }
             Some(row) if row.state == State::Failed => {
                 let reason = row.reason.clone().unwrap_or_else(|| "failed".into());
-                done.failure = Some(Failed::new(reason, exit::IO, "failed in another worker (see `promote status`)"));
+                done.failure =
+                    Some(Failure::new(reason, FailureKind::Io, "failed in another worker (see `promote status`)"));
             }
-            _ => done.failure = Some(Failed::new("not-done", exit::IO, "no worker finished it; run again")),
+            _ => done.failure = Some(Failure::new("not-done", FailureKind::Io, "no worker finished it; run again")),
         }
         done
     }
@@ -196,15 +231,15 @@ impl Done {
             done.outcome = Outcome::Elsewhere;
             done.sha256 = sha.parse().ok();
         } else if let Some(reason) = record.failed.get(job) {
-            done.failure = Some(Failed::new(
+            done.failure = Some(Failure::new(
                 reason.clone(),
-                exit::IO,
+                FailureKind::Io,
                 format!("failed on {} (its run directory says why; the next run tries it again)", record.writer()),
             ));
         } else {
-            done.failure = Some(Failed::new(
+            done.failure = Some(Failure::new(
                 "not-done",
-                exit::IO,
+                FailureKind::Io,
                 format!("the shard's done marker by {} does not mention it; run again", record.writer()),
             ));
         }
@@ -279,9 +314,9 @@ pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str, hint: Option<Sha2
     done
 }
 
-async fn row(ctx: &Ctx, job: &str) -> Result<Option<JobRow>, Failed> {
+async fn row(ctx: &Ctx, job: &str) -> Result<Option<JobRow>, Failure> {
     let job_key = job.to_owned();
-    ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failed::ledger(&e))
+    ctx.db.call(move |l| l.job(&job_key)).await.map_err(|e| Failure::ledger(&e))
 }
 
 async fn attempts(
@@ -291,7 +326,7 @@ async fn attempts(
     hint: Option<Sha256>,
     lost: &AtomicBool,
     done: &mut Done,
-) -> Result<Promotion, Failed> {
+) -> Result<Promotion, Failure> {
     let mut partial: Option<Partial> = None;
     let (mut attempt, mut waits) = (0, 0);
     let mut budget: Option<fetch::RetryBudget> = None;
@@ -311,15 +346,15 @@ async fn attempts(
                 // Recorded promoted, but the storage does not show it (deleted since): the
                 // record is stale; fetch again (create-only still decides).
                 let job_key = job.to_owned();
-                ctx.db.call(move |l| l.forget_promoted(&job_key, now_ms())).await.map_err(|e| Failed::ledger(&e))?;
+                ctx.db.call(move |l| l.forget_promoted(&job_key, now_ms())).await.map_err(|e| Failure::ledger(&e))?;
             }
         }
         if lost.load(Ordering::Relaxed) {
-            return Err(Failed::lost(&item.key));
+            return Err(Failure::lost(&item.key));
         }
         let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
         let begun = ctx.db.call(move |l| l.begin_attempt(&job_key, &owner, now_ms(), &owner_alive)).await;
-        match begun.map_err(|e| Failed::ledger(&e))? {
+        match begun.map_err(|e| Failure::ledger(&e))? {
             Begin::Mine(_) => {}
             Begin::Promoted => {
                 // Another worker of this run directory promoted it meanwhile: look at it.
@@ -349,6 +384,13 @@ async fn attempts(
                 let offset = offset.unwrap_or(0);
                 let Some(wait) = budget.retry(offset, failed.retry_after) else { return Err(failed) };
                 tracing::info!(key = %item.key, attempt, offset, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
+                ctx.events.event(Event::Retrying {
+                    line: item.line,
+                    key: item.key.clone(),
+                    attempt,
+                    wait,
+                    failure: failed,
+                });
                 tokio::time::sleep(wait).await;
             }
             Err(failed) => return Err(failed),
@@ -370,12 +412,12 @@ async fn wait_for(
     owner: &str,
     mut updated_ms: i64,
     waits: u32,
-) -> Result<(), Failed> {
+) -> Result<(), Failure> {
     let writer = ShardRecord { owner: owner.to_owned(), ..ShardRecord::default() }.writer();
     let busy = |why: String| {
-        Failed::new(
+        Failure::new(
             BUSY,
-            exit::IO,
+            FailureKind::Io,
             format!("{:?}: another promote process ({writer}) {why}; run again later", item.key.as_str()),
         )
     };
@@ -415,7 +457,7 @@ async fn already_complete(
     item: &Item,
     row: Option<&JobRow>,
     hint: Option<Sha256>,
-) -> Result<Option<Promotion>, Failed> {
+) -> Result<Option<Promotion>, Failure> {
     let recorded = match row {
         Some(JobRow {
             state: State::Promoted | State::Verified | State::Elsewhere, sha256: Some(sha), size, ..
@@ -455,9 +497,9 @@ async fn already_complete(
             let receipt = Receipt { key: item.key.clone(), size: meta.size, sha256: have, version: meta.version };
             Ok(Some(Promotion::AlreadyPresent(receipt)))
         }
-        Some(have) if binding => Err(Failed::new(
+        Some(have) if binding => Err(Failure::new(
             "conflict",
-            exit::CONFLICT,
+            FailureKind::Conflict,
             format!(
                 "key {:?} holds sha256 {have}, not the expected {}; nothing was replaced",
                 item.key.as_str(),
@@ -470,13 +512,13 @@ async fn already_complete(
     }
 }
 
-async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mut Done) -> Result<Promotion, Failed> {
+async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mut Done) -> Result<Promotion, Failure> {
     if lost.load(Ordering::Relaxed) {
-        return Err(Failed::lost(&item.key));
+        return Err(Failure::lost(&item.key));
     }
     let file = std::fs::File::open(path).map_err(|e| {
         let reason = if e.kind() == std::io::ErrorKind::NotFound { "source-missing" } else { "source-unreadable" };
-        Failed::new(reason, exit::IO, format!("cannot read {}: {e}", path.display()))
+        Failure::new(reason, FailureKind::Io, format!("cannot read {}: {e}", path.display()))
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     done.decision = Some(Decision::Fresh);
@@ -487,8 +529,8 @@ async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mu
         ctx.store.promote_spooled(&item.key, file, &item.expected, Mode::Create, &ctx.spool).await
     };
     done.fetched += len;
-    ctx.progress.add_bytes(len);
-    result.map_err(|e| Failed::core(&e))
+    ctx.events.event(Event::Bytes { line: item.line, n: len });
+    result.map_err(|e| Failure::core(&e))
 }
 
 fn set_decision(done: &mut Done, decision: Decision) {
@@ -510,7 +552,7 @@ async fn http(
     partial: &mut Option<Partial>,
     lost: &AtomicBool,
     done: &mut Done,
-) -> Result<Promotion, Failed> {
+) -> Result<Promotion, Failure> {
     let path = ctx.partials.join(job);
     if partial.is_none()
         && let Some(cp) = checkpoint.take()
@@ -524,7 +566,7 @@ async fn http(
             tracing::info!(key = %item.key, "partial download failed its prefix check; discarded");
             set_decision(done, Decision::Discard);
             if !clear_checkpoint(ctx, job).await? {
-                return Err(Failed::lost(&item.key));
+                return Err(Failure::lost(&item.key));
             }
         }
         *partial = Some(reopened);
@@ -542,7 +584,7 @@ async fn http(
             None => {
                 tracing::info!(key = %item.key, "no validator to resume safely; discarded");
                 set_decision(done, Decision::Discard);
-                kept.reset().map_err(|e| Failed::local(format!("truncating {}", path.display()), &e))?;
+                kept.reset().map_err(|e| Failure::local(format!("truncating {}", path.display()), &e))?;
             }
         }
     }
@@ -553,9 +595,9 @@ async fn http(
             // The object shrank or changed: start over.
             set_decision(done, Decision::Discard);
             discard(partial, &path)?;
-            return Err(Failed::fetch(&FetchError::Protocol("416 for a resume; fetching from the start".into())));
+            return Err(Failure::fetch(&FetchError::Protocol("416 for a resume; fetching from the start".into())));
         }
-        Err(err) => return Err(Failed::fetch(&err)),
+        Err(err) => return Err(Failure::fetch(&err)),
     };
     let (etag, last_modified) = fetch::validators(&response);
     let length = response.content_length();
@@ -567,7 +609,7 @@ async fn http(
             let Some((start, _, total)) = fetch::content_range(&response) else {
                 discard(partial, &path)?;
                 set_decision(done, Decision::Discard);
-                return Err(Failed::fetch(&FetchError::Protocol("206 without a usable Content-Range".into())));
+                return Err(Failure::fetch(&FetchError::Protocol("206 without a usable Content-Range".into())));
             };
             let same_object = start == range.offset
                 && (kept.total.is_none() || total.is_none() || total == kept.total)
@@ -575,7 +617,7 @@ async fn http(
             if !same_object {
                 discard(partial, &path)?;
                 set_decision(done, Decision::Discard);
-                return Err(Failed::fetch(&FetchError::Protocol(format!(
+                return Err(Failure::fetch(&FetchError::Protocol(format!(
                     "the server sent bytes {start}- of a different object version; fetching from the start"
                 ))));
             }
@@ -586,12 +628,12 @@ async fn http(
             // 200 to a Range request: ranges ignored or the validators changed.
             tracing::info!(key = %item.key, "the server sent the whole object; discarding the kept bytes");
             set_decision(done, Decision::Discard);
-            kept.reset().map_err(|e| Failed::local(format!("truncating {}", path.display()), &e))?;
+            kept.reset().map_err(|e| Failure::local(format!("truncating {}", path.display()), &e))?;
             (kept.etag, kept.last_modified, kept.total) = (etag, last_modified, length);
         }
     } else {
         if status == StatusCode::PARTIAL_CONTENT {
-            return Err(Failed::fetch(&FetchError::Protocol("206 to a request without Range".into())));
+            return Err(Failure::fetch(&FetchError::Protocol("206 to a request without Range".into())));
         }
         if done.decision.is_none() {
             done.decision = Some(Decision::Fresh);
@@ -599,9 +641,9 @@ async fn http(
         if let (Some(want), Some(got)) = (item.expected.size, length)
             && want != got
         {
-            return Err(Failed::new(
+            return Err(Failure::new(
                 "size-mismatch",
-                exit::VERIFY,
+                FailureKind::Verification,
                 format!(
                     "{url} is {got} bytes, the manifest says {want} for key {:?}; nothing was published",
                     item.key.as_str()
@@ -611,13 +653,13 @@ async fn http(
         let large = length.or(item.expected.size).is_some_and(|n| n >= ctx.resume_threshold);
         if ctx.streaming && !large && partial.is_none() {
             if lost.load(Ordering::Relaxed) {
-                return Err(Failed::lost(&item.key));
+                return Err(Failure::lost(&item.key));
             }
             return stream(ctx, item, response, length, done).await;
         }
         let kept = match partial.take() {
             Some(mut kept) => {
-                kept.reset().map_err(|e| Failed::local(format!("truncating {}", path.display()), &e))?;
+                kept.reset().map_err(|e| Failure::local(format!("truncating {}", path.display()), &e))?;
                 kept
             }
             None => Partial::create(&path).map_err(|e| partial_error(format!("creating {}", path.display()), &e))?,
@@ -635,31 +677,31 @@ async fn http(
 
 /// A partial that could not be opened: another process holds its lock (a retryable `busy`),
 /// or a local I/O error.
-fn partial_error(what: String, err: &std::io::Error) -> Failed {
+fn partial_error(what: String, err: &std::io::Error) -> Failure {
     if err.kind() == std::io::ErrorKind::WouldBlock {
-        return Failed { retryable: true, ..Failed::new(BUSY, exit::IO, format!("{what}: {err}")) };
+        return Failure { retryable: true, ..Failure::new(BUSY, FailureKind::Io, format!("{what}: {err}")) };
     }
-    Failed::local(what, err)
+    Failure::local(what, err)
 }
 
 /// Forgets the job's checkpoint; false when the job is no longer ours.
-async fn clear_checkpoint(ctx: &Ctx, job: &str) -> Result<bool, Failed> {
+async fn clear_checkpoint(ctx: &Ctx, job: &str) -> Result<bool, Failure> {
     let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
-    ctx.db.call(move |l| l.clear_checkpoint(&job_key, &owner, now_ms())).await.map_err(|e| Failed::ledger(&e))
+    ctx.db.call(move |l| l.clear_checkpoint(&job_key, &owner, now_ms())).await.map_err(|e| Failure::ledger(&e))
 }
 
-fn discard(partial: &mut Option<Partial>, path: &Path) -> Result<(), Failed> {
+fn discard(partial: &mut Option<Partial>, path: &Path) -> Result<(), Failure> {
     if let Some(kept) = partial.as_mut() {
-        kept.reset().map_err(|e| Failed::local(format!("truncating {}", path.display()), &e))?;
+        kept.reset().map_err(|e| Failure::local(format!("truncating {}", path.display()), &e))?;
     }
     Ok(())
 }
 
-async fn record_checkpoint(ctx: &Ctx, item: &Item, job: &str, kept: &mut Partial) -> Result<(), Failed> {
-    let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
+async fn record_checkpoint(ctx: &Ctx, item: &Item, job: &str, kept: &mut Partial) -> Result<(), Failure> {
+    let cp = kept.sync().await.map_err(|e| Failure::local(format!("syncing {}", kept.path().display()), &e))?;
     let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
     let mine = ctx.db.call(move |l| l.checkpoint(&job_key, &owner, &cp, now_ms())).await;
-    if mine.map_err(|e| Failed::ledger(&e))? { Ok(()) } else { Err(Failed::lost(&item.key)) }
+    if mine.map_err(|e| Failure::ledger(&e))? { Ok(()) } else { Err(Failure::lost(&item.key)) }
 }
 
 /// Copies the body into the partial, checkpointing as it goes.
@@ -671,30 +713,30 @@ async fn download(
     mut response: Response,
     lost: &AtomicBool,
     done: &mut Done,
-) -> Result<(), Failed> {
+) -> Result<(), Failure> {
     // Ends with the body; each chunk waits at most the client's read timeout.
     loop {
         if lost.load(Ordering::Relaxed) {
             record_checkpoint(ctx, item, job, kept).await?;
-            return Err(Failed::lost(&item.key));
+            return Err(Failure::lost(&item.key));
         }
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(err) => {
                 record_checkpoint(ctx, item, job, kept).await?;
-                return Err(Failed::fetch(&FetchError::transport(&err)));
+                return Err(Failure::fetch(&FetchError::transport(&err)));
             }
         };
-        kept.write(&chunk).map_err(|e| Failed::local(format!("writing {}", kept.path().display()), &e))?;
+        kept.write(&chunk).map_err(|e| Failure::local(format!("writing {}", kept.path().display()), &e))?;
         done.fetched += chunk.len() as u64;
-        ctx.progress.add_bytes(chunk.len() as u64);
+        ctx.events.event(Event::Bytes { line: item.line, n: chunk.len() as u64 });
         if item.expected.too_long(kept.offset()) || kept.total.is_some_and(|t| kept.offset() > t) {
             let want = item.expected.size.or(kept.total).unwrap_or_default();
-            kept.reset().map_err(|e| Failed::local(format!("truncating {}", kept.path().display()), &e))?;
-            return Err(Failed::new(
+            kept.reset().map_err(|e| Failure::local(format!("truncating {}", kept.path().display()), &e))?;
+            return Err(Failure::new(
                 "size-mismatch",
-                exit::VERIFY,
+                FailureKind::Verification,
                 format!("the source for {:?} is longer than {want} bytes; nothing was published", item.key.as_str()),
             ));
         }
@@ -705,7 +747,7 @@ async fn download(
     match kept.total {
         Some(total) if kept.offset() < total => {
             record_checkpoint(ctx, item, job, kept).await?;
-            Err(Failed::fetch(&FetchError::ShortBody { got: kept.offset(), want: total }))
+            Err(Failure::fetch(&FetchError::ShortBody { got: kept.offset(), want: total }))
         }
         _ => {
             kept.total = Some(kept.offset());
@@ -723,22 +765,22 @@ async fn promote_partial(
     job: &str,
     mut kept: Partial,
     lost: &AtomicBool,
-) -> Result<Promotion, Failed> {
+) -> Result<Promotion, Failure> {
     let digest = kept.digest();
     if let Err(err) = item.expected.check(&item.key, &digest) {
         if !clear_checkpoint(ctx, job).await? {
-            return Err(Failed::lost(&item.key));
+            return Err(Failure::lost(&item.key));
         }
         kept.remove();
-        return Err(Failed::core(&err));
+        return Err(Failure::core(&err));
     }
-    let cp = kept.sync().await.map_err(|e| Failed::local(format!("syncing {}", kept.path().display()), &e))?;
+    let cp = kept.sync().await.map_err(|e| Failure::local(format!("syncing {}", kept.path().display()), &e))?;
     let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
     let mine = ctx.db.call(move |l| l.verified(&job_key, &owner, &cp, now_ms())).await;
-    if !mine.map_err(|e| Failed::ledger(&e))? || lost.load(Ordering::Relaxed) {
-        return Err(Failed::lost(&item.key));
+    if !mine.map_err(|e| Failure::ledger(&e))? || lost.load(Ordering::Relaxed) {
+        return Err(Failure::lost(&item.key));
     }
-    let file = kept.reader().map_err(|e| Failed::local(format!("reopening {}", kept.path().display()), &e))?;
+    let file = kept.reader().map_err(|e| Failure::local(format!("reopening {}", kept.path().display()), &e))?;
     let result = ctx.store.promote_file(&item.key, file, &Expected::exactly(digest), Mode::Create).await;
     match result {
         Ok(promotion) => {
@@ -746,8 +788,8 @@ async fn promote_partial(
             Ok(promotion)
         }
         Err(e) => {
-            let failed = Failed::core(&e);
-            if failed.code != exit::IO {
+            let failed = Failure::core(&e);
+            if failed.kind != FailureKind::Io {
                 kept.remove();
             }
             Err(failed)
@@ -762,12 +804,13 @@ async fn stream(
     response: Response,
     length: Option<u64>,
     done: &mut Done,
-) -> Result<Promotion, Failed> {
+) -> Result<Promotion, Failure> {
     let source_error: Arc<Mutex<Option<FetchError>>> = Arc::default();
     let fetched = Arc::new(AtomicU64::new(0));
-    let (slot, count, progress) = (Arc::clone(&source_error), Arc::clone(&fetched), Arc::clone(&ctx.progress));
+    let (slot, count, events, line) =
+        (Arc::clone(&source_error), Arc::clone(&fetched), Arc::clone(&ctx.events), item.line);
     let chunks = futures_util::stream::unfold(Some(response), move |state| {
-        let (slot, count, progress) = (Arc::clone(&slot), Arc::clone(&count), Arc::clone(&progress));
+        let (slot, count, events) = (Arc::clone(&slot), Arc::clone(&count), Arc::clone(&events));
         async move {
             let mut response = state?;
             let fail = |err: FetchError| {
@@ -778,7 +821,7 @@ async fn stream(
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    progress.add_bytes(chunk.len() as u64);
+                    events.event(Event::Bytes { line, n: chunk.len() as u64 });
                     Some((Ok::<Bytes, std::io::Error>(chunk), Some(response)))
                 }
                 Ok(None) => match length {
@@ -794,7 +837,7 @@ async fn stream(
     let result = ctx.store.promote_stream(&item.key, chunks, &item.expected, Mode::Create).await;
     done.fetched += fetched.load(Ordering::Relaxed);
     result.map_err(|err| match source_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-        Some(fetch_err) => Failed::fetch(&fetch_err),
-        None => Failed::core(&err),
+        Some(fetch_err) => Failure::fetch(&fetch_err),
+        None => Failure::core(&err),
     })
 }

@@ -36,7 +36,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use async_trait::async_trait;
 use promote_core::Error;
 #[cfg(test)]
@@ -45,7 +44,7 @@ use promote_core::kit::claims::{ControlStore, Tag};
 use promote_core::kit::{Claims, HeldClaim};
 use tokio::sync::Mutex;
 
-use super::shards::{Lease, Leases, LedgerLeases, ShardRecord};
+use crate::shards::{Lease, LeaseError, Leases, LedgerLeases, ShardRecord};
 
 /// How far a control object's age may be off: S3 dates have whole seconds, on both ends. A
 /// marker is taken as this process's pass only when it is younger by more than this.
@@ -93,8 +92,10 @@ impl BucketLeases {
     }
 
     /// A record and its version; `(None, tag)` when the object is there but unreadable.
-    async fn read_record(&self, name: &str) -> anyhow::Result<Option<(Option<ShardRecord>, Tag, Duration)>> {
-        let Some(object) = self.control.read(name).await.with_context(|| format!("reading {name}"))? else {
+    async fn read_record(&self, name: &str) -> Result<Option<(Option<ShardRecord>, Tag, Duration)>, LeaseError> {
+        let read = self.control.read(name).await;
+        let read = read.map_err(|source| LeaseError::Control { what: "reading", name: name.to_owned(), source })?;
+        let Some(object) = read else {
             return Ok(None);
         };
         let record = serde_json::from_slice(&object.body).ok();
@@ -127,7 +128,7 @@ impl BucketLeases {
 
 #[async_trait]
 impl Leases for BucketLeases {
-    async fn acquire(&self, shard: u64) -> anyhow::Result<Lease> {
+    async fn acquire(&self, shard: u64) -> Result<Lease, LeaseError> {
         match self.local.acquire(shard).await? {
             Lease::Acquired { .. } => {}
             other => return Ok(other),
@@ -148,9 +149,8 @@ impl Leases for BucketLeases {
             marker = Some(tag);
         }
         let name = self.claim_name(shard);
-        let Some(mut claim) =
-            self.claims.try_acquire(&name, self.local.lease).await.with_context(|| format!("claiming {name}"))?
-        else {
+        let claimed = self.claims.try_acquire(&name, self.local.lease).await;
+        let Some(mut claim) = claimed.map_err(|source| LeaseError::Control { what: "claiming", name, source })? else {
             self.local.release(shard).await?;
             return Ok(Lease::Held);
         };
@@ -163,7 +163,7 @@ impl Leases for BucketLeases {
             }
             Ok(None) => None,
             Err(err) => {
-                tracing::info!(shard, error = %format!("{err:#}"), "could not read the shard's progress");
+                tracing::info!(shard, error = %crate::error::chain(&err), "could not read the shard's progress");
                 None
             }
         };
@@ -171,28 +171,28 @@ impl Leases for BucketLeases {
         Ok(Lease::Acquired { from: None, hints })
     }
 
-    async fn renew(&self, shard: u64) -> anyhow::Result<bool> {
+    async fn renew(&self, shard: u64) -> Result<bool, LeaseError> {
         let lost = self.held.lock().await.get(&shard).is_none_or(|held| held.claim.is_lost());
         Ok(!lost && self.local.renew(shard).await?)
     }
 
-    async fn progress(&self, shard: u64, record: &ShardRecord) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(record).context("encoding a shard record")?;
+    async fn progress(&self, shard: u64, record: &ShardRecord) -> Result<(), LeaseError> {
         let name = self.progress_name(shard);
         let tag = self.held.lock().await.get(&shard).and_then(|h| h.progress.clone());
-        let tag = self.put(&name, body.into(), tag.as_ref()).await.with_context(|| format!("writing {name}"))?;
+        let written = self.put(&name, record.to_json().into(), tag.as_ref()).await;
+        let tag = written.map_err(|source| LeaseError::Control { what: "writing", name, source })?;
         if let Some(held) = self.held.lock().await.get_mut(&shard) {
             held.progress = Some(tag);
         }
         Ok(())
     }
 
-    async fn finish(&self, shard: u64, record: ShardRecord) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(&record).context("encoding a done marker")?;
+    async fn finish(&self, shard: u64, record: ShardRecord) -> Result<(), LeaseError> {
         let name = self.done_name(shard);
         let held = self.held.lock().await.remove(&shard);
         let marker = held.as_ref().and_then(|h| h.marker.clone());
-        self.put(&name, body.into(), marker.as_ref()).await.with_context(|| format!("writing {name}"))?;
+        let written = self.put(&name, record.to_json().into(), marker.as_ref()).await;
+        written.map_err(|source| LeaseError::Control { what: "writing", name, source })?;
         if let Some(held) = held {
             if let Some(tag) = &held.progress
                 && let Err(err) = self.control.remove(&self.progress_name(shard), tag).await
@@ -200,7 +200,7 @@ impl Leases for BucketLeases {
                 tracing::info!(shard, error = %err, "could not remove the shard's progress object");
             }
             if let Err(err) = held.claim.release().await {
-                tracing::info!(shard, error = %format!("{:#}", anyhow::Error::from(err)), "could not release a shard claim; it expires");
+                tracing::info!(shard, error = %crate::error::chain(&err), "could not release a shard claim; it expires");
             }
         }
         self.local.finish(shard, ShardRecord::default()).await
@@ -224,13 +224,13 @@ mod tests {
     use promote_object_store::ObjectStoreBackend;
 
     use super::*;
-    use crate::run::ledger::{Db, Ledger};
+    use crate::ledger::{Db, Ledger};
 
     fn machine(control: &Arc<dyn ControlStore>, lease: Duration) -> (tempfile::TempDir, BucketLeases) {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path()).unwrap();
         ledger.prepare_shards("run", 2).unwrap();
-        let local = LedgerLeases { db: Db::new(ledger), run: "run".into(), owner: crate::run::shards::owner(), lease };
+        let local = LedgerLeases { db: Db::new(ledger), run: "run".into(), owner: crate::shards::owner(), lease };
         (dir, BucketLeases::new(local, Arc::clone(control), "run"))
     }
 
@@ -240,7 +240,7 @@ mod tests {
 
     fn record(promoted: &[(&str, &[u8])], failed: &[(&str, &str)]) -> ShardRecord {
         ShardRecord {
-            owner: crate::run::shards::owner(),
+            owner: crate::shards::owner(),
             promoted: promoted
                 .iter()
                 .map(|(j, b)| ((*j).to_owned(), promote_core::Sha256::of(b).to_string()))

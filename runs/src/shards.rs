@@ -9,7 +9,7 @@
 //! rests on leases: the final create-only promotion is the last line of defence; leases only
 //! keep two workers from fetching the same bytes.
 //!
-//! [`Leases`] is the one seam: [`LedgerLeases`] keeps leases in the run directory's ledger
+//! `Leases` is the one seam: `LedgerLeases` keeps leases in the run directory's ledger
 //! (several processes, one run directory).
 
 use std::collections::BTreeMap;
@@ -20,17 +20,36 @@ use promote_core::kit::{Liveness, Owner};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::ledger::{Acquire, Db, now_ms};
+use crate::ledger::{Acquire, Db, LedgerError, now_ms};
+
+/// Why a shard lease could not be taken, renewed, shared or finished.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The run directory's ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A control object in the bucket could not be read or written.
+    #[error("{what} {name}")]
+    Control {
+        /// `reading`, `claiming`, `writing`.
+        what: &'static str,
+        /// The control object.
+        name: String,
+        /// Why.
+        #[source]
+        source: promote_core::Error,
+    },
+}
 
 /// Items per shard: `configured`, but smaller when the manifest is small, so that several
 /// processes still get a share (about 64 shards at least, one item each at the least).
-pub(crate) fn size(configured: usize, items: usize) -> usize {
+pub fn size(configured: usize, items: usize) -> usize {
     configured.max(1).min((items / 64).max(1))
 }
 
 /// The run's identity: the manifest's digest and how it is cut into shards, so workers agree on
 /// shard numbers only when they agree on the items.
-pub(crate) fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String {
+pub fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String {
     let mut hasher = Sha256::new();
     hasher.update(manifest);
     hasher.update(format!("\n{items}/{shard_size}").as_bytes());
@@ -40,14 +59,14 @@ pub(crate) fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String
 /// Who holds a lease: core's [`Owner`] of this process (host, boot id, PID namespace, PID,
 /// start time, nonce) as JSON. Two processes never share one, even across PID reuse or
 /// containers.
-pub(crate) fn owner() -> String {
+pub fn owner() -> String {
     // A derived record of strings and integers always serializes.
     serde_json::to_string(&Owner::me()).expect("an owner serializes")
 }
 
 /// Whether the lease owner `owner` may still be alive: false only when it is known to be gone
 /// (same host, boot and PID namespace, and its process has exited).
-pub(crate) fn owner_alive(owner: &str) -> bool {
+pub fn owner_alive(owner: &str) -> bool {
     serde_json::from_str::<Owner>(owner).map_or(true, |o| o.liveness() != Liveness::Dead)
 }
 
@@ -56,26 +75,31 @@ pub(crate) fn owner_alive(owner: &str) -> bool {
 /// marker when it is finished, so another machine neither fetches again what was finished nor
 /// says "already present" without looking (see `bucket.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ShardRecord {
+pub struct ShardRecord {
     /// Who wrote it (an owner record, see [`owner`]).
-    pub(crate) owner: String,
+    pub owner: String,
     /// Jobs finished: job key → SHA-256 (hex) at the key.
     #[serde(default)]
-    pub(crate) promoted: BTreeMap<String, String>,
+    pub promoted: BTreeMap<String, String>,
     /// Jobs that failed: job key → reason.
     #[serde(default)]
-    pub(crate) failed: BTreeMap<String, String>,
+    pub failed: BTreeMap<String, String>,
 }
 
 impl ShardRecord {
     /// Its writer in words: `host pid N`, or the raw record when it is not an owner record.
-    pub(crate) fn writer(&self) -> String {
+    pub fn writer(&self) -> String {
         serde_json::from_str::<Owner>(&self.owner)
             .map_or_else(|_| self.owner.clone(), |o| format!("{} pid {}", o.host, o.pid))
     }
 
+    /// The record as JSON (a derived record of strings always serializes).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a shard record serializes")
+    }
+
     /// The digests it records as hints: job key → SHA-256 (unparsable ones left out).
-    pub(crate) fn hints(&self) -> BTreeMap<String, promote_core::Sha256> {
+    pub fn hints(&self) -> BTreeMap<String, promote_core::Sha256> {
         self.promoted.iter().filter_map(|(job, sha)| Some((job.clone(), sha.parse().ok()?))).collect()
     }
 }
@@ -113,16 +137,16 @@ impl From<Acquire> for Lease {
 #[async_trait]
 pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
     /// Tries to lease `shard`.
-    async fn acquire(&self, shard: u64) -> anyhow::Result<Lease>;
+    async fn acquire(&self, shard: u64) -> Result<Lease, LeaseError>;
     /// Extends the lease; false when it was lost to another worker.
-    async fn renew(&self, shard: u64) -> anyhow::Result<bool>;
+    async fn renew(&self, shard: u64) -> Result<bool, LeaseError>;
     /// Makes what the holder did so far visible to other workers (a no-op where they share the
     /// ledger).
-    async fn progress(&self, _shard: u64, _record: &ShardRecord) -> anyhow::Result<()> {
+    async fn progress(&self, _shard: u64, _record: &ShardRecord) -> Result<(), LeaseError> {
         Ok(())
     }
     /// Marks the shard done with `record` and releases it.
-    async fn finish(&self, shard: u64, record: ShardRecord) -> anyhow::Result<()>;
+    async fn finish(&self, shard: u64, record: ShardRecord) -> Result<(), LeaseError>;
     /// How long a lease lasts without renewal.
     fn lease(&self) -> Duration;
     /// How often a worker with nothing to lease looks again at shards others hold.
@@ -135,28 +159,28 @@ pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub(crate) struct LedgerLeases {
     /// The ledger.
-    pub(crate) db: Db,
+    pub db: Db,
     /// The run (see [`run_id`]).
-    pub(crate) run: String,
+    pub run: String,
     /// This worker (see [`owner`]).
-    pub(crate) owner: String,
+    pub owner: String,
     /// Lease length.
-    pub(crate) lease: Duration,
+    pub lease: Duration,
 }
 
 #[async_trait]
 impl Leases for LedgerLeases {
-    async fn acquire(&self, shard: u64) -> anyhow::Result<Lease> {
+    async fn acquire(&self, shard: u64) -> Result<Lease, LeaseError> {
         let (run, owner, lease) = (self.run.clone(), self.owner.clone(), self.lease_ms());
         Ok(self.db.call(move |l| l.acquire(&run, shard, &owner, now_ms(), lease, &owner_alive)).await?.into())
     }
 
-    async fn renew(&self, shard: u64) -> anyhow::Result<bool> {
+    async fn renew(&self, shard: u64) -> Result<bool, LeaseError> {
         let (run, owner, lease) = (self.run.clone(), self.owner.clone(), self.lease_ms());
-        self.db.call(move |l| l.renew(&run, shard, &owner, now_ms(), lease)).await
+        Ok(self.db.call(move |l| l.renew(&run, shard, &owner, now_ms(), lease)).await?)
     }
 
-    async fn finish(&self, shard: u64, _record: ShardRecord) -> anyhow::Result<()> {
+    async fn finish(&self, shard: u64, _record: ShardRecord) -> Result<(), LeaseError> {
         let (run, owner) = (self.run.clone(), self.owner.clone());
         let mine = self.db.call(move |l| l.finish(&run, shard, &owner)).await?;
         if !mine {
@@ -176,9 +200,9 @@ impl LedgerLeases {
     }
 
     /// Drops this worker's lease on `shard` without marking it done.
-    pub(crate) async fn release(&self, shard: u64) -> anyhow::Result<()> {
+    pub(crate) async fn release(&self, shard: u64) -> Result<(), LeaseError> {
         let (run, owner) = (self.run.clone(), self.owner.clone());
-        self.db.call(move |l| l.release(&run, shard, &owner)).await
+        Ok(self.db.call(move |l| l.release(&run, shard, &owner)).await?)
     }
 }
 

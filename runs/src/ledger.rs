@@ -3,7 +3,7 @@
 //! SQLite in WAL mode (crash-safe: a killed process loses at most the transaction it was in),
 //! with a busy timeout so several `promote run` processes on one run directory take turns, and
 //! every multi-row change in one transaction. `meta.schema_version` says which of
-//! [`MIGRATIONS`] have been applied; opening a ledger applies the missing ones.
+//! `MIGRATIONS` have been applied; opening a ledger applies the missing ones.
 //!
 //! Jobs move `planned → fetching → verified → promoted`, or end `failed` (reason, attempt count),
 //! `skipped`, or `elsewhere` (a worker on another machine finished it, as its shard's done marker
@@ -21,16 +21,111 @@
 //!
 //! Shard leases (see `shards.rs`) live here too, for processes sharing a run directory.
 //! Times are milliseconds since the Unix epoch, passed in by the caller (tests inject a clock).
+//!
+//! `promote status` and `promote doctor` read a run directory through [`Ledger::open_existing`],
+//! [`Ledger::counts`], [`Ledger::claims`], [`Ledger::stuck`] and [`Ledger::failures`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use promote_core::Sha256;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+/// Why the ledger could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The run directory could not be created.
+    #[error("creating the run directory {}", path.display())]
+    RunDir {
+        /// The run directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// There is no ledger where one was expected (`status`, `doctor`).
+    #[error("no run ledger at {} (run `promote run` with --out {} first)", path.display(), dir.display())]
+    Missing {
+        /// The ledger file looked for.
+        path: PathBuf,
+        /// Its run directory.
+        dir: PathBuf,
+    },
+    /// The ledger file could not be opened, or set up (WAL mode, busy timeout).
+    #[error("{what} the ledger {}", path.display())]
+    Open {
+        /// `opening`, `configuring`.
+        what: &'static str,
+        /// The ledger file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The ledger's schema could not be brought up to date.
+    #[error("migrating the ledger {}", path.display())]
+    Migrate {
+        /// The ledger file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<Self>,
+    },
+    /// The ledger was written by a newer promote.
+    #[error(
+        "the ledger has schema version {found}, newer than this promote understands ({supported}); \
+         use a newer promote or another --out"
+    )]
+    NewerSchema {
+        /// The ledger's schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// One migration step failed.
+    #[error("migration {from} → {}", from + 1)]
+    Migration {
+        /// The version it started from.
+        from: usize,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A job that was never planned.
+    #[error("job {0} is not in the ledger")]
+    UnknownJob(String),
+    /// A shard that was never prepared.
+    #[error("shard {shard} of run {run} is not in the ledger")]
+    UnknownShard {
+        /// The run.
+        run: String,
+        /// The shard.
+        shard: u64,
+    },
+    /// A row this build cannot read.
+    #[error("job {job} has unknown state {state:?}")]
+    UnknownState {
+        /// The job key.
+        job: String,
+        /// The state found.
+        state: String,
+    },
+    /// A query failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The blocking pool could not run a ledger call.
+    #[error("ledger task")]
+    Blocking(#[source] promote_core::Error),
+    /// A ledger call's task panicked or was cancelled.
+    #[error("ledger task")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// A ledger result.
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
 /// The ledger's file name in the run directory.
-pub(crate) const FILE: &str = "ledger.sqlite3";
+pub const FILE: &str = "ledger.sqlite3";
 
 /// Schema migrations; `MIGRATIONS[n]` takes schema version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,11 +166,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// A job's recorded state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum State {
+pub enum State {
     /// Listed, nobody working on it.
     Planned,
     /// Bytes are being fetched.
@@ -94,11 +189,11 @@ pub(crate) enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub(crate) const ALL: [Self; 7] =
+    pub const ALL: [Self; 7] =
         [Self::Planned, Self::Fetching, Self::Verified, Self::Promoted, Self::Elsewhere, Self::Failed, Self::Skipped];
 
     /// The word stored and shown.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Planned => "planned",
             Self::Fetching => "fetching",
@@ -118,43 +213,43 @@ impl State {
 /// A durable point in a partial download: the first `offset` bytes are on disk (fsynced) and
 /// hash to `prefix_sha256`, fetched from a response with these validators.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Checkpoint {
+pub struct Checkpoint {
     /// Bytes kept.
-    pub(crate) offset: u64,
+    pub offset: u64,
     /// SHA-256 of those bytes.
-    pub(crate) prefix_sha256: Sha256,
+    pub prefix_sha256: Sha256,
     /// The response's `ETag`.
-    pub(crate) etag: Option<String>,
+    pub etag: Option<String>,
     /// The response's `Last-Modified`.
-    pub(crate) last_modified: Option<String>,
+    pub last_modified: Option<String>,
     /// The whole object's length, when the server said.
-    pub(crate) total: Option<u64>,
+    pub total: Option<u64>,
 }
 
 /// One job as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct JobRow {
+pub struct JobRow {
     /// Its state.
-    pub(crate) state: State,
+    pub state: State,
     /// Attempts made so far, over all runs.
-    pub(crate) attempts: u32,
+    pub attempts: u32,
     /// Why it failed (a short reason such as `http-404`).
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
     /// The digest promoted (or verified) for it.
-    pub(crate) sha256: Option<Sha256>,
+    pub sha256: Option<Sha256>,
     /// Its size, once known.
-    pub(crate) size: Option<u64>,
+    pub size: Option<u64>,
     /// Its partial download's last checkpoint.
-    pub(crate) checkpoint: Option<Checkpoint>,
+    pub checkpoint: Option<Checkpoint>,
     /// The worker whose attempt it is in (or was last in).
-    pub(crate) owner: Option<String>,
+    pub owner: Option<String>,
     /// When it last changed (ms since the Unix epoch).
-    pub(crate) updated_ms: i64,
+    pub updated_ms: i64,
 }
 
 /// What [`Ledger::begin_attempt`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Begin {
+pub enum Begin {
     /// The attempt is the caller's: this many attempts made so far, this one included.
     Mine(u32),
     /// Already promoted (by anyone): nothing to do but look at the storage.
@@ -170,7 +265,7 @@ pub(crate) enum Begin {
 
 /// What trying to lease a shard gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Acquire {
+pub enum Acquire {
     /// Leased by the caller now; `from` names the previous owner when an expired or dead
     /// owner's lease was taken over.
     Acquired {
@@ -185,7 +280,7 @@ pub(crate) enum Acquire {
 
 /// What a worker on another machine did with a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Elsewhere {
+pub enum Elsewhere {
     /// Promoted with this digest.
     Promoted(Sha256),
     /// Failed.
@@ -199,19 +294,19 @@ pub(crate) enum Elsewhere {
 
 /// A failed job, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Failure {
+pub struct FailedJob {
     /// The destination key.
-    pub(crate) key: String,
+    pub key: String,
     /// Short reason.
-    pub(crate) reason: String,
+    pub reason: String,
     /// Attempts made.
-    pub(crate) attempts: u32,
+    pub attempts: u32,
     /// The last error message.
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// An open ledger.
-pub(crate) struct Ledger {
+pub struct Ledger {
     conn: Connection,
 }
 
@@ -228,13 +323,17 @@ impl Ledger {
     /// # Errors
     ///
     /// When the file cannot be opened, is not a ledger, or was written by a newer promote.
-    pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::RunDir { path: dir.to_owned(), source })?;
         let path = dir.join(FILE);
-        let conn = Connection::open(&path).with_context(|| format!("opening the ledger {}", path.display()))?;
+        let conn = Connection::open(&path).map_err(|source| LedgerError::Open {
+            what: "opening",
+            path: path.clone(),
+            source,
+        })?;
         let mut ledger = Self { conn };
-        ledger.configure().with_context(|| format!("configuring the ledger {}", path.display()))?;
-        ledger.migrate().with_context(|| format!("migrating the ledger {}", path.display()))?;
+        ledger.configure().map_err(|source| LedgerError::Open { what: "configuring", path: path.clone(), source })?;
+        ledger.migrate().map_err(|source| LedgerError::Migrate { path, source: Box::new(source) })?;
         Ok(ledger)
     }
 
@@ -243,12 +342,16 @@ impl Ledger {
     /// # Errors
     ///
     /// When there is no ledger in `dir` or it cannot be read.
-    pub(crate) fn open_existing(dir: &Path) -> anyhow::Result<Self> {
+    pub fn open_existing(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE);
         if !path.is_file() {
-            anyhow::bail!("no run ledger at {} (run `promote run` with --out {} first)", path.display(), dir.display());
+            return Err(LedgerError::Missing { path, dir: dir.to_owned() });
         }
-        let conn = Connection::open(&path).with_context(|| format!("opening the ledger {}", path.display()))?;
+        let conn = Connection::open(&path).map_err(|source| LedgerError::Open {
+            what: "opening",
+            path: path.clone(),
+            source,
+        })?;
         let ledger = Self { conn };
         ledger.conn.busy_timeout(std::time::Duration::from_secs(30))?;
         Ok(ledger)
@@ -281,7 +384,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn migrate(&mut self) -> anyhow::Result<()> {
+    fn migrate(&mut self) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("CREATE TABLE IF NOT EXISTS meta (schema_version INTEGER NOT NULL)", [])?;
         let version: Option<i64> = tx.query_row("SELECT schema_version FROM meta", [], |r| r.get(0)).optional()?;
@@ -293,13 +396,10 @@ impl Ledger {
             }
         };
         if version > SCHEMA_VERSION {
-            anyhow::bail!(
-                "the ledger has schema version {version}, newer than this promote understands ({SCHEMA_VERSION}); \
-                 use a newer promote or another --out"
-            );
+            return Err(LedgerError::NewerSchema { found: version, supported: SCHEMA_VERSION });
         }
         for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(sql).with_context(|| format!("migration {from} → {}", from + 1))?;
+            tx.execute_batch(sql).map_err(|source| LedgerError::Migration { from, source })?;
         }
         tx.execute("UPDATE meta SET schema_version = ?1", [SCHEMA_VERSION])?;
         tx.commit()?;
@@ -311,7 +411,7 @@ impl Ledger {
     /// # Errors
     ///
     /// When the ledger cannot be read.
-    pub(crate) fn schema_version(&self) -> anyhow::Result<i64> {
+    pub fn schema_version(&self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT schema_version FROM meta", [], |r| r.get(0))?)
     }
 
@@ -320,7 +420,7 @@ impl Ledger {
     /// # Errors
     ///
     /// When the ledger cannot be read.
-    pub(crate) fn integrity_check(&self) -> anyhow::Result<String> {
+    pub fn integrity_check(&self) -> Result<String> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(rows.join("; "))
@@ -332,11 +432,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn plan<'a>(
-        &mut self,
-        jobs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
-        now: i64,
-    ) -> anyhow::Result<()> {
+    pub fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>, now: i64) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare(
@@ -355,7 +451,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors, or a row this build cannot read.
-    pub(crate) fn job(&self, job: &str) -> anyhow::Result<Option<JobRow>> {
+    pub fn job(&self, job: &str) -> Result<Option<JobRow>> {
         let row = self
             .conn
             .query_row(
@@ -388,7 +484,9 @@ impl Ledger {
         else {
             return Ok(None);
         };
-        let state = State::parse(&state).with_context(|| format!("job {job} has unknown state {state:?}"))?;
+        let Some(state) = State::parse(&state) else {
+            return Err(LedgerError::UnknownState { job: job.to_owned(), state });
+        };
         let sha = |s: Option<String>| s.and_then(|s| s.parse::<Sha256>().ok());
         let checkpoint = match (cp_offset, sha(cp_sha)) {
             (Some(offset), Some(prefix_sha256)) => Some(Checkpoint {
@@ -417,7 +515,7 @@ impl Ledger {
     /// # Errors
     ///
     /// `f`'s error (nothing is kept then); SQLite errors.
-    pub(crate) fn in_transaction(&self, f: impl FnOnce(&Self) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub fn in_transaction(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         f(self)?;
         tx.commit()?;
@@ -426,7 +524,7 @@ impl Ledger {
 
     /// Runs `sql` (which binds the job as `?1` and the owner as `?2`) and says whether it
     /// changed the row, that is, whether `owner` still owned the job.
-    fn owned(&self, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<bool> {
+    fn owned(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
         Ok(self.conn.execute(sql, params)? == 1)
     }
 
@@ -437,13 +535,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors; a job that is not in the ledger.
-    pub(crate) fn begin_attempt(
-        &mut self,
-        job: &str,
-        owner: &str,
-        now: i64,
-        alive: &dyn Fn(&str) -> bool,
-    ) -> anyhow::Result<Begin> {
+    pub fn begin_attempt(&mut self, job: &str, owner: &str, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Begin> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(String, Option<String>, i64)> = tx
             .query_row("SELECT state, owner, updated_ms FROM jobs WHERE job = ?1", [job], |r| {
@@ -451,7 +543,7 @@ impl Ledger {
             })
             .optional()?;
         let Some((state, holder, updated_ms)) = row else {
-            anyhow::bail!("job {job} is not in the ledger");
+            return Err(LedgerError::UnknownJob(job.to_owned()));
         };
         if state == State::Promoted.as_str() {
             return Ok(Begin::Promoted);
@@ -480,7 +572,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn checkpoint(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<bool> {
+    pub fn checkpoint(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> Result<bool> {
         self.owned(
             "UPDATE jobs SET cp_offset = ?3, cp_sha256 = ?4, cp_etag = ?5, cp_last_modified = ?6, cp_total = ?7,
              updated_ms = ?8 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
@@ -503,7 +595,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn verified(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> anyhow::Result<bool> {
+    pub fn verified(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> Result<bool> {
         let tx = self.conn.unchecked_transaction()?;
         if !self.checkpoint(job, owner, cp, now)? {
             return Ok(false);
@@ -521,7 +613,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn clear_checkpoint(&self, job: &str, owner: &str, now: i64) -> anyhow::Result<bool> {
+    pub fn clear_checkpoint(&self, job: &str, owner: &str, now: i64) -> Result<bool> {
         self.owned(
             "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
              cp_total = NULL, updated_ms = ?3 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
@@ -535,7 +627,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn promoted(&self, job: &str, sha256: &Sha256, size: u64, now: i64) -> anyhow::Result<()> {
+    pub fn promoted(&self, job: &str, sha256: &Sha256, size: u64, now: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE jobs SET state = 'promoted', sha256 = ?2, size = ?3, reason = NULL, error = NULL,
              cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL, cp_total = NULL,
@@ -551,7 +643,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn forget_promoted(&self, job: &str, now: i64) -> anyhow::Result<()> {
+    pub fn forget_promoted(&self, job: &str, now: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE jobs SET state = 'planned', updated_ms = ?2 WHERE job = ?1 AND state = 'promoted'",
             params![job, now],
@@ -565,7 +657,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn failed(&self, job: &str, owner: &str, reason: &str, error: &str, now: i64) -> anyhow::Result<bool> {
+    pub fn failed(&self, job: &str, owner: &str, reason: &str, error: &str, now: i64) -> Result<bool> {
         self.owned(
             "UPDATE jobs SET state = 'failed', reason = ?3, error = ?4, updated_ms = ?5
              WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
@@ -579,7 +671,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn disown(&self, job: &str, owner: &str, now: i64) -> anyhow::Result<bool> {
+    pub fn disown(&self, job: &str, owner: &str, now: i64) -> Result<bool> {
         self.owned(
             "UPDATE jobs SET state = 'planned', owner = NULL, updated_ms = ?3
              WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
@@ -594,7 +686,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn elsewhere(&self, job: &str, outcome: &Elsewhere, now: i64) -> anyhow::Result<()> {
+    pub fn elsewhere(&self, job: &str, outcome: &Elsewhere, now: i64) -> Result<()> {
         let (state, sha, reason, error) = match outcome {
             Elsewhere::Promoted(sha) => ("elsewhere", Some(sha.to_string()), None, None),
             Elsewhere::Failed { reason, error } => ("failed", None, Some(reason.as_str()), Some(error.as_str())),
@@ -613,7 +705,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn prepare_shards(&mut self, run: &str, count: u64) -> anyhow::Result<()> {
+    pub fn prepare_shards(&mut self, run: &str, count: u64) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (rows, done): (i64, i64) =
             tx.query_row("SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1", [run], |r| {
@@ -639,7 +731,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn acquire(
+    pub fn acquire(
         &mut self,
         run: &str,
         shard: u64,
@@ -647,7 +739,7 @@ impl Ledger {
         now: i64,
         lease_ms: i64,
         alive: &dyn Fn(&str) -> bool,
-    ) -> anyhow::Result<Acquire> {
+    ) -> Result<Acquire> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(Option<String>, Option<i64>, bool)> = tx
             .query_row(
@@ -657,7 +749,7 @@ impl Ledger {
             )
             .optional()?;
         let Some((holder, expires, done)) = row else {
-            anyhow::bail!("shard {shard} of run {run} is not in the ledger");
+            return Err(LedgerError::UnknownShard { run: run.to_owned(), shard });
         };
         if done {
             return Ok(Acquire::Done);
@@ -681,7 +773,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn renew(&self, run: &str, shard: u64, owner: &str, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
+    pub fn renew(&self, run: &str, shard: u64, owner: &str, now: i64, lease_ms: i64) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE shards SET expires_ms = ?4 WHERE run = ?1 AND shard = ?2 AND owner = ?3 AND done = 0",
             params![run, shard as i64, owner, now + lease_ms],
@@ -694,7 +786,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn finish(&self, run: &str, shard: u64, owner: &str) -> anyhow::Result<bool> {
+    pub fn finish(&self, run: &str, shard: u64, owner: &str) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE shards SET done = 1, owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
             params![run, shard as i64, owner],
@@ -707,7 +799,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn release(&self, run: &str, shard: u64, owner: &str) -> anyhow::Result<()> {
+    pub fn release(&self, run: &str, shard: u64, owner: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE shards SET owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
             params![run, shard as i64, owner],
@@ -721,7 +813,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn all_done(&self, run: &str) -> anyhow::Result<bool> {
+    pub fn all_done(&self, run: &str) -> Result<bool> {
         let open: i64 =
             self.conn.query_row("SELECT count(*) FROM shards WHERE run = ?1 AND done = 0", [run], |r| r.get(0))?;
         Ok(open == 0)
@@ -732,7 +824,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+    pub fn counts(&self) -> Result<BTreeMap<String, u64>> {
         let mut stmt = self.conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -744,7 +836,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn claims(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<(u64, u64)> {
+    pub fn claims(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<(u64, u64)> {
         let mut stmt =
             self.conn.prepare("SELECT owner, expires_ms FROM shards WHERE owner IS NOT NULL AND done = 0")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
@@ -766,7 +858,7 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn stuck(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<(String, String)>> {
+    pub fn stuck(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
             "SELECT j.key, j.state, j.owner,
                     (SELECT max(s.expires_ms) FROM shards s WHERE s.owner = j.owner AND s.done = 0)
@@ -796,12 +888,12 @@ impl Ledger {
     /// # Errors
     ///
     /// SQLite errors.
-    pub(crate) fn failures(&self) -> anyhow::Result<Vec<Failure>> {
+    pub fn failures(&self) -> Result<Vec<FailedJob>> {
         let mut stmt = self.conn.prepare(
             "SELECT key, coalesce(reason, ''), attempts, error FROM jobs WHERE state = 'failed' ORDER BY key",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(Failure { key: r.get(0)?, reason: r.get(1)?, attempts: r.get(2)?, error: r.get(3)? })
+            Ok(FailedJob { key: r.get(0)?, reason: r.get(1)?, attempts: r.get(2)?, error: r.get(3)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -849,7 +941,8 @@ mod tests {
         ledger.conn.execute("UPDATE meta SET schema_version = 99", []).unwrap();
         drop(ledger);
         let err = Ledger::open(dir.path()).unwrap_err();
-        assert!(format!("{err:#}").contains("schema version 99"), "{err:#}");
+        let text = crate::error::chain(&err);
+        assert!(text.contains("schema version 99"), "{text}");
     }
 
     fn cp(bytes: &[u8]) -> Checkpoint {
@@ -887,7 +980,7 @@ mod tests {
         assert!(ledger.failed("j2", "me", "http-404", "404 Not Found", 16).unwrap());
         assert_eq!(
             ledger.failures().unwrap(),
-            vec![Failure {
+            vec![FailedJob {
                 key: "k2".into(),
                 reason: "http-404".into(),
                 attempts: 2,
@@ -1048,11 +1141,11 @@ mod tests {
 /// The ledger shared by a run's tasks: each call runs on the blocking pool, so a busy ledger
 /// (another process writing) never stalls the async workers.
 #[derive(Clone, Debug)]
-pub(crate) struct Db(std::sync::Arc<std::sync::Mutex<Ledger>>);
+pub struct Db(std::sync::Arc<std::sync::Mutex<Ledger>>);
 
 impl Db {
     /// Wraps an open ledger.
-    pub(crate) fn new(ledger: Ledger) -> Self {
+    pub fn new(ledger: Ledger) -> Self {
         Self(std::sync::Arc::new(std::sync::Mutex::new(ledger)))
     }
 
@@ -1063,9 +1156,10 @@ impl Db {
     /// # Errors
     ///
     /// As [`Ledger::open`]; when the blocking pool could not run it.
-    pub(crate) async fn open(dir: &Path) -> anyhow::Result<Self> {
+    pub async fn open(dir: &Path) -> Result<Self> {
         let dir = dir.to_owned();
-        let ledger = promote_core::kit::blocking::run(move || Ledger::open(&dir)).await??;
+        let ledger =
+            promote_core::kit::blocking::run(move || Ledger::open(&dir)).await.map_err(LedgerError::Blocking)??;
         Ok(Self::new(ledger))
     }
 
@@ -1074,10 +1168,10 @@ impl Db {
     /// # Errors
     ///
     /// `f`'s error.
-    pub(crate) async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Ledger) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&mut Ledger) -> Result<T> + Send + 'static,
     {
         let inner = std::sync::Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
@@ -1085,11 +1179,11 @@ impl Db {
             f(&mut ledger)
         })
         .await
-        .context("ledger task")?
+        .map_err(LedgerError::Task)?
     }
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,0 +1,124 @@
+//! `promote run MANIFEST`: download runs. The engine is the `promote-run` library; this command
+//! turns settings and flags into its [`Options`], hands it the store and the first signal,
+//! shows its events ([`progress`]), prints the summary line ([`summary`]), writes the
+//! `--report` and `--json` output, and maps the result to an exit code.
+
+mod progress;
+mod summary;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use promote_run::{Options, Plan, RunError, Summary};
+
+use crate::args::RunArgs;
+use crate::open_files;
+use crate::settings::{self, Loaded, RunSettings};
+use crate::signals::{self, Interrupt};
+
+pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = loaded.settings.run.clone();
+    if let Some(out) = args.out {
+        settings.out = out;
+    }
+    if let Some(max) = args.max {
+        settings.max = Some(max);
+    }
+    if let Some(n) = args.concurrency {
+        settings.concurrency = n;
+    }
+    // Each item in flight holds its partial or source, its staging file and maybe a socket.
+    let flag = if args.concurrency.is_some() { "--concurrency" } else { "run.concurrency" };
+    settings.concurrency = open_files::fit(settings.concurrency, open_files::PER_FILE, Some(flag));
+    if let Some(n) = args.per_host {
+        settings.per_host = n;
+    }
+    let mut options = Options::new(args.manifest, settings.out.clone());
+    options.max = settings.max;
+    options.concurrency = settings.concurrency;
+    options.per_host = settings.per_host;
+    options.connect_timeout = settings.connect_timeout;
+    options.read_timeout = settings.read_timeout;
+    options.retries = settings.retries;
+    options.resume_threshold = settings.resume_threshold;
+    options.shard_size = settings.shard_size;
+    options.lease = settings.lease;
+    options.streaming = loaded.settings.streaming;
+    if !args.dry_run {
+        // Read now (env vars, files): a dry run sends no request and needs none.
+        options.headers = headers(&settings)?;
+    }
+
+    let manifest = options.manifest.clone();
+    let plan = Plan::read(options).map_err(error)?;
+    for bad in plan.bad_lines() {
+        eprintln!("{}:{}: {}", manifest.display(), bad.line, bad.reason);
+    }
+    let show = summary::Show { report: args.report, quiet: args.quiet, json: args.json };
+    if args.dry_run {
+        return show.finish(&plan.dry_run()).map(ExitCode::from);
+    }
+    let store = settings::open(loaded).await?;
+    let display = Arc::new(progress::Progress::new(args.progress, args.quiet, args.json));
+    // The first signal from when the items start (see `crate::signals`): the run stops cleanly,
+    // says what it did, and the command exits with the signal's code.
+    let caught: Arc<OnceLock<Interrupt>> = Arc::default();
+    let cancel = {
+        let caught = Arc::clone(&caught);
+        async move {
+            let signal = signals::listen().requested().await;
+            let _ = caught.set(signal);
+            signal.name.to_owned()
+        }
+    };
+    let events = Arc::clone(&display) as Arc<dyn promote_run::Events>;
+    let result = plan.run(store, events, cancel).await;
+    display.finish();
+    let summary: Summary = result.map_err(error)?;
+    let code = show.finish(&summary)?;
+    Ok(ExitCode::from(caught.get().map_or(code, |signal| signal.exit)))
+}
+
+/// Request headers per host from the `[run.headers."<host>"]` tables, each value marked
+/// sensitive, so neither promote nor the HTTP stack ever prints or logs it.
+///
+/// # Errors
+///
+/// A header that cannot be read or is not a valid header (a configuration error).
+fn headers(run: &RunSettings) -> anyhow::Result<HashMap<String, HeaderMap>> {
+    let mut headers = HashMap::new();
+    for (host, names) in &run.headers {
+        let mut map = HeaderMap::new();
+        for (name, source) in names {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                promote_core::Error::config(format!("run.headers.{host:?}: {name:?} is not a header name"))
+            })?;
+            let text = source
+                .resolve()
+                .map_err(|why| promote_core::Error::config(format!("run.headers.{host:?}.{name}: {why}")))?;
+            let mut value = HeaderValue::from_str(&text).map_err(|_| {
+                promote_core::Error::config(format!(
+                    "run.headers.{host:?}.{name}: the value is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            map.insert(header, value);
+        }
+        headers.insert(host.to_ascii_lowercase(), map);
+    }
+    Ok(headers)
+}
+
+/// A run's error as the CLI reports it: an unreadable manifest is a usage error (exit 2), a
+/// store's error keeps its exit code, the rest (run directory, ledger, leases) are I/O (exit 6).
+fn error(err: RunError) -> anyhow::Error {
+    match err {
+        err @ RunError::Manifest { .. } => super::usage(err.to_string()),
+        RunError::Store(err) => err.into(),
+        RunError::Ledger(err) => err.into(),
+        RunError::Lease(err) => anyhow::Error::new(*err),
+        err @ RunError::RunDir { .. } => anyhow::Error::new(err),
+    }
+}

@@ -1,0 +1,620 @@
+//! Planning a run and driving its shards: [`Plan::read`] reads and checks the manifest,
+//! [`Plan::run`] records the jobs in the ledger, leases shards (from the run directory's ledger,
+//! or through the bucket where the backend has control objects) and works through their items,
+//! [`Plan::dry_run`] only says what would be done.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use promote_core::{Mode, Store};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::bucket::BucketLeases;
+use crate::error::RunError;
+use crate::events::{Event, Events};
+use crate::fetch::Http;
+use crate::item::{self, Ctx, Done};
+use crate::job;
+use crate::ledger::{self, Db, Elsewhere, now_ms};
+use crate::manifest::{self, BadLine, Item};
+use crate::options::Options;
+use crate::report::{ItemReport, Summary};
+use crate::shards::{self, Lease, Leases, LedgerLeases, ShardRecord};
+
+/// A run, planned: the manifest read and checked, repeated lines folded into one job each,
+/// the items past [`Options::max`] set aside. Nothing is written until [`Plan::run`].
+#[derive(Debug)]
+pub struct Plan {
+    options: Options,
+    /// The manifest's bytes (its digest is part of the run's identity).
+    text: Vec<u8>,
+    /// Lines that could not be used.
+    bad: Vec<BadLine>,
+    /// The jobs to process, one per distinct job, in manifest order.
+    items: Vec<Item>,
+    /// Distinct jobs past `max`: reported skipped.
+    rest: Vec<Item>,
+    /// Lines repeating an earlier line's job, with that job's key: each reports its job's outcome.
+    repeats: Vec<(Item, String)>,
+    /// When planning began (the summary's elapsed time counts from here).
+    started: Instant,
+}
+
+impl Plan {
+    /// Reads and checks the manifest [`Options::manifest`]. A bad line does not stop the run:
+    /// it is reported failed ([`Plan::bad_lines`] lists them) and the other lines proceed. The
+    /// same job twice (a repeated line) is one job: it runs once, and each of its lines
+    /// reports the one outcome.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Manifest`] when the manifest cannot be read.
+    pub fn read(options: Options) -> Result<Self, RunError> {
+        let started = Instant::now();
+        let text = std::fs::read(&options.manifest)
+            .map_err(|error| RunError::Manifest { path: options.manifest.clone(), error })?;
+        let base = options.manifest.parent().map(PathBuf::from).unwrap_or_default();
+        let mut bad = Vec::new();
+        let mut first_line: HashMap<String, usize> = HashMap::new();
+        let (mut items, mut repeats) = (Vec::new(), Vec::new());
+        for entry in manifest::parse(&String::from_utf8_lossy(&text), &base) {
+            match entry {
+                Err(line) => bad.push(line),
+                Ok(item) => {
+                    let job = job::key(&item);
+                    if first_line.insert(job.clone(), item.line).is_some() {
+                        repeats.push((item, job));
+                    } else {
+                        items.push(item);
+                    }
+                }
+            }
+        }
+        let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+        let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
+        Ok(Self { options, text, bad, items, rest, repeats, started })
+    }
+
+    /// The manifest lines that could not be used, in order (each is reported failed).
+    pub fn bad_lines(&self) -> &[BadLine] {
+        &self.bad
+    }
+
+    /// How many items a run processes (distinct jobs, at most [`Options::max`]).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is nothing to process.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The options it was planned with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// What a run would do, without doing it: every item reported skipped, bad lines failed.
+    /// Opens nothing and writes nothing.
+    pub fn dry_run(self) -> Summary {
+        let mut reports: Vec<ItemReport> = self.bad.iter().map(ItemReport::bad_line).collect();
+        let skipped = Done::skipped();
+        let all = self.rest.iter().chain(&self.items).chain(self.repeats.iter().map(|(item, _)| item));
+        reports.extend(all.map(|item| ItemReport::item(item, &skipped)));
+        Summary::new(reports, self.started.elapsed())
+    }
+
+    /// Runs the plan into `store`: each item exactly once across every worker sharing the run
+    /// directory (or, where the backend has control objects, the bucket), resuming what earlier
+    /// runs left. What happens goes to `events` as it happens.
+    ///
+    /// `cancel` is polled from when the items start: once it completes (with a word saying
+    /// what stopped the run, such as `SIGINT`), no new item starts, the ones in flight are
+    /// dropped (staged writes discard themselves, partial downloads stay with their
+    /// checkpoints), and the summary says what was done and what was not
+    /// (`Summary::interrupted`). Pass [`std::future::pending`] to run to the end.
+    ///
+    /// An item's failure is no error here: it is in the summary, with its
+    /// [`FailureKind`](crate::FailureKind).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Store`] when the store cannot publish create-only; [`RunError::RunDir`] and
+    /// [`RunError::Ledger`] when the run directory or its ledger cannot be set up, or the
+    /// ledger fails mid-run; [`RunError::Lease`] when shard leases fail.
+    pub async fn run(
+        self,
+        store: Store,
+        events: Arc<dyn Events>,
+        cancel: impl Future<Output = String>,
+    ) -> Result<Summary, RunError> {
+        let Self { options, text, bad, items, rest, repeats, started } = self;
+        let mut reports: Vec<ItemReport> = bad.iter().map(ItemReport::bad_line).collect();
+        reports.extend(rest.iter().map(|item| ItemReport::item(item, &Done::skipped())));
+        store.check_mode(&Mode::Create)?;
+        let out = options.out.clone();
+        let (partials, spool) = (out.join("partials"), out.join("spool"));
+        for dir in [&partials, &spool] {
+            std::fs::create_dir_all(dir).map_err(|source| RunError::RunDir { path: dir.clone(), source })?;
+        }
+        let db = Db::open(&out).await?;
+        let jobs: Vec<String> = items.iter().map(job::key).collect();
+        let planned: Vec<(String, String, String)> =
+            items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string(), i.source_text.clone())).collect();
+        let shard_size = shards::size(options.shard_size, items.len());
+        let shard_count = items.len().div_ceil(shard_size) as u64;
+        let run_id = shards::run_id(&text, items.len(), shard_size);
+        let run = run_id.clone();
+        db.call(move |l| {
+            l.plan(planned.iter().map(|(j, k, s)| (j.as_str(), k.as_str(), s.as_str())), now_ms())?;
+            l.prepare_shards(&run, shard_count)
+        })
+        .await?;
+        let owner = shards::owner();
+        tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
+        events.event(Event::Planned {
+            items: items.len() as u64,
+            shards: shard_count,
+            shard_size,
+            run: run_id.clone(),
+        });
+        let lease = options.lease.max(Duration::from_secs(1));
+        let local = LedgerLeases { db: db.clone(), run: run_id.clone(), owner: owner.clone(), lease };
+        // A backend with control objects (S3) shares leases through the bucket, so machines with
+        // separate run directories split the work too.
+        let leases: Arc<dyn Leases> = match store.backend().control() {
+            Some(control) => Arc::new(BucketLeases::new(local, control, &run_id)),
+            None => Arc::new(local),
+        };
+        let ctx = Arc::new(Ctx {
+            store,
+            db: db.clone(),
+            http: Http::new(&options, Arc::clone(&events)),
+            retries: options.retries,
+            resume_threshold: options.resume_threshold,
+            streaming: options.streaming,
+            partials,
+            spool,
+            events,
+            owner,
+            patience: lease,
+        });
+        let work = Work {
+            ctx,
+            leases,
+            items: Arc::new(items),
+            jobs: Arc::new(jobs),
+            shard_size,
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
+            results: std::sync::Mutex::new(Vec::new()),
+            cursor: AtomicUsize::new(0),
+            unstarted: AtomicUsize::new(0),
+            started: Notify::new(),
+            elsewhere: std::sync::Mutex::new(BTreeMap::new()),
+            hints: std::sync::Mutex::new(BTreeMap::new()),
+            in_flight: std::sync::Mutex::new(BTreeSet::new()),
+        };
+        // From here on `cancel` stops the run cleanly: no new items start, the ones in flight
+        // are dropped (staged writes discard themselves, partial downloads stay with their
+        // checkpoints), and the summary says what was done.
+        let (outcome, interrupted) = tokio::select! {
+            biased;
+            outcome = work.drive() => (outcome, None),
+            reason = cancel => (Ok(()), Some(reason)),
+        };
+        outcome?;
+
+        let mut ran: Vec<Option<Done>> = vec![None; work.items.len()];
+        for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            ran[index] = Some(result);
+        }
+        let in_flight = work.in_flight.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fates = work.fates.into_inner();
+        let elsewhere = work.elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // What the ledger says of the items this process did not finish (one call for all).
+        let unfinished: Vec<(usize, String)> = ran
+            .iter()
+            .enumerate()
+            .filter(|(index, slot)| slot.is_none() && fates[index / shard_size] != Fate::DoneElsewhere)
+            .map(|(index, _)| (index, work.jobs[index].clone()))
+            .collect();
+        let rows = db
+            .call(move |l| {
+                unfinished.into_iter().map(|(i, job)| Ok((i, l.job(&job)?))).collect::<ledger::Result<BTreeMap<_, _>>>()
+            })
+            .await?;
+        for (index, slot) in ran.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let row = rows.get(&index).and_then(Option::as_ref);
+            let fate = fates[index / shard_size];
+            if let (Fate::DoneElsewhere, Some(record)) = (fate, elsewhere.get(&(index / shard_size))) {
+                *slot = Some(Done::elsewhere(record, &work.jobs[index]));
+            } else if interrupted.is_none()
+                || fate == Fate::Done
+                || row.is_some_and(|r| r.state == ledger::State::Promoted)
+            {
+                *slot = Some(Done::from_ledger(row));
+            }
+            // Otherwise cancelled before this process (or anyone) finished it: reported below.
+        }
+        for (index, (item, slot)) in work.items.iter().zip(&ran).enumerate() {
+            reports.push(match (slot, &interrupted) {
+                (Some(done), _) => ItemReport::item(item, done),
+                (None, Some(reason)) => ItemReport::not_done(item, reason, in_flight.contains(&index)),
+                // Not reached: without a cancellation every item got a result above.
+                (None, None) => ItemReport::item(item, &Done::from_ledger(None)),
+            });
+        }
+        // A repeated line reports its job's outcome (a repeat of a job cut off by `max` is
+        // skipped with it).
+        let index_of: HashMap<&str, usize> = work.jobs.iter().enumerate().map(|(i, j)| (j.as_str(), i)).collect();
+        let by_line: HashMap<usize, ItemReport> = reports.iter().map(|r| (r.line, r.clone())).collect();
+        for (item, job) in &repeats {
+            let first = index_of.get(job.as_str()).and_then(|&i| by_line.get(&work.items[i].line));
+            reports.push(match first {
+                Some(first) => first.for_line(item.line),
+                None => ItemReport::item(item, &Done::skipped()),
+            });
+        }
+        let summary = Summary::new(reports, started.elapsed());
+        Ok(match interrupted {
+            None => summary,
+            Some(reason) => summary.interrupted(reason),
+        })
+    }
+}
+
+/// How often a worker shares what it finished in a shard it holds, at most (one small write
+/// each time, on S3 a PUT).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// What this process knows about a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Not finished as far as we know.
+    Pending,
+    /// Leased by one of our runners.
+    Mine,
+    /// Finished (by us, or another worker sharing the ledger).
+    Done,
+    /// Finished by a worker elsewhere (its record is in `Work::elsewhere`).
+    DoneElsewhere,
+}
+
+/// The shared state of a run's shard runners.
+struct Work {
+    ctx: Arc<Ctx>,
+    leases: Arc<dyn Leases>,
+    items: Arc<Vec<Item>>,
+    jobs: Arc<Vec<String>>,
+    shard_size: usize,
+    slots: Arc<Semaphore>,
+    fates: tokio::sync::Mutex<Vec<Fate>>,
+    results: std::sync::Mutex<Vec<(usize, Done)>>,
+    /// Shards finished by workers elsewhere: shard → their done marker.
+    elsewhere: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
+    /// Shards leased with digests other workers recorded: shard → (job key → SHA-256).
+    hints: std::sync::Mutex<BTreeMap<usize, BTreeMap<String, promote_core::Sha256>>>,
+    /// Where the next scan for a shard to lease starts.
+    cursor: AtomicUsize,
+    /// Items of leased shards still waiting for a slot.
+    unstarted: AtomicUsize,
+    /// Signalled whenever an item takes a slot.
+    started: Notify,
+    /// Items being processed now (what an interruption cut short).
+    in_flight: std::sync::Mutex<BTreeSet<usize>>,
+}
+
+impl Work {
+    fn range(&self, shard: usize) -> std::ops::Range<usize> {
+        shard * self.shard_size..((shard + 1) * self.shard_size).min(self.items.len())
+    }
+
+    /// Leases shards and works through them until every shard is done by someone. A new shard
+    /// is leased only when every item of the shards held has a slot, so a process holds no more
+    /// than it can work on, and one slow item never holds up the rest.
+    async fn drive(&self) -> Result<(), RunError> {
+        let mut running = FuturesUnordered::new();
+        // Ends when every shard is done by someone. Waiting on shards others hold is bounded by
+        // their leases: a holder that stops renewing loses its shard to us after `lease`.
+        loop {
+            if self.unstarted.load(Ordering::Acquire) == 0 {
+                // Keep the items in flight moving while leasing (a lease may be a network call).
+                let leasing = self.next_shard();
+                tokio::pin!(leasing);
+                // Ends with the lease call (each running item only shortens `running`).
+                let (next, waiting) = loop {
+                    tokio::select! {
+                        leased = &mut leasing => break leased?,
+                        Some(result) = running.next() => result?,
+                    }
+                };
+                if let Some(shard) = next {
+                    self.unstarted.fetch_add(self.range(shard).len(), Ordering::AcqRel);
+                    running.push(self.run_shard(shard));
+                    continue;
+                }
+                if running.is_empty() && !waiting {
+                    return Ok(());
+                }
+                // Nothing to lease now: wait for one of ours to finish, or for others' to.
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = tokio::time::sleep(self.leases.poll()) => {}
+                }
+            } else {
+                tokio::select! {
+                    Some(result) = running.next() => result?,
+                    () = self.started.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// The next shard this process can lease, and whether others still hold unfinished ones.
+    /// Scans on from the last shard leased, so each shard is asked about about once until the
+    /// scan wraps around to the ones others held.
+    async fn next_shard(&self) -> Result<(Option<usize>, bool), RunError> {
+        let mut fates = self.fates.lock().await;
+        let count = fates.len();
+        let start = self.cursor.load(Ordering::Relaxed);
+        let mut waiting = false;
+        for shard in (start..count).chain(0..start) {
+            if fates[shard] != Fate::Pending {
+                waiting |= fates[shard] == Fate::Mine;
+                continue;
+            }
+            match self.leases.acquire(shard as u64).await? {
+                Lease::Acquired { from, hints } => {
+                    if let Some(from) = from {
+                        tracing::info!(shard, from = %from, "took over an expired lease");
+                        self.ctx.events.event(Event::LeaseTakenOver { shard: shard as u64, from });
+                    }
+                    fates[shard] = Fate::Mine;
+                    self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, hints);
+                    self.cursor.store(shard + 1, Ordering::Relaxed);
+                    return Ok((Some(shard), true));
+                }
+                Lease::Done(None) => fates[shard] = Fate::Done,
+                Lease::Done(Some(record)) => {
+                    fates[shard] = Fate::DoneElsewhere;
+                    self.record_elsewhere(shard, &record).await?;
+                    self.elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, record);
+                }
+                Lease::Held => waiting = true,
+            }
+        }
+        self.cursor.store(count, Ordering::Relaxed);
+        Ok((None, waiting))
+    }
+
+    /// Records in this run directory's ledger what a worker elsewhere did with a shard, so
+    /// `status` shows it (failures with their reasons) and no job of it looks unfinished.
+    async fn record_elsewhere(&self, shard: usize, record: &ShardRecord) -> Result<(), RunError> {
+        let writer = record.writer();
+        let outcomes: Vec<(String, Elsewhere)> = self.jobs[self.range(shard)]
+            .iter()
+            .filter_map(|job| {
+                let outcome = match (record.promoted.get(job), record.failed.get(job)) {
+                    (Some(sha), _) => Elsewhere::Promoted(sha.parse().ok()?),
+                    (None, Some(reason)) => Elsewhere::Failed {
+                        reason: reason.clone(),
+                        error: format!("failed on {writer} (its run directory says why)"),
+                    },
+                    (None, None) => return None,
+                };
+                Some((job.clone(), outcome))
+            })
+            .collect();
+        self.ctx
+            .db
+            .call(move |l| {
+                let now = now_ms();
+                l.in_transaction(|l| outcomes.iter().try_for_each(|(job, outcome)| l.elsewhere(job, outcome, now)))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// What this worker did with `shard`'s items so far: digests promoted or found present,
+    /// reasons of failures.
+    fn shard_record(&self, shard: usize) -> ShardRecord {
+        let mut record = ShardRecord { owner: self.ctx.owner.clone(), ..ShardRecord::default() };
+        let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let range = self.range(shard);
+        for (index, done) in results.iter().filter(|(index, _)| range.contains(index)) {
+            let job = self.jobs[*index].clone();
+            match (&done.failure, done.sha256) {
+                (Some(failure), _) => {
+                    record.failed.insert(job, failure.reason.clone());
+                }
+                (None, Some(sha)) => {
+                    record.promoted.insert(job, sha.to_string());
+                }
+                (None, None) => {}
+            }
+        }
+        record
+    }
+
+    async fn run_shard(&self, shard: usize) -> Result<(), RunError> {
+        let lost = Arc::new(AtomicBool::new(false));
+        let hints =
+            self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&shard).unwrap_or_default();
+        let renewer = {
+            let (leases, lost, events) = (Arc::clone(&self.leases), Arc::clone(&lost), Arc::clone(&self.ctx.events));
+            AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(leases.lease() / 3);
+                tick.tick().await;
+                // Ends when the lease is lost, or when `renewer` is dropped (the shard is
+                // finished, or this runner was dropped mid-way).
+                loop {
+                    tick.tick().await;
+                    match leases.renew(shard as u64).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(
+                                shard,
+                                "lost the shard's lease; its items stop and are left to the new owner"
+                            );
+                            lost.store(true, Ordering::Relaxed);
+                            events.event(Event::LeaseLost { shard: shard as u64 });
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(shard, error = %crate::error::chain(&err), "could not renew the shard's lease")
+                        }
+                    }
+                }
+            }))
+        };
+        // Progress is shared (on S3: written to the bucket) every `PROGRESS_EVERY` at most
+        // (a third of the lease if shorter), so a worker taking the shard over fetches again
+        // only what was finished in the last moments before its holder died.
+        let every = PROGRESS_EVERY.min(self.leases.lease() / 3);
+        let shared = tokio::sync::Mutex::new(Instant::now());
+        futures_util::stream::iter(self.range(shard))
+            .for_each_concurrent(None, |index| {
+                let (lost, hints, shared) = (Arc::clone(&lost), &hints, &shared);
+                async move {
+                    let slot = self.slots.acquire().await;
+                    self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                    self.started.notify_one();
+                    let Ok(_slot) = slot else { return };
+                    if lost.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index);
+                    let (job, item) = (&self.jobs[index], &self.items[index]);
+                    self.ctx.events.event(Event::ItemStarted { line: item.line, key: item.key.clone() });
+                    let done = item::process(&self.ctx, item, job, hints.get(job).copied(), &lost).await;
+                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&index);
+                    if done.stopped() {
+                        // The worker that took the shard over reports it.
+                        self.ctx.events.event(Event::ItemGivenBack { line: item.line, key: item.key.clone() });
+                        return;
+                    }
+                    self.ctx.events.event(Event::ItemDone {
+                        line: item.line,
+                        key: item.key.clone(),
+                        outcome: done.outcome,
+                        failure: done.failure.clone(),
+                    });
+                    self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
+                    if let Ok(mut last) = shared.try_lock()
+                        && last.elapsed() >= every
+                    {
+                        *last = Instant::now();
+                        if let Err(err) = self.leases.progress(shard as u64, &self.shard_record(shard)).await {
+                            tracing::info!(shard, error = %crate::error::chain(&err), "could not share the shard's progress");
+                        }
+                    }
+                }
+            })
+            .await;
+        drop(renewer);
+        let fate = if lost.load(Ordering::Relaxed) {
+            Fate::Pending
+        } else {
+            self.leases.finish(shard as u64, self.shard_record(shard)).await?;
+            Fate::Done
+        };
+        self.fates.lock().await[shard] = fate;
+        Ok(())
+    }
+}
+
+/// A task that is aborted when this is dropped: a shard runner dropped mid-way (an error ended
+/// the run) stops renewing its lease instead of holding it for as long as the runtime lives.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use promote_local::{LocalBackend, LocalConfig};
+
+    use super::*;
+    use crate::Outcome;
+
+    /// A manifest of `files` local files plus a bad line and a repeat of the first line, with
+    /// its store.
+    fn setup(dir: &Path, files: usize) -> (Options, Store) {
+        let mut manifest = String::new();
+        for n in 0..files {
+            std::fs::write(dir.join(format!("{n}.txt")), format!("file {n}\n")).unwrap();
+            manifest.push_str(&format!("{{\"source\": \"{n}.txt\", \"key\": \"k/{n}\"}}\n"));
+        }
+        manifest.push_str("not json\n{\"source\": \"0.txt\", \"key\": \"k/0\"}\n");
+        std::fs::write(dir.join("m.jsonl"), manifest).unwrap();
+        let store = Store::new(Arc::new(LocalBackend::open(LocalConfig::at(dir.join("store"))).unwrap()));
+        (Options::new(dir.join("m.jsonl"), dir.join("run")), store)
+    }
+
+    /// `tokio::test` is a current-thread runtime, where `block_in_place` would panic: the whole
+    /// engine runs on it.
+    #[tokio::test]
+    async fn a_tiny_manifest_runs_on_a_current_thread_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, store) = setup(dir.path(), 3);
+        let plan = Plan::read(options).unwrap();
+        assert_eq!((plan.len(), plan.bad_lines().len()), (3, 1));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let events = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |event: Event| seen.lock().unwrap().push(event))
+        };
+        let summary = plan.run(store, events, std::future::pending()).await.unwrap();
+        assert_eq!((summary.promoted, summary.failed, summary.items.len()), (4, 1, 5), "{summary:?}");
+        assert_eq!(summary.items[4].outcome, Outcome::Promoted, "the repeated line reports its job's outcome");
+        assert_eq!(summary.items[3].kind, Some(crate::FailureKind::BadLine));
+        assert_eq!(std::fs::read_to_string(dir.path().join("store/k/2")).unwrap(), "file 2\n");
+        let seen = seen.lock().unwrap();
+        assert!(matches!(seen[0], Event::Planned { items: 3, .. }), "{:?}", seen[0]);
+        let done = seen.iter().filter(|e| matches!(e, Event::ItemDone { outcome: Outcome::Promoted, .. })).count();
+        let bytes: u64 = seen.iter().map(|e| if let Event::Bytes { n, .. } = e { *n } else { 0 }).sum();
+        assert_eq!((done, bytes), (3, 21));
+    }
+
+    /// A cancellation that has already happened when the items start: nothing new starts, and
+    /// every item is reported, done or not done, with the reason given.
+    #[tokio::test]
+    async fn a_cancelled_run_says_what_it_did_not_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, store) = setup(dir.path(), 20);
+        let plan = Plan::read(options).unwrap();
+        let summary = plan.run(store, Arc::new(|_| {}), std::future::ready("SIGTERM".to_owned())).await.unwrap();
+        assert_eq!(summary.interrupted.as_deref(), Some("SIGTERM"));
+        assert!(summary.not_done > 0, "{summary:?}");
+        assert_eq!(summary.promoted + summary.not_done, 21, "{summary:?}");
+        let unstarted = summary.items.iter().find(|i| i.outcome == Outcome::NotDone).unwrap();
+        assert!(unstarted.error.as_deref().unwrap().contains("SIGTERM"), "{unstarted:?}");
+    }
+
+    #[test]
+    fn a_dry_run_reports_every_line_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut options, _store) = setup(dir.path(), 3);
+        options.max = Some(2);
+        let summary = Plan::read(options).unwrap().dry_run();
+        assert_eq!((summary.skipped, summary.failed, summary.items.len()), (4, 1, 5));
+        assert!(!dir.path().join("run").exists(), "nothing written");
+    }
+}

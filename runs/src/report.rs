@@ -1,0 +1,272 @@
+//! The end of a run as data: one [`ItemReport`] per manifest line and the [`Summary`] over them.
+//! The summary serializes (serde) to the JSON report `promote run --report` writes; turning it
+//! into a line of text or an exit code is the caller's business.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::item::{Done, FailureKind, Outcome};
+use crate::manifest::{BadLine, Item};
+use crate::resume::Decision;
+
+/// One manifest line's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemReport {
+    /// 1-based manifest line.
+    pub line: usize,
+    /// Destination key (null for a line without one).
+    pub key: Option<String>,
+    /// Source as written.
+    pub source: Option<String>,
+    /// `promoted`, `already-present`, `done-elsewhere`, `failed`, `skipped`, `not-done` (the run
+    /// was cancelled first).
+    pub outcome: Outcome,
+    /// `already-complete`, `resume`, `discard`, `fresh`.
+    pub decision: Option<Decision>,
+    /// SHA-256 at the key.
+    pub sha256: Option<String>,
+    /// Size at the key.
+    pub size: Option<u64>,
+    /// Bytes fetched for it by this process.
+    pub fetched_bytes: u64,
+    /// Attempts by this process.
+    pub attempts: u32,
+    /// Failure reason (`http-404`, `bad-manifest-line`, …); for an item not done, `interrupted`
+    /// (it was in flight) or `not-started`.
+    pub reason: Option<String>,
+    /// Failure message.
+    pub error: Option<String>,
+    /// What kind of failure, for a failed item (not in the JSON report).
+    #[serde(skip)]
+    pub kind: Option<FailureKind>,
+}
+
+impl ItemReport {
+    /// A processed (or skipped) item.
+    pub(crate) fn item(item: &Item, done: &Done) -> Self {
+        Self {
+            line: item.line,
+            key: Some(item.key.to_string()),
+            source: Some(item.source_text.clone()),
+            outcome: done.outcome,
+            decision: done.decision,
+            sha256: done.sha256.map(|s| s.to_string()),
+            size: done.size,
+            fetched_bytes: done.fetched,
+            attempts: done.attempts,
+            reason: done.failure.as_ref().map(|f| f.reason.clone()),
+            error: done.failure.as_ref().map(|f| f.message.clone()),
+            kind: match (&done.outcome, &done.failure) {
+                (Outcome::Failed, Some(f)) => Some(f.kind),
+                (Outcome::Failed, None) => Some(FailureKind::Io),
+                _ => None,
+            },
+        }
+    }
+
+    /// An item the run was cancelled (by `reason`, such as `SIGINT`) before finishing: cut
+    /// short while `in_flight` (its partial download, if any, is kept for the next run), or
+    /// not started.
+    pub(crate) fn not_done(item: &Item, reason: &str, in_flight: bool) -> Self {
+        let (why, error) = if in_flight {
+            (
+                "interrupted",
+                format!("stopped by {reason} while in flight; the next run does it (resuming a kept partial download)"),
+            )
+        } else {
+            ("not-started", format!("not started before {reason}; the next run does it"))
+        };
+        Self {
+            line: item.line,
+            key: Some(item.key.to_string()),
+            source: Some(item.source_text.clone()),
+            outcome: Outcome::NotDone,
+            decision: None,
+            sha256: None,
+            size: None,
+            fetched_bytes: 0,
+            attempts: 0,
+            reason: Some(why.into()),
+            error: Some(error),
+            kind: None,
+        }
+    }
+
+    /// The same report for another manifest line (a repeat of the same job).
+    pub(crate) fn for_line(&self, line: usize) -> Self {
+        Self { line, ..self.clone() }
+    }
+
+    /// A bad manifest line.
+    pub(crate) fn bad_line(bad: &BadLine) -> Self {
+        Self {
+            line: bad.line,
+            key: bad.key.clone(),
+            source: bad.source.clone(),
+            outcome: Outcome::Failed,
+            decision: None,
+            sha256: None,
+            size: None,
+            fetched_bytes: 0,
+            attempts: 0,
+            reason: Some("bad-manifest-line".into()),
+            error: Some(bad.reason.clone()),
+            kind: Some(FailureKind::BadLine),
+        }
+    }
+}
+
+/// Everything a run reports: counts over the items, and each item's report in manifest order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// What cancelled the run (the word its `cancel` future gave, such as `SIGINT`), if
+    /// anything did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
+    /// Items promoted by this run.
+    pub promoted: u64,
+    /// Items whose key already held the expected bytes.
+    pub already_present: u64,
+    /// Items finished by workers on other machines.
+    pub done_elsewhere: u64,
+    /// Items that failed (bad lines included).
+    pub failed: u64,
+    /// Items not attempted (a dry run, past `max`).
+    pub skipped: u64,
+    /// Items a cancelled run did not finish (in flight or not started).
+    pub not_done: u64,
+    /// Items whose download resumed from kept bytes.
+    pub resumed: u64,
+    /// Items whose kept bytes were discarded.
+    pub discarded: u64,
+    /// Failed items by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Bytes fetched by this process.
+    pub bytes: u64,
+    /// How long the run took, in seconds (to the millisecond).
+    pub elapsed_secs: f64,
+    /// Every manifest line's report, by line.
+    pub items: Vec<ItemReport>,
+}
+
+impl Summary {
+    /// Totals over `items` (sorted into manifest line order).
+    pub(crate) fn new(mut items: Vec<ItemReport>, elapsed: Duration) -> Self {
+        items.sort_by_key(|i| i.line);
+        let count = |outcome: Outcome| items.iter().filter(|i| i.outcome == outcome).count() as u64;
+        let decided = |d: Decision| items.iter().filter(|i| i.decision == Some(d)).count() as u64;
+        let mut failures = BTreeMap::new();
+        let failed = items.iter().filter(|i| i.outcome == Outcome::Failed);
+        for reason in failed.filter_map(|i| i.reason.as_ref()) {
+            *failures.entry(reason.clone()).or_default() += 1;
+        }
+        Self {
+            interrupted: None,
+            promoted: count(Outcome::Promoted),
+            already_present: count(Outcome::AlreadyPresent),
+            done_elsewhere: count(Outcome::Elsewhere),
+            failed: count(Outcome::Failed),
+            skipped: count(Outcome::Skipped),
+            not_done: count(Outcome::NotDone),
+            resumed: decided(Decision::Resume),
+            discarded: decided(Decision::Discard),
+            failures,
+            bytes: items.iter().map(|i| i.fetched_bytes).sum(),
+            elapsed_secs: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            items,
+        }
+    }
+
+    /// Marks the run as cancelled by `reason`.
+    pub(crate) fn interrupted(self, reason: String) -> Self {
+        Self { interrupted: Some(reason), ..self }
+    }
+
+    /// Items a cancelled run cut short while in flight (the rest of [`Self::not_done`] never
+    /// started).
+    pub fn cut_short(&self) -> u64 {
+        self.items.iter().filter(|i| i.reason.as_deref() == Some("interrupted")).count() as u64
+    }
+
+    /// The kinds of the failed items, one per failed item (a failed item always has one).
+    pub fn failure_kinds(&self) -> impl Iterator<Item = FailureKind> + '_ {
+        self.items.iter().filter(|i| i.outcome == Outcome::Failed).map(|i| i.kind.unwrap_or(FailureKind::Io))
+    }
+
+    /// The JSON report.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(line: usize, outcome: Outcome, decision: Option<Decision>, reason: Option<&str>) -> ItemReport {
+        ItemReport {
+            line,
+            key: Some(format!("k{line}")),
+            source: None,
+            outcome,
+            decision,
+            sha256: None,
+            size: None,
+            fetched_bytes: 1 << 20,
+            attempts: 1,
+            reason: reason.map(str::to_owned),
+            error: None,
+            kind: (outcome == Outcome::Failed).then_some(FailureKind::Fetch),
+        }
+    }
+
+    #[test]
+    fn summary_counts_kinds_and_json() {
+        let items = vec![
+            report(3, Outcome::Failed, Some(Decision::Fresh), Some("http-404")),
+            report(1, Outcome::Promoted, Some(Decision::Resume), None),
+            report(2, Outcome::AlreadyPresent, Some(Decision::AlreadyComplete), None),
+            ItemReport::bad_line(&BadLine { line: 4, reason: "not json".into(), key: None, source: None }),
+            report(5, Outcome::Promoted, Some(Decision::Discard), None),
+            report(6, Outcome::Elsewhere, None, None),
+        ];
+        let summary = Summary::new(items, Duration::from_secs(2));
+        assert_eq!((summary.promoted, summary.already_present, summary.done_elsewhere, summary.failed), (2, 1, 1, 2));
+        assert_eq!((summary.resumed, summary.discarded, summary.bytes), (1, 1, 5 << 20));
+        let mut kinds: Vec<FailureKind> = summary.failure_kinds().collect();
+        kinds.sort();
+        assert_eq!(kinds, vec![FailureKind::BadLine, FailureKind::Fetch]);
+        let json = summary.to_json();
+        assert_eq!(json["items"][0]["line"], 1);
+        assert_eq!(json["items"][0]["outcome"], "promoted");
+        assert_eq!(json["items"][0]["decision"], "resume");
+        assert_eq!(json["items"][5]["outcome"], "done-elsewhere");
+        assert_eq!(json["failures"]["http-404"], 1);
+        assert_eq!(json["failures"]["bad-manifest-line"], 1);
+        assert_eq!(json["done_elsewhere"], 1);
+        assert_eq!(json["items"][3]["key"], serde_json::Value::Null);
+        assert!(json["items"][0].get("kind").is_none(), "the kind is not part of the report");
+        assert!(json.get("interrupted").is_none());
+    }
+
+    #[test]
+    fn an_interrupted_summary_counts_what_was_not_done_apart_from_failures() {
+        let mut cut = report(2, Outcome::NotDone, None, Some("interrupted"));
+        cut.kind = None;
+        let mut unstarted = report(3, Outcome::NotDone, None, Some("not-started"));
+        unstarted.kind = None;
+        let items = vec![report(1, Outcome::Promoted, Some(Decision::Fresh), None), cut, unstarted];
+        let summary = Summary::new(items, Duration::from_secs(1)).interrupted("SIGTERM".into());
+        assert_eq!((summary.not_done, summary.cut_short(), summary.failed), (2, 1, 0));
+        assert_eq!(summary.failure_kinds().count(), 0);
+        let json = summary.to_json();
+        assert_eq!(
+            (&json["interrupted"], &json["not_done"], &json["failed"]),
+            (&"SIGTERM".into(), &2.into(), &0.into())
+        );
+        assert_eq!(json["items"][1]["outcome"], "not-done");
+        assert_eq!(json["failures"], serde_json::json!({}));
+    }
+}
