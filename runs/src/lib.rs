@@ -37,6 +37,7 @@
 //! backend's publish returned, so a crash between the two is found again as already present.
 
 mod bucket;
+mod dry_run;
 mod error;
 pub mod events;
 pub mod fetch;

@@ -101,13 +101,29 @@ impl Plan {
         &self.options
     }
 
-    /// What a run would do, without doing it: every item reported skipped, bad lines failed.
-    /// Opens nothing and writes nothing.
-    pub fn dry_run(self) -> Summary {
+    /// What a run would do, without doing it: each item's decision from a look at `store` (a
+    /// `head`; none without a store) and at the run directory's kept partial downloads (see
+    /// `dry_run.rs`), the items reported skipped, bad lines failed. Fetches, creates and writes
+    /// nothing.
+    pub async fn dry_run(self, store: Option<&Store>) -> Summary {
         let mut reports: Vec<ItemReport> = self.bad.iter().map(ItemReport::bad_line).collect();
+        let partials = self.options.out.join("partials");
+        let decided: Vec<ItemReport> = futures_util::stream::iter(&self.items)
+            .map(|item| {
+                let partials = &partials;
+                async move { ItemReport::item(item, &crate::dry_run::decide(store, item, partials).await) }
+            })
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        reports.extend(decided);
         let skipped = Done::skipped();
-        let all = self.rest.iter().chain(&self.items).chain(self.repeats.iter().map(|(item, _)| item));
-        reports.extend(all.map(|item| ItemReport::item(item, &skipped)));
+        reports.extend(
+            self.rest
+                .iter()
+                .chain(self.repeats.iter().map(|(item, _)| item))
+                .map(|item| ItemReport::item(item, &skipped)),
+        );
         Summary::new(reports, self.started.elapsed())
     }
 
@@ -608,13 +624,55 @@ mod tests {
         assert!(unstarted.error.as_deref().unwrap().contains("SIGTERM"), "{unstarted:?}");
     }
 
-    #[test]
-    fn a_dry_run_reports_every_line_and_writes_nothing() {
+    #[tokio::test]
+    async fn a_dry_run_reports_every_line_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut options, _store) = setup(dir.path(), 3);
         options.max = Some(2);
-        let summary = Plan::read(options).unwrap().dry_run();
+        let summary = Plan::read(options).unwrap().dry_run(None).await;
         assert_eq!((summary.skipped, summary.failed, summary.items.len()), (4, 1, 5));
+        assert_eq!(summary.items[0].decision, Some(crate::Decision::Fresh));
         assert!(!dir.path().join("run").exists(), "nothing written");
+    }
+
+    /// Each item's decision comes from a look at the store and the run directory: a key holding
+    /// the manifest's digest is already complete, other bytes a conflict, a kept partial a
+    /// resume, the rest fresh. Nothing changes.
+    #[tokio::test]
+    async fn a_dry_run_says_what_it_would_do_with_each_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = setup(dir.path(), 0);
+        let sha = |text: &str| promote_core::Sha256::of(text.as_bytes());
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        let line = |key: &str, sha256: promote_core::Sha256| {
+            format!("{{\"source\": \"a.txt\", \"key\": \"{key}\", \"sha256\": \"{sha256}\"}}\n")
+        };
+        let manifest =
+            [line("present", sha("a")), line("other", sha("a")), line("kept", sha("a")), line("new", sha("a"))];
+        std::fs::write(dir.path().join("m.jsonl"), manifest.concat()).unwrap();
+        for (key, bytes) in [("present", "a"), ("other", "b")] {
+            let key = promote_core::Key::new(key).unwrap();
+            store.promote_reader(&key, bytes.as_bytes(), &Default::default(), Mode::Create).await.unwrap();
+        }
+        let options = Options::new(dir.path().join("m.jsonl"), dir.path().join("run"));
+        let plan = Plan::read(options.clone()).unwrap();
+        let kept = job::key(&plan.items[2]);
+        std::fs::create_dir_all(dir.path().join("run/partials")).unwrap();
+        std::fs::write(dir.path().join("run/partials").join(&kept), "part").unwrap();
+        let summary = plan.dry_run(Some(&store)).await;
+        let decided: Vec<_> =
+            summary.items.iter().map(|i| (i.key.clone().unwrap(), i.decision, i.reason.clone(), i.outcome)).collect();
+        use crate::Decision::*;
+        assert_eq!(
+            decided,
+            [
+                ("present".into(), Some(AlreadyComplete), None, Outcome::Skipped),
+                ("other".into(), None, Some("conflict".into()), Outcome::Skipped),
+                ("kept".into(), Some(Resume), None, Outcome::Skipped),
+                ("new".into(), Some(Fresh), None, Outcome::Skipped),
+            ]
+        );
+        assert_eq!(summary.items[3].manifest_sha256, Some(sha("a").to_string()));
+        assert!(!dir.path().join("store/new").exists() && !dir.path().join("run/ledger.sqlite3").exists());
     }
 }

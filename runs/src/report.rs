@@ -38,6 +38,10 @@ pub struct ItemReport {
     pub reason: Option<String>,
     /// Failure message.
     pub error: Option<String>,
+    /// The size the manifest gives, if it gives one.
+    pub manifest_size: Option<u64>,
+    /// The SHA-256 the manifest gives, if it gives one.
+    pub manifest_sha256: Option<String>,
     /// What kind of failure, for a failed item (not in the JSON report).
     #[serde(skip)]
     pub kind: Option<FailureKind>,
@@ -58,6 +62,8 @@ impl ItemReport {
             attempts: done.attempts,
             reason: done.failure.as_ref().map(|f| f.reason.clone()),
             error: done.failure.as_ref().map(|f| f.message.clone()),
+            manifest_size: item.expected.size,
+            manifest_sha256: item.expected.sha256.map(|s| s.to_string()),
             kind: match (&done.outcome, &done.failure) {
                 (Outcome::Failed, Some(f)) => Some(f.kind),
                 (Outcome::Failed, None) => Some(FailureKind::Io),
@@ -90,6 +96,8 @@ impl ItemReport {
             attempts: 0,
             reason: Some(why.into()),
             error: Some(error),
+            manifest_size: item.expected.size,
+            manifest_sha256: item.expected.sha256.map(|s| s.to_string()),
             kind: None,
         }
     }
@@ -113,6 +121,8 @@ impl ItemReport {
             attempts: 0,
             reason: Some("bad-manifest-line".into()),
             error: Some(bad.reason.clone()),
+            manifest_size: None,
+            manifest_sha256: None,
             kind: Some(FailureKind::BadLine),
         }
     }
@@ -218,6 +228,8 @@ mod tests {
             attempts: 1,
             reason: reason.map(str::to_owned),
             error: None,
+            manifest_size: None,
+            manifest_sha256: None,
             kind: (outcome == Outcome::Failed).then_some(FailureKind::Fetch),
         }
     }

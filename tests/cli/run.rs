@@ -666,14 +666,32 @@ fn dry_run_fetches_and_writes_nothing() {
     let server = server();
     let items = smalls(&server, 9, 10);
     write_manifest(&s, "manifest.jsonl", &lines(&server, &items));
+    // One key already holds its item (the manifest gives its digest), one holds other bytes.
+    let (present, taken) = (&items[0], &items[2]);
+    s.file("present.bin", &present.bytes);
+    s.file("other.bin", b"other bytes");
+    assert_code(&s.run(&["put", "present.bin", &present.key]), 0);
+    assert_code(&s.run(&["put", "other.bin", &taken.key]), 0);
     let out = s.run(&["run", "manifest.jsonl", "--out", "run", "--dry-run", "--report", "report.json"]);
     assert_code(&out, 0);
     assert_eq!(server.total_gets(), 0, "a dry run fetched");
+    assert!(!s.path().join("run").exists(), "a dry run created its run directory");
+    // One line per item: what a run would do, the key, the source.
+    let listing = stdout(&out);
+    let line_of = |key: &str| listing.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key}: {listing}"));
+    assert!(line_of(&present.key).starts_with("already-complete "), "{listing}");
+    assert!(line_of(&taken.key).starts_with("conflict "), "{listing}");
     assert!(
-        file_sizes(&s.root()).iter().all(|(p, _)| p.starts_with(s.root().join(".promote"))),
-        "a dry run wrote objects"
+        line_of(&items[1].key).starts_with("fresh ") && line_of(&items[1].key).contains(&items[1].path),
+        "{listing}"
     );
+    assert_eq!(listing.lines().count(), 10, "{listing}");
+    assert_eq!(std::fs::read(s.root().join(&taken.key)).unwrap(), b"other bytes", "a dry run changed an object");
     let report = read_json(&s.path().join("report.json"));
     assert_eq!((&report["promoted"], &report["skipped"]), (&json!(0), &json!(10)), "{report}");
     assert!(report["items"].as_array().unwrap().iter().all(|i| i["outcome"] == "skipped"), "{report}");
+    // The report carries what the manifest says of each item.
+    assert_eq!(report["items"][0]["manifest_size"], json!(present.bytes.len()), "{report}");
+    assert_eq!(report["items"][0]["manifest_sha256"], json!(sha(&present.bytes)), "{report}");
+    assert_eq!(report["items"][1]["manifest_size"], Value::Null, "{report}");
 }

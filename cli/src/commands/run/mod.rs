@@ -58,7 +58,22 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     }
     let show = summary::Show { report: args.report, quiet: args.quiet, json: args.json };
     if args.dry_run {
-        return show.finish(&plan.dry_run()).map(ExitCode::from);
+        // A look at the store, which a dry run never creates: none there yet, nothing in it.
+        let store = match super::open_existing(loaded).await {
+            Ok(store) => Some(store),
+            Err(err) => {
+                eprintln!(
+                    "promote: not looking at the store ({}); decisions assume it is empty",
+                    crate::exit::one_line(&err)
+                );
+                None
+            }
+        };
+        let summary = plan.dry_run(store.as_ref()).await;
+        if !args.json && !args.quiet {
+            summary::list(&summary)?;
+        }
+        return show.finish(&summary).map(ExitCode::from);
     }
     let store = settings::open(loaded).await?;
     let display = Arc::new(progress::Progress::new(args.progress, args.quiet, args.json));

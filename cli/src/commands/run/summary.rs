@@ -42,6 +42,28 @@ impl Show {
     }
 }
 
+/// A dry run's listing on stdout: one line per manifest line, what a run would do with it —
+/// `already-complete`, `resume`, `fresh` (fetch), `conflict`, `skipped` (past `--max`, a
+/// repeated line) or `bad-line` — then the key and the source.
+///
+/// # Errors
+///
+/// When stdout is closed.
+pub(super) fn list(summary: &Summary) -> anyhow::Result<()> {
+    for item in &summary.items {
+        let what = match (&item.decision, &item.reason) {
+            (Some(decision), _) => decision.as_str(),
+            (None, Some(reason)) if reason == "bad-manifest-line" => "bad-line",
+            (None, Some(reason)) => reason.as_str(),
+            (None, None) => "skipped",
+        };
+        let key = item.key.as_deref().unwrap_or("-");
+        let source = item.source.as_deref().unwrap_or("-");
+        output::out!("{what:<16} {key}  <- {source}");
+    }
+    Ok(())
+}
+
 /// The exit code of a failed item of this kind.
 fn code(kind: FailureKind) -> u8 {
     match kind {
@@ -123,6 +145,8 @@ mod tests {
             attempts: 1,
             reason: reason.map(str::to_owned),
             error: None,
+            manifest_size: None,
+            manifest_sha256: None,
             kind,
         }
     }
