@@ -376,3 +376,58 @@ fn a_bar_whose_bytes_are_all_in_says_completing() {
     drop(input);
     assert!(child.wait().unwrap().success());
 }
+
+/// One rule for slashes: a prefix is a whole path (`ds/tree` never reaches `ds/tree2/…`), a
+/// source directory or prefix means its contents (put and get -r mirror each other), and a
+/// single-object command that finds objects under `KEY/` or is given `KEY/` says how to reach
+/// them.
+#[test]
+fn prefixes_are_whole_paths_sources_mean_their_contents_and_misses_get_hints() {
+    let s = Scratch::new();
+    s.file("promote.toml", TWO_TARGETS);
+    for (rel, text) in [("tree/a", "a"), ("tree/sub/b", "b")] {
+        std::fs::create_dir_all(s.path().join(rel).parent().unwrap()).unwrap();
+        std::fs::write(s.path().join(rel), text).unwrap();
+    }
+    for key in ["ds/tree", "ds/tree2"] {
+        assert_code(&s.run(&["put", "-q", "tree", key]), 0);
+    }
+    let lines = |out: &Output| stdout(out).lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(lines(&s.run(&["ls", "ds/tree"])), ["ds/tree/a", "ds/tree/sub/"]);
+    assert_eq!(lines(&s.run(&["ls", "-r", "ds/tree/"])), ["ds/tree/a", "ds/tree/sub/b"]);
+    // get -r mirrors put: the prefix's contents into the directory.
+    assert_code(&s.run(&["get", "-q", "-r", "ds/tree", "out"]), 0);
+    assert_eq!(std::fs::read_to_string(s.path().join("out/sub/b")).unwrap(), "b");
+    assert!(!s.path().join("out/tree").exists() && !s.path().join("out/tree2").exists());
+    let out = s.run(&["verify", "-r", "ds/tree"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("2 objects"), "{}", stderr(&out));
+    // A typo'd prefix removes nothing, not everything that starts with it.
+    let out = s.run(&["rm", "-r", "ds/tre"]);
+    assert_code(&out, 5);
+    assert_eq!(lines(&s.run(&["ls", "-r", "/"])).len(), 4, "rm -r ds/tre removed something");
+    // Misses and prefixes where one object was meant: a hint naming the command.
+    for (args, hint) in [
+        (vec!["rm", "ds/tree"], "`promote rm -r ds/tree/`"),
+        (vec!["get", "ds/tree", "x"], "`promote get -r ds/tree/ DIR`"),
+        (vec!["stat", "ds/tree"], "`promote ls ds/tree/`"),
+        (vec!["verify", "ds/tree"], "`promote verify -r ds/tree/`"),
+        (vec!["copy", "a:ds/tree", "b:x"], "(a:ds/tree/)"),
+    ] {
+        let out = s.run(&args);
+        assert_code(&out, 5);
+        assert!(
+            stderr(&out).contains("there are 2 objects under ds/tree/") && stderr(&out).contains(hint),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = s.run(&["rm", "ds/tree/"]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("names a prefix") && stderr(&out).contains("`promote rm -r ds/tree/`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines(&s.run(&["ls", "-r", "/"])).len(), 4, "nothing was removed");
+}

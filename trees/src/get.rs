@@ -69,7 +69,8 @@ pub async fn write_file(mut stream: ByteStream, dest: &Path, force: bool, events
 }
 
 /// Where each object listed under `prefix` goes in `dest`: the part of its key after the
-/// prefix's last `/`, as a relative path.
+/// prefix's last `/`, as a relative path (for a prefix ending in `/`, as the CLI passes it:
+/// the part after the prefix, so the prefix's contents go into `dest`).
 pub fn destination(prefix: &str, dest: &Path, key: &Key) -> PathBuf {
     let base = prefix.rfind('/').map_or(0, |i| i + 1);
     dest.join(&key.as_str()[base..])

@@ -159,7 +159,15 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             }
             Err(err) => {
                 failed += 1;
-                let err = tree_error(err, None).context(format!("{} -> {}", src.shown(&job.src), dst.shown(&job.dst)));
+                let mut err = tree_error(err, None);
+                if matches!(src.path, Path::Key(_)) {
+                    let shown = src.shown(&job.src);
+                    err = super::hint_prefix(err, &src_store, &job.src, |_| {
+                        format!("end the source with `/` ({shown}/) to copy them")
+                    })
+                    .await;
+                }
+                let err = err.context(format!("{} -> {}", src.shown(&job.src), dst.shown(&job.dst)));
                 let code = exit::code(&err);
                 if args.json {
                     let line = exit::one_line(&err);

@@ -13,7 +13,7 @@ use promote_core::{Error, Key, Meta, Store};
 use promote_tree::get as engine;
 use tokio::io::AsyncWriteExt;
 
-use super::{parse_key, tree_error, usage};
+use super::{tree_error, usage};
 use crate::args::GetArgs;
 use crate::exit;
 use crate::output::{self, out};
@@ -28,9 +28,16 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     if args.recursive {
         return get_tree(loaded, &args).await;
     }
-    let key = parse_key(&args.key)?;
+    let key = super::parse_object_key(&args.key, "get -r")?;
     let store = super::open_existing(loaded).await?;
-    let (meta, mut stream) = open(&store, &key, args.force).await?;
+    let (meta, mut stream) = match open(&store, &key, args.force).await {
+        Ok(opened) => opened,
+        Err(err) => {
+            return Err(
+                super::hint_prefix(err, &store, &key, |p| format!("`promote get -r {p} DIR` copies them out")).await
+            );
+        }
+    };
     let progress = Transfer::new(Some(meta.size), None, Transfer::shown(args.progress, args.quiet, args.json));
     if args.dest.as_os_str() == "-" {
         // stdout cannot be taken back: a mismatch is reported after the bytes went out.
@@ -100,15 +107,16 @@ fn get_error(err: promote_tree::Error, key: &Key) -> anyhow::Error {
     }
 }
 
-/// Every object under the prefix KEY into the directory DEST, keeping the part of each key
-/// after the prefix's last `/` as its relative path.
+/// Every object under the prefix KEY into the directory DEST, each at the part of its key after
+/// the prefix: the prefix's contents go into DEST (`get -r ds/tree out` makes `out/a`, as
+/// `put tree ds/tree` made `ds/tree/a`).
 async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     if args.dest.as_os_str() == "-" {
         return Err(usage("get -r copies into a directory, not to stdout"));
     }
     let prefix = super::parse_prefix(&args.key)?;
     let store = super::open_existing(loaded).await?;
-    let entries = store.list(prefix).await?;
+    let entries = store.list(&prefix).await?;
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());
     }
@@ -117,7 +125,7 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     let shown = Transfer::shown(args.progress, args.quiet, args.json);
     let progress = Transfer::new(Some(total), Some(entries.len() as u64), shown);
     let (mut copied, mut bytes, mut first_failure) = (0u64, 0u64, None);
-    let results = engine::get_tree(&store, &entries, prefix, &args.dest, args.force, &progress);
+    let results = engine::get_tree(&store, &entries, &prefix, &args.dest, args.force, &progress);
     let mut results = std::pin::pin!(results);
     while let Some((entry, dest, result)) = results.next().await {
         progress.file_done();

@@ -17,10 +17,10 @@ enum Row<'a> {
 }
 
 pub(crate) async fn run(loaded: &Loaded, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let prefix = args.prefix.as_deref().map_or(Ok(""), super::parse_prefix)?;
+    let prefix = args.prefix.as_deref().map_or(Ok(String::new()), super::parse_prefix)?;
     let store = super::open_existing(loaded).await?;
-    let entries = store.list(prefix).await?;
-    // One level: what follows PREFIX up to the next `/` (PREFIX ending in `/` or not).
+    let entries = store.list(&prefix).await?;
+    // One level: what follows PREFIX (which ends in `/`) up to the next `/`.
     let base = prefix.rfind('/').map_or(0, |i| i + 1);
     let mut rows = Vec::new();
     for entry in &entries {

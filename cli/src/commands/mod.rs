@@ -83,13 +83,73 @@ pub(crate) fn parse_key(key: &str) -> anyhow::Result<Key> {
     Ok(Key::new(key)?)
 }
 
-/// A PREFIX given on the command line, as the store lists it: `/` is the top of the store (the
-/// empty prefix). An empty argument is a usage error, as in [`parse_key`].
-pub(crate) fn parse_prefix(prefix: &str) -> anyhow::Result<&str> {
+/// A KEY for a command that acts on one object. A KEY ending in `/` names a prefix: refused
+/// with the command's `-r` form (`form`, e.g. `rm -r`) to reach everything under it.
+pub(crate) fn parse_object_key(key: &str, form: &str) -> anyhow::Result<Key> {
+    if key.len() > 1 && key.ends_with('/') {
+        return Err(usage(format!(
+            "{key:?} ends in '/', so it names a prefix, not an object: `promote {form} {key}` acts on everything under it"
+        )));
+    }
+    parse_key(key)
+}
+
+/// A PREFIX given on the command line, as the store lists it. One rule for every command that
+/// takes one (`ls`, `get -r`, `verify -r`, `rm -r`): a prefix is a whole path, so `ds/tree` and
+/// `ds/tree/` both mean everything under `ds/tree/` (never `ds/tree2/…`); `/` is the top of the
+/// store. An empty argument is a usage error, as in [`parse_key`]; so is a prefix no key could
+/// start with (`..`, `a//b`).
+pub(crate) fn parse_prefix(prefix: &str) -> anyhow::Result<String> {
     match prefix {
         "" => Err(usage("the prefix is empty (an unset variable?); use / for the top of the store")),
-        "/" => Ok(""),
-        prefix => Ok(prefix),
+        "/" => Ok(String::new()),
+        prefix => {
+            let path = parse_key(prefix.trim_end_matches('/'))?;
+            Ok(format!("{path}/"))
+        }
+    }
+}
+
+/// `err`, when it says `key` is not found but objects are stored under `key/`: the same error
+/// with a hint saying how to reach them (`form` is the command that would, given the prefix).
+pub(crate) async fn hint_prefix(
+    err: anyhow::Error,
+    store: &promote_core::Store,
+    key: &Key,
+    form: impl FnOnce(&str) -> String,
+) -> anyhow::Error {
+    if !matches!(
+        err.chain().find_map(|c| c.downcast_ref::<promote_core::Error>()),
+        Some(promote_core::Error::NotFound { .. })
+    ) {
+        return err;
+    }
+    let prefix = format!("{key}/");
+    match store.list(&prefix).await {
+        Ok(under) if !under.is_empty() => {
+            let hint = format!("there are {} objects under {prefix}: {}", under.len(), form(&prefix));
+            anyhow::Error::new(Hinted { hint, source: err })
+        }
+        _ => err,
+    }
+}
+
+/// An error with a hint after it, keeping the error (and its exit code) as its source.
+#[derive(Debug)]
+struct Hinted {
+    hint: String,
+    source: anyhow::Error,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", crate::exit::one_line(&self.source), self.hint)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use promote_core::{Error, Key, Store};
 use serde_json::json;
 
-use super::{parse_key, parse_prefix, usage};
+use super::{hint_prefix, parse_object_key, parse_prefix, usage};
 use crate::args::RmArgs;
 use crate::exit;
 use crate::output::out;
@@ -23,12 +23,12 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             prefixes.push((arg, prefix));
             continue;
         }
-        keys.push(parse_key(arg)?);
+        keys.push(parse_object_key(arg, "rm -r")?);
     }
     let store = super::open_existing(loaded).await?;
     if args.recursive {
         for (arg, prefix) in prefixes {
-            let listed = store.list(prefix).await?;
+            let listed = store.list(&prefix).await?;
             if listed.is_empty() && !args.force {
                 return Err(Error::NotFound { key: arg.clone() }.into());
             }
@@ -41,6 +41,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             Ok(true) => {}
             Ok(false) => continue,
             Err(err) => {
+                let err = hint_prefix(err, &store, key, |p| format!("`promote rm -r {p}` removes them")).await;
                 let err = crate::settings::located(err, loaded);
                 let code = exit::code(&err);
                 if args.json {

@@ -5,15 +5,18 @@ use std::process::ExitCode;
 use promote_core::Meta;
 use serde_json::{Value, json};
 
-use super::parse_key;
+use super::{hint_prefix, parse_object_key};
 use crate::args::StatArgs;
 use crate::output::{self, out};
 use crate::settings::Loaded;
 
 pub(crate) async fn run(loaded: &Loaded, args: StatArgs) -> anyhow::Result<ExitCode> {
-    let key = parse_key(&args.key)?;
+    let key = parse_object_key(&args.key, "ls")?;
     let store = super::open_existing(loaded).await?;
-    let meta = store.head(&key).await?;
+    let meta = match store.head(&key).await {
+        Ok(meta) => meta,
+        Err(err) => return Err(hint_prefix(err.into(), &store, &key, |p| format!("`promote ls {p}` lists them")).await),
+    };
     if args.json {
         out!("{}", record(key.as_str(), &meta));
     } else {

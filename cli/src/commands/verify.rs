@@ -6,7 +6,7 @@ use std::time::Instant;
 use promote_core::{Digest, Expected, Key, Meta, Store};
 use serde_json::json;
 
-use super::parse_key;
+use super::{hint_prefix, parse_object_key};
 use crate::args::VerifyArgs;
 use crate::exit;
 use crate::output::{self, out};
@@ -15,9 +15,16 @@ use crate::settings::Loaded;
 pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let expected = Expected { size: None, sha256: args.sha256 };
     if !args.recursive {
-        let key = parse_key(&args.key)?;
+        let key = parse_object_key(&args.key, "verify -r")?;
         let store = super::open_existing(loaded).await?;
-        let (meta, digest) = store.verify(&key, &expected).await?;
+        let (meta, digest) = match store.verify(&key, &expected).await {
+            Ok(verified) => verified,
+            Err(err) => {
+                return Err(
+                    hint_prefix(err.into(), &store, &key, |p| format!("`promote verify -r {p}` checks them")).await
+                );
+            }
+        };
         print(&key, &meta, &digest, &args)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -25,7 +32,7 @@ pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<Exi
     let store = super::open_existing(loaded).await?;
     let started = Instant::now();
     let (mut ok, mut failed, mut bytes, mut first_failure) = (0u64, 0u64, 0u64, None);
-    for entry in store.list(prefix).await? {
+    for entry in store.list(&prefix).await? {
         match verify_one(&store, &entry.key, &expected).await {
             Ok((meta, digest)) => {
                 ok += 1;
