@@ -168,6 +168,9 @@ pub(crate) struct CopyArgs {
     /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
     #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
     pub(crate) durability: Option<String>,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +221,9 @@ pub(crate) struct PutArgs {
     /// same guarantee (a receipt means it survives power loss); `none`: no fsync (scratch data).
     #[arg(long, value_name = "MODE", value_parser = ["each", "batch", "none"])]
     pub(crate) durability: Option<String>,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 /// `--progress`: when a command shows its progress on stderr.
@@ -273,6 +279,9 @@ pub(crate) struct GetArgs {
     /// One JSON object per file copied (failures too); not with DEST `-`.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +301,9 @@ pub(crate) struct VerifyArgs {
     /// go to stderr, exit codes are unchanged; --json records still print (they are data).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +319,9 @@ pub(crate) struct LsArgs {
     /// Every key under PREFIX, not one level.
     #[arg(short, long)]
     pub(crate) recursive: bool,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -335,6 +350,9 @@ pub(crate) struct RmArgs {
     /// One JSON object per removed key.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Which files or objects (see the README's filters).
+    #[command(flatten)]
+    pub(crate) filters: crate::filters::FilterArgs,
 }
 
 #[derive(Debug, Args)]

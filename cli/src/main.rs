@@ -5,6 +5,7 @@ mod args;
 mod backends;
 mod commands;
 mod exit;
+mod filters;
 mod open_files;
 mod output;
 mod progress;

@@ -431,3 +431,37 @@ fn prefixes_are_whole_paths_sources_mean_their_contents_and_misses_get_hints() {
     );
     assert_eq!(lines(&s.run(&["ls", "-r", "/"])).len(), 4, "nothing was removed");
 }
+
+/// `--include`/`--exclude` select what a directory put, `ls`, `get -r`, `verify -r`, `copy` and
+/// `rm -r` act on: names at any depth, paths from the top, exclude winning.
+#[test]
+fn include_and_exclude_select_files_and_objects_everywhere() {
+    let s = Scratch::new();
+    s.file("promote.toml", TWO_TARGETS);
+    for rel in ["tree/a.pdf", "tree/b.txt", "tree/raw/c.pdf", "tree/raw/tmp/d.pdf"] {
+        std::fs::create_dir_all(s.path().join(rel).parent().unwrap()).unwrap();
+        std::fs::write(s.path().join(rel), rel).unwrap();
+    }
+    let keys = |args: &[&str]| stdout(&s.run(args)).lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_code(&s.run(&["put", "-q", "tree", "x", "--include", "*.pdf", "--exclude", "**/tmp/**"]), 0);
+    assert_eq!(keys(&["ls", "-r", "x"]), ["x/a.pdf", "x/raw/c.pdf"]);
+    assert_code(&s.run(&["put", "-q", "tree", "y"]), 0);
+    assert_eq!(keys(&["ls", "-r", "y", "--include", "raw/**"]), ["y/raw/c.pdf", "y/raw/tmp/d.pdf"]);
+    assert_eq!(keys(&["ls", "y", "--exclude", "raw/**"]), ["y/a.pdf", "y/b.txt"]);
+    assert_code(&s.run(&["get", "-q", "-r", "y", "out", "--exclude", "*.pdf"]), 0);
+    assert_eq!(std::fs::read_to_string(s.path().join("out/b.txt")).unwrap(), "tree/b.txt");
+    assert!(!s.path().join("out/a.pdf").exists() && !s.path().join("out/raw").exists());
+    let out = s.run(&["verify", "-r", "y", "--include", "*.txt"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("1 objects"), "{}", stderr(&out));
+    assert_code(&s.run(&["copy", "-q", "a:y/", "b:z/", "--include", "*.txt"]), 0);
+    assert_eq!(keys(&["--target", "b", "ls", "-r", "/"]), ["z/b.txt"]);
+    assert_code(&s.run(&["rm", "-r", "y", "--include", "*.pdf"]), 0);
+    assert_eq!(keys(&["ls", "-r", "y"]), ["y/b.txt"]);
+    // A bad pattern, and filters where they select nothing, are usage errors.
+    let out = s.run(&["ls", "-r", "--include", "a[", "/"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--include \"a[\""), "{}", stderr(&out));
+    assert_code(&s.run(&["put", "tree/b.txt", "k", "--include", "*.txt"]), 2);
+    assert_code(&s.run(&["rm", "y/b.txt", "--exclude", "*.pdf"]), 2);
+}

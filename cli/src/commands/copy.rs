@@ -96,6 +96,10 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
         let opened = settings::open_config(dst_config).await;
         Some(opened.map_err(|err| locate(err, &dst_side))?)
     };
+    if matches!(src.path, Path::Key(_)) {
+        args.filters.refuse("one object (end the source with `/` for a prefix)")?;
+    }
+    let filter = args.filters.compile()?;
     let jobs = match (&src.path, &dst.path) {
         (Path::Key(key), Path::Key(to)) => vec![Job { src: key.clone(), dst: to.clone() }],
         (Path::Key(key), Path::Prefix(to)) => vec![Job { src: key.clone(), dst: under(to, key.file_name())? }],
@@ -103,7 +107,10 @@ pub(crate) async fn run(loaded: &Loaded, args: CopyArgs) -> anyhow::Result<ExitC
             return Err(usage("a source prefix (ending in `/`) needs a destination prefix (ending in `/`)"));
         }
         (Path::Prefix(from), Path::Prefix(to)) => {
-            engine::jobs_under(&src_store, from, to).await.map_err(|e| tree_error(e, None))?
+            let mut jobs = engine::jobs_under(&src_store, from, to).await.map_err(|e| tree_error(e, None))?;
+            let base = from.as_ref().map_or(0, |p| p.as_str().len() + 1);
+            jobs.retain(|job| filter.selects(&job.src.as_str()[base..]));
+            jobs
         }
     };
     if let (false, Some(dst_store)) = (args.dry_run, &dst_store) {

@@ -28,6 +28,7 @@ pub(crate) async fn run(loaded: &Loaded, args: GetArgs) -> anyhow::Result<ExitCo
     if args.recursive {
         return get_tree(loaded, &args).await;
     }
+    args.filters.refuse("one object (use -r with a prefix)")?;
     let key = super::parse_object_key(&args.key, "get -r")?;
     let store = super::open_existing(loaded).await?;
     let (meta, mut stream) = match open(&store, &key, args.force).await {
@@ -116,10 +117,12 @@ async fn get_tree(loaded: &Loaded, args: &GetArgs) -> anyhow::Result<ExitCode> {
     }
     let prefix = super::parse_prefix(&args.key)?;
     let store = super::open_existing(loaded).await?;
-    let entries = store.list(&prefix).await?;
+    let filter = args.filters.compile()?;
+    let mut entries = store.list(&prefix).await?;
     if entries.is_empty() {
         return Err(Error::NotFound { key: args.key.clone() }.into());
     }
+    entries.retain(|e| filter.selects(&e.key.as_str()[prefix.len()..]));
     let started = Instant::now();
     let total = entries.iter().map(|e| e.size).sum();
     let shown = Transfer::shown(args.progress, args.quiet, args.json);

@@ -19,7 +19,9 @@ enum Row<'a> {
 pub(crate) async fn run(loaded: &Loaded, args: LsArgs) -> anyhow::Result<ExitCode> {
     let prefix = args.prefix.as_deref().map_or(Ok(String::new()), super::parse_prefix)?;
     let store = super::open_existing(loaded).await?;
-    let entries = store.list(&prefix).await?;
+    let filter = args.filters.compile()?;
+    let mut entries = store.list(&prefix).await?;
+    entries.retain(|e| filter.selects(&e.key.as_str()[prefix.len()..]));
     // One level: what follows PREFIX (which ends in `/`) up to the next `/`.
     let base = prefix.rfind('/').map_or(0, |i| i + 1);
     let mut rows = Vec::new();

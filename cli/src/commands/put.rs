@@ -56,7 +56,10 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
             Target::Key(key) => Some(key),
             Target::Prefix(prefix) => prefix,
         };
-        let files = engine::files_under(&args.src, args.follow_symlinks, &notice).map_err(|e| tree_error(e, None))?;
+        let mut files =
+            engine::files_under(&args.src, args.follow_symlinks, &notice).map_err(|e| tree_error(e, None))?;
+        let filter = args.filters.compile()?;
+        files.retain(|rel| filter.selects(&rel.to_string_lossy()));
         let jobs = open_files::fit(usize::from(args.jobs), open_files::PER_FILE, Some("--jobs"));
         let created = settings::new_local_root(loaded.backend.as_ref());
         let mut store = settings::open(loaded).await?.with_put_options(put_options(&args));
@@ -68,6 +71,7 @@ pub(crate) async fn run(loaded: &Loaded, args: PutArgs) -> anyhow::Result<ExitCo
         store.ready_for(&mode).await?;
         return put_tree(loaded, &store, &args, jobs, &prefix, &files, &mode).await;
     }
+    args.filters.refuse("a single file")?;
     let key = match target {
         Target::Key(key) => key,
         Target::Prefix(prefix) => {

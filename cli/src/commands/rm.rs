@@ -14,6 +14,10 @@ use crate::settings::Loaded;
 pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCode> {
     // Every argument is checked before anything is removed.
     let (mut keys, mut prefixes) = (Vec::new(), Vec::new());
+    if !args.recursive {
+        args.filters.refuse("keys (use -r with a prefix)")?;
+    }
+    let filter = args.filters.compile()?;
     for arg in &args.keys {
         if args.recursive {
             let prefix = parse_prefix(arg)?;
@@ -32,7 +36,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RmArgs) -> anyhow::Result<ExitCod
             if listed.is_empty() && !args.force {
                 return Err(Error::NotFound { key: arg.clone() }.into());
             }
-            keys.extend(listed.into_iter().map(|e| e.key));
+            keys.extend(listed.into_iter().filter(|e| filter.selects(&e.key.as_str()[prefix.len()..])).map(|e| e.key));
         }
     }
     let mut first_failure = None;

@@ -15,6 +15,7 @@ use crate::settings::Loaded;
 pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let expected = Expected { size: None, sha256: args.sha256 };
     if !args.recursive {
+        args.filters.refuse("one object (use -r with a prefix)")?;
         let key = parse_object_key(&args.key, "verify -r")?;
         let store = super::open_existing(loaded).await?;
         let (meta, digest) = match store.verify(&key, &expected).await {
@@ -32,7 +33,9 @@ pub(crate) async fn run(loaded: &Loaded, args: VerifyArgs) -> anyhow::Result<Exi
     let store = super::open_existing(loaded).await?;
     let started = Instant::now();
     let (mut ok, mut failed, mut bytes, mut first_failure) = (0u64, 0u64, 0u64, None);
-    for entry in store.list(&prefix).await? {
+    let filter = args.filters.compile()?;
+    let listed = store.list(&prefix).await?;
+    for entry in listed.into_iter().filter(|e| filter.selects(&e.key.as_str()[prefix.len()..])) {
         match verify_one(&store, &entry.key, &expected).await {
             Ok((meta, digest)) => {
                 ok += 1;
