@@ -19,6 +19,8 @@ pub enum Event {
     Planned {
         /// Items this run processes (repeated lines and lines past `max` not included).
         items: u64,
+        /// Their bytes, when the manifest gives every one of them a size.
+        bytes: Option<u64>,
         /// Shards.
         shards: u64,
         /// Items per shard.
@@ -76,6 +78,8 @@ pub enum Event {
         outcome: Outcome,
         /// Why it failed, when it did.
         failure: Option<Failure>,
+        /// Its size: the manifest's, else what is at the key, when known.
+        size: Option<u64>,
     },
     /// An item stopped without an outcome because its shard's lease was lost: the worker that
     /// took the shard over reports it.

@@ -177,6 +177,7 @@ impl Plan {
         tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
         events.event(Event::Planned {
             items: items.len() as u64,
+            bytes: items.iter().map(|item| item.expected.size).sum(),
             shards: shard_count,
             shard_size,
             run: run_id.clone(),
@@ -525,6 +526,7 @@ impl Work {
                         key: item.key.clone(),
                         outcome: done.outcome,
                         failure: done.failure.clone(),
+                        size: item.expected.size.or(done.size),
                     });
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
                     if let Ok(mut last) = shared.try_lock()

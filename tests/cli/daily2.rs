@@ -465,3 +465,41 @@ fn include_and_exclude_select_files_and_objects_everywhere() {
     assert_code(&s.run(&["put", "tree/b.txt", "k", "--include", "*.txt"]), 2);
     assert_code(&s.run(&["rm", "y/b.txt", "--exclude", "*.pdf"]), 2);
 }
+
+/// A run whose manifest sizes every item measures bytes: a large item moves the bar (and its
+/// ETA) while it downloads; without sizes the bar counts items and promises no ETA.
+#[test]
+fn the_run_bar_measures_bytes_when_the_manifest_gives_sizes() {
+    let s = Scratch::new();
+    let server = crate::run::server();
+    let big = promote_tests::data::bytes(21, 8 << 20);
+    server.add("/big.bin", big.clone());
+    server.throttle("/big.bin", 3 << 20);
+    server.add("/small.txt", b"small".to_vec());
+    let sized = |path: &str, key: &str, bytes: &[u8]| {
+        serde_json::json!({ "source": server.url(path), "key": key, "size": bytes.len() }).to_string()
+    };
+    crate::run::write_manifest(
+        &s,
+        "sized.jsonl",
+        &[sized("/big.bin", "big", &big), sized("/small.txt", "small", b"small")],
+    );
+    let out = s
+        .cmd(&["run", "sized.jsonl", "--out", "run", "--progress", "always"])
+        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    let frames: Vec<&str> = err.split(['\r', '\n']).filter(|f| f.contains(" / 8.0 MiB")).collect();
+    assert!(
+        frames.iter().any(|f| f.contains("eta") && !f.contains(" 0 B / ") && !f.contains("8.0 MiB / 8.0 MiB")),
+        "no frame partway through the big item, in bytes: {err:?}"
+    );
+    server.throttle("/big.bin", 0);
+    let no_sizes = [crate::run::line(&server.url("/small.txt"), "small2", None)];
+    crate::run::write_manifest(&s, "unsized.jsonl", &no_sizes);
+    let out = s.run(&["run", "unsized.jsonl", "--out", "run2", "--progress", "always"]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("items") && !stderr(&out).contains("eta"), "{:?}", stderr(&out));
+}

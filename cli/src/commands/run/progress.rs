@@ -1,8 +1,11 @@
 //! What a run shows while it works, drawn from the engine's events: a line on stderr for each
-//! item as it fails; a progress bar on a terminal (items done/total, bytes, rate, ETA), plain
-//! periodic lines otherwise, nothing with `--quiet`; `--progress always` draws the bar off a
-//! terminal too, `--progress never` shows nothing.
+//! item as it fails; a progress bar on a terminal, plain periodic lines otherwise, nothing with
+//! `--quiet`; `--progress always` draws the bar off a terminal too, `--progress never` shows
+//! nothing. When the manifest gives every item a size, the bar measures bytes (done and in
+//! flight of the total, so a large item moves it and its ETA while it downloads); otherwise it
+//! counts items and shows no ETA, which items of unknown size would make a guess.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,8 +38,14 @@ pub(super) struct Progress {
 #[derive(Debug)]
 struct Shown {
     total: u64,
+    /// The items' bytes, when the manifest sizes every item: the bar then measures bytes.
+    total_bytes: Option<u64>,
     items: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes of the items finished (their sizes, or what they fetched).
+    done_bytes: AtomicU64,
+    /// Bytes fetched so far by each item in flight, by manifest line.
+    in_flight: Mutex<HashMap<usize, u64>>,
     started: Instant,
     bar: Option<ProgressBar>,
     plain: bool,
@@ -49,22 +58,27 @@ impl Progress {
         Self { when, quiet, json, shown: OnceLock::new(), ticker: Mutex::new(None) }
     }
 
-    /// Starts the display over `total` items.
-    fn start(&self, total: u64) {
+    /// Starts the display over `total` items (of `total_bytes`, when every size is known).
+    fn start(&self, total: u64, total_bytes: Option<u64>) {
         let terminal = std::io::stderr().is_terminal();
         let shown = self.when.shown(self.quiet, self.json, terminal);
         let bar = (shown && (terminal || self.when == ProgressWhen::Always)).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), crate::stderr_term::draw_target());
-            let style =
-                ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} items  {msg}  eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let (length, template) = match total_bytes {
+                Some(bytes) => (bytes, "{elapsed_precise} [{wide_bar}] {msg}  eta {eta}"),
+                None => (total, "{elapsed_precise} [{wide_bar}] {pos}/{len} items  {msg}"),
+            };
+            let bar = ProgressBar::with_draw_target(Some(length), crate::stderr_term::draw_target());
+            let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
             bar
         });
         let state = Arc::new(Shown {
             total,
+            total_bytes,
             items: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            done_bytes: AtomicU64::new(0),
+            in_flight: Mutex::new(HashMap::new()),
             started: Instant::now(),
             bar,
             plain: shown && !terminal && self.when == ProgressWhen::Auto,
@@ -78,10 +92,12 @@ impl Progress {
     /// One more item finished; a failed one is said at once, on stderr above the bar (like
     /// `put`'s per-file errors, also with `--quiet` and `--json`: an error is not chatter):
     /// `promote: failed KEY: REASON: MESSAGE`.
-    fn item_done(&self, key: &Key, failure: Option<&Failure>) {
+    fn item_done(&self, line: usize, key: &Key, failure: Option<&Failure>, size: Option<u64>) {
         let shown = self.shown.get();
         if let Some(shown) = shown {
             shown.items.fetch_add(1, Ordering::Relaxed);
+            let fetched = shown.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&line);
+            shown.done_bytes.fetch_add(size.or(fetched).unwrap_or(0), Ordering::Relaxed);
         }
         let bar = shown.and_then(|s| s.bar.as_ref());
         if let Some(failed) = failure {
@@ -91,7 +107,9 @@ impl Progress {
                 None => eprintln!("{line}"),
             }
         }
-        if let Some(bar) = bar {
+        if let (Some(bar), Some(shown)) = (bar, shown)
+            && shown.total_bytes.is_none()
+        {
             bar.inc(1);
         }
     }
@@ -110,15 +128,21 @@ impl Progress {
 impl Events for Progress {
     fn event(&self, event: Event) {
         match event {
-            Event::Planned { items, .. } => self.start(items),
-            Event::Bytes { n, .. } => {
+            Event::Planned { items, bytes, .. } => self.start(items, bytes),
+            Event::Bytes { line, n } => {
                 if let Some(shown) = self.shown.get() {
                     shown.bytes.fetch_add(n, Ordering::Relaxed);
+                    *shown
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(line)
+                        .or_default() += n;
                 }
             }
-            Event::ItemDone { key, failure, .. } => self.item_done(&key, failure.as_ref()),
+            Event::ItemDone { line, key, failure, size, .. } => self.item_done(line, &key, failure.as_ref(), size),
             // Counted as done here; the worker that took its shard over reports it.
-            Event::ItemGivenBack { key, .. } => self.item_done(&key, None),
+            Event::ItemGivenBack { line, key } => self.item_done(line, &key, None, None),
             Event::BundledRoots => eprintln!("{BUNDLED_ROOTS}"),
             // Logged by the engine (`-v`); nothing to draw.
             _ => {}
@@ -127,6 +151,38 @@ impl Events for Progress {
 }
 
 impl Shown {
+    /// Bytes done: the finished items' sizes and what the items in flight have fetched.
+    fn done(&self) -> u64 {
+        let flying: u64 = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().sum();
+        self.done_bytes.load(Ordering::Relaxed) + flying
+    }
+
+    fn draw(&self, bar: &ProgressBar) {
+        match self.total_bytes {
+            Some(total) => {
+                bar.set_position(self.done().min(total));
+                bar.set_message(self.text());
+            }
+            None => bar.set_message(self.rate()),
+        }
+    }
+
+    /// Items done of all, bytes done of all when known, fetched bytes and rate.
+    fn text(&self) -> String {
+        let items = format!("{}/{} items", self.items.load(Ordering::Relaxed), self.total);
+        match self.total_bytes {
+            Some(total) => {
+                format!(
+                    "{items}, {} / {}, {}",
+                    output::bytes(self.done().min(total)),
+                    output::bytes(total),
+                    self.rate()
+                )
+            }
+            None => format!("{items}, {}", self.rate()),
+        }
+    }
+
     fn rate(&self) -> String {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
@@ -147,8 +203,8 @@ impl Shown {
             loop {
                 tick.tick().await;
                 match &me.bar {
-                    Some(bar) => bar.set_message(me.rate()),
-                    None => eprintln!("run: {}/{} items, {}", me.items.load(Ordering::Relaxed), me.total, me.rate()),
+                    Some(bar) => me.draw(bar),
+                    None => eprintln!("run: {}", me.text()),
                 }
             }
         }))
