@@ -622,7 +622,9 @@ impl Ledger {
     }
 
     /// The backend holds `job`'s object with this digest. Call only after the backend said so;
-    /// it is the one transition no owner fences, since it records what the storage holds.
+    /// it is the one transition no owner fences, since it records what the storage holds. A job
+    /// already recorded so is left as it is: a rerun that finds everything present writes
+    /// nothing here.
     ///
     /// # Errors
     ///
@@ -631,7 +633,7 @@ impl Ledger {
         self.conn.execute(
             "UPDATE jobs SET state = 'promoted', sha256 = ?2, size = ?3, reason = NULL, error = NULL,
              cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL, cp_total = NULL,
-             updated_ms = ?4 WHERE job = ?1",
+             updated_ms = ?4 WHERE job = ?1 AND NOT (state = 'promoted' AND sha256 IS ?2 AND size IS ?3)",
             params![job, sha256.to_string(), size as i64, now],
         )?;
         Ok(())
@@ -1009,6 +1011,9 @@ mod tests {
         assert!(!ledger.disown("j", "a", 4).unwrap());
         ledger.elsewhere("j", &Elsewhere::Failed { reason: "http-404".into(), error: "there".into() }, 4).unwrap();
         assert_eq!(begin(&mut ledger, "j", "b", 5), Begin::Promoted);
+        // Recording the same promotion again writes nothing (a rerun that finds it present).
+        ledger.promoted("j", &Sha256::of(b"abc"), 3, 6).unwrap();
+        assert_eq!(ledger.job("j").unwrap().unwrap().updated_ms, 3, "an unchanged row was rewritten");
         let row = ledger.job("j").unwrap().unwrap();
         assert_eq!((row.state, row.sha256, row.reason), (State::Promoted, Some(Sha256::of(b"abc")), None));
     }

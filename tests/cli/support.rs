@@ -79,6 +79,14 @@ impl Scratch {
         cmd
     }
 
+    /// `bash -c SCRIPT` in the scratch dir, prepared as [`Scratch::cmd`] prepares promote (the
+    /// script names the binary as `$PROMOTE`).
+    pub fn shell(&self, script: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(script).env("PROMOTE", env!("CARGO_BIN_EXE_promote"));
+        self.prepare(cmd)
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run promote")
     }

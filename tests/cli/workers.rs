@@ -235,3 +235,27 @@ fn three_machines_one_paused_one_killed_then_a_rerun_finds_what_changed() {
     assert!(out.stdout == deleted.bytes, "wrong bytes at {}", deleted.key);
     assert_all_promoted(&status(s.cmd(&["status", "run0", "--json"])), items.len() as u64 + 1);
 }
+
+/// A rerun that finds every item present writes almost nothing: no ledger row is rewritten to
+/// say what it already says (counted by the kernel: `write_bytes` of the process).
+#[test]
+fn a_rerun_with_nothing_to_do_writes_almost_nothing() {
+    let s = Scratch::new();
+    let mut lines = Vec::new();
+    std::fs::create_dir(s.path().join("src")).unwrap();
+    for i in 0..2000 {
+        let path = s.file(&format!("src/f{i}"), format!("file {i}\n").as_bytes());
+        lines.push(line(path.to_str().unwrap(), &format!("k/{i}"), None));
+    }
+    write_manifest(&s, "m.jsonl", &lines);
+    // Through a shell, whose /proc/self/io counts the reaped child's writes too.
+    let written = || {
+        let script = "$PROMOTE run -q m.jsonl --out run --durability none || exit 9; grep '^write_bytes' /proc/$$/io";
+        let out = s.shell(script).output().unwrap();
+        assert_code(&out, 0);
+        stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse::<u64>().unwrap()
+    };
+    let first = written();
+    let again = written();
+    assert!(again < 2 << 20, "a rerun of 2,000 present items wrote {again} bytes (the first run {first})");
+}
