@@ -57,8 +57,10 @@ fn both_paths_promote_from_stdin() {
     let s = Scratch::new();
     let bytes = data::bytes(2, 3 << 20);
     for (streaming, key) in [("true", "streamed"), ("false", "spooled")] {
+        // strace shows which path was taken: the spool path creates and removes a spool file.
+        let log = s.path().join(format!("{key}.strace"));
         let mut child = s
-            .cmd(&["put", "-", key, "--sha256", &sha(&bytes)])
+            .strace(&log, "openat,unlink,unlinkat", &["put", "-", key, "--sha256", &sha(&bytes)])
             .env("PROMOTE_ENABLE_STREAMING", streaming)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -69,6 +71,18 @@ fn both_paths_promote_from_stdin() {
         let out = child.wait_with_output().unwrap();
         assert_code(&out, 0);
         assert_eq!(std::fs::read(s.root().join(key)).unwrap(), bytes, "{key}");
+        let lines = trace(&log);
+        let spool = |call: &str, also: &str| {
+            lines.iter().any(|(_, l)| l.starts_with(call) && l.contains(".spool/.promote-spool-") && l.contains(also))
+        };
+        let (created, removed) = (spool("openat(", "O_CREAT"), spool("unlink", ""));
+        if streaming == "true" {
+            assert!(!created, "the streaming path made a spool file");
+        } else {
+            assert!(created && removed, "streaming = false: no spool file created ({created}) and removed ({removed})");
+        }
+        let left: Vec<_> = std::fs::read_dir(s.path().join(".spool")).unwrap().collect();
+        assert!(left.is_empty(), "{key}: spool files left: {left:?}");
     }
 }
 

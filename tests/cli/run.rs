@@ -385,27 +385,6 @@ fn three_processes_on_one_run_dir_promote_each_key_once_and_fetch_each_source_ab
     assert_all_promoted(&status(s.cmd(&["status", "run", "--json"])), items.len() as u64);
 }
 
-/// A prefix of its own in the test bucket for one test.
-pub(crate) fn s3_prefix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("cli/run-{}-{nanos}", std::process::id())
-}
-
-/// `promote ARGS` in `s` against the test bucket (tests/run starts S3), under `prefix`.
-pub(crate) fn s3_cmd(s: &Scratch, prefix: &str, args: &[&str]) -> Command {
-    let mut cmd = s.cmd(args);
-    cmd.env("PROMOTE_BACKEND__KIND", "s3")
-        .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
-        .env("PROMOTE_BACKEND__ENDPOINT", var("PROMOTE_TEST_S3_ENDPOINT"))
-        .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
-        .env("PROMOTE_BACKEND__PREFIX", prefix);
-    cmd
-}
-
-pub(crate) fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
-}
-
 #[test]
 fn three_run_dirs_sharing_one_bucket_promote_each_key_once() {
     let s = Scratch::new();

@@ -14,8 +14,8 @@ use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
 use crate::run::{
-    MIB, assert_all_promoted, big_file, file_sizes, items_by_key, kill, line, lines, read_json, s3_cmd, s3_prefix,
-    server, sha_file, smalls, status, wait_for, write_manifest,
+    MIB, assert_all_promoted, big_file, file_sizes, items_by_key, kill, line, lines, read_json, server, sha_file,
+    smalls, status, wait_for, write_manifest,
 };
 use crate::support::*;
 
