@@ -18,7 +18,7 @@ fn per_host_and_concurrency_cap_the_requests_in_flight() {
     for (run, concurrency, per_host, cap) in [("a", "8", "2", 2), ("b", "3", "8", 3)] {
         let s = Scratch::new();
         let server = server();
-        let items = smalls(&server, 40 + u64::from(cap), 12);
+        let items = smalls(&server, 40 + cap, 12);
         let mut manifest = Vec::new();
         for it in &items {
             // 40 KiB at most, at 64 KiB/s: each body takes a good part of a second.
