@@ -134,6 +134,19 @@ fn bit_rot_is_caught_on_get_and_verify() {
     assert_code(&out, 4);
     assert!(!s.path().join("out.bin").exists(), "a corrupt object is not copied out");
     assert_code(&s.run(&["verify", "rot"]), 4);
+    // To stdout the bytes go out as they are read; the mismatch is reported after them (exit 4).
+    // (A fresh object: damage once found is remembered, and then `get` refuses it up front.)
+    assert_code(&s.run(&["put", "a.bin", "rot2"]), 0);
+    let path = s.root().join("rot2");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&rotten, 0).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let out = s.run(&["get", "rot2", "-"]);
+    assert_code(&out, 4);
+    assert!(out.stdout == rotten, "get - wrote {} bytes, not the whole (damaged) object", out.stdout.len());
+    assert!(stderr(&out).contains("rot2"), "{}", stderr(&out));
 }
 
 #[test]

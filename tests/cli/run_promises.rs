@@ -175,3 +175,35 @@ fn doctor_checks_the_ledger_and_status_shows_stuck_jobs() {
     assert_code(&out, 1);
     assert!(stdout(&out).contains("ledger"), "doctor passed a damaged ledger: {}", stdout(&out));
 }
+
+/// `streaming = false` (`--streaming false`): every HTTP item, however small, downloads into
+/// `partials/` in the run directory before it is promoted (strace shows the files created there);
+/// with streaming, small items create none. The objects are the same either way.
+#[test]
+fn streaming_false_downloads_every_item_into_the_run_directory_first() {
+    for (streaming, out_dir) in [("false", "spooled"), ("true", "streamed")] {
+        let s = Scratch::new();
+        let server = server();
+        let items = smalls(&server, 90, 4);
+        let manifest: Vec<String> = items.iter().map(|it| line(&server.url(&it.path), &it.key, None)).collect();
+        write_manifest(&s, "m.jsonl", &manifest);
+        let log = s.path().join("openat.strace");
+        let out = s
+            .strace(&log, "openat", &["run", "m.jsonl", "--out", out_dir, "--streaming", streaming])
+            .output()
+            .expect("run strace");
+        assert_code(&out, 0);
+        for it in &items {
+            assert_eq!(std::fs::read(s.root().join(&it.key)).unwrap(), it.bytes, "{streaming}: {}", it.key);
+        }
+        let partials = trace(&log)
+            .iter()
+            .filter(|(_, l)| l.contains(&format!("{out_dir}/partials/")) && l.contains("O_CREAT"))
+            .count();
+        if streaming == "false" {
+            assert!(partials >= items.len(), "streaming = false: {partials} partial files for {} items", items.len());
+        } else {
+            assert_eq!(partials, 0, "small items streamed straight into staging made partial files");
+        }
+    }
+}

@@ -68,11 +68,15 @@ fn a_small_file_is_promoted_on_one_thread_and_a_large_one_reads_and_writes_on_di
         );
     }
     let (_, readers, writers, _) = threads("big");
+    // Reading and writing overlap on different threads: every write but at most one (the pool
+    // may hand the reader's thread a last write once the reading is done) is on a thread that
+    // never read the source.
+    let elsewhere = writers.iter().filter(|w| !readers.contains(w)).count();
     assert!(
-        // The pool may hand the reader's thread a last write once the reading is done.
-        writers.iter().any(|w| !readers.contains(w)),
-        "the large file was read on {readers:?} and written on {writers:?}: reading and writing must overlap on \
-         different threads"
+        writers.len() >= 2 && elsewhere + 1 >= writers.len(),
+        "the large file was read on {readers:?} and written on {writers:?}: only {elsewhere} of {} writes were on a \
+         thread that did not read",
+        writers.len()
     );
     drop(store);
 }
