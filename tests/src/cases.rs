@@ -347,7 +347,12 @@ async fn abort_leaves_no_residue(ctx: Ctx) {
     for chunk in data::chunks(&data::bytes(7, ctx.large), 1 << 20) {
         staged.write(chunk).await.expect("write");
     }
+    assert_eq!(staged.bytes_written(), ctx.large as u64, "bytes_written counts every byte written");
+    assert!(format!("{staged:?}").contains("aborted"), "a staged write's Debug names its key: {staged:?}");
     staged.abort().await.expect("abort");
+    // An abort removes the staged data before it returns (a drop may do it in the background).
+    let left = leftovers(store).await;
+    assert!(left.is_empty(), "staging still there when abort returned: {left:?}");
     assert_absent(store, &k).await;
     assert_no_residue_anywhere(&ctx, "after abort").await;
 }
