@@ -151,6 +151,30 @@ mod tests {
         }
     }
 
+    /// A bad key is an [`Error::InvalidKey`] from [`Key::new`], saying so, and every call that
+    /// reaches storage ([`crate::Store`], [`crate::Backend`]) takes a `&Key`: no bad key can get
+    /// as far as any I/O. (Once here, for every backend; it was a conformance case that touched
+    /// no store.)
+    #[test]
+    fn invalid_keys_rejected_before_io() {
+        for bad in [
+            "",
+            "/abs",
+            "../up",
+            "a/../../b",
+            "a//b",
+            "a/./b",
+            "nul\0byte",
+            "back\\slash",
+            ".promote/staging/x",
+            "tab\there",
+        ] {
+            let err = Key::new(bad).expect_err(bad);
+            assert!(matches!(err, Error::InvalidKey { .. }), "{bad:?}: {err}");
+            assert!(err.to_string().contains("invalid key"), "{err}");
+        }
+    }
+
     #[test]
     fn rejects_each_rule() {
         let long_segment = "x".repeat(MAX_SEGMENT_BYTES + 1);

@@ -62,7 +62,8 @@
 //!   wins; the storage decides (no-replace rename, `If-None-Match: *`), never check-then-act.
 //! - `replace_overwrites`, `replace_if_version_swaps`: the other modes, where
 //!   [`Capabilities`] offer them; a mode a backend lacks is refused before any byte moves.
-//! - `invalid_keys_rejected_before_io`: a bad key is an error before anything is staged.
+//! - `invalid_keys_rejected_before_io` (a unit test of [`Key`], once for all backends): a bad
+//!   key is an error from [`Key::new`], and storage is only ever reached with a [`Key`].
 //! - `sweep_removes_stale_staging_only`: leftovers of crashed writers are found and removed;
 //!   a live writer's are not.
 //!

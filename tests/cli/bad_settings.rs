@@ -7,10 +7,6 @@ use std::process::{Command, Output};
 
 use crate::support::*;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
-}
-
 /// A unique name part, so runs never see each other's keys or buckets.
 fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();

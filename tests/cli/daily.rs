@@ -62,7 +62,8 @@ fn unrelated_promote_variables_break_nothing() {
     assert_code(&s.cmd(&["put", "f", "k"]).env("PROMOTE_TO_PROD", "1").output().unwrap(), 0);
     let out = s.cmd(&["ls"]).env("PROMOTE_TO_PROD", "1").env("PROMOTE_BUILD_NUMBER", "7").output().unwrap();
     assert_code(&out, 0);
-    assert!(stdout(&out).contains('k'), "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), ["k"], "ls lists exactly the one object");
+    assert_eq!(std::fs::read(s.root().join("k")).unwrap(), b"hello", "the put stored its bytes");
 }
 
 #[test]
@@ -167,12 +168,17 @@ fn interrupt_a_put(s: &Scratch, key: &str, signal: Signal) -> std::process::Outp
             std::thread::sleep(Duration::from_millis(2));
         }
     });
+    // Until a whole chunk (1 MiB) has been written to the staging file.
     let started = Instant::now();
-    while s.staging_files().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(20), "no staging file appeared");
+    let has_bytes = || {
+        s.staging_files().iter().any(|name| {
+            std::fs::metadata(s.root().join(".promote/staging").join(name)).is_ok_and(|m| m.len() >= 1 << 20)
+        })
+    };
+    while !has_bytes() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no staging file with a chunk in it appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
     kill_process(Pid::from_child(&child), signal).unwrap();
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();

@@ -2,9 +2,9 @@
 //! budget that resets on progress, resume validators (a Last-Modified only when strong), and
 //! the HTTP client built lazily, with bundled roots where the system has none.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use promote_tests::data;
 use promote_tests::http_server::{HttpServer, http_date};
@@ -80,11 +80,6 @@ fn a_connection_that_drops_every_mib_finishes_on_more_attempts_than_the_retries(
 }
 
 /// Sizes of the files in `dir` (none when it does not exist).
-fn sizes(dir: &Path) -> Vec<u64> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).collect()
-}
-
 /// A run directory holding a checkpointed partial download of `/obj` (8 MiB, served without an
 /// ETag and with `Date` = `Last-Modified` + `date_after` seconds): starts `promote run`
 /// throttled, waits for 3 MiB in the partial, kills it. Returns the object's bytes.
@@ -94,26 +89,8 @@ fn interrupted(s: &Scratch, server: &HttpServer, seed: u64, date_after: u64) -> 
     server.omit_etag("/obj", true);
     let modified = server.last_modified("/obj").expect("just added");
     server.pin_date("/obj", Some(modified + date_after));
-    server.throttle("/obj", 2 * MIB as u64);
     manifest(s, &[(server.url("/obj"), "obj")]);
-    let mut child = s
-        .cmd(&["run", "manifest.jsonl", "--out", "run"])
-        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Past the first checkpoint (at most 1 s apart at 2 MiB/s), well before the end.
-    let started = Instant::now();
-    while !sizes(&s.path().join("run/partials")).iter().any(|n| *n >= 3 * MIB as u64) {
-        assert!(started.elapsed() < Duration::from_secs(60), "no 3 MiB partial download within 60 s");
-        assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
-    assert!(!s.root().join("obj").exists(), "promoted before the kill: the test needs it unfinished");
-    server.throttle("/obj", 0);
+    crate::run::kill_mid_download(s, server);
     bytes
 }
 

@@ -88,16 +88,24 @@ fn publish_syncs_data_then_renames_then_syncs_every_directory_up_to_the_root() {
     check_publish_order(&s, "a/b/c/second");
 }
 
-/// Starts `promote put - KEY` and waits until its staging file exists; returns it with its stdin.
+/// Starts `promote put - KEY`, feeds it 2 MiB (two whole chunks) and waits until its staging
+/// file holds all of them; returns it with its stdin, still open.
 fn start_slow_writer(s: &Scratch, key: &str, seed: u64) -> (Child, std::process::ChildStdin) {
-    let before = s.staging_files().len();
+    const FED: u64 = 2 << 20;
+    let before = s.staging_files();
     let mut child = s.cmd(&["put", "-", key]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&data::bytes(seed, 2 << 20)).expect("feed the writer");
+    stdin.write_all(&data::bytes(seed, FED as usize)).expect("feed the writer");
     stdin.flush().expect("flush");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while s.staging_files().len() <= before {
-        assert!(Instant::now() < deadline, "no staging file appeared for {key}");
+    let landed = || {
+        s.staging_files()
+            .into_iter()
+            .filter(|name| !before.contains(name))
+            .any(|name| std::fs::metadata(s.root().join(".promote/staging").join(name)).is_ok_and(|m| m.size() >= FED))
+    };
+    while !landed() {
+        assert!(Instant::now() < deadline, "no staging file of {key} reached {FED} bytes within 20s");
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, stdin)
@@ -125,7 +133,6 @@ fn recover_dry_run_takes_no_lock_changes_nothing_and_leaves_a_live_writer_alone(
     dead.wait().expect("reap");
     drop(dead_stdin);
     let (mut live, mut live_stdin) = start_slow_writer(&s, "live", 2);
-    std::thread::sleep(Duration::from_millis(300)); // let the live writer's bytes land
     let before = staging_snapshot(&s);
     assert_eq!(before.len(), 2, "{before:?}");
 

@@ -23,6 +23,7 @@ mod put;
 mod race;
 mod readonly;
 mod run;
+mod run_promises;
 mod run_signals;
 mod s3;
 mod sizes;

@@ -57,8 +57,10 @@ fn both_paths_promote_from_stdin() {
     let s = Scratch::new();
     let bytes = data::bytes(2, 3 << 20);
     for (streaming, key) in [("true", "streamed"), ("false", "spooled")] {
+        // strace shows which path was taken: the spool path creates and removes a spool file.
+        let log = s.path().join(format!("{key}.strace"));
         let mut child = s
-            .cmd(&["put", "-", key, "--sha256", &sha(&bytes)])
+            .strace(&log, "openat,unlink,unlinkat", &["put", "-", key, "--sha256", &sha(&bytes)])
             .env("PROMOTE_ENABLE_STREAMING", streaming)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -69,6 +71,18 @@ fn both_paths_promote_from_stdin() {
         let out = child.wait_with_output().unwrap();
         assert_code(&out, 0);
         assert_eq!(std::fs::read(s.root().join(key)).unwrap(), bytes, "{key}");
+        let lines = trace(&log);
+        let spool = |call: &str, also: &str| {
+            lines.iter().any(|(_, l)| l.starts_with(call) && l.contains(".spool/.promote-spool-") && l.contains(also))
+        };
+        let (created, removed) = (spool("openat(", "O_CREAT"), spool("unlink", ""));
+        if streaming == "true" {
+            assert!(!created, "the streaming path made a spool file");
+        } else {
+            assert!(created && removed, "streaming = false: no spool file created ({created}) and removed ({removed})");
+        }
+        let left: Vec<_> = std::fs::read_dir(s.path().join(".spool")).unwrap().collect();
+        assert!(left.is_empty(), "{key}: spool files left: {left:?}");
     }
 }
 
@@ -120,6 +134,19 @@ fn bit_rot_is_caught_on_get_and_verify() {
     assert_code(&out, 4);
     assert!(!s.path().join("out.bin").exists(), "a corrupt object is not copied out");
     assert_code(&s.run(&["verify", "rot"]), 4);
+    // To stdout the bytes go out as they are read; the mismatch is reported after them (exit 4).
+    // (A fresh object: damage once found is remembered, and then `get` refuses it up front.)
+    assert_code(&s.run(&["put", "a.bin", "rot2"]), 0);
+    let path = s.root().join("rot2");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&rotten, 0).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let out = s.run(&["get", "rot2", "-"]);
+    assert_code(&out, 4);
+    assert!(out.stdout == rotten, "get - wrote {} bytes, not the whole (damaged) object", out.stdout.len());
+    assert!(stderr(&out).contains("rot2"), "{}", stderr(&out));
 }
 
 #[test]

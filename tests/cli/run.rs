@@ -182,6 +182,19 @@ pub(crate) fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
+/// `SELECT COUNT(*) …` on the ledger of run directory `out`, opened read-only (a run may be
+/// writing it); 0 while there is no ledger yet.
+pub(crate) fn ledger_count(out: &Path, sql: &str, params: &[&str]) -> u64 {
+    let Ok(ledger) = rusqlite::Connection::open_with_flags(
+        out.join("ledger.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return 0;
+    };
+    let _ = ledger.busy_timeout(Duration::from_secs(5));
+    ledger.query_row(sql, rusqlite::params_from_iter(params), |row| row.get::<_, u64>(0)).unwrap_or(0)
+}
+
 /// Waits (up to 60 s) until `ready` holds, panicking with `what` otherwise.
 pub(crate) fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -385,27 +398,6 @@ fn three_processes_on_one_run_dir_promote_each_key_once_and_fetch_each_source_ab
     assert_all_promoted(&status(s.cmd(&["status", "run", "--json"])), items.len() as u64);
 }
 
-/// A prefix of its own in the test bucket for one test.
-pub(crate) fn s3_prefix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("cli/run-{}-{nanos}", std::process::id())
-}
-
-/// `promote ARGS` in `s` against the test bucket (tests/run starts S3), under `prefix`.
-pub(crate) fn s3_cmd(s: &Scratch, prefix: &str, args: &[&str]) -> Command {
-    let mut cmd = s.cmd(args);
-    cmd.env("PROMOTE_BACKEND__KIND", "s3")
-        .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
-        .env("PROMOTE_BACKEND__ENDPOINT", var("PROMOTE_TEST_S3_ENDPOINT"))
-        .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
-        .env("PROMOTE_BACKEND__PREFIX", prefix);
-    cmd
-}
-
-pub(crate) fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
-}
-
 #[test]
 fn three_run_dirs_sharing_one_bucket_promote_each_key_once() {
     let s = Scratch::new();
@@ -442,23 +434,30 @@ fn three_run_dirs_sharing_one_bucket_promote_each_key_once() {
 fn interrupted(s: &Scratch, server: &HttpServer, seed: u64) -> Vec<u8> {
     let bytes = data::bytes(seed, 8 * MIB as usize);
     server.add("/obj", bytes.clone());
-    server.throttle("/obj", 2 * MIB);
     write_manifest(s, "manifest.jsonl", &[line(&server.url("/obj"), "obj", None)]);
-    let child = s
+    kill_mid_download(s, server);
+    bytes
+}
+
+/// Runs `manifest.jsonl` into `run` (resumable from 1 MiB) with `/obj` served at 2 MiB/s, waits
+/// for a partial download of 3 MiB (past the first checkpoint, at most 1 s or 8 MiB apart, well
+/// before the end), SIGKILLs the run, and lifts the throttle.
+pub(crate) fn kill_mid_download(s: &Scratch, server: &HttpServer) {
+    server.throttle("/obj", 2 * MIB);
+    let mut child = s
         .cmd(&["run", "manifest.jsonl", "--out", "run"])
         .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Past the first checkpoint (at most 1 s or 8 MiB apart), well before the end.
     wait_for("a partial download of 3 MiB", || {
+        assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
         file_sizes(&s.path().join("run/partials")).iter().any(|(_, n)| *n >= 3 * MIB)
     });
     kill(child);
     assert!(!s.root().join("obj").exists(), "promoted before the kill: the test needs it unfinished");
     server.throttle("/obj", 0);
-    bytes
 }
 
 fn rerun(s: &Scratch) -> (Output, Value) {

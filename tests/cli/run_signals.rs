@@ -14,6 +14,7 @@ use promote_tests::http_server::HttpServer;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 
+use crate::run::{ledger_count, read_json, wait_for};
 use crate::support::*;
 
 /// How long any one wait may take before the test gives up.
@@ -22,20 +23,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn manifest(s: &Scratch, items: &[(String, String)]) -> PathBuf {
     let text: String = items.iter().map(|(url, key)| json!({ "source": url, "key": key }).to_string() + "\n").collect();
     s.file("manifest.jsonl", text.as_bytes())
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
-}
-
-/// Polls `ready` (every 20 ms, up to [`LIMIT`]) until it holds.
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits (up to [`LIMIT`]) for `child` to exit.
@@ -51,18 +38,7 @@ fn exited(child: &mut Child) -> ExitStatus {
 /// Jobs of the run directory `out` whose key starts with `prefix` and that have a checkpoint in
 /// the ledger (a partial download the next run can resume).
 fn checkpointed(out: &Path, prefix: &str) -> u64 {
-    let Ok(ledger) = rusqlite::Connection::open_with_flags(
-        out.join("ledger.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) else {
-        return 0;
-    };
-    let _ = ledger.busy_timeout(Duration::from_secs(5));
-    ledger
-        .query_row("SELECT COUNT(*) FROM jobs WHERE key LIKE ?1 AND cp_offset > 0", [format!("{prefix}%")], |row| {
-            row.get::<_, u64>(0)
-        })
-        .unwrap_or(0)
+    ledger_count(out, "SELECT COUNT(*) FROM jobs WHERE key LIKE ?1 AND cp_offset > 0", &[&format!("{prefix}%")])
 }
 
 const FAST: usize = 24;

@@ -9,10 +9,6 @@ use promote_tests::data;
 
 use crate::support::*;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with tests/run (it starts S3)"))
-}
-
 /// A fresh prefix in the test bucket, reached through `endpoint`.
 struct Bucket {
     endpoint: String,
@@ -25,20 +21,16 @@ impl Bucket {
     }
 
     fn at(endpoint: &str, name: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        Self { endpoint: endpoint.to_owned(), prefix: format!("cli/{name}-{}-{nanos}", std::process::id()) }
+        Self { endpoint: endpoint.to_owned(), prefix: s3_prefix_for(name) }
     }
 }
 
 impl Remote for Bucket {
     /// `promote` configured for this bucket through the environment (as a user would).
     fn cmd(&self, s: &Scratch, args: &[&str]) -> Command {
-        let mut cmd = s.cmd(args);
-        cmd.env("PROMOTE_BACKEND__KIND", "s3")
-            .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
-            .env("PROMOTE_BACKEND__ENDPOINT", &self.endpoint)
-            .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
-            .env("PROMOTE_BACKEND__PREFIX", &self.prefix)
+        let mut cmd = s3_cmd(s, &self.prefix, args);
+        // Through `endpoint` (a proxy in some tests), with small parts so multipart runs.
+        cmd.env("PROMOTE_BACKEND__ENDPOINT", &self.endpoint)
             .env("PROMOTE_BACKEND__MULTIPART_THRESHOLD", "5MiB")
             .env("PROMOTE_BACKEND__PART_SIZE", "5MiB");
         cmd
@@ -49,54 +41,16 @@ impl Remote for Bucket {
 fn eight_processes_race_multipart_one_winner() {
     let s = Scratch::new();
     let b = Bucket::new("race");
-    let files: Vec<Vec<u8>> = (0..8).map(|i| data::bytes(200 + i, 32 << 20)).collect();
-    for (i, bytes) in files.iter().enumerate() {
-        s.file(&format!("f{i}"), bytes);
-    }
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            b.cmd(&s, &["put", &format!("f{i}"), "big"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
-    let winners: Vec<usize> = (0..8).filter(|&i| code(&outs[i]) == 0).collect();
-    assert_eq!(
-        winners.len(),
-        1,
-        "exit codes {:?}; stderr {:?}",
-        outs.iter().map(code).collect::<Vec<_>>(),
-        outs.iter().map(stderr).collect::<Vec<_>>()
-    );
-    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
-        assert_code(out, 3);
-        assert!(stderr(out).contains("conflicts"), "loser {i}: {}", stderr(out));
-    }
-    assert!(b.get(&s, "big") == files[winners[0]], "the object is the winner's bytes");
+    let files = racer_files(&s, 200, 32 << 20);
+    let (winner, _) = race_eight("s3 multipart", |i| b.cmd(&s, &["put", &format!("f{i}"), "big"]));
+    assert!(b.get(&s, "big") == files[winner], "the object is the winner's bytes");
     assert!(b.leftovers(&s).is_empty(), "the losers' uploads were aborted");
 }
 
 #[test]
 fn sigkill_mid_multipart_leaves_no_object_and_recover_aborts_the_upload() {
     let s = Scratch::new();
-    let b = Bucket::new("crash");
-    let mut child = b.cmd(&s, &["put", "-", "killed"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&data::bytes(9, 16 << 20)).unwrap();
-    stdin.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while b.leftovers(&s).is_empty() {
-        assert!(Instant::now() < deadline, "no multipart upload appeared");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    drop(stdin);
-    assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
-    let out = b.run(&s, &["recover"]);
-    assert_code(&out, 0);
-    assert!(stdout(&out).contains("removed") && stdout(&out).contains("multipart upload"), "{}", stdout(&out));
-    assert!(b.leftovers(&s).is_empty());
-    assert_code(&b.run(&s, &["get", "killed", "-"]), 5);
+    sigkill_mid_upload("s3", &Bucket::new("crash"), &s, "multipart upload");
 }
 
 /// `recover --json` lines as (name, verdict), with "would remove" read as "removed".
@@ -144,7 +98,17 @@ fn recover_judges_uploads_by_their_newest_part_and_dry_runs_match_real_runs() {
     let mut stdin = live.stdin.take().unwrap();
     stdin.write_all(&body[..6 << 20]).unwrap();
     upload_of("live", 5 << 20);
-    std::thread::sleep(Duration::from_secs(5));
+    // Until the server says the upload has been idle past --older-than (3s): by age alone,
+    // recover would now take it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let idle = upload_of("live", 5 << 20)["idle_seconds"].as_u64().unwrap_or(0);
+        if idle >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the live upload never looked idle for 4s (idle {idle}s)");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     stdin.write_all(&body[6 << 20..12 << 20]).unwrap();
     let listed = upload_of("live", 10 << 20);
     assert!(listed["idle_seconds"].as_u64().unwrap() < 3, "idle counts from the newest part: {listed}");
@@ -155,7 +119,7 @@ fn recover_judges_uploads_by_their_newest_part_and_dry_runs_match_real_runs() {
     let verdict =
         |key: &str| real.iter().find(|(name, _)| name.contains(&format!("/{key} ("))).map(|(_, v)| v.clone()).unwrap();
     assert_eq!(verdict("dead"), "removed");
-    assert_eq!(verdict("live"), "kept", "an upload started 5s ago but written to just now is active");
+    assert_eq!(verdict("live"), "kept", "an upload idle for 4s, then written to just now, is active");
 
     stdin.write_all(&body[12 << 20..]).unwrap();
     drop(stdin);

@@ -5,6 +5,38 @@ use std::process::{Command, Output, Stdio};
 
 use promote_core::Sha256;
 
+/// The value of the environment variable `name`, which `tests/run` sets when it starts the test
+/// servers (S3, Azurite). Panics, never skips, when it is missing.
+#[track_caller]
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with tests/run (it starts the S3 and Azure test servers)")
+    })
+}
+
+/// A prefix of its own in the test bucket, for one test (`name` says which).
+pub fn s3_prefix_for(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("cli/{name}-{}-{nanos}", std::process::id())
+}
+
+/// A prefix of its own in the test bucket for one `promote run` test.
+pub fn s3_prefix() -> String {
+    s3_prefix_for("run")
+}
+
+/// `promote ARGS` in `s` against the test bucket (tests/run starts S3), under `prefix`,
+/// configured through the environment as a user would.
+pub fn s3_cmd(s: &Scratch, prefix: &str, args: &[&str]) -> Command {
+    let mut cmd = s.cmd(args);
+    cmd.env("PROMOTE_BACKEND__KIND", "s3")
+        .env("PROMOTE_BACKEND__BUCKET", var("PROMOTE_TEST_S3_BUCKET"))
+        .env("PROMOTE_BACKEND__ENDPOINT", var("PROMOTE_TEST_S3_ENDPOINT"))
+        .env("PROMOTE_BACKEND__ALLOW_HTTP", "true")
+        .env("PROMOTE_BACKEND__PREFIX", prefix);
+    cmd
+}
+
 /// A scratch working directory with its own config-free environment.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -251,6 +283,67 @@ impl Drop for Mounted {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
     }
+}
+
+/// Files `f0` … `f7` in `s`, `size` bytes each and all different (from `seed` on); their bytes.
+pub fn racer_files(s: &Scratch, seed: u64, size: usize) -> Vec<Vec<u8>> {
+    (0..8)
+        .map(|i| {
+            let bytes = promote_tests::data::bytes(seed + i, size);
+            s.file(&format!("f{i}"), &bytes);
+            bytes
+        })
+        .collect()
+}
+
+/// Eight processes race for one key, `racer(i)` putting `fI` (see [`racer_files`]): exactly one
+/// exits 0, the seven others exit 3 saying the key conflicts. Returns the winner's index and
+/// every output. `what` names the race in failures.
+#[track_caller]
+pub fn race_eight(what: &str, racer: impl Fn(usize) -> Command) -> (usize, Vec<Output>) {
+    let children: Vec<_> = (0..8)
+        .map(|i| racer(i).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start a racer"))
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().expect("racer output")).collect();
+    let winners: Vec<usize> = (0..8).filter(|&i| code(&outs[i]) == 0).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{what}: exit codes {:?}; stderr {:?}",
+        outs.iter().map(code).collect::<Vec<_>>(),
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+        assert_eq!(code(out), 3, "{what}: loser {i}: {}", stderr(out));
+        assert!(stderr(out).contains("conflicts"), "{what}: loser {i}: {}", stderr(out));
+    }
+    (winners[0], outs)
+}
+
+/// `promote put - killed` on `remote`, fed 16 MiB and SIGKILLed once its upload shows in
+/// `recover --dry-run`: no object, `recover` removes the leftover (its line says `removed` and
+/// `what`: "multipart upload", "staged file"), and nothing is left. `name` names the store.
+#[track_caller]
+pub fn sigkill_mid_upload(name: &str, remote: &impl Remote, s: &Scratch, what: &str) {
+    use std::io::Write;
+    let mut child = remote.cmd(s, &["put", "-", "killed"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&promote_tests::data::bytes(9, 16 << 20)).expect("feed the writer");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while remote.leftovers(s).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{name}: no upload appeared within 30s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    drop(stdin);
+    assert_code(&remote.run(s, &["get", "killed", "-"]), 5);
+    let out = remote.run(s, &["recover"]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("removed") && stdout(&out).contains(what), "{name}: {}", stdout(&out));
+    assert!(remote.leftovers(s).is_empty(), "{name}: {:?}", remote.leftovers(s));
+    assert_code(&remote.run(s, &["get", "killed", "-"]), 5);
 }
 
 /// A remote store the CLI tests drive through the binary (an S3 bucket, an OpenDAL service):

@@ -8,14 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
 use crate::run::{
-    MIB, assert_all_promoted, big_file, file_sizes, items_by_key, kill, line, lines, read_json, s3_cmd, s3_prefix,
-    server, sha_file, smalls, status, wait_for, write_manifest,
+    MIB, assert_all_promoted, big_file, file_sizes, items_by_key, kill, ledger_count, line, lines, read_json, server,
+    sha_file, smalls, status, wait_for, write_manifest,
 };
 use crate::support::*;
 
@@ -144,14 +143,7 @@ fn a_worker_paused_past_its_lease_gives_its_job_back() {
 
 /// Promoted jobs in the ledger of run directory `out` (read-only, while the run writes it).
 fn promoted_in(out: &Path) -> u64 {
-    let Ok(ledger) = rusqlite::Connection::open_with_flags(
-        out.join("ledger.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) else {
-        return 0;
-    };
-    let _ = ledger.busy_timeout(Duration::from_secs(5));
-    ledger.query_row("SELECT COUNT(*) FROM jobs WHERE state = 'promoted'", [], |r| r.get(0)).unwrap_or(0)
+    ledger_count(out, "SELECT COUNT(*) FROM jobs WHERE state = 'promoted'", &[])
 }
 
 /// Three machines (run directories) on one bucket, one paused past its lease and one killed;

@@ -382,12 +382,16 @@ async fn dropped_multipart_writer_releases_its_claim(ctx: Ctx) {
         }
         let publish = tokio::spawn(async move { staged.promote(&expected, Mode::Create).await });
         // Watch, with the independent client, for the writer to hold its claim; then cancel.
+        // Each look is a listing (a request on S3); a short pause between looks keeps the loop
+        // from spinning on a store that answers at once (memory), and the whole watch is bounded.
         let mut seen = false;
-        while !publish.is_finished() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !publish.is_finished() && tokio::time::Instant::now() < deadline {
             if !claim_names(&ctx.independent).await.is_empty() {
                 seen = true;
                 break;
             }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         if !seen {
             publish.await.expect("task").expect("publish");

@@ -20,7 +20,8 @@
 //! a given second ([`HttpServer::pin_date`]).
 //!
 //! Counters ([`HttpServer::gets`], [`HttpServer::bytes_sent`], their totals, and
-//! [`HttpServer::requests`]) let a test assert how much a client fetched.
+//! [`HttpServer::requests`], with each request's headers) let a test assert how much a client
+//! fetched and what it sent; [`HttpServer::max_in_flight`] how many requests it had open at once.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -54,6 +55,15 @@ pub struct Request {
     pub status: u16,
     /// When it arrived.
     pub at: Instant,
+    /// Every header as sent (names lower-cased).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The value of header `name` (any case), if it was sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
 }
 
 /// A test HTTP server on `127.0.0.1`; stops when dropped.
@@ -68,6 +78,9 @@ struct State {
     generation: AtomicU64,
     total_gets: AtomicU64,
     total_bytes: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -147,6 +160,8 @@ impl HttpServer {
             generation: AtomicU64::new(seed & 0xFFFF_FFFF_FFFF),
             total_gets: AtomicU64::new(0),
             total_bytes: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let accept_state = Arc::clone(&state);
@@ -296,6 +311,12 @@ impl HttpServer {
         self.state.total_gets.load(Ordering::SeqCst)
     }
 
+    /// The most requests the server was answering at once so far (a request counts from its
+    /// head to the last byte of its answer).
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Body bytes written for any path so far.
     pub fn total_bytes_sent(&self) -> u64 {
         self.state.total_bytes.load(Ordering::SeqCst)
@@ -434,7 +455,16 @@ struct Plan {
 }
 
 /// Answers one request; `Ok(true)` when the connection may serve another.
+/// Answers one request, counted in flight from its head to the end of its answer.
 fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io::Result<bool> {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let answered = answer(stream, state, head, close);
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    answered
+}
+
+fn answer(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io::Result<bool> {
     let path = head.target.split('?').next().unwrap_or("").to_owned();
     let slot = Arc::clone(lock(&state.slots).entry(path.clone()).or_default());
     let mut record = Request {
@@ -444,6 +474,7 @@ fn handle(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
         if_range: head.header("if-range").map(str::to_owned),
         status: 0,
         at: Instant::now(),
+        headers: head.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect(),
     };
     let is_get = head.method == "GET";
     match head.method.as_str() {

@@ -39,13 +39,28 @@ fn snapshot(root: &Path) -> Vec<Seen> {
 async fn dry_run_changes_nothing_and_leaves_a_live_writer_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path());
-    // Two live writers: one keeps writing, one stays idle.
+    // Two live writers: one keeps writing, one stays idle. Two chunks each: a first chunk alone
+    // is held in memory until the next one, so only a second makes both reach the file.
+    const WRITTEN: u64 = 2 << 20;
     let mut live = store.stage(&Key::new("live").expect("key"), &Expected::default()).await.expect("stage");
-    live.write(Bytes::from(vec![1u8; 1 << 20])).await.expect("write");
     let mut idle = store.stage(&Key::new("idle").expect("key"), &Expected::default()).await.expect("stage");
-    idle.write(Bytes::from(vec![2u8; 1 << 20])).await.expect("write");
-    // Let the writes land, so the snapshot sees final sizes and times.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (writer, byte) in [(&mut live, 1u8), (&mut idle, 2u8)] {
+        for _ in 0..2 {
+            writer.write(Bytes::from(vec![byte; 1 << 20])).await.expect("write");
+        }
+    }
+    // Until both files hold their bytes (a write returns before they reach the file), so the
+    // snapshot sees final sizes and times.
+    let landed = async {
+        loop {
+            let files = snapshot(dir.path());
+            if files.len() == 2 && files.iter().all(|(_, size, ..)| *size == WRITTEN) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), landed).await.expect("the staged writes never reached their files");
 
     let before = snapshot(dir.path());
     assert_eq!(before.len(), 2);
@@ -63,9 +78,20 @@ async fn dry_run_changes_nothing_and_leaves_a_live_writer_alone() {
 
     // The live writer goes on and publishes.
     live.write(Bytes::from(vec![3u8; 1000])).await.expect("write after dry runs");
-    live.promote(&Expected { size: Some((1 << 20) + 1000), sha256: None }, Mode::Create).await.expect("promote");
+    live.promote(&Expected { size: Some(WRITTEN + 1000), sha256: None }, Mode::Create).await.expect("promote");
 
-    // A real sweep by age removes the idle (but live) one.
+    // A real sweep by age removes the idle (but live) one, once it is older than the cut-off.
+    let idle_for = || {
+        let (_, _, (secs, nanos), _) = snapshot(dir.path()).pop().expect("the idle writer's file");
+        let modified = std::time::UNIX_EPOCH + Duration::new(secs as u64, nanos as u32);
+        std::time::SystemTime::now().duration_since(modified).unwrap_or_default()
+    };
+    let aged = async {
+        while idle_for() < Duration::from_millis(150) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), aged).await.expect("the idle file never aged");
     let found = store.sweep_staging(Duration::from_millis(100), false).await.expect("sweep");
     assert!(found.len() == 1 && found[0].removed && found[0].live, "{found:?}");
     assert!(snapshot(dir.path()).is_empty());

@@ -684,3 +684,7 @@ impl Drop for HeldClaim {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "claims_tests.rs"]
+mod tests;

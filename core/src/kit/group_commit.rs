@@ -184,50 +184,248 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use tokio::sync::Semaphore;
+
     use super::*;
 
-    #[derive(Debug, Default)]
-    struct Counting {
+    /// Every wait in these tests is bounded: a flush that never comes fails the test, never hangs it.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// A backend whose flushes each wait at a gate the test opens, one flush at a time, so the test
+    /// decides who joins which flush. Counts the flushes and the keys each name flush covered.
+    #[derive(Debug)]
+    struct Gated {
         staged: AtomicUsize,
-        published: Mutex<Vec<usize>>,
-        fail: bool,
+        published: Mutex<Vec<Vec<Key>>>,
+        /// A permit per flush that began.
+        began: Semaphore,
+        /// A permit per flush allowed to end.
+        gate: Semaphore,
+        /// The flushes (counted from 1, across both kinds) that fail, and with what.
+        fail: Mutex<Vec<(usize, Error)>>,
+    }
+
+    impl Gated {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                staged: AtomicUsize::new(0),
+                published: Mutex::new(Vec::new()),
+                began: Semaphore::new(0),
+                gate: Semaphore::new(0),
+                fail: Mutex::new(Vec::new()),
+            })
+        }
+
+        async fn flush(&self, n: usize) -> Result<(), Error> {
+            self.began.add_permits(1);
+            self.gate.acquire().await.expect("gate open").forget();
+            let mut fail = self.fail.lock().unwrap();
+            match fail.iter().position(|(at, _)| *at == n) {
+                Some(i) => Err(fail.remove(i).1),
+                None => Ok(()),
+            }
+        }
+
+        fn flushes(&self) -> usize {
+            self.staged.load(Ordering::SeqCst) + self.published.lock().unwrap().len()
+        }
+
+        /// Waits until a flush has begun (it then waits at the gate).
+        async fn began(&self) {
+            let permit = tokio::time::timeout(BOUND, self.began.acquire()).await;
+            permit.expect("no flush began within the bound").expect("semaphore").forget();
+        }
+
+        /// Lets one flush end.
+        fn open_one(&self) {
+            self.gate.add_permits(1);
+        }
     }
 
     #[async_trait]
-    impl GroupCommit for Counting {
+    impl GroupCommit for Gated {
         async fn flush_staged(&self) -> Result<(), Error> {
+            let n = self.flushes() + 1;
             self.staged.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if self.fail { Err(Error::io("flushing", std::io::ErrorKind::Other.into())) } else { Ok(()) }
+            self.flush(n).await
         }
         async fn flush_published(&self, keys: Vec<Key>) -> Result<(), Error> {
-            self.published.lock().unwrap().push(keys.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok(())
+            let n = {
+                let mut published = self.published.lock().unwrap();
+                published.push(keys);
+                self.staged.load(Ordering::SeqCst) + published.len()
+            };
+            self.flush(n).await
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_members_share_few_flushes() {
-        let backend = Arc::new(Counting::default());
-        let group = Arc::new(Group::new(Arc::clone(&backend) as Arc<dyn GroupCommit>));
-        let tasks: Vec<_> = (0..100)
-            .map(|i| {
+    fn gated_group(backend: &Arc<Gated>) -> Arc<Group> {
+        Arc::new(Group::new(Arc::clone(backend) as Arc<dyn GroupCommit>))
+    }
+
+    /// Waits until `n` members wait in `queue` for its next flush.
+    async fn queued<T>(queue: &Queue<T>, n: usize) {
+        let waited = tokio::time::timeout(BOUND, async {
+            while queue.state.lock().unwrap().0.len() < n {
+                tokio::task::yield_now().await;
+            }
+        });
+        waited.await.unwrap_or_else(|_| panic!("{n} members never queued for the next flush"));
+    }
+
+    async fn answer<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(BOUND, task).await.expect("no answer within the bound").expect("member task")
+    }
+
+    fn key(i: usize) -> Key {
+        Key::new(format!("k{i}")).unwrap()
+    }
+
+    /// Members that arrive while a flush runs are not covered by it: they wait, and all of them
+    /// share the next flush (one flush for 99 members, not one each).
+    #[tokio::test]
+    async fn members_arriving_during_a_flush_share_the_next_one_and_are_not_answered_by_it() {
+        let backend = Gated::new();
+        let group = gated_group(&backend);
+        let first = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.staged_durable().await }
+        });
+        backend.began().await;
+        let later: Vec<_> = (0..99)
+            .map(|_| {
                 let group = Arc::clone(&group);
-                tokio::spawn(async move {
-                    group.staged_durable().await?;
-                    group.published_durable(Key::new(format!("k{i}"))?).await
-                })
+                tokio::spawn(async move { group.staged_durable().await })
             })
             .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
+        queued(&group.staged, 99).await;
+        backend.open_one();
+        answer(first).await.expect("the first member's flush");
+        backend.began().await;
+        assert!(later.iter().all(|t| !t.is_finished()), "a member was answered by a flush that began before it came");
+        backend.open_one();
+        for task in later {
+            answer(task).await.expect("a later member's flush");
         }
-        let staged = backend.staged.load(Ordering::SeqCst);
+        assert_eq!(backend.staged.load(Ordering::SeqCst), 2, "100 members: one flush for the first, one for the rest");
+
+        // The same for the names: the second flush covers the 99 keys, each once.
+        let first = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.published_durable(key(0)).await }
+        });
+        backend.began().await;
+        let later: Vec<_> = (1..100)
+            .map(|i| {
+                let group = Arc::clone(&group);
+                tokio::spawn(async move { group.published_durable(key(i)).await })
+            })
+            .collect();
+        queued(&group.published, 99).await;
+        backend.open_one();
+        answer(first).await.expect("the first name flush");
+        backend.began().await;
+        assert!(later.iter().all(|t| !t.is_finished()), "a key was answered by a name flush that began before it");
+        backend.open_one();
+        for task in later {
+            answer(task).await.expect("a later name flush");
+        }
         let published = backend.published.lock().unwrap().clone();
-        assert!(staged <= 3, "100 concurrent members took {staged} data flushes");
-        assert!(published.len() <= 3, "100 concurrent members took {} name flushes", published.len());
-        assert_eq!(published.iter().sum::<usize>(), 100, "every key reaches a name flush once");
+        assert_eq!(published.len(), 2, "{published:?}");
+        assert_eq!(published[0], [key(0)]);
+        let mut second: Vec<String> = published[1].iter().map(ToString::to_string).collect();
+        second.sort();
+        let mut want: Vec<String> = (1..100).map(|i| key(i).to_string()).collect();
+        want.sort();
+        assert_eq!(second, want, "the second name flush covers each later key once");
+    }
+
+    /// A failed flush fails every member that shared it, with its kind and context, and the next
+    /// flush starts afresh (its members succeed): for the data flush and for the name flush.
+    #[tokio::test]
+    async fn a_failed_flush_fails_every_member_that_shared_it_and_only_those() {
+        let backend = Gated::new();
+        let group = gated_group(&backend);
+        backend.fail.lock().unwrap().push((1, Error::io("syncfs of /data", std::io::ErrorKind::StorageFull.into())));
+        let (a, b, ()) = tokio::join!(group.staged_durable(), group.staged_durable(), async {
+            backend.began().await;
+            backend.open_one();
+        });
+        assert_eq!(backend.staged.load(Ordering::SeqCst), 1, "both members shared one flush");
+        for err in [a.expect_err("failed flush"), b.expect_err("failed flush")] {
+            match err {
+                Error::Io { context, source } => {
+                    assert_eq!(context, "syncfs of /data");
+                    assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
+                }
+                other => panic!("not the flush's I/O error: {other}"),
+            }
+        }
+        let (next, ()) = tokio::join!(group.staged_durable(), async {
+            backend.began().await;
+            backend.open_one();
+        });
+        next.expect("the data flush after a failed one succeeds");
+
+        // A failed name flush (here a backend's own error, not I/O): each member gets it as an
+        // I/O error of the group commit that says what failed.
+        let backend = Gated::new();
+        let group = gated_group(&backend);
+        backend.fail.lock().unwrap().push((1, Error::Unsupported { operation: "fsync".into(), backend: "x".into() }));
+        let (c, d, ()) = tokio::join!(group.published_durable(key(1)), group.published_durable(key(2)), async {
+            backend.began().await;
+            backend.open_one();
+        });
+        assert_eq!(backend.published.lock().unwrap().len(), 1, "both keys shared one name flush");
+        for err in [c.expect_err("failed name flush"), d.expect_err("failed name flush")] {
+            let said = matches!(&err, Error::Io { context, source }
+                if context == "group commit" && source.to_string().contains("fsync"));
+            assert!(said, "not the flush's error, as I/O of the group commit: {err:?}");
+        }
+        let (next, ()) = tokio::join!(group.published_durable(key(3)), async {
+            backend.began().await;
+            backend.open_one();
+        });
+        next.expect("the name flush after a failed one succeeds");
+    }
+
+    /// A caller that gives up (its future dropped) never strands the others: not the one whose
+    /// arrival started the flush task, not one waiting for the next flush.
+    #[tokio::test]
+    async fn a_dropped_caller_strands_nobody() {
+        let backend = Gated::new();
+        let group = gated_group(&backend);
+        let starter = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.staged_durable().await }
+        });
+        backend.began().await;
+        let quitter = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.staged_durable().await }
+        });
+        let stayer = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.staged_durable().await }
+        });
+        queued(&group.staged, 2).await;
+        starter.abort();
+        quitter.abort();
+        backend.open_one();
+        backend.began().await;
+        backend.open_one();
+        answer(stayer).await.expect("the member that stayed is answered");
+        assert_eq!(backend.staged.load(Ordering::SeqCst), 2);
+        // The queue is idle again, and a new member starts a new flush.
+        let again = tokio::spawn({
+            let group = Arc::clone(&group);
+            async move { group.staged_durable().await }
+        });
+        backend.began().await;
+        backend.open_one();
+        answer(again).await.expect("a member after the drops");
+        assert_eq!(backend.staged.load(Ordering::SeqCst), 3);
+        assert!(format!("{:?}", group.staged).contains("Staged"), "the queue's Debug names its phase");
     }
 
     /// A backend that logs every step of every promotion, in order.
@@ -236,6 +434,21 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
     }
 
+    impl Logged {
+        /// Waits (bounded) until every member's log has an entry starting with `step`.
+        async fn until(&self, step: &str) {
+            let all = async {
+                while self.log.lock().unwrap().iter().filter(|e| e.starts_with(step)).count() < MEMBERS {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(BOUND, all).await.unwrap_or_else(|_| panic!("not every member reached {step:?}"));
+        }
+    }
+
+    /// How many promotions the ordering test runs at once.
+    const MEMBERS: usize = 20;
+
     struct LoggedWrite {
         key: Key,
         log: Arc<Mutex<Vec<String>>>,
@@ -243,13 +456,15 @@ mod tests {
 
     #[async_trait]
     impl GroupCommit for Logged {
+        // Gates, not pauses: a data flush ends once every promotion has sealed, a name flush once
+        // every one has published, so later members pile up behind the first flush of each kind.
         async fn flush_staged(&self) -> Result<(), Error> {
             self.log.lock().unwrap().push("flush_staged".into());
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.until("seal ").await;
             Ok(())
         }
         async fn flush_published(&self, keys: Vec<Key>) -> Result<(), Error> {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.until("publish ").await;
             let mut log = self.log.lock().unwrap();
             log.extend(keys.iter().map(|k| format!("flushed {k}")));
             Ok(())
@@ -323,7 +538,7 @@ mod tests {
         let log = Arc::clone(&backend.log);
         let store = crate::Store::new(Arc::new(backend)).limit_staging(2);
         assert!(store.batches_durability());
-        let tasks: Vec<_> = (0..20)
+        let tasks: Vec<_> = (0..MEMBERS)
             .map(|i| {
                 let (store, log) = (store.clone(), Arc::clone(&log));
                 tokio::spawn(async move {
@@ -335,26 +550,19 @@ mod tests {
             })
             .collect();
         for task in tasks {
-            task.await.unwrap();
+            answer(task).await;
         }
         let log = log.lock().unwrap().clone();
         let at = |entry: &str| log.iter().position(|e| e == entry).unwrap_or_else(|| panic!("no {entry:?} in {log:?}"));
         let flushes: Vec<usize> =
             log.iter().enumerate().filter(|(_, e)| *e == "flush_staged").map(|(i, _)| i).collect();
-        for i in 0..20 {
+        for i in 0..MEMBERS {
             let (seal, publish) = (at(&format!("seal k{i}")), at(&format!("publish k{i}")));
             let (flushed, receipt) = (at(&format!("flushed k{i}")), at(&format!("receipt k{i}")));
             assert!(flushes.iter().any(|&f| seal < f && f < publish), "k{i} published without a data flush: {log:?}");
             assert!(publish < flushed && flushed < receipt, "k{i}'s receipt before its name flush: {log:?}");
         }
-        assert!(flushes.len() < 20, "20 concurrent promotions took {} data flushes", flushes.len());
-    }
-
-    #[tokio::test]
-    async fn a_failed_flush_fails_every_member() {
-        let backend = Arc::new(Counting { fail: true, ..Counting::default() });
-        let group = Arc::new(Group::new(backend as Arc<dyn GroupCommit>));
-        let (a, b) = tokio::join!(group.staged_durable(), group.staged_durable());
-        assert!(a.is_err() && b.is_err());
+        // The first data flush waits until all have sealed, so the rest share at most a few more.
+        assert!(flushes.len() <= 3, "{MEMBERS} concurrent promotions took {} data flushes", flushes.len());
     }
 }
