@@ -44,8 +44,11 @@ impl From<LeaseError> for RunError {
 
 /// `err` and its causes on one line (for logs), without repeating a cause a message includes.
 pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
+    with_causes(err.to_string(), err.source())
+}
+
+/// `text`, then each of `cause` and its causes that `text` does not already say, `: `-separated.
+pub(crate) fn with_causes(mut text: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(c) = cause {
         let more = c.to_string();
         if !text.contains(&more) {

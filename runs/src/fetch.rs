@@ -81,17 +81,8 @@ impl FetchError {
 
     /// From a transport error: what happened, with its causes, never a header value.
     pub fn transport(err: &reqwest::Error) -> Self {
-        let mut text = if err.is_timeout() { "timed out".to_owned() } else { err.to_string() };
-        let mut cause = std::error::Error::source(err);
-        while let Some(c) = cause {
-            let more = c.to_string();
-            if !text.contains(&more) {
-                text.push_str(": ");
-                text.push_str(&more);
-            }
-            cause = c.source();
-        }
-        Self::Transport(text)
+        let text = if err.is_timeout() { "timed out".to_owned() } else { err.to_string() };
+        Self::Transport(crate::error::with_causes(text, std::error::Error::source(err)))
     }
 }
 

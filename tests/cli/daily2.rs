@@ -253,14 +253,6 @@ fn config_words_are_the_ones_the_flags_take_and_the_docs_show() {
     assert!(err.contains("targets.archive.access_key_id") && !err.contains("backend."), "{err}");
 }
 
-/// `promote ARGS` as the user `nobody` (uid 65534), in `s`.
-fn as_nobody(s: &Scratch, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_promote"));
-    cmd.args(args).current_dir(s.path()).env("PROMOTE_SPOOL_DIR", "/tmp");
-    cmd.output().expect("run setpriv (util-linux)")
-}
-
 /// A store another user made readable to all: a reader who is not its writer lists and gets
 /// its objects without the writer's private staging area, and a put says in one line why it
 /// cannot write there.
@@ -277,15 +269,15 @@ fn a_reader_who_is_not_the_writer_reads_the_store_and_a_put_says_why_it_cannot()
     std::fs::set_permissions(s.root().join("data/x"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let staging = s.root().join(".promote/staging");
     assert_eq!(std::fs::metadata(&staging).unwrap().permissions().mode() & 0o777, 0o700);
-    let out = as_nobody(&s, &["ls", "-r", "/"]);
+    let out = s.as_nobody(&["ls", "-r", "/"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("data/x"), "{}", stdout(&out));
-    let out = as_nobody(&s, &["get", "data/x", "-"]);
+    let out = s.as_nobody(&["get", "data/x", "-"]);
     assert_code(&out, 0);
     assert_eq!(out.stdout, b"shared bytes");
-    let out = as_nobody(&s, &["verify", "data/x"]);
+    let out = s.as_nobody(&["verify", "data/x"]);
     assert_code(&out, 0);
-    let out = as_nobody(&s, &["put", "x", "data/y"]);
+    let out = s.as_nobody(&["put", "x", "data/y"]);
     assert_code(&out, 6);
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use promote_tests::data;
@@ -207,16 +207,10 @@ fn ls_fails_naming_a_directory_it_cannot_read() {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     std::fs::set_permissions(s.root().join("closed"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_promote"));
-        cmd.args(args).current_dir(s.path()).env("PROMOTE_SPOOL_DIR", "/tmp");
-        cmd.output().expect("run setpriv (util-linux)")
-    };
-    let out = as_nobody(&["ls", "open/"]);
+    let out = s.as_nobody(&["ls", "open/"]);
     assert_code(&out, 0);
     assert!(stdout(&out).contains("open/a"));
-    let out = as_nobody(&["ls"]);
+    let out = s.as_nobody(&["ls"]);
     assert_code(&out, 6);
     let err = stderr(&out);
     assert!(err.contains("closed") && err.contains("Permission denied"), "{err}");

@@ -119,6 +119,15 @@ impl Scratch {
         self.prepare(cmd)
     }
 
+    /// `promote ARGS` run as the user `nobody` (uid 65534) in the scratch dir, through
+    /// `setpriv` (util-linux).
+    pub fn as_nobody(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_promote"));
+        cmd.args(args).current_dir(self.path()).env("PROMOTE_SPOOL_DIR", "/tmp");
+        cmd.output().expect("run setpriv (util-linux)")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run promote")
     }
