@@ -27,8 +27,8 @@ with open("m.jsonl", "w") as m:
 PY
 measure() {
   bash -c "s=\$(date +%s%N); '$promote' run -q m.jsonl --out run --durability none; e=\$(date +%s%N);
-           w=\$(awk '/^write_bytes/ {print \$2}' /proc/\$\$/io);
-           echo \"$1: \$w bytes written (\$((w / $count)) per item), \$(( (e - s) / 1000000 )) ms\""
+           w=\$(awk '/^write_bytes/ {print \$2}' /proc/\$\$/io); c=\$(awk '/^wchar/ {print \$2}' /proc/\$\$/io);
+           echo \"$1: \$w bytes written (\$((w / $count)) per item; write calls \$((c / $count)) bytes per item), \$(( (e - s) / 1000000 )) ms\""
 }
 measure "first run"
 measure "rerun    "

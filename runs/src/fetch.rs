@@ -122,6 +122,9 @@ pub(crate) struct Http {
     read_timeout: Duration,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Items fetching at once, whatever their host (`concurrency`): under group commit more
+    /// items are in flight than that, most of them waiting, sealed, for a flush.
+    fetching: Arc<Semaphore>,
     headers: HashMap<String, HeaderMap>,
     /// Told when the bundled roots stand in for the system's.
     events: Arc<dyn Events>,
@@ -144,6 +147,7 @@ impl Http {
             read_timeout: options.read_timeout,
             per_host: options.per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
+            fetching: Arc::new(Semaphore::new(options.concurrency.max(1))),
             headers,
             events,
         }
@@ -159,8 +163,11 @@ impl Http {
         built.as_ref().map_err(|text| FetchError::Client(text.clone()))
     }
 
-    /// Waits for a slot at `url`'s host.
-    pub(crate) async fn slot(&self, url: &Url) -> OwnedSemaphorePermit {
+    /// Waits for a slot among the items fetching (`concurrency`), then for one at `url`'s host.
+    pub(crate) async fn slot(&self, url: &Url) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        // Made above and never closed, so acquiring cannot fail.
+        let fetching =
+            Arc::clone(&self.fetching).acquire_owned().await.expect("the fetching semaphore is never closed");
         let host = host_port(url);
         let semaphore = {
             let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -168,7 +175,7 @@ impl Http {
         };
         // Waits for another item at this host to finish a request (each has connect and read
         // timeouts). The semaphores are made above and never closed, so acquiring cannot fail.
-        semaphore.acquire_owned().await.expect("host semaphores are never closed")
+        (fetching, semaphore.acquire_owned().await.expect("host semaphores are never closed"))
     }
 
     /// Sends one GET (with `Range` + `If-Range` when resuming) and checks the status.

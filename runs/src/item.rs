@@ -19,6 +19,7 @@ use bytes::Bytes;
 use promote_core::{Error, Expected, Mode, Outcome as Promotion, Receipt, Sha256, Store};
 use reqwest::{Response, StatusCode, Url};
 
+use crate::ahead::Begun;
 use crate::events::{Event, Events};
 use crate::fetch::{self, FetchError, Http, RangeFrom};
 use crate::ledger::{Begin, Checkpoint, Db, JobRow, LedgerError, State, now_ms};
@@ -272,10 +273,18 @@ impl Done {
 
 /// Processes `item` (job key `job`) to the end and records the result in the ledger. `hint`:
 /// a digest another worker recorded for the job (a `head` showing it at the key means already
-/// present); `lost`: set when the shard's lease is lost (the item stops at its next step).
-pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str, hint: Option<Sha256>, lost: &AtomicBool) -> Done {
+/// present); `begun`: its first attempt, when begun already (with its row from before);
+/// `lost`: set when the shard's lease is lost (the item stops at its next step).
+pub(crate) async fn process(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    hint: Option<Sha256>,
+    begun: Option<Begun>,
+    lost: &AtomicBool,
+) -> Done {
     let mut done = Done::empty();
-    let result = attempts(ctx, item, job, hint, lost, &mut done).await;
+    let result = attempts(ctx, item, job, hint, begun, lost, &mut done).await;
     let now = now_ms();
     let job_key = job.to_owned();
     match result {
@@ -288,26 +297,35 @@ pub(crate) async fn process(ctx: &Ctx, item: &Item, job: &str, hint: Option<Sha2
             (done.sha256, done.size) = (Some(receipt.sha256), Some(receipt.size));
             tracing::info!(key = %item.key, outcome = done.outcome.as_str(), decision = ?done.decision.map(Decision::as_str), "item done");
             let (sha, size) = (receipt.sha256, receipt.size);
-            if let Err(err) = ctx.db.call(move |l| l.promoted(&job_key, &sha, size, now)).await {
+            let key = item.key.clone();
+            ctx.db.record(move |l| l.promoted(&job_key, &sha, size, now), move |err| {
                 // The object is in place; the next run finds it there (already-complete).
-                tracing::warn!(key = %item.key, error = %format!("{err:#}"), "promoted, but the ledger could not record it");
-            }
+                tracing::warn!(key = %key, error = %format!("{err:#}"), "promoted, but the ledger could not record it");
+            });
         }
         Err(failed) if failed.reason == LEASE_LOST => {
             tracing::info!(key = %item.key, "lease lost; the job is given back");
             let owner = ctx.owner.clone();
-            if let Err(err) = ctx.db.call(move |l| l.disown(&job_key, &owner, now)).await {
-                tracing::warn!(key = %item.key, error = %format!("{err:#}"), "the ledger could not give the job back");
-            }
+            let key = item.key.clone();
+            ctx.db.record(
+                move |l| l.disown(&job_key, &owner, now).map(drop),
+                move |err| {
+                    tracing::warn!(key = %key, error = %format!("{err:#}"), "the ledger could not give the job back");
+                },
+            );
             done.failure = Some(failed);
         }
         Err(failed) => {
             tracing::info!(key = %item.key, reason = %failed.reason, error = %failed.message, "item failed");
             let (owner, reason, message) = (ctx.owner.clone(), failed.reason.clone(), failed.message.clone());
             // Refused when the job is not ours (busy elsewhere) or was promoted meanwhile.
-            if let Err(err) = ctx.db.call(move |l| l.failed(&job_key, &owner, &reason, &message, now)).await {
-                tracing::warn!(key = %item.key, error = %format!("{err:#}"), "the ledger could not record a failure");
-            }
+            let key = item.key.clone();
+            ctx.db.record(
+                move |l| l.failed(&job_key, &owner, &reason, &message, now).map(drop),
+                move |err| {
+                    tracing::warn!(key = %key, error = %format!("{err:#}"), "the ledger could not record a failure");
+                },
+            );
             done.failure = Some(failed);
         }
     }
@@ -324,6 +342,7 @@ async fn attempts(
     item: &Item,
     job: &str,
     hint: Option<Sha256>,
+    mut begun: Option<Begun>,
     lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<Promotion, Failure> {
@@ -335,7 +354,11 @@ async fn attempts(
     // attempts without progress left; progress, a partial further than ever, is bounded by the
     // size) and by `MAX_WAITS` waits for another worker, each bounded by `ctx.patience`.
     loop {
-        let row = row(ctx, job).await?;
+        // The first attempt may be begun already, with the row read as it began.
+        let (row, ahead) = match begun.take() {
+            Some((row, attempts)) => (row, Some(attempts)),
+            None => (row(ctx, job).await?, None),
+        };
         if look {
             look = false;
             if let Some(present) = already_complete(ctx, item, row.as_ref(), hint).await? {
@@ -353,8 +376,11 @@ async fn attempts(
             return Err(Failure::lost(&item.key));
         }
         let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
-        let begun = ctx.db.call(move |l| l.begin_attempt(&job_key, &owner, now_ms(), &owner_alive)).await;
-        match begun.map_err(|e| Failure::ledger(&e))? {
+        let begin = match ahead {
+            Some(attempts) => Ok(Begin::Mine(attempts)),
+            None => ctx.db.call(move |l| l.begin_attempt(&job_key, &owner, now_ms(), &owner_alive)).await,
+        };
+        match begin.map_err(|e| Failure::ledger(&e))? {
             Begin::Mine(_) => {}
             Begin::Promoted => {
                 // Another worker of this run directory promoted it meanwhile: look at it.

@@ -116,6 +116,14 @@ pub enum LedgerError {
     /// The blocking pool could not run a ledger call.
     #[error("ledger task")]
     Blocking(#[source] promote_core::Error),
+    /// The transaction a call shared with others (see [`Db`]) could not be committed: its change
+    /// is not kept.
+    #[error("committing the ledger")]
+    Commit(#[source] std::sync::Arc<rusqlite::Error>),
+    /// SQLite rolled back the transaction a call shared with others after an error in it: the
+    /// call's change is not kept.
+    #[error("the ledger's transaction was rolled back after an error in it")]
+    RolledBack,
     /// A ledger call's task panicked or was cancelled.
     #[error("ledger task")]
     Task(#[source] tokio::task::JoinError),
@@ -126,6 +134,10 @@ pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
 /// The ledger's file name in the run directory.
 pub const FILE: &str = "ledger.sqlite3";
+
+mod db;
+
+pub use db::Db;
 
 /// Schema migrations; `MIGRATIONS[n]` takes schema version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -163,7 +175,67 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN owner TEXT;
     UPDATE jobs SET state = 'planned' WHERE state = 'claimed';
 ",
+    // A job's state apart from what stays the same: `states` holds the columns every transition
+    // changes, in small rows (a transition rewrites one page, shared with the rows of the jobs
+    // around it), and names the owner by a number from `owners` instead of its ~170-byte record;
+    // `jobs` keeps the job's key (its 32 bytes, not 64 hex digits) and destination, its
+    // checkpoint and its last failure; not the source, which the manifest has. No index on the state
+    // is kept up to date on every transition (the queries by state are `status`'s, which read
+    // the whole table anyway).
+    "
+    CREATE TABLE owners (id INTEGER PRIMARY KEY, record TEXT NOT NULL UNIQUE);
+    INSERT OR IGNORE INTO owners (record) SELECT DISTINCT owner FROM jobs WHERE owner IS NOT NULL;
+    CREATE TABLE states (
+        id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner_id INTEGER,
+        sha256 TEXT,
+        size INTEGER,
+        updated_ms INTEGER NOT NULL
+    );
+    INSERT INTO states (id, state, attempts, owner_id, sha256, size, updated_ms)
+        SELECT rowid, state, attempts, (SELECT id FROM owners WHERE record = jobs.owner), sha256, size, updated_ms
+        FROM jobs;
+    CREATE TABLE jobs_v3 (
+        id INTEGER PRIMARY KEY,
+        job BLOB NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        reason TEXT,
+        error TEXT,
+        cp_offset INTEGER,
+        cp_sha256 TEXT,
+        cp_etag TEXT,
+        cp_last_modified TEXT,
+        cp_total INTEGER
+    );
+    INSERT INTO jobs_v3 (id, job, key, reason, error, cp_offset, cp_sha256, cp_etag, cp_last_modified, cp_total)
+        SELECT rowid, coalesce(unhex(job), job), key, reason, error, cp_offset, cp_sha256, cp_etag, cp_last_modified,
+               cp_total
+        FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v3 RENAME TO jobs;
+",
 ];
+
+/// The number `owners` gives the owner record bound as `?2` (NULL when it has none).
+const OWNER_ID: &str = "(SELECT id FROM owners WHERE record = ?2)";
+
+/// How a job key is stored: the bytes its hex digits stand for (see [`crate::job::key`]), or
+/// the text itself when it is not hex.
+fn job_key(job: &str) -> rusqlite::types::Value {
+    match hex::decode(job) {
+        Ok(bytes) => rusqlite::types::Value::Blob(bytes),
+        Err(_) => rusqlite::types::Value::Text(job.to_owned()),
+    }
+}
+
+/// The `states` row of the job bound as `?1`.
+const JOB_ID: &str = "(SELECT id FROM jobs WHERE job = ?1)";
+
+/// Page size of a new ledger: a transition rewrites one page (plus its WAL frame header), so a
+/// small page keeps what a transition writes small. An existing ledger keeps its page size.
+const PAGE_SIZE: u32 = 1024;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -359,6 +431,8 @@ impl Ledger {
 
     fn configure(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // Takes effect only while the file is empty (a new ledger), before WAL is on.
+        self.conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         // Switching to WAL needs the database to itself, and SQLite answers "busy" at once
         // (without its busy handler) while another process opens the same new ledger: wait for
         // it, as the busy timeout would.
@@ -426,24 +500,25 @@ impl Ledger {
         Ok(rows.join("; "))
     }
 
-    /// Records `jobs` (job key, destination key, source) as planned, leaving known jobs as they
-    /// are. One transaction.
+    /// Records `jobs` (job key, destination key) as planned, leaving known jobs as they are.
+    /// Atomic.
     ///
     /// # Errors
     ///
     /// SQLite errors.
-    pub fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>, now: i64) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT OR IGNORE INTO jobs (job, key, source, state, updated_ms) VALUES (?1, ?2, ?3, 'planned', ?4)",
-            )?;
-            for (job, key, source) in jobs {
-                insert.execute(params![job, key, source, now])?;
+    pub fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str)>, now: i64) -> Result<()> {
+        self.atomically(|| {
+            let mut insert = self.conn.prepare("INSERT OR IGNORE INTO jobs (job, key) VALUES (?1, ?2)")?;
+            let mut state = self
+                .conn
+                .prepare("INSERT INTO states (id, state, updated_ms) VALUES (last_insert_rowid(), 'planned', ?1)")?;
+            for (job, key) in jobs {
+                if insert.execute(params![job_key(job), key])? == 1 {
+                    state.execute([now])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The recorded job, if any.
@@ -455,10 +530,10 @@ impl Ledger {
         let row = self
             .conn
             .query_row(
-                "SELECT state, attempts, reason, sha256, size, cp_offset, cp_sha256, cp_etag, cp_last_modified, cp_total,
-                        owner, updated_ms
-                 FROM jobs WHERE job = ?1",
-                [job],
+                "SELECT s.state, s.attempts, j.reason, s.sha256, s.size, j.cp_offset, j.cp_sha256, j.cp_etag,
+                        j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms
+                 FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
+                [job_key(job)],
                 |r| {
                     Ok((
                         (r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, Option<String>>(2)?),
@@ -516,14 +591,36 @@ impl Ledger {
     ///
     /// `f`'s error (nothing is kept then); SQLite errors.
     pub fn in_transaction(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        f(self)?;
-        tx.commit()?;
-        Ok(())
+        self.atomically(|| f(self))
     }
 
-    /// Runs `sql` (which binds the job as `?1` and the owner as `?2`) and says whether it
-    /// changed the row, that is, whether `owner` still owned the job.
+    /// Runs `f` atomically. Outside a transaction, in one `BEGIN IMMEDIATE` transaction (the
+    /// write lock taken before the first read, so no other process's write can come between
+    /// what `f` reads and what it writes); committed when `f` succeeds, rolled back when it
+    /// fails. Inside one (a [`Db`] batch, whose savepoint around each call undoes a failed
+    /// call), as part of it.
+    fn atomically<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            return f();
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let done = f().and_then(|value| Ok(self.conn.execute_batch("COMMIT").map(|()| value)?));
+        if done.is_err() && !self.conn.is_autocommit() {
+            // Nothing of a failed `f` is kept; a rollback that fails leaves nothing to keep either.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        done
+    }
+
+    /// The number `owners` gives `record`, added when new.
+    fn owner_id(&self, record: &str) -> Result<i64> {
+        self.conn.execute("INSERT OR IGNORE INTO owners (record) VALUES (?1)", [record])?;
+        Ok(self.conn.query_row("SELECT id FROM owners WHERE record = ?1", [record], |r| r.get(0))?)
+    }
+
+    /// Runs `sql` (which binds the job as `?1` and the owner record as `?2`, and names the
+    /// owner as [`OWNER_ID`]) and says whether it changed the row, that is, whether `owner`
+    /// still owned the job.
     fn owned(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
         Ok(self.conn.execute(sql, params)? == 1)
     }
@@ -536,11 +633,36 @@ impl Ledger {
     ///
     /// SQLite errors; a job that is not in the ledger.
     pub fn begin_attempt(&mut self, job: &str, owner: &str, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Begin> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(String, Option<String>, i64)> = tx
-            .query_row("SELECT state, owner, updated_ms FROM jobs WHERE job = ?1", [job], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+        self.atomically(|| self.begin_attempt_now(job, owner, now, alive))
+    }
+
+    /// [`Self::begin_attempt`] for each of `jobs`, in one transaction, each with its row as it
+    /// was before (for a worker that begins the attempts of the items about to start together).
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors; a job that is not in the ledger (then none is begun).
+    pub fn begin_attempts(
+        &mut self,
+        jobs: &[String],
+        owner: &str,
+        now: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(Option<JobRow>, Begin)>> {
+        self.atomically(|| {
+            jobs.iter().map(|job| Ok((self.job(job)?, self.begin_attempt_now(job, owner, now, alive)?))).collect()
+        })
+    }
+
+    fn begin_attempt_now(&self, job: &str, owner: &str, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Begin> {
+        let row: Option<(String, Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT s.state, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms
+                 FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
+                [job_key(job)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         let Some((state, holder, updated_ms)) = row else {
             return Err(LedgerError::UnknownJob(job.to_owned()));
@@ -556,14 +678,28 @@ impl Ledger {
         {
             return Ok(Begin::Busy { owner: holder, updated_ms });
         }
-        let attempts = tx.query_row(
-            "UPDATE jobs SET state = 'fetching', owner = ?2, attempts = attempts + 1, updated_ms = ?3 WHERE job = ?1
-             RETURNING attempts",
-            params![job, owner, now],
+        let owner_id = self.owner_id(owner)?;
+        let attempts = self.conn.query_row(
+            &format!(
+                "UPDATE states SET state = 'fetching', owner_id = ?2, attempts = attempts + 1, updated_ms = ?3
+                 WHERE id = {JOB_ID} RETURNING attempts"
+            ),
+            params![job_key(job), owner_id, now],
             |r| r.get(0),
         )?;
-        tx.commit()?;
         Ok(Begin::Mine(attempts))
+    }
+
+    /// Marks `job` changed at `now` if `owner` owns it in flight (`fetching`, `verified`), and
+    /// says whether it did: the fence of every transition an owner makes.
+    fn touch_owned(&self, job: &str, owner: &str, now: i64) -> Result<bool> {
+        self.owned(
+            &format!(
+                "UPDATE states SET updated_ms = ?3 WHERE id = {JOB_ID} AND owner_id = {OWNER_ID}
+                 AND state IN ('fetching', 'verified')"
+            ),
+            params![job_key(job), owner, now],
+        )
     }
 
     /// Records a durable checkpoint of `job`'s partial download; false (nothing written) when
@@ -573,20 +709,24 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn checkpoint(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> Result<bool> {
-        self.owned(
-            "UPDATE jobs SET cp_offset = ?3, cp_sha256 = ?4, cp_etag = ?5, cp_last_modified = ?6, cp_total = ?7,
-             updated_ms = ?8 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
-            params![
-                job,
-                owner,
-                cp.offset as i64,
-                cp.prefix_sha256.to_string(),
-                cp.etag,
-                cp.last_modified,
-                cp.total.map(|t| t as i64),
-                now
-            ],
-        )
+        self.atomically(|| {
+            if !self.touch_owned(job, owner, now)? {
+                return Ok(false);
+            }
+            self.conn.execute(
+                "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6
+                 WHERE job = ?1",
+                params![
+                    job_key(job),
+                    cp.offset as i64,
+                    cp.prefix_sha256.to_string(),
+                    cp.etag,
+                    cp.last_modified,
+                    cp.total.map(|t| t as i64),
+                ],
+            )?;
+            Ok(true)
+        })
     }
 
     /// A complete, checked partial: state `verified` with its digest and a final checkpoint;
@@ -596,16 +736,16 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn verified(&self, job: &str, owner: &str, cp: &Checkpoint, now: i64) -> Result<bool> {
-        let tx = self.conn.unchecked_transaction()?;
-        if !self.checkpoint(job, owner, cp, now)? {
-            return Ok(false);
-        }
-        self.conn.execute(
-            "UPDATE jobs SET state = 'verified', sha256 = ?2, size = ?3 WHERE job = ?1",
-            params![job, cp.prefix_sha256.to_string(), cp.offset as i64],
-        )?;
-        tx.commit()?;
-        Ok(true)
+        self.atomically(|| {
+            if !self.checkpoint(job, owner, cp, now)? {
+                return Ok(false);
+            }
+            self.conn.execute(
+                &format!("UPDATE states SET state = 'verified', sha256 = ?2, size = ?3 WHERE id = {JOB_ID}"),
+                params![job_key(job), cp.prefix_sha256.to_string(), cp.offset as i64],
+            )?;
+            Ok(true)
+        })
     }
 
     /// Forgets `job`'s partial download; false when `owner` no longer owns the job.
@@ -614,11 +754,34 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn clear_checkpoint(&self, job: &str, owner: &str, now: i64) -> Result<bool> {
-        self.owned(
-            "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
-             cp_total = NULL, updated_ms = ?3 WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
-            params![job, owner, now],
-        )
+        self.atomically(|| {
+            if !self.touch_owned(job, owner, now)? {
+                return Ok(false);
+            }
+            self.clear_job_details(job, false)?;
+            Ok(true)
+        })
+    }
+
+    /// Empties `job`'s checkpoint (and with `failure`, its last failure) in `jobs`, writing
+    /// nothing when they are empty already: most jobs never have either, and their `jobs` row
+    /// (and its page) is then left alone by every transition.
+    fn clear_job_details(&self, job: &str, failure: bool) -> Result<()> {
+        let (failure_set, failure_clear) = if failure {
+            (" OR reason IS NOT NULL OR error IS NOT NULL", ", reason = NULL, error = NULL")
+        } else {
+            ("", "")
+        };
+        self.conn.execute(
+            &format!(
+                "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
+                 cp_total = NULL{failure_clear}
+                 WHERE job = ?1 AND (cp_offset IS NOT NULL OR cp_sha256 IS NOT NULL OR cp_etag IS NOT NULL
+                 OR cp_last_modified IS NOT NULL OR cp_total IS NOT NULL{failure_set})"
+            ),
+            [job_key(job)],
+        )?;
+        Ok(())
     }
 
     /// The backend holds `job`'s object with this digest. Call only after the backend said so;
@@ -630,13 +793,19 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn promoted(&self, job: &str, sha256: &Sha256, size: u64, now: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE jobs SET state = 'promoted', sha256 = ?2, size = ?3, reason = NULL, error = NULL,
-             cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL, cp_total = NULL,
-             updated_ms = ?4 WHERE job = ?1 AND NOT (state = 'promoted' AND sha256 IS ?2 AND size IS ?3)",
-            params![job, sha256.to_string(), size as i64, now],
-        )?;
-        Ok(())
+        self.atomically(|| {
+            let changed = self.conn.execute(
+                &format!(
+                    "UPDATE states SET state = 'promoted', sha256 = ?2, size = ?3, owner_id = NULL, updated_ms = ?4
+                     WHERE id = {JOB_ID} AND NOT (state = 'promoted' AND sha256 IS ?2 AND size IS ?3)"
+                ),
+                params![job_key(job), sha256.to_string(), size as i64, now],
+            )?;
+            if changed > 0 {
+                self.clear_job_details(job, true)?;
+            }
+            Ok(())
+        })
     }
 
     /// `job` was recorded promoted, but the storage no longer shows it (deleted since): back to
@@ -647,8 +816,8 @@ impl Ledger {
     /// SQLite errors.
     pub fn forget_promoted(&self, job: &str, now: i64) -> Result<()> {
         self.conn.execute(
-            "UPDATE jobs SET state = 'planned', updated_ms = ?2 WHERE job = ?1 AND state = 'promoted'",
-            params![job, now],
+            &format!("UPDATE states SET state = 'planned', updated_ms = ?2 WHERE id = {JOB_ID} AND state = 'promoted'"),
+            params![job_key(job), now],
         )?;
         Ok(())
     }
@@ -660,11 +829,22 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn failed(&self, job: &str, owner: &str, reason: &str, error: &str, now: i64) -> Result<bool> {
-        self.owned(
-            "UPDATE jobs SET state = 'failed', reason = ?3, error = ?4, updated_ms = ?5
-             WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
-            params![job, owner, reason, error, now],
-        )
+        self.atomically(|| {
+            let mine = self.owned(
+                &format!(
+                    "UPDATE states SET state = 'failed', updated_ms = ?3
+                     WHERE id = {JOB_ID} AND owner_id = {OWNER_ID} AND state IN ('fetching', 'verified')"
+                ),
+                params![job_key(job), owner, now],
+            )?;
+            if mine {
+                self.conn.execute(
+                    "UPDATE jobs SET reason = ?2, error = ?3 WHERE job = ?1",
+                    params![job_key(job), reason, error],
+                )?;
+            }
+            Ok(mine)
+        })
     }
 
     /// `owner` stops working on `job` without an outcome (its lease was lost, or the run was
@@ -675,9 +855,11 @@ impl Ledger {
     /// SQLite errors.
     pub fn disown(&self, job: &str, owner: &str, now: i64) -> Result<bool> {
         self.owned(
-            "UPDATE jobs SET state = 'planned', owner = NULL, updated_ms = ?3
-             WHERE job = ?1 AND owner = ?2 AND state IN ('fetching', 'verified')",
-            params![job, owner, now],
+            &format!(
+                "UPDATE states SET state = 'planned', owner_id = NULL, updated_ms = ?3
+                 WHERE id = {JOB_ID} AND owner_id = {OWNER_ID} AND state IN ('fetching', 'verified')"
+            ),
+            params![job_key(job), owner, now],
         )
     }
 
@@ -693,12 +875,22 @@ impl Ledger {
             Elsewhere::Promoted(sha) => ("elsewhere", Some(sha.to_string()), None, None),
             Elsewhere::Failed { reason, error } => ("failed", None, Some(reason.as_str()), Some(error.as_str())),
         };
-        self.conn.execute(
-            "UPDATE jobs SET state = ?2, sha256 = coalesce(?3, sha256), reason = ?4, error = ?5, updated_ms = ?6
-             WHERE job = ?1 AND state IN ('planned', 'failed', 'elsewhere', 'skipped')",
-            params![job, state, sha, reason, error, now],
-        )?;
-        Ok(())
+        self.atomically(|| {
+            let changed = self.conn.execute(
+                &format!(
+                    "UPDATE states SET state = ?2, sha256 = coalesce(?3, sha256), updated_ms = ?4
+                     WHERE id = {JOB_ID} AND state IN ('planned', 'failed', 'elsewhere', 'skipped')"
+                ),
+                params![job_key(job), state, sha, now],
+            )?;
+            if changed > 0 {
+                self.conn.execute(
+                    "UPDATE jobs SET reason = ?2, error = ?3 WHERE job = ?1 AND (reason IS NOT ?2 OR error IS NOT ?3)",
+                    params![job_key(job), reason, error],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Makes sure run `run` has shards `0..count`. When every shard of an earlier pass over the
@@ -708,22 +900,21 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn prepare_shards(&mut self, run: &str, count: u64) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (rows, done): (i64, i64) =
-            tx.query_row("SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1", [run], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        if rows > 0 && rows == done {
-            tx.execute("DELETE FROM shards WHERE run = ?1", [run])?;
-        }
-        {
-            let mut insert = tx.prepare("INSERT OR IGNORE INTO shards (run, shard) VALUES (?1, ?2)")?;
+        self.atomically(|| {
+            let (rows, done): (i64, i64) = self.conn.query_row(
+                "SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if rows > 0 && rows == done {
+                self.conn.execute("DELETE FROM shards WHERE run = ?1", [run])?;
+            }
+            let mut insert = self.conn.prepare("INSERT OR IGNORE INTO shards (run, shard) VALUES (?1, ?2)")?;
             for shard in 0..count {
                 insert.execute(params![run, shard as i64])?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Tries to lease shard `shard` of `run` for `owner` until `now + lease_ms`. A lease held by
@@ -742,8 +933,20 @@ impl Ledger {
         lease_ms: i64,
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<Acquire> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Option<String>, Option<i64>, bool)> = tx
+        self.atomically(|| self.acquire_now(run, shard, owner, now, lease_ms, alive))
+    }
+
+    fn acquire_now(
+        &self,
+        run: &str,
+        shard: u64,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<Acquire> {
+        let row: Option<(Option<String>, Option<i64>, bool)> = self
+            .conn
             .query_row(
                 "SELECT owner, expires_ms, done FROM shards WHERE run = ?1 AND shard = ?2",
                 params![run, shard as i64],
@@ -762,11 +965,10 @@ impl Ledger {
         {
             return Ok(Acquire::Held);
         }
-        tx.execute(
+        self.conn.execute(
             "UPDATE shards SET owner = ?3, expires_ms = ?4 WHERE run = ?1 AND shard = ?2",
             params![run, shard as i64, owner, now + lease_ms],
         )?;
-        tx.commit()?;
         Ok(Acquire::Acquired { from: holder.filter(|h| h != owner) })
     }
 
@@ -827,7 +1029,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn counts(&self) -> Result<BTreeMap<String, u64>> {
-        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
+        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM states GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -862,9 +1064,10 @@ impl Ledger {
     /// SQLite errors.
     pub fn stuck(&self, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT j.key, j.state, j.owner,
-                    (SELECT max(s.expires_ms) FROM shards s WHERE s.owner = j.owner AND s.done = 0)
-             FROM jobs j WHERE j.state IN ('fetching', 'verified') ORDER BY j.key",
+            "SELECT j.key, t.state, o.record,
+                    (SELECT max(s.expires_ms) FROM shards s WHERE s.owner = o.record AND s.done = 0)
+             FROM states t JOIN jobs j ON j.id = t.id LEFT JOIN owners o ON o.id = t.owner_id
+             WHERE t.state IN ('fetching', 'verified') ORDER BY j.key",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -892,13 +1095,19 @@ impl Ledger {
     /// SQLite errors.
     pub fn failures(&self) -> Result<Vec<FailedJob>> {
         let mut stmt = self.conn.prepare(
-            "SELECT key, coalesce(reason, ''), attempts, error FROM jobs WHERE state = 'failed' ORDER BY key",
+            "SELECT j.key, coalesce(j.reason, ''), t.attempts, j.error FROM states t JOIN jobs j ON j.id = t.id
+             WHERE t.state = 'failed' ORDER BY j.key",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(FailedJob { key: r.get(0)?, reason: r.get(1)?, attempts: r.get(2)?, error: r.get(3)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -911,7 +1120,7 @@ mod tests {
     async fn db_opens_on_a_current_thread_runtime() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).await.unwrap();
-        db.call(|l| l.plan([("j", "k", "s")], 1)).await.unwrap();
+        db.call(|l| l.plan([("j", "k")], 1)).await.unwrap();
         assert!(db.call(|l| l.job("j")).await.unwrap().is_some());
     }
 
@@ -964,7 +1173,7 @@ mod tests {
     #[test]
     fn job_moves_through_its_states() {
         let (_dir, mut ledger) = ledger();
-        ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2")], 1).unwrap();
+        ledger.plan([("j1", "k1"), ("j2", "k2")], 1).unwrap();
         assert_eq!(state(&ledger, "j1"), State::Planned);
         assert!(ledger.job("nope").unwrap().is_none());
         assert!(ledger.begin_attempt("nope", "me", 1, &|_| true).is_err());
@@ -992,7 +1201,7 @@ mod tests {
         let counts = ledger.counts().unwrap();
         assert_eq!((counts["promoted"], counts["failed"]), (1, 1));
         // Planning again never resets what is recorded.
-        ledger.plan([("j1", "k1", "s1")], 20).unwrap();
+        ledger.plan([("j1", "k1")], 20).unwrap();
         assert_eq!(state(&ledger, "j1"), State::Promoted);
         // A failed job is tried again by a later attempt.
         assert_eq!(begin(&mut ledger, "j2", "later", 21), Begin::Mine(3));
@@ -1001,7 +1210,7 @@ mod tests {
     #[test]
     fn nothing_changes_a_promoted_job() {
         let (_dir, mut ledger) = ledger();
-        ledger.plan([("j", "k", "s")], 1).unwrap();
+        ledger.plan([("j", "k")], 1).unwrap();
         assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
         // Another worker promoted it (a duplicate, or a worker that took over).
         ledger.promoted("j", &Sha256::of(b"abc"), 3, 3).unwrap();
@@ -1021,7 +1230,7 @@ mod tests {
     #[test]
     fn a_job_in_flight_has_one_owner() {
         let (_dir, mut ledger) = ledger();
-        ledger.plan([("j", "k", "s")], 1).unwrap();
+        ledger.plan([("j", "k")], 1).unwrap();
         assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
         assert!(ledger.checkpoint("j", "a", &cp(b"a"), 3).unwrap());
         // b waits while a may be alive, whatever a's lease says.
@@ -1048,7 +1257,7 @@ mod tests {
     #[test]
     fn work_done_elsewhere_is_recorded_without_touching_jobs_here() {
         let (_dir, mut ledger) = ledger();
-        ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2"), ("j3", "k3", "s3")], 1).unwrap();
+        ledger.plan([("j1", "k1"), ("j2", "k2"), ("j3", "k3")], 1).unwrap();
         ledger.elsewhere("j1", &Elsewhere::Promoted(Sha256::of(b"x")), 2).unwrap();
         ledger.elsewhere("j2", &Elsewhere::Failed { reason: "http-404".into(), error: "on h".into() }, 2).unwrap();
         assert_eq!(begin(&mut ledger, "j3", "me", 2), Begin::Mine(1));
@@ -1062,7 +1271,7 @@ mod tests {
     #[test]
     fn leases_expire_and_are_taken_over() {
         let (_dir, mut ledger) = ledger();
-        ledger.plan([("j1", "k1", "s1"), ("j2", "k2", "s2")], 0).unwrap();
+        ledger.plan([("j1", "k1"), ("j2", "k2")], 0).unwrap();
         ledger.prepare_shards("run", 1).unwrap();
         assert!(matches!(ledger.acquire("run", 0, "a", 0, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
         assert_eq!(begin(&mut ledger, "j1", "a", 1), Begin::Mine(1));
@@ -1113,6 +1322,45 @@ mod tests {
         assert_eq!(begin(&mut ledger, "j", "me", 2), Begin::Mine(1));
     }
 
+    /// Version 2 named owners in `jobs`; version 3 moves the state to `states` and numbers the
+    /// owners: a job in flight keeps its owner, checkpoint and attempts, a failed one its reason.
+    #[test]
+    fn a_version_2_ledger_is_migrated_with_its_jobs_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "ab".repeat(32);
+        {
+            let conn = Connection::open(dir.path().join(FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.execute_batch("CREATE TABLE meta (schema_version INTEGER NOT NULL); INSERT INTO meta VALUES (2);")
+                .unwrap();
+            conn.execute(
+                "INSERT INTO jobs (job, key, source, state, attempts, owner, cp_offset, cp_sha256, updated_ms)
+                 VALUES (?1, 'k', 's', 'fetching', 3, 'owner-a', 5, ?2, 7)",
+                params![job, Sha256::of(b"hello").to_string()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO jobs (job, key, source, state, reason, error, updated_ms)
+                 VALUES ('f', 'kf', 's', 'failed', 'http-404', 'not found', 8)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+        let row = ledger.job(&job).unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.attempts, row.owner.as_deref(), row.updated_ms),
+            (State::Fetching, 3, Some("owner-a"), 7)
+        );
+        assert_eq!(row.checkpoint.map(|cp| cp.offset), Some(5));
+        assert_eq!(begin(&mut ledger, &job, "me", 9), Begin::Busy { owner: "owner-a".into(), updated_ms: 7 });
+        assert!(ledger.checkpoint(&job, "owner-a", &cp(b"hello!"), 10).unwrap(), "the owner still owns it");
+        let failed = ledger.failures().unwrap();
+        assert_eq!((failed[0].key.as_str(), failed[0].reason.as_str()), ("kf", "http-404"));
+    }
+
     #[test]
     fn a_dead_owner_loses_its_lease_before_expiry() {
         let (_dir, mut ledger) = ledger();
@@ -1141,54 +1389,4 @@ mod tests {
         assert!(!ledger.all_done("run").unwrap());
         assert!(matches!(ledger.acquire("run", 0, "b", 2, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
     }
-}
-
-/// The ledger shared by a run's tasks: each call runs on the blocking pool, so a busy ledger
-/// (another process writing) never stalls the async workers.
-#[derive(Clone, Debug)]
-pub struct Db(std::sync::Arc<std::sync::Mutex<Ledger>>);
-
-impl Db {
-    /// Wraps an open ledger.
-    pub fn new(ledger: Ledger) -> Self {
-        Self(std::sync::Arc::new(std::sync::Mutex::new(ledger)))
-    }
-
-    /// Opens (creating if needed) the ledger in run directory `dir`, as [`Ledger::open`], on the
-    /// blocking pool: opening may wait for another process's lock. Works on any tokio runtime,
-    /// a current-thread one included.
-    ///
-    /// # Errors
-    ///
-    /// As [`Ledger::open`]; when the blocking pool could not run it.
-    pub async fn open(dir: &Path) -> Result<Self> {
-        let dir = dir.to_owned();
-        let ledger =
-            promote_core::kit::blocking::run(move || Ledger::open(&dir)).await.map_err(LedgerError::Blocking)??;
-        Ok(Self::new(ledger))
-    }
-
-    /// Runs `f` on the ledger.
-    ///
-    /// # Errors
-    ///
-    /// `f`'s error.
-    pub async fn call<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Ledger) -> Result<T> + Send + 'static,
-    {
-        let inner = std::sync::Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
-            let mut ledger = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut ledger)
-        })
-        .await
-        .map_err(LedgerError::Task)?
-    }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -36,6 +36,7 @@
 //! not at all, and never over different bytes. The ledger records `promoted` only after the
 //! backend's publish returned, so a crash between the two is found again as already present.
 
+mod ahead;
 mod bucket;
 mod dry_run;
 mod error;

@@ -15,6 +15,7 @@ use futures_util::stream::FuturesUnordered;
 use promote_core::{Mode, Store};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::ahead::{self, Ahead};
 use crate::bucket::BucketLeases;
 use crate::error::RunError;
 use crate::events::{Event, Events};
@@ -152,6 +153,14 @@ impl Plan {
         cancel: impl Future<Output = String>,
     ) -> Result<Summary, RunError> {
         let Self { options, text, bad, items, rest, repeats, started } = self;
+        // Under group commit (`durability = "batch"`), enough items in flight to fill a flush;
+        // still only `concurrency` of them read or fetch bytes at a time (the staging limit,
+        // and `Http`'s own limit), the rest wait, sealed, for the flush they share.
+        let (store, in_flight) = if store.batches_durability() {
+            (store.limit_staging(options.concurrency), promote_core::kit::BATCH.max(options.concurrency))
+        } else {
+            (store, options.concurrency)
+        };
         let mut reports: Vec<ItemReport> = bad.iter().map(ItemReport::bad_line).collect();
         reports.extend(rest.iter().map(|item| ItemReport::item(item, &Done::skipped())));
         store.check_mode(&Mode::Create)?;
@@ -162,14 +171,14 @@ impl Plan {
         }
         let db = Db::open(&out).await?;
         let jobs: Vec<String> = items.iter().map(job::key).collect();
-        let planned: Vec<(String, String, String)> =
-            items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string(), i.source_text.clone())).collect();
+        let planned: Vec<(String, String)> =
+            items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string())).collect();
         let shard_size = shards::size(options.shard_size, items.len());
         let shard_count = items.len().div_ceil(shard_size) as u64;
         let run_id = shards::run_id(&text, items.len(), shard_size);
         let run = run_id.clone();
         db.call(move |l| {
-            l.plan(planned.iter().map(|(j, k, s)| (j.as_str(), k.as_str(), s.as_str())), now_ms())?;
+            l.plan(planned.iter().map(|(j, k)| (j.as_str(), k.as_str())), now_ms())?;
             l.prepare_shards(&run, shard_count)
         })
         .await?;
@@ -209,7 +218,8 @@ impl Plan {
             items: Arc::new(items),
             jobs: Arc::new(jobs),
             shard_size,
-            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(in_flight.max(1))),
+            in_flight_max: in_flight.max(1),
             fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
             results: std::sync::Mutex::new(Vec::new()),
             cursor: AtomicUsize::new(0),
@@ -227,6 +237,8 @@ impl Plan {
             outcome = work.drive() => (outcome, None),
             reason = cancel => (Ok(()), Some(reason)),
         };
+        // The items' last records ride with later calls (`Db::record`): commit them now.
+        db.flush().await?;
         outcome?;
 
         let mut ran: Vec<Option<Done>> = vec![None; work.items.len()];
@@ -316,6 +328,8 @@ struct Work {
     jobs: Arc<Vec<String>>,
     shard_size: usize,
     slots: Arc<Semaphore>,
+    /// The slots' number: items in flight at most.
+    in_flight_max: usize,
     fates: tokio::sync::Mutex<Vec<Fate>>,
     results: std::sync::Mutex<Vec<(usize, Done)>>,
     /// Shards finished by workers elsewhere: shard → their done marker.
@@ -500,9 +514,10 @@ impl Work {
         // only what was finished in the last moments before its holder died.
         let every = PROGRESS_EVERY.min(self.leases.lease() / 3);
         let shared = tokio::sync::Mutex::new(Instant::now());
+        let ahead = Ahead::new(self.in_flight_max.max(ahead::WINDOW), self.range(shard));
         futures_util::stream::iter(self.range(shard))
             .for_each_concurrent(None, |index| {
-                let (lost, hints, shared) = (Arc::clone(&lost), &hints, &shared);
+                let (lost, hints, shared, ahead) = (Arc::clone(&lost), &hints, &shared, &ahead);
                 async move {
                     let slot = self.slots.acquire().await;
                     self.unstarted.fetch_sub(1, Ordering::AcqRel);
@@ -514,7 +529,8 @@ impl Work {
                     self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index);
                     let (job, item) = (&self.jobs[index], &self.items[index]);
                     self.ctx.events.event(Event::ItemStarted { line: item.line, key: item.key.clone() });
-                    let done = item::process(&self.ctx, item, job, hints.get(job).copied(), &lost).await;
+                    let begun = ahead.take(&self.ctx.db, &self.jobs, &self.ctx.owner, index).await;
+                    let done = item::process(&self.ctx, item, job, hints.get(job).copied(), begun, &lost).await;
                     self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&index);
                     if done.stopped() {
                         // The worker that took the shard over reports it.
@@ -541,6 +557,17 @@ impl Work {
             })
             .await;
         drop(renewer);
+        // Attempts begun ahead for items that then never started (the lease was lost): given
+        // back, so the shard's next holder takes them without waiting for this process to end.
+        for index in ahead.untaken().await {
+            let (job, owner, now) = (self.jobs[index].clone(), self.ctx.owner.clone(), now_ms());
+            self.ctx.db.record(
+                move |l| l.disown(&job, &owner, now).map(drop),
+                |err| {
+                    tracing::warn!(error = %crate::error::chain(err), "the ledger could not give a job back");
+                },
+            );
+        }
         let fate = if lost.load(Ordering::Relaxed) {
             Fate::Pending
         } else {

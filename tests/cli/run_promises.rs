@@ -147,8 +147,13 @@ fn doctor_checks_the_ledger_and_status_shows_stuck_jobs() {
     // A job left in flight by an owner that is gone: what a crash mid-item leaves.
     let ledger = rusqlite::Connection::open(s.path().join("run/ledger.sqlite3")).expect("open the ledger");
     let stuck = &items[1].key;
+    ledger.execute("INSERT INTO owners (record) VALUES ('gone-host/1/1/1')", []).expect("add an owner");
     let changed = ledger
-        .execute("UPDATE jobs SET state = 'fetching', owner = 'gone-host/1/1/1' WHERE key = ?1", [stuck])
+        .execute(
+            "UPDATE states SET state = 'fetching', owner_id = last_insert_rowid()
+             WHERE id = (SELECT id FROM jobs WHERE key = ?1)",
+            [stuck],
+        )
         .expect("mark a job in flight");
     assert_eq!(changed, 1);
     drop(ledger);

@@ -21,7 +21,7 @@ use crate::error::{BadName, Error};
 use crate::events::{Event, Events, Skip};
 
 /// Files that may wait together for one group commit in a directory put.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = promote_core::kit::BATCH;
 
 /// How bytes reach staging.
 #[derive(Clone, Debug)]

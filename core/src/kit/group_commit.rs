@@ -37,6 +37,12 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 use crate::key::Key;
 
+/// Promotions a caller keeps in flight to fill a flush under group commit: with fewer, each
+/// flush covers only what happens to be in flight, and the flushes, not the bytes, set the pace.
+/// Only the store's staging limit ([`crate::Store::limit_staging`]) of them stream bytes at a
+/// time; the rest wait, sealed, for the next flush.
+pub const BATCH: usize = 256;
+
 /// A backend's half of group commit: two flushes, each covering everything done before it began.
 #[async_trait]
 pub trait GroupCommit: Send + Sync + fmt::Debug + 'static {

@@ -30,7 +30,7 @@ mod human_size;
 pub mod owner;
 
 pub use claims::{Claims, ControlStore, HeldClaim};
-pub use group_commit::GroupCommit;
+pub use group_commit::{BATCH, GroupCommit};
 pub use human_size::format_size;
 pub use owner::{Liveness, Owner};
 
