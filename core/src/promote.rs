@@ -225,7 +225,8 @@ impl FileSource {
 /// Reads the next chunk of `file`: up to [`CHUNK_SIZE`] bytes, fewer only at the end of the file.
 /// `left` is what the file's size says remains: a file that fits in less than a chunk is read
 /// into a buffer of its own size, never zeroed first; a larger one into a recycled chunk buffer.
-fn read_chunk_blocking(file: &mut std::fs::File, left: u64) -> std::io::Result<Bytes> {
+/// Generic over the reader so that the tests can script short and interrupted reads.
+fn read_chunk_blocking<R: std::io::Read>(file: &mut R, left: u64) -> std::io::Result<Bytes> {
     use std::io::Read;
     if left < CHUNK_SIZE as u64 {
         // `read_to_end` reads into the spare capacity without initialising it, and past the
@@ -258,3 +259,7 @@ pub(crate) async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> std::io:
     }
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+#[path = "promote_tests.rs"]
+mod tests;
