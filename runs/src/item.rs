@@ -19,6 +19,8 @@ use bytes::Bytes;
 use promote_core::{Error, Expected, Mode, Outcome as Promotion, Receipt, Sha256, Store};
 use reqwest::{Response, StatusCode, Url};
 
+use promote_core::kit::blocking::Workers;
+
 use crate::ahead::Begun;
 use crate::events::{Event, Events};
 use crate::fetch::{self, FetchError, Http, RangeFrom};
@@ -51,6 +53,17 @@ pub(crate) struct Ctx {
     pub(crate) owner: String,
     /// How long to wait for another worker's job that records no progress (the lease).
     pub(crate) patience: Duration,
+    /// Threads for small local files (see [`Ctx::workers`]), started by the first.
+    pub(crate) workers: tokio::sync::OnceCell<Workers>,
+    /// How many: `concurrency`.
+    pub(crate) worker_threads: usize,
+}
+
+impl Ctx {
+    /// The run's worker threads, started on first use (a run of URLs needs none).
+    async fn workers(&self) -> Result<&Workers, promote_core::Error> {
+        self.workers.get_or_try_init(|| async { Workers::new(self.worker_threads) }).await
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -548,7 +561,18 @@ async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mu
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     done.decision = Some(Decision::Fresh);
-    let result = if ctx.streaming {
+    let result = if ctx.streaming && len < promote_core::kit::CHUNK_SIZE as u64 {
+        // A small file: every step in place on one of the run's worker threads, as a directory
+        // put does, instead of a trip to the blocking pool and back for each.
+        let (store, key, expected) = (ctx.store.clone(), item.key.clone(), item.expected);
+        match ctx.workers().await {
+            Ok(workers) => workers
+                .run(async move { store.promote_file(&key, file, &expected, Mode::Create).await })
+                .await
+                .and_then(|promoted| promoted),
+            Err(err) => Err(err),
+        }
+    } else if ctx.streaming {
         ctx.store.promote_file(&item.key, file, &item.expected, Mode::Create).await
     } else {
         let file = tokio::fs::File::from_std(file);

@@ -452,6 +452,7 @@ impl Ledger {
                 Err(e) => return Err(e),
             }
         }
+        self.conn.set_prepared_statement_cache_capacity(64);
         // WAL + NORMAL survives any process crash; a power loss may forget the last few
         // transitions, which the next run rediscovers from the backend (create-only).
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -486,7 +487,7 @@ impl Ledger {
     ///
     /// When the ledger cannot be read.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT schema_version FROM meta", [], |r| r.get(0))?)
+        Ok(self.row("SELECT schema_version FROM meta", [], |r| r.get(0))?)
     }
 
     /// SQLite's `integrity_check`: `"ok"` or what is wrong.
@@ -508,10 +509,10 @@ impl Ledger {
     /// SQLite errors.
     pub fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str)>, now: i64) -> Result<()> {
         self.atomically(|| {
-            let mut insert = self.conn.prepare("INSERT OR IGNORE INTO jobs (job, key) VALUES (?1, ?2)")?;
-            let mut state = self
-                .conn
-                .prepare("INSERT INTO states (id, state, updated_ms) VALUES (last_insert_rowid(), 'planned', ?1)")?;
+            let mut insert = self.conn.prepare_cached("INSERT OR IGNORE INTO jobs (job, key) VALUES (?1, ?2)")?;
+            let mut state = self.conn.prepare_cached(
+                "INSERT INTO states (id, state, updated_ms) VALUES (last_insert_rowid(), 'planned', ?1)",
+            )?;
             for (job, key) in jobs {
                 if insert.execute(params![job_key(job), key])? == 1 {
                     state.execute([now])?;
@@ -528,8 +529,7 @@ impl Ledger {
     /// SQLite errors, or a row this build cannot read.
     pub fn job(&self, job: &str) -> Result<Option<JobRow>> {
         let row = self
-            .conn
-            .query_row(
+            .row(
                 "SELECT s.state, s.attempts, j.reason, s.sha256, s.size, j.cp_offset, j.cp_sha256, j.cp_etag,
                         j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms
                  FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
@@ -603,26 +603,47 @@ impl Ledger {
         if !self.conn.is_autocommit() {
             return f();
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let done = f().and_then(|value| Ok(self.conn.execute_batch("COMMIT").map(|()| value)?));
+        self.control("BEGIN IMMEDIATE")?;
+        let done = f().and_then(|value| Ok(self.control("COMMIT").map(|()| value)?));
         if done.is_err() && !self.conn.is_autocommit() {
             // Nothing of a failed `f` is kept; a rollback that fails leaves nothing to keep either.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.control("ROLLBACK");
         }
         done
     }
 
+    /// Runs a transaction control statement (`BEGIN`, `SAVEPOINT`, `COMMIT`...), prepared once.
+    fn control(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    /// Runs one statement, prepared once per connection (the ledger's statements are few and
+    /// run once or twice per item: parsing each every time was a quarter of a run's CPU).
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// [`Connection::query_row`], with the statement prepared once per connection.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached(sql)?.query_row(params, f)
+    }
+
     /// The number `owners` gives `record`, added when new.
     fn owner_id(&self, record: &str) -> Result<i64> {
-        self.conn.execute("INSERT OR IGNORE INTO owners (record) VALUES (?1)", [record])?;
-        Ok(self.conn.query_row("SELECT id FROM owners WHERE record = ?1", [record], |r| r.get(0))?)
+        self.exec("INSERT OR IGNORE INTO owners (record) VALUES (?1)", [record])?;
+        Ok(self.row("SELECT id FROM owners WHERE record = ?1", [record], |r| r.get(0))?)
     }
 
     /// Runs `sql` (which binds the job as `?1` and the owner record as `?2`, and names the
     /// owner as [`OWNER_ID`]) and says whether it changed the row, that is, whether `owner`
     /// still owned the job.
     fn owned(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
-        Ok(self.conn.execute(sql, params)? == 1)
+        Ok(self.exec(sql, params)? == 1)
     }
 
     /// Starts `owner`'s attempt at `job`: state `fetching`, one more attempt counted, `owner`
@@ -650,41 +671,57 @@ impl Ledger {
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<(Option<JobRow>, Begin)>> {
         self.atomically(|| {
-            jobs.iter().map(|job| Ok((self.job(job)?, self.begin_attempt_now(job, owner, now, alive)?))).collect()
+            let mut owner_id = None;
+            jobs.iter()
+                .map(|job| {
+                    let row = self.job(job)?;
+                    let begin = self.begin_from(job, row.as_ref(), owner, &mut owner_id, now, alive)?;
+                    Ok((row, begin))
+                })
+                .collect()
         })
     }
 
     fn begin_attempt_now(&self, job: &str, owner: &str, now: i64, alive: &dyn Fn(&str) -> bool) -> Result<Begin> {
-        let row: Option<(String, Option<String>, i64)> = self
-            .conn
-            .query_row(
-                "SELECT s.state, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms
-                 FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
-                [job_key(job)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((state, holder, updated_ms)) = row else {
+        let row = self.job(job)?;
+        self.begin_from(job, row.as_ref(), owner, &mut None, now, alive)
+    }
+
+    /// Begins `owner`'s attempt at `job`, whose row is `row`, as [`Self::begin_attempt`] says;
+    /// `owner_id`: `owner`'s number, looked up (and kept there) when first needed.
+    fn begin_from(
+        &self,
+        job: &str,
+        row: Option<&JobRow>,
+        owner: &str,
+        owner_id: &mut Option<i64>,
+        now: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<Begin> {
+        let Some(row) = row else {
             return Err(LedgerError::UnknownJob(job.to_owned()));
         };
-        if state == State::Promoted.as_str() {
+        if row.state == State::Promoted {
             return Ok(Begin::Promoted);
         }
-        let in_flight = state == State::Fetching.as_str() || state == State::Verified.as_str();
-        if let Some(holder) = holder
+        let in_flight = matches!(row.state, State::Fetching | State::Verified);
+        if let Some(holder) = &row.owner
             && in_flight
             && holder != owner
-            && alive(&holder)
+            && alive(holder)
         {
-            return Ok(Begin::Busy { owner: holder, updated_ms });
+            return Ok(Begin::Busy { owner: holder.clone(), updated_ms: row.updated_ms });
         }
-        let owner_id = self.owner_id(owner)?;
-        let attempts = self.conn.query_row(
+        let id = match *owner_id {
+            Some(id) => id,
+            None => *owner_id.insert(self.owner_id(owner)?),
+        };
+        let attempts = self.row(
             &format!(
                 "UPDATE states SET state = 'fetching', owner_id = ?2, attempts = attempts + 1, updated_ms = ?3
                  WHERE id = {JOB_ID} RETURNING attempts"
             ),
-            params![job_key(job), owner_id, now],
+            params![job_key(job), id, now],
             |r| r.get(0),
         )?;
         Ok(Begin::Mine(attempts))
@@ -713,7 +750,7 @@ impl Ledger {
             if !self.touch_owned(job, owner, now)? {
                 return Ok(false);
             }
-            self.conn.execute(
+            self.exec(
                 "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6
                  WHERE job = ?1",
                 params![
@@ -740,7 +777,7 @@ impl Ledger {
             if !self.checkpoint(job, owner, cp, now)? {
                 return Ok(false);
             }
-            self.conn.execute(
+            self.exec(
                 &format!("UPDATE states SET state = 'verified', sha256 = ?2, size = ?3 WHERE id = {JOB_ID}"),
                 params![job_key(job), cp.prefix_sha256.to_string(), cp.offset as i64],
             )?;
@@ -772,7 +809,7 @@ impl Ledger {
         } else {
             ("", "")
         };
-        self.conn.execute(
+        self.exec(
             &format!(
                 "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
                  cp_total = NULL{failure_clear}
@@ -794,7 +831,7 @@ impl Ledger {
     /// SQLite errors.
     pub fn promoted(&self, job: &str, sha256: &Sha256, size: u64, now: i64) -> Result<()> {
         self.atomically(|| {
-            let changed = self.conn.execute(
+            let changed = self.exec(
                 &format!(
                     "UPDATE states SET state = 'promoted', sha256 = ?2, size = ?3, owner_id = NULL, updated_ms = ?4
                      WHERE id = {JOB_ID} AND NOT (state = 'promoted' AND sha256 IS ?2 AND size IS ?3)"
@@ -815,7 +852,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn forget_promoted(&self, job: &str, now: i64) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             &format!("UPDATE states SET state = 'planned', updated_ms = ?2 WHERE id = {JOB_ID} AND state = 'promoted'"),
             params![job_key(job), now],
         )?;
@@ -838,7 +875,7 @@ impl Ledger {
                 params![job_key(job), owner, now],
             )?;
             if mine {
-                self.conn.execute(
+                self.exec(
                     "UPDATE jobs SET reason = ?2, error = ?3 WHERE job = ?1",
                     params![job_key(job), reason, error],
                 )?;
@@ -876,7 +913,7 @@ impl Ledger {
             Elsewhere::Failed { reason, error } => ("failed", None, Some(reason.as_str()), Some(error.as_str())),
         };
         self.atomically(|| {
-            let changed = self.conn.execute(
+            let changed = self.exec(
                 &format!(
                     "UPDATE states SET state = ?2, sha256 = coalesce(?3, sha256), updated_ms = ?4
                      WHERE id = {JOB_ID} AND state IN ('planned', 'failed', 'elsewhere', 'skipped')"
@@ -884,7 +921,7 @@ impl Ledger {
                 params![job_key(job), state, sha, now],
             )?;
             if changed > 0 {
-                self.conn.execute(
+                self.exec(
                     "UPDATE jobs SET reason = ?2, error = ?3 WHERE job = ?1 AND (reason IS NOT ?2 OR error IS NOT ?3)",
                     params![job_key(job), reason, error],
                 )?;
@@ -901,13 +938,12 @@ impl Ledger {
     /// SQLite errors.
     pub fn prepare_shards(&mut self, run: &str, count: u64) -> Result<()> {
         self.atomically(|| {
-            let (rows, done): (i64, i64) = self.conn.query_row(
-                "SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1",
-                [run],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (rows, done): (i64, i64) =
+                self.row("SELECT count(*), coalesce(sum(done), 0) FROM shards WHERE run = ?1", [run], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             if rows > 0 && rows == done {
-                self.conn.execute("DELETE FROM shards WHERE run = ?1", [run])?;
+                self.exec("DELETE FROM shards WHERE run = ?1", [run])?;
             }
             let mut insert = self.conn.prepare("INSERT OR IGNORE INTO shards (run, shard) VALUES (?1, ?2)")?;
             for shard in 0..count {
@@ -946,8 +982,7 @@ impl Ledger {
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<Acquire> {
         let row: Option<(Option<String>, Option<i64>, bool)> = self
-            .conn
-            .query_row(
+            .row(
                 "SELECT owner, expires_ms, done FROM shards WHERE run = ?1 AND shard = ?2",
                 params![run, shard as i64],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -965,7 +1000,7 @@ impl Ledger {
         {
             return Ok(Acquire::Held);
         }
-        self.conn.execute(
+        self.exec(
             "UPDATE shards SET owner = ?3, expires_ms = ?4 WHERE run = ?1 AND shard = ?2",
             params![run, shard as i64, owner, now + lease_ms],
         )?;
@@ -978,7 +1013,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn renew(&self, run: &str, shard: u64, owner: &str, now: i64, lease_ms: i64) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE shards SET expires_ms = ?4 WHERE run = ?1 AND shard = ?2 AND owner = ?3 AND done = 0",
             params![run, shard as i64, owner, now + lease_ms],
         )?;
@@ -991,7 +1026,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn finish(&self, run: &str, shard: u64, owner: &str) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE shards SET done = 1, owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
             params![run, shard as i64, owner],
         )?;
@@ -1004,7 +1039,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn release(&self, run: &str, shard: u64, owner: &str) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             "UPDATE shards SET owner = NULL, expires_ms = NULL WHERE run = ?1 AND shard = ?2 AND owner = ?3",
             params![run, shard as i64, owner],
         )?;
@@ -1018,8 +1053,7 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn all_done(&self, run: &str) -> Result<bool> {
-        let open: i64 =
-            self.conn.query_row("SELECT count(*) FROM shards WHERE run = ?1 AND done = 0", [run], |r| r.get(0))?;
+        let open: i64 = self.row("SELECT count(*) FROM shards WHERE run = ?1 AND done = 0", [run], |r| r.get(0))?;
         Ok(open == 0)
     }
 

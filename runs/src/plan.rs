@@ -211,6 +211,8 @@ impl Plan {
             events,
             owner,
             patience: lease,
+            workers: tokio::sync::OnceCell::new(),
+            worker_threads: options.concurrency,
         });
         let work = Work {
             ctx,

@@ -193,6 +193,8 @@ fn promoted_keys(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+/// `promote run --durability batch`: items share flushes across the run, not only the ones
+/// fetching at once.
 #[test]
 fn run_promotes_through_the_group_commit() {
     let s = Scratch::new();
@@ -210,7 +212,7 @@ fn run_promotes_through_the_group_commit() {
         .collect();
     std::fs::write(s.path().join("m.jsonl"), manifest.join("\n") + "\n").unwrap();
     let out = s
-        .cmd(&["-vv", "run", "--durability", "batch", "m.jsonl", "--out", "run", "--concurrency", "16", "--quiet"])
+        .cmd(&["-vv", "run", "--durability", "batch", "m.jsonl", "--out", "run", "--concurrency", "2", "--quiet"])
         .output()
         .unwrap();
     assert_code(&out, 0);
@@ -224,7 +226,9 @@ fn run_promotes_through_the_group_commit() {
         .filter_map(|l| l.split("members=").nth(1)?.split_whitespace().next()?.parse().ok())
         .collect();
     assert!(!members.is_empty(), "no group flush in the log:\n{}", stderr(&out));
-    assert!(members.iter().any(|&m| m > 1), "every flush served one item: {members:?}");
+    // Shared across the run, as in a directory put: a flush serves more items than the two
+    // that read bytes at a time (the rest wait for it, sealed).
+    assert!(members.iter().any(|&m| m > 2), "no flush served more than --concurrency items: {members:?}");
     assert_eq!(members.iter().sum::<u64>(), files.len() as u64, "each item flushed once: {members:?}");
 }
 

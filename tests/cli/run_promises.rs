@@ -10,12 +10,15 @@ use serde_json::json;
 use crate::run::{items_by_key, line, read_json, server, smalls, write_manifest};
 use crate::support::*;
 
-/// `--per-host` caps the requests one host serves at once, and `--concurrency` the items in
-/// flight: the server counts its requests in flight, and each run reaches its cap and never
-/// passes it (slow bodies keep every request open long enough to overlap).
+/// `--per-host` caps the requests one host serves at once, and `--concurrency` the items
+/// fetching: the server counts its requests in flight, and each run reaches its cap and never
+/// passes it (slow bodies keep every request open long enough to overlap). Under group commit
+/// more items are in flight, waiting for a shared flush, but no more fetch at once.
 #[test]
 fn per_host_and_concurrency_cap_the_requests_in_flight() {
-    for (run, concurrency, per_host, cap) in [("a", "8", "2", 2), ("b", "3", "8", 3)] {
+    for (run, concurrency, per_host, cap, durability) in
+        [("a", "8", "2", 2, "each"), ("b", "3", "8", 3, "each"), ("c", "3", "8", 3, "batch")]
+    {
         let s = Scratch::new();
         let server = server();
         let items = smalls(&server, 40 + cap, 12);
@@ -27,7 +30,18 @@ fn per_host_and_concurrency_cap_the_requests_in_flight() {
         }
         write_manifest(&s, "m.jsonl", &manifest);
         let out = output_within(
-            s.cmd(&["run", "m.jsonl", "--out", run, "--concurrency", concurrency, "--per-host", per_host]),
+            s.cmd(&[
+                "run",
+                "m.jsonl",
+                "--out",
+                run,
+                "--concurrency",
+                concurrency,
+                "--per-host",
+                per_host,
+                "--durability",
+                durability,
+            ]),
             Duration::from_secs(120),
         );
         assert_code(&out, 0);
@@ -37,7 +51,8 @@ fn per_host_and_concurrency_cap_the_requests_in_flight() {
         let most = server.max_in_flight();
         assert_eq!(
             most, cap,
-            "--concurrency {concurrency} --per-host {per_host}: at most {most} requests at once, the cap is {cap}"
+            "--concurrency {concurrency} --per-host {per_host} --durability {durability}: at most {most} requests \
+             at once, the cap is {cap}"
         );
     }
 }

@@ -176,12 +176,11 @@ impl Shared {
         if calls.is_empty() {
             return;
         }
-        let conn = &ledger.conn;
-        if !conn.is_autocommit() {
+        if !ledger.conn.is_autocommit() {
             // Left open by a call that panicked: none of it was answered as kept.
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = ledger.control("ROLLBACK");
         }
-        if calls.len() == 1 || conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+        if calls.len() == 1 || ledger.control("BEGIN IMMEDIATE").is_err() {
             // Alone, or the write lock is not to be had now: each call on its own, as atomic
             // as it is by itself (each takes the lock in its own transaction, waiting for it).
             for call in calls {
@@ -194,12 +193,12 @@ impl Shared {
         let mut calls = calls.into_iter();
         let mut failed = None;
         for call in calls.by_ref() {
-            let fenced = ledger.conn.execute_batch("SAVEPOINT call").is_ok();
+            let fenced = ledger.control("SAVEPOINT call").is_ok();
             let (ok, answer) = call(&mut ledger);
             answers.push(answer);
             let ended = match (fenced, ok) {
-                (true, true) => ledger.conn.execute_batch("RELEASE call"),
-                (true, false) => ledger.conn.execute_batch("ROLLBACK TO call; RELEASE call"),
+                (true, true) => ledger.control("RELEASE call"),
+                (true, false) => ledger.control("ROLLBACK TO call").and_then(|()| ledger.control("RELEASE call")),
                 (false, _) => Err(rusqlite::Error::InvalidQuery),
             };
             if ended.is_err() || ledger.conn.is_autocommit() {
@@ -211,10 +210,10 @@ impl Shared {
         }
         let kept = match failed {
             Some(failed) => Err(failed),
-            None => ledger.conn.execute_batch("COMMIT").map_err(|e| Failed::Commit(Arc::new(e))),
+            None => ledger.control("COMMIT").map_err(|e| Failed::Commit(Arc::new(e))),
         };
         if kept.is_err() && !ledger.conn.is_autocommit() {
-            let _ = ledger.conn.execute_batch("ROLLBACK");
+            let _ = ledger.control("ROLLBACK");
         }
         for answer in answers {
             answer(kept.as_ref().map(|_| ()));
