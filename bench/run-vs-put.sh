@@ -67,8 +67,8 @@ for d in $durabilities; do
   ratios=$(paste -d' ' "$dir/run.$d" "$dir/put.$d" | awk '{printf "%.2f\n", $1 / $5}')
   for t in put run; do
     awk -v n="$count" -v t="$t" -v d="$d" '{s[NR]=$1; w+=$2; c+=$3; if ($4>r) r=$4}
-      END {printf "%-4s --durability %-5s times %s  write_bytes %.0f B/file  wchar %.0f B/file  peak RSS %.0f MiB\n",
-           t, d, "", w/NR/n, c/NR/n, r/1024}' "$dir/$t.$d"
+      END {printf "%-4s --durability %-5s write_bytes %.0f B/file  wchar %.0f B/file  peak RSS %.0f MiB\n",
+           t, d, w/NR/n, c/NR/n, r/1024}' "$dir/$t.$d"
     printf "     median %.2f s\n" "$(awk '{print $1}' "$dir/$t.$d" | median)"
   done
   echo "run/put --durability $d: median ratio $(echo "$ratios" | median) (rounds: $(echo $ratios))"

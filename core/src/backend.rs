@@ -157,6 +157,34 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Error::Io`]/[`Error::Backend`] when the staging area cannot be created.
     async fn stage(&self, key: &Key, expected: &Expected) -> Result<Box<dyn StagedWrite>, Error>;
 
+    /// Takes the complete file at `path` (open as `file`, `size` bytes, written and hashed by
+    /// the caller) as a staged write for `key` without copying its bytes, where this backend
+    /// can; core then verifies and publishes it like any staged write
+    /// ([`crate::Store::promote_adopted`]). The contract:
+    ///
+    /// - **All or nothing at `key`**, as for [`Backend::stage`]: the file is moved into the
+    ///   staging area first (never published from where it was), and publishing it is the
+    ///   usual create-only publish.
+    /// - **Declined means untouched**: `Ok(None)` (the default; on local disk, a file on another
+    ///   filesystem) leaves the file where it was, for the caller to promote by copying.
+    /// - **Taken means gone from `path`**: once the handle exists the file is staging data, and
+    ///   dropping or aborting the handle discards it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when moving the file fails for another reason than a different filesystem
+    /// (the file is then left where it was).
+    async fn adopt(
+        &self,
+        key: &Key,
+        path: &std::path::Path,
+        file: std::fs::File,
+        size: u64,
+    ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
+        let _ = (key, path, file, size);
+        Ok(None)
+    }
+
     /// [`Backend::stage`] with the options that describe the object to other readers (its
     /// content type). Core stages through this. A backend that stores such options overrides
     /// it; the default ignores them (local disk keeps no content type).

@@ -92,6 +92,7 @@
 //! # Ok(()) }
 //! ```
 
+mod adopt;
 mod backend;
 mod error;
 mod file_copy;

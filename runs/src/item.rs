@@ -806,9 +806,12 @@ async fn download(
     }
 }
 
-/// Checks a complete partial against the manifest, records it `verified`, then promotes it
-/// through core, which hashes every byte again on the way, reading them through the partial's
-/// locked handle. The partial is deleted while still locked once it is promoted or refused.
+/// Checks a complete partial against the manifest, records it `verified`, then promotes it.
+/// Where the backend can take the file as it is (local disk, same filesystem:
+/// [`Store::promote_adopted`]), it becomes the staged write, published by the usual create-only
+/// rename: its bytes were written once and hashed once, as they came in. Otherwise core copies
+/// it, hashing every byte again on the way, reading them through the partial's locked handle.
+/// The partial is deleted while still locked once it is promoted or refused.
 async fn promote_partial(
     ctx: &Ctx,
     item: &Item,
@@ -830,8 +833,16 @@ async fn promote_partial(
     if !mine.map_err(|e| Failure::ledger(&e))? || lost.load(Ordering::Relaxed) {
         return Err(Failure::lost(&item.key));
     }
-    let file = kept.reader().map_err(|e| Failure::local(format!("reopening {}", kept.path().display()), &e))?;
-    let result = ctx.store.promote_file(&item.key, file, &Expected::exactly(digest), Mode::Create).await;
+    let reopen =
+        |kept: &Partial| kept.reader().map_err(|e| Failure::local(format!("reopening {}", kept.path().display()), &e));
+    let expected = Expected::exactly(digest);
+    let adopted =
+        ctx.store.promote_adopted(&item.key, kept.path(), reopen(&kept)?, digest, &expected, Mode::Create).await;
+    let result = match adopted {
+        Ok(Some(promotion)) => Ok(promotion),
+        Ok(None) => ctx.store.promote_file(&item.key, reopen(&kept)?, &expected, Mode::Create).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(promotion) => {
             kept.remove();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use promote_core::{Bytes, Capabilities, Error, Expected, Key, Leftover, Mode, Outcome, Sha256, Store};
+use promote_core::{Bytes, Capabilities, Digest, Error, Expected, Key, Leftover, Mode, Outcome, Sha256, Store};
 use tokio::sync::Barrier;
 
 use crate::data;
@@ -105,6 +105,7 @@ cases! {
     unsupported_mode_refused_before_io: lacks_a_mode,
     spooled_promotion_verifies: always,
     file_promotion_verifies: always(ctx),
+    adopted_file_is_published_or_left_in_place: needs_create(ctx),
     sweep_removes_stale_staging_only: leaves_staging [other_process],
 }
 
@@ -560,6 +561,55 @@ async fn file_promotion_verifies(ctx: Ctx) {
         assert_absent(&store, &bad).await;
     }
     assert_no_residue_anywhere(&ctx, "after file promotions").await;
+}
+
+/// `Store::promote_adopted` (`Backend::adopt`): a complete file the caller hashed is either
+/// taken as the staged write (then it is gone from its path and published, create-only, never
+/// copied) or left where it was, untouched (then the caller copies it). A digest that is not what
+/// was expected moves nothing; a taken key is a conflict, and keeps its object.
+async fn adopted_file_is_published_or_left_in_place(ctx: Ctx) {
+    let store = ctx.store.clone();
+    let dir = tempfile::tempdir().expect("a directory for the file");
+    let path = dir.path().join("partial.bin");
+    let write = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).expect("write the file");
+        std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open the file")
+    };
+    let digest = |bytes: &[u8]| Digest { size: bytes.len() as u64, sha256: Sha256::of(bytes) };
+    let bytes = data::bytes(21, ctx.large + 777);
+    let k = key("adopted/object");
+    // A digest the caller did not expect: refused before anything moves.
+    let other = data::bytes(22, 100);
+    let err = store
+        .promote_adopted(&k, &path, write(&bytes), digest(&bytes), &exact(&other), Mode::Create)
+        .await
+        .expect_err("a digest other than expected");
+    assert!(matches!(err, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).expect("the file stays"), bytes);
+    assert_absent(&store, &k).await;
+    match store.promote_adopted(&k, &path, write(&bytes), digest(&bytes), &exact(&bytes), Mode::Create).await {
+        Ok(Some(outcome)) => {
+            assert_eq!((outcome.receipt().sha256, outcome.receipt().size), (Sha256::of(&bytes), bytes.len() as u64));
+            assert!(!path.exists(), "an adopted file is moved, not copied");
+            assert!(get(&store, &k).await == bytes, "the adopted object differs");
+            // The key is taken now: another file for it is a conflict, and the object stays.
+            let taken = data::bytes(23, bytes.len());
+            let err = store
+                .promote_adopted(&k, &path, write(&taken), digest(&taken), &exact(&taken), Mode::Create)
+                .await
+                .expect_err("create-only onto a taken key");
+            assert!(matches!(err, Error::Conflict { .. }), "{err}");
+            assert!(get(&store, &k).await == bytes, "a refused adoption changed the object");
+        }
+        Ok(None) => {
+            // Local disk takes a file on its filesystem (both are under the temporary directory).
+            assert_ne!(store.backend().kind(), "local", "local disk declined a file on its own filesystem");
+            assert_eq!(std::fs::read(&path).expect("a declined file stays"), bytes, "a declined file was changed");
+            assert_absent(&store, &k).await;
+        }
+        Err(err) => panic!("promote_adopted: {err}"),
+    }
+    assert_no_residue_anywhere(&ctx, "after adoptions").await;
 }
 
 async fn sweep_removes_stale_staging_only(target: Ctx) {

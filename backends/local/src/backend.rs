@@ -157,6 +157,25 @@ impl Backend for LocalBackend {
     }
 
     #[cfg(target_os = "linux")]
+    async fn adopt(
+        &self,
+        key: &Key,
+        path: &Path,
+        file: File,
+        size: u64,
+    ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
+        if !self.inner.root.staging.exists() {
+            return Ok(None);
+        }
+        let (inner, key, path) = (Arc::clone(&self.inner), key.clone(), path.to_owned());
+        // On the blocking thread, like `stage`: if this future is dropped once the file is
+        // staged, the finished handle is dropped with it, which discards it.
+        let staged =
+            promote_core::kit::blocking::run(move || crate::adopt::adopt(&inner, &key, &path, file, size)).await??;
+        Ok(staged.map(|staged| Box::new(staged) as Box<dyn StagedWrite>))
+    }
+
+    #[cfg(target_os = "linux")]
     async fn stage_copy(
         &self,
         key: &Key,

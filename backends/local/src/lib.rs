@@ -67,6 +67,8 @@
 //! - `none`: nothing is fsynced. Publishes are still atomic to other readers, but a power loss
 //!   may lose recent ones, or leave them empty.
 
+#[cfg(target_os = "linux")]
+mod adopt;
 mod backend;
 mod config;
 mod group;

@@ -22,20 +22,25 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Names tried for one staging file before giving up. Each name is new (pid, counter, time), so
 /// a second is needed only when a sweep races the creation; a hundred in a row means something
 /// else answers for the directory (a broken file system), and looping on would never end.
-const NAME_ATTEMPTS: u32 = 100;
+pub(crate) const NAME_ATTEMPTS: u32 = 100;
 
 /// The path of a staging file relative to the root, for messages.
 pub(crate) fn shown(name: &str) -> String {
     format!("{RESERVED_SEGMENT}/{STAGING_DIR}/{name}")
 }
 
+/// A new staging file name for `key` (its hash, this process, a counter and the time).
+pub(crate) fn fresh_name(key: &Key) -> String {
+    let key_hash = Sha256::of(key.as_str().as_bytes()).to_string();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id())
+}
+
 /// Creates and locks a fresh staging file for `key`.
 pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
-    let key_hash = Sha256::of(key.as_str().as_bytes()).to_string();
     for _ in 0..NAME_ATTEMPTS {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-        let name = format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id());
+        let name = fresh_name(key);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let fd = match rustix::fs::openat(&root.staging, &name, flags, mode_bits(0o600)) {
             Ok(fd) => fd,
