@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: what a `promote run` of COUNT small local files writes (the kernel's write_bytes
 # for the process: objects, staging, ledger and its WAL), on a first run and on a rerun that
-# finds everything present, with the time of each.
+# finds everything present, with the time of each; then the first run again with the run
+# directory on tmpfs, which leaves out the ledger's writes (the difference is the ledger's).
 #
 #   bash bench/run-ledger-writes.sh [COUNT] [DIR] [PROMOTE]
 #
@@ -25,10 +26,18 @@ with open("m.jsonl", "w") as m:
             f.write(f"file {i}\n")
         m.write(json.dumps({"source": os.path.abspath(p), "key": f"k/{i}"}) + "\n")
 PY
-measure() {
-  bash -c "s=\$(date +%s%N); '$promote' run -q m.jsonl --out run --durability none; e=\$(date +%s%N);
+measure() { # LABEL RUN-DIR
+  bash -c "s=\$(date +%s%N); '$promote' run -q m.jsonl --out '$2' --durability none; e=\$(date +%s%N);
            w=\$(awk '/^write_bytes/ {print \$2}' /proc/\$\$/io); c=\$(awk '/^wchar/ {print \$2}' /proc/\$\$/io);
            echo \"$1: \$w bytes written (\$((w / $count)) per item; write calls \$((c / $count)) bytes per item), \$(( (e - s) / 1000000 )) ms\""
 }
-measure "first run"
-measure "rerun    "
+measure "first run" run
+measure "rerun    " run
+# The ledger's share: the same first run with the run directory on tmpfs (whose writes never
+# reach the block layer) writes the objects only; the difference is the ledger.
+if [ -d /dev/shm ]; then
+  shm=/dev/shm/promote-bench-ledger-$$
+  rm -rf run promote-data "$shm"; sync
+  measure "first run, run directory on tmpfs (objects only)" "$shm"
+  rm -rf "$shm"
+fi

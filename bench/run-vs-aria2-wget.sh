@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `promote run` versus `aria2c -i` and `wget -i`, all fetching from one nginx on
-# 127.0.0.1 at the same concurrency, in one run: 2,000 files of 64 KiB, and one file of 1 GiB.
+# 127.0.0.1 at the same concurrency, in one run: 2,000 files of 64 KiB, and one file of 1 GiB
+# (also versus `curl -o FILE && sync -f FILE`, and with the bytes each wrote: `write_bytes`).
 # promote verifies every item's SHA-256 (given in the manifest) and promotes it create-only and
 # durably (local backend, default durability); aria2c and wget just write the files.
 # Alternating rounds, a fresh destination each round; medians of per-round ratios, peak RSS.
@@ -23,6 +24,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v aria2c >/dev/null || missing+=(aria2)
 command -v wget >/dev/null || missing+=(wget)
+command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -118,12 +120,22 @@ run_wget_big() {
   fresh
   timed wget -q -nd -P "$dir/dest" -i "$dir/big.list"
 }
+run_curl_big() {
+  fresh
+  timed sh -c 'curl -sf -o "$1/dest/big.bin" "$(cat "$1/big.list")" && sync -f "$1/dest/big.bin"' _ "$dir"
+}
+# Bytes the command's process tree wrote to the block layer (`write_bytes`, counted through a
+# shell, whose /proc/self/io includes its reaped children's).
+written() {
+  fresh
+  bash -c '"$@" >/dev/null 2>&1 || exit 9; awk "/^write_bytes/ {print \$2}" /proc/$$/io' _ "$@"
+}
 check_small() { # WHERE
   [ "$(find "$1" -name 'f*.bin' -size 64k | wc -l)" = "$small_files" ] || { echo "incomplete small set in $1" >&2; exit 1; }
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-for f in ps pb as ab ws wb; do : > "$dir/$f.t"; : > "$dir/$f.m"; done
+for f in ps pb as ab ws wb cb; do : > "$dir/$f.t"; : > "$dir/$f.m"; done
 record() { echo "$2" | awk '{print $1}' >> "$dir/$1.t"; echo "$2" | awk '{print $2}' >> "$dir/$1.m"; }
 for r in $(seq "$rounds"); do
   if [ "$skip_promote" != 1 ]; then
@@ -140,6 +152,7 @@ for r in $(seq "$rounds"); do
   fi
   record ab "$(run_aria2 big)"
   record wb "$(run_wget_big)"
+  record cb "$(run_curl_big)"
   if [ "$r" = 1 ]; then [ "$(stat -c %s "$dir/dest/big.bin")" = $((big_mib << 20)) ]; fi
   echo "round $r done" >&2
 done
@@ -161,8 +174,13 @@ echo "big file:"
 [ "$skip_promote" = 1 ] || report "promote run (verified, durable)" pb "$big_mib"
 report "aria2c -i" ab "$big_mib"
 report "wget -i" wb "$big_mib"
+report "curl -o + sync -f" cb "$big_mib"
 if [ "$skip_promote" != 1 ]; then
   echo "median of per-round ratios (their time / promote's time; above 1: promote is faster):"
-  echo "  small: aria2c $(ratio as ps), wget $(ratio ws ps)   big: aria2c $(ratio ab pb), wget $(ratio wb pb)"
+  echo "  small: aria2c $(ratio as ps), wget $(ratio ws ps)   big: aria2c $(ratio ab pb), wget $(ratio wb pb), curl+sync $(ratio cb pb)"
+  big_bytes=$((big_mib << 20))
+  promote_w=$(written "$bin" --root "$dir/dest/root" run "$dir/big.jsonl" --out "$dir/dest/run" --quiet)
+  curl_w=$(written sh -c 'curl -sf -o "$1/dest/big.bin" "$(cat "$1/big.list")" && sync -f "$1/dest/big.bin"' _ "$dir")
+  echo "bytes written for the big file (write_bytes / its size): promote $(awk -v w="$promote_w" -v b="$big_bytes" 'BEGIN {printf "%.2f", w / b}'), curl+sync $(awk -v w="$curl_w" -v b="$big_bytes" 'BEGIN {printf "%.2f", w / b}')"
   echo "promote peak RSS (max over all rounds): $(cat "$dir/ps.m" "$dir/pb.m" | sort -n | tail -1 | awk '{printf "%.1f MiB", $1 / 1024}')"
 fi
