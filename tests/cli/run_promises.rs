@@ -227,3 +227,33 @@ fn streaming_false_downloads_every_item_into_the_run_directory_first() {
         }
     }
 }
+
+/// `status` counts the lease of a shard a live run is working on as live, with nothing stuck;
+/// once that run is killed, the lease counts as expired (its owner is gone) and the job it had
+/// in flight is listed as stuck, for the next run to take back.
+#[test]
+fn status_shows_a_running_shards_lease_live_then_expired_once_its_owner_is_killed() {
+    use std::process::Stdio;
+
+    use crate::run::{MIB, kill, ledger_count, status, wait_for};
+    let s = Scratch::new();
+    let server = server();
+    server.add("/slow.bin", data::bytes(31, (2 * MIB) as usize));
+    // 2 MiB at 128 KiB/s: the item stays in flight for about 16 s.
+    server.throttle("/slow.bin", 128 << 10);
+    write_manifest(&s, "m.jsonl", &[line(&server.url("/slow.bin"), "slow", None)]);
+    let child = s.cmd(&["run", "m.jsonl", "--out", "run"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let out = s.path().join("run");
+    wait_for("the job in flight", || {
+        ledger_count(&out, "SELECT COUNT(*) FROM states WHERE state = 'fetching'", &[]) == 1
+    });
+    let running = status(s.cmd(&["status", "run", "--json"]));
+    assert_eq!(running["claims"]["live"], 1, "the running shard's lease is not live: {running}");
+    assert_eq!(running["claims"]["expired"], 0, "{running}");
+    assert_eq!(running["stuck"].as_array().map(Vec::len), Some(0), "a live job listed as stuck: {running}");
+    kill(child);
+    let after = status(s.cmd(&["status", "run", "--json"]));
+    assert_eq!((after["claims"]["live"].as_u64(), after["claims"]["expired"].as_u64()), (Some(0), Some(1)), "{after}");
+    let stuck = after["stuck"].as_array().cloned().unwrap_or_default();
+    assert!(stuck.len() == 1 && stuck[0].to_string().contains("slow"), "the killed run's job is not stuck: {after}");
+}
