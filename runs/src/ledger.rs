@@ -1423,4 +1423,278 @@ mod tests {
         assert!(!ledger.all_done("run").unwrap());
         assert!(matches!(ledger.acquire("run", 0, "b", 2, LEASE, &|_| true).unwrap(), Acquire::Acquired { .. }));
     }
+
+    #[test]
+    fn a_ledger_debugs_without_its_connection() {
+        let (_dir, ledger) = ledger();
+        assert_eq!(format!("{ledger:?}"), "Ledger { .. }");
+    }
+
+    /// `status` and `doctor` read an existing ledger and never make one.
+    #[test]
+    fn open_existing_reads_a_ledger_and_creates_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Ledger::open_existing(dir.path()).unwrap_err();
+        assert!(matches!(err, LedgerError::Missing { .. }), "{err:?}");
+        assert!(!dir.path().join(FILE).exists(), "open_existing created a ledger");
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        ledger.plan([("j", "k")], 1).unwrap();
+        drop(ledger);
+        let existing = Ledger::open_existing(dir.path()).unwrap();
+        assert_eq!(existing.counts().unwrap(), BTreeMap::from([("planned".to_owned(), 1)]));
+    }
+
+    /// Switching a new ledger to WAL needs it to itself, and SQLite answers "busy" at once
+    /// (without its busy handler) while another connection holds the write lock (as a second
+    /// process opening the same new ledger may): the open waits for it, not fails.
+    #[test]
+    fn opening_waits_for_another_connection_on_a_new_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = Connection::open(dir.path().join(FILE)).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run_dir = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(Ledger::open(&run_dir).map(drop));
+        });
+        // Bounded: it must still be waiting after 300 ms, and open within 10 s of the release.
+        let early = rx.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(early.is_err(), "opened (or gave up) while another connection held the file: {early:?}");
+        holder.execute_batch("COMMIT").unwrap();
+        let opened = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("still waiting after the release");
+        opened.unwrap();
+        let ledger = Ledger::open_existing(dir.path()).unwrap();
+        let mode: String = ledger.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    /// Only "busy" is waited out: any other error (a file that is not a database) fails the
+    /// open at once.
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), vec![b'x'; 4096]).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run_dir = dir.path().to_owned();
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let _ = tx.send(Ledger::open(&run_dir).map(drop));
+        });
+        // Bounded: 10 s, well below the 30 s a busy ledger is waited for.
+        let opened = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("still trying after 10 s");
+        let err = opened.unwrap_err();
+        assert!(matches!(err, LedgerError::Open { what: "configuring", .. }), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    /// A ledger at the current version is reopened as it is (not refused as newer).
+    #[test]
+    fn the_current_schema_version_is_not_newer() {
+        let (dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        drop(ledger);
+        let again = Ledger::open(dir.path()).unwrap();
+        assert_eq!((again.schema_version().unwrap(), state(&again, "j")), (SCHEMA_VERSION, State::Planned));
+    }
+
+    /// `in_transaction`: all of `f`'s changes, or none when it fails; the ledger is usable
+    /// after either.
+    #[test]
+    fn in_transaction_keeps_all_or_nothing() {
+        let (dir, ledger) = ledger();
+        let err = ledger
+            .in_transaction(|l| {
+                let mut l2 = Ledger { conn: Connection::open(dir.path().join(FILE)).unwrap() };
+                l2.conn.busy_timeout(std::time::Duration::from_millis(1)).unwrap();
+                // Another connection cannot write while the transaction holds the write lock.
+                assert!(l2.plan([("other", "o")], 1).is_err(), "a second writer got in");
+                l.conn.execute("INSERT OR IGNORE INTO jobs (job, key) VALUES ('x', 'x')", [])?;
+                Err(LedgerError::UnknownJob("x".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::UnknownJob(_)), "{err:?}");
+        assert!(ledger.conn.is_autocommit(), "the failed transaction was left open");
+        assert!(ledger.job("x").unwrap().is_none(), "a failed transaction's change was kept");
+        ledger
+            .in_transaction(|l| {
+                l.conn.execute("INSERT INTO jobs (job, key) VALUES ('y', 'y')", [])?;
+                l.conn.execute(
+                    "INSERT INTO states (id, state, updated_ms) VALUES (last_insert_rowid(), 'planned', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(state(&ledger, "y"), State::Planned);
+        let other = Ledger::open_existing(dir.path()).unwrap();
+        assert_eq!(state(&other, "y"), State::Planned, "not committed");
+    }
+
+    /// `begin_attempts`: each job's row as it was, and what beginning it gave, in one
+    /// transaction; an unknown job begins none of them.
+    #[test]
+    fn begin_attempts_begins_each_and_returns_the_rows_before() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j1", "k1"), ("j2", "k2"), ("j3", "k3")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j2", "other", 2), Begin::Mine(1));
+        ledger.promoted("j3", &Sha256::of(b"x"), 1, 3).unwrap();
+        let before: Vec<_> = ["j1", "j2", "j3"].iter().map(|j| ledger.job(j).unwrap()).collect();
+        let jobs: Vec<String> = ["j1", "j2", "j3"].iter().map(|j| (*j).to_owned()).collect();
+        let got = ledger.begin_attempts(&jobs, "me", 4, &|_| true).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (before[0].clone(), Begin::Mine(1)),
+                (before[1].clone(), Begin::Busy { owner: "other".into(), updated_ms: 2 }),
+                (before[2].clone(), Begin::Promoted),
+            ]
+        );
+        assert_eq!(state(&ledger, "j1"), State::Fetching);
+        // One unknown job: none of them is begun.
+        ledger.plan([("j4", "k4")], 5).unwrap();
+        let jobs = vec!["j4".to_owned(), "nope".to_owned()];
+        assert!(matches!(ledger.begin_attempts(&jobs, "me", 6, &|_| true), Err(LedgerError::UnknownJob(_))));
+        assert_eq!(state(&ledger, "j4"), State::Planned, "begun although the batch failed");
+    }
+
+    /// Owners are numbered: each job names its own owner, also after many owners.
+    #[test]
+    fn each_job_names_its_own_owner() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j1", "k1"), ("j2", "k2"), ("j3", "k3")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j1", "a", 2), Begin::Mine(1));
+        assert_eq!(begin(&mut ledger, "j2", "b", 2), Begin::Mine(1));
+        assert_eq!(begin(&mut ledger, "j3", "a", 2), Begin::Mine(1));
+        let owner = |job| ledger.job(job).unwrap().unwrap().owner;
+        assert_eq!((owner("j1"), owner("j2"), owner("j3")), (Some("a".into()), Some("b".into()), Some("a".into())));
+        assert!(ledger.checkpoint("j2", "b", &cp(b"a"), 3).unwrap());
+        assert!(!ledger.checkpoint("j2", "a", &cp(b"a"), 3).unwrap());
+    }
+
+    /// A verified job is still in flight: another live worker may not take it.
+    #[test]
+    fn a_verified_job_is_in_flight_until_promoted() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        assert!(ledger.verified("j", "a", &cp(b"abc"), 3).unwrap());
+        assert_eq!(begin(&mut ledger, "j", "b", 4), Begin::Busy { owner: "a".into(), updated_ms: 3 });
+        // Its owner may fail it, and then anyone may try again.
+        assert!(ledger.failed("j", "a", "promote", "disk full", 5).unwrap());
+        assert_eq!(begin(&mut ledger, "j", "b", 6), Begin::Mine(2));
+    }
+
+    /// The owner can drop its checkpoint (the partial was discarded); the row says so.
+    #[test]
+    fn clear_checkpoint_forgets_the_partial_for_its_owner() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        assert!(ledger.checkpoint("j", "a", &cp(b"ab"), 3).unwrap());
+        assert!(ledger.clear_checkpoint("j", "a", 4).unwrap());
+        let row = ledger.job("j").unwrap().unwrap();
+        assert_eq!((row.state, row.checkpoint, row.updated_ms), (State::Fetching, None, 4));
+    }
+
+    /// A job that failed before and is promoted later loses its failure (and `status` no
+    /// longer lists it).
+    #[test]
+    fn a_promotion_clears_an_earlier_failure() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        assert!(ledger.failed("j", "a", "http-500", "server error", 3).unwrap());
+        assert_eq!(ledger.job("j").unwrap().unwrap().reason.as_deref(), Some("http-500"));
+        assert_eq!(begin(&mut ledger, "j", "a", 4), Begin::Mine(2));
+        ledger.promoted("j", &Sha256::of(b"abc"), 3, 5).unwrap();
+        let row = ledger.job("j").unwrap().unwrap();
+        assert_eq!((row.state, row.reason, row.owner), (State::Promoted, None, None));
+        assert!(ledger.failures().unwrap().is_empty());
+        let error: Option<String> =
+            ledger.conn.query_row("SELECT error FROM jobs WHERE job = ?1", [job_key("j")], |r| r.get(0)).unwrap();
+        assert_eq!(error, None);
+    }
+
+    /// `forget_promoted` puts a promoted job back to `planned`, and touches no other job.
+    #[test]
+    fn forget_promoted_replans_only_promoted_jobs() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("p", "kp"), ("f", "kf")], 1).unwrap();
+        ledger.promoted("p", &Sha256::of(b"x"), 1, 2).unwrap();
+        assert_eq!(begin(&mut ledger, "f", "a", 2), Begin::Mine(1));
+        ledger.forget_promoted("p", 3).unwrap();
+        ledger.forget_promoted("f", 3).unwrap();
+        let row = ledger.job("p").unwrap().unwrap();
+        assert_eq!((row.state, row.updated_ms), (State::Planned, 3));
+        let row = ledger.job("f").unwrap().unwrap();
+        assert_eq!((row.state, row.updated_ms), (State::Fetching, 2));
+    }
+
+    /// Another machine's outcome leaves a job in flight here as it is, its last failure
+    /// included.
+    #[test]
+    fn work_done_elsewhere_leaves_the_failure_of_a_job_in_flight() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        assert!(ledger.failed("j", "a", "http-500", "here", 3).unwrap());
+        assert_eq!(begin(&mut ledger, "j", "a", 4), Begin::Mine(2));
+        ledger.elsewhere("j", &Elsewhere::Failed { reason: "http-404".into(), error: "there".into() }, 5).unwrap();
+        let row = ledger.job("j").unwrap().unwrap();
+        assert_eq!((row.state, row.reason.as_deref()), (State::Fetching, Some("http-500")));
+    }
+
+    /// A lease is live until the millisecond it expires; at that millisecond it is expired,
+    /// counted so, its jobs stuck, and taken over.
+    #[test]
+    fn a_lease_expires_at_its_expiry_time() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 0).unwrap();
+        ledger.prepare_shards("run", 1).unwrap();
+        ledger.acquire("run", 0, "a", 0, LEASE, &|_| true).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 1), Begin::Mine(1));
+        assert_eq!(ledger.claims(LEASE - 1, &|_| true).unwrap(), (1, 0));
+        assert!(ledger.stuck(LEASE - 1, &|_| true).unwrap().is_empty());
+        assert_eq!(ledger.acquire("run", 0, "b", LEASE - 1, LEASE, &|_| true).unwrap(), Acquire::Held);
+        assert_eq!(ledger.claims(LEASE, &|_| true).unwrap(), (0, 1));
+        assert_eq!(ledger.stuck(LEASE, &|_| true).unwrap(), vec![("k".to_owned(), "fetching".to_owned())]);
+        assert_eq!(
+            ledger.acquire("run", 0, "b", LEASE, LEASE, &|_| true).unwrap(),
+            Acquire::Acquired { from: Some("a".into()) }
+        );
+    }
+
+    /// An owner asking again for its own unexpired lease holds it already, whatever `alive`
+    /// says about it (it is the caller).
+    #[test]
+    fn an_owner_does_not_take_its_own_lease_over() {
+        let (_dir, mut ledger) = ledger();
+        ledger.prepare_shards("run", 1).unwrap();
+        ledger.acquire("run", 0, "a", 0, LEASE, &|_| true).unwrap();
+        assert_eq!(ledger.acquire("run", 0, "a", 1, LEASE, &|_| false).unwrap(), Acquire::Held);
+        // Expired, its own lease is taken again, from nobody else.
+        assert_eq!(ledger.acquire("run", 0, "a", LEASE, LEASE, &|_| true).unwrap(), Acquire::Acquired { from: None });
+    }
+
+    /// A released lease is free at once for anyone, and its shard is not done.
+    #[test]
+    fn a_released_lease_is_free_and_not_done() {
+        let (_dir, mut ledger) = ledger();
+        ledger.prepare_shards("run", 1).unwrap();
+        ledger.acquire("run", 0, "a", 0, LEASE, &|_| true).unwrap();
+        ledger.release("run", 0, "b").unwrap();
+        assert_eq!(ledger.acquire("run", 0, "b", 1, LEASE, &|_| true).unwrap(), Acquire::Held, "b released a's lease");
+        ledger.release("run", 0, "a").unwrap();
+        assert_eq!(ledger.claims(1, &|_| true).unwrap(), (0, 0));
+        assert!(!ledger.all_done("run").unwrap());
+        assert_eq!(ledger.acquire("run", 0, "b", 2, LEASE, &|_| true).unwrap(), Acquire::Acquired { from: None });
+    }
+
+    #[test]
+    fn now_ms_is_the_time_since_the_epoch() {
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = now_ms();
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+    }
 }

@@ -391,4 +391,61 @@ mod tests {
         partial.reset().unwrap();
         assert_eq!((partial.offset(), partial.if_range()), (0, None));
     }
+
+    /// A checkpoint is due once 8 MiB are unsynced, or a second after the last sync with
+    /// anything unsynced; never with nothing unsynced. (The second is not waited for: the
+    /// test moves `last_sync` back.)
+    #[test]
+    fn a_checkpoint_is_due_after_8_mib_or_a_second_with_bytes_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut partial = Partial::create(&dir.path().join("p")).unwrap();
+        assert!(!partial.due(), "nothing written");
+        partial.write(&vec![7u8; CHECKPOINT_BYTES as usize - 1]).unwrap();
+        partial.last_sync = Instant::now();
+        assert!(!partial.due(), "one byte short of {CHECKPOINT_BYTES}, just synced");
+        partial.write(b"x").unwrap();
+        partial.last_sync = Instant::now();
+        assert!(partial.due(), "{CHECKPOINT_BYTES} bytes unsynced");
+
+        let mut partial = Partial::create(&dir.path().join("q")).unwrap();
+        let a_second_ago = Instant::now().checked_sub(CHECKPOINT_EVERY).unwrap();
+        partial.last_sync = a_second_ago;
+        assert!(!partial.due(), "a second since the last sync, nothing unsynced");
+        partial.write(b"x").unwrap();
+        assert!(partial.due(), "one byte unsynced for a second");
+        partial.last_sync = Instant::now();
+        assert!(!partial.due(), "one byte unsynced, just synced");
+    }
+
+    /// Complete means every announced byte is in: not fewer, not more, and never when no
+    /// length was announced.
+    #[test]
+    fn a_partial_is_complete_only_at_its_announced_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut partial = Partial::create(&dir.path().join("p")).unwrap();
+        partial.write(b"0123").unwrap();
+        assert!(!partial.complete(), "no length announced");
+        partial.total = Some(5);
+        assert!(!partial.complete(), "4 of 5 bytes");
+        partial.write(b"4").unwrap();
+        assert!(partial.complete(), "5 of 5 bytes");
+        partial.write(b"5").unwrap();
+        assert!(!partial.complete(), "6 of 5 bytes");
+    }
+
+    /// `remove` deletes the file (and a file already gone is no error).
+    #[test]
+    fn remove_deletes_the_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let mut partial = Partial::create(&path).unwrap();
+        partial.write(b"abc").unwrap();
+        assert_eq!(partial.path(), path);
+        partial.remove();
+        assert!(!path.exists(), "the partial is still there");
+        let partial = Partial::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        partial.remove();
+        assert!(!path.exists());
+    }
 }

@@ -85,7 +85,9 @@ pub(crate) fn remove(root: &Root, name: &str) -> Result<(), Error> {
 }
 
 /// Finds staging files and removes those whose writer is gone (no lock held), or that a live
-/// writer has left untouched for `older_than`. A dry run opens each file read-only and only tests
+/// writer has left untouched for `older_than`. An entry that is not a regular file (a
+/// directory, a FIFO, a symbolic link) is neither opened nor removed nor listed, only logged as
+/// left in place (a warning), and the sweep goes on. A dry run opens each file read-only and only tests
 /// its lock: it changes nothing and (on Linux) takes no lock, and reports the verdicts a real run
 /// would act on.
 pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
@@ -101,16 +103,35 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
             continue;
         }
         let name = name.to_owned();
+        // Promote makes only regular files here. Anything else (a directory, a FIFO, a symbolic
+        // link, a device) is not opened, followed or removed, in a dry run as in a real one.
+        let kind = match rustix::fs::statat(&root.staging, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => FileType::from_raw_mode(st.st_mode),
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(io_err(format!("inspecting {}", shown(&name)), e)),
+        };
+        if kind != FileType::RegularFile {
+            left_alone(&name, kind);
+            continue;
+        }
         // A real run takes the lock (a write lock needs a descriptor open for writing).
         let access = if dry_run { OFlags::RDONLY } else { OFlags::WRONLY };
+        // `NOFOLLOW` and `NONBLOCK` for an entry replaced since it was inspected.
         let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue,
+            // Replaced meanwhile by a symbolic link, a directory or a FIFO without a reader.
+            Err(Errno::LOOP | Errno::ISDIR | Errno::NXIO) => {
+                left_alone(&name, FileType::Unknown);
+                continue;
+            }
             Err(e) => return Err(io_err(format!("opening staging file {}", shown(&name)), e)),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("inspecting {}", shown(&name)), e))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind != FileType::RegularFile {
+            left_alone(&name, kind);
             continue;
         }
         let mtime = SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
@@ -127,4 +148,13 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+/// Says that a sweep left `name` in place because it is not a staging file.
+fn left_alone(name: &str, kind: FileType) {
+    tracing::warn!(
+        entry = %shown(name),
+        kind = ?kind,
+        "left in place: not a regular file, so not a staging file (promote never makes one there); remove it by hand if it is not needed"
+    );
 }

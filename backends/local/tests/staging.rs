@@ -1,6 +1,6 @@
 //! Staging files on local disk (`src/staging.rs`): how a staging file is opened, how a sweep
 //! names what it finds, and that a sweep never follows, removes or blocks on what a writer did
-//! not put there (a symbolic link, a FIFO).
+//! not put there (a symbolic link, a FIFO, a directory), and is not failed by it either.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -109,8 +109,8 @@ fn sweep_bounded(root: &Path, dry_run: bool, unstick: impl FnOnce()) -> Result<V
     }
 }
 
-/// A FIFO in the staging directory (no writer's file) does not block a sweep, dry or real:
-/// opening it never waits for a partner, and it is neither listed as a leftover nor removed.
+/// A FIFO in the staging directory (no writer's file) neither blocks nor fails a sweep, dry or
+/// real: it is never opened, and it is neither listed as a leftover nor removed.
 #[test]
 fn a_fifo_in_staging_never_blocks_a_sweep_and_is_left_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -125,17 +125,15 @@ fn a_fifo_in_staging_never_blocks_a_sweep_and_is_left_alone() {
         let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
     };
     for dry_run in [true, false] {
-        // A real sweep may refuse the entry with an error; either way it ends, and lists nothing
-        // to remove.
-        if let Ok(found) = sweep_bounded(dir.path(), dry_run, unstick) {
-            assert!(found.is_empty(), "dry run {dry_run}: a FIFO listed as a leftover: {found:?}");
-        }
+        let found = sweep_bounded(dir.path(), dry_run, unstick)
+            .unwrap_or_else(|e| panic!("dry run {dry_run}: a FIFO failed the sweep: {e}"));
+        assert!(found.is_empty(), "dry run {dry_run}: a FIFO listed as a leftover: {found:?}");
         assert_eq!(staging_files(dir.path()), ["planted.part"], "dry run {dry_run}");
     }
 }
 
-/// A symbolic link in the staging directory is not followed: its target is not locked, listed
-/// or touched, and the link is not removed.
+/// A symbolic link in the staging directory is not followed and does not fail a sweep: its
+/// target is not locked, listed or touched, and the link is not removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlink_in_staging_is_not_followed_or_removed() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -146,11 +144,95 @@ async fn a_symlink_in_staging_is_not_followed_or_removed() {
     let link = staging_dir(&root).join("planted.part");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     for dry_run in [true, false] {
-        // The sweep may refuse the entry with an error; it must not act on what the link points to.
-        if let Ok(found) = store.sweep_staging(Duration::ZERO, dry_run).await {
-            assert!(found.is_empty(), "dry run {dry_run}: the link's target was listed: {found:?}");
-        }
+        let found = store
+            .sweep_staging(Duration::ZERO, dry_run)
+            .await
+            .unwrap_or_else(|e| panic!("dry run {dry_run}: a symbolic link failed the sweep: {e}"));
+        assert!(found.is_empty(), "dry run {dry_run}: the link's target was listed: {found:?}");
         assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()), "dry run {dry_run}");
         assert_eq!(std::fs::read(&target).expect("target"), b"not promote's", "dry run {dry_run}");
+    }
+}
+
+/// Runs a sweep on a thread of its own, its blocking steps on that thread (see
+/// `promote_core::kit::blocking::here`) with its log captured, and waits for it within
+/// [`BOUND`]. Returns the sweep's result and the log.
+fn sweep_logged(root: &Path, dry_run: bool) -> (Result<Vec<Leftover>, promote_core::Error>, String) {
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let store = open(root);
+    let log = Log::default();
+    let writer = log.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let found = promote_core::kit::blocking::here(|| {
+            runtime.block_on(store.sweep_staging(Duration::from_secs(3600), dry_run))
+        });
+        let _ = tx.send(found);
+    });
+    let found =
+        rx.recv_timeout(BOUND).unwrap_or_else(|_| panic!("a sweep (dry run: {dry_run}) did not end within {BOUND:?}"));
+    let text = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    (found, text)
+}
+
+/// What is not a regular file in the staging directory (a FIFO, a directory, a symbolic
+/// link) is not promote's: a dry run and a real sweep both succeed, leave each such entry as
+/// it is (the link's target and the directory's content too), say so in a warning naming it,
+/// and still deal with the real leftover next to them.
+#[test]
+fn a_sweep_leaves_what_is_not_a_regular_file_in_place_and_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    drop(open(&root));
+    let staging = staging_dir(&root);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        staging.join("a-fifo.part"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    std::fs::create_dir(staging.join("a-dir.part")).expect("directory");
+    std::fs::write(staging.join("a-dir.part/inside"), b"kept").expect("a file in the directory");
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"not promote's").expect("target");
+    std::os::unix::fs::symlink(&target, staging.join("a-link.part")).expect("symlink");
+    let leftover = "0123456789abcdef-1-0-00000000.part";
+    std::fs::write(staging.join(leftover), b"partial").expect("a crashed writer's leftover");
+    let foreign = ["a-dir.part", "a-fifo.part", "a-link.part"];
+
+    for dry_run in [true, false] {
+        let (found, log) = sweep_logged(&root, dry_run);
+        let found = found.unwrap_or_else(|e| panic!("dry run {dry_run}: the sweep failed: {e}"));
+        let seen: Vec<_> = found.iter().map(|l| (l.name.as_str(), l.removed)).collect();
+        assert_eq!(seen, [(format!(".promote/staging/{leftover}").as_str(), true)], "dry run {dry_run}");
+        for name in foreign {
+            let line = log.lines().find(|l| l.contains(&format!(".promote/staging/{name}")));
+            let line = line.unwrap_or_else(|| panic!("dry run {dry_run}: no warning names {name}:\n{log}"));
+            assert!(line.contains("WARN") && line.contains("left in place"), "{line}");
+        }
+        let mut expected: Vec<&str> = foreign.to_vec();
+        if dry_run {
+            expected.push(leftover);
+            expected.sort_unstable();
+        }
+        assert_eq!(staging_files(&root), expected, "dry run {dry_run}");
+        assert!(std::fs::symlink_metadata(staging.join("a-link.part")).expect("link").file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).expect("target"), b"not promote's");
+        assert_eq!(std::fs::read(staging.join("a-dir.part/inside")).expect("inside"), b"kept");
     }
 }

@@ -355,4 +355,61 @@ mod tests {
         db.flush().await.unwrap();
         assert_eq!(lock(&failures).as_slice(), ["job x is not in the ledger"]);
     }
+
+    #[test]
+    fn a_db_debugs_without_its_ledger() {
+        let (_dir, db) = open_db();
+        assert_eq!(format!("{db:?}"), "Db { .. }");
+    }
+
+    /// Whether another connection sees `job` planned (that is, whether it was committed).
+    fn committed(dir: &std::path::Path, job: &str) -> bool {
+        Ledger::open_existing(dir).unwrap().job(job).unwrap().is_some()
+    }
+
+    /// A call that ends the batch's savepoint itself leaves the batch's transaction open but
+    /// unusable: nothing of the batch is kept, the transaction is rolled back, and the calls
+    /// after it run on their own and are committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_lost_its_savepoint_is_rolled_back_and_the_rest_committed() {
+        let (dir, db) = open_db();
+        let release: TestCall<()> = Box::new(|l: &mut Ledger| Ok(l.conn.execute_batch("RELEASE call")?));
+        let results = queued_together(&db, vec![plan("a"), release, plan("c")]).await;
+        assert!(matches!(results[0], Err(LedgerError::RolledBack)), "{:?}", results[0]);
+        assert!(matches!(results[1], Err(LedgerError::RolledBack)), "{:?}", results[1]);
+        assert!(results[2].is_ok(), "{:?}", results[2]);
+        assert!(!committed(dir.path(), "a"), "a rolled-back batch's call was kept");
+        assert!(committed(dir.path(), "c"), "the call after the batch was answered but not committed");
+    }
+
+    /// A call that panicked inside a transaction of its own: its caller hears of it, nothing
+    /// of it is kept, and the next call is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_panicked_mid_transaction_leaves_nothing_behind() {
+        let (dir, db) = open_db();
+        let result = db
+            .call(|l: &mut Ledger| -> Result<()> {
+                l.conn.execute_batch("BEGIN IMMEDIATE")?;
+                l.plan([("lost", "lost")], 1)?;
+                panic!("a ledger call that panics mid-transaction");
+            })
+            .await;
+        assert!(matches!(result, Err(LedgerError::Task(_))), "{result:?}");
+        db.call(|l| l.plan([("kept", "kept")], 2)).await.unwrap();
+        assert!(committed(dir.path(), "kept"), "the next call was answered but not committed");
+        assert!(!committed(dir.path(), "lost"), "the panicked call's change was kept");
+    }
+
+    /// The very first record, with no call after it, arms a timer of its own and is committed
+    /// by it (bounded: 10 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_first_record_is_committed_by_its_own_timer() {
+        let (_dir, db) = open_db();
+        let started = std::time::Instant::now();
+        db.record(|l| l.plan([("r", "r")], 1), |e: &LedgerError| panic!("the record failed: {e}"));
+        while !planned(&db, "r") {
+            assert!(started.elapsed() < Duration::from_secs(10), "a lone record was never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
