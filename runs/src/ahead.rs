@@ -46,7 +46,8 @@ impl Ahead {
         if index < state.upto {
             return state.begun.remove(&index);
         }
-        let upto = (index + self.window).min(self.end).max(index + 1);
+        // At least `index + 1`: `index` is in the shard, and the window is at least 1.
+        let upto = (index + self.window).min(self.end);
         let window: Vec<String> = jobs[index..upto].to_vec();
         let owner = owner.to_owned();
         let begun = match db.call(move |l| l.begin_attempts(&window, &owner, now_ms(), &owner_alive)).await {

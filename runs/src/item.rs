@@ -16,15 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use promote_core::kit::blocking::Workers;
 use promote_core::{Error, Expected, Mode, Outcome as Promotion, Receipt, Sha256, Store};
 use reqwest::{Response, StatusCode, Url};
-
-use promote_core::kit::blocking::Workers;
 
 use crate::ahead::Begun;
 use crate::events::{Event, Events};
 use crate::fetch::{self, FetchError, Http, RangeFrom};
-use crate::ledger::{Begin, Checkpoint, Db, JobRow, LedgerError, State, now_ms};
+use crate::ledger::{Begin, Checkpoint, Db, JobRow, Ledger, LedgerError, State, now_ms};
 use crate::manifest::{Item, Source};
 use crate::resume::{Decision, Partial};
 use crate::shards::{ShardRecord, owner_alive};
@@ -310,39 +309,42 @@ pub(crate) async fn process(
             (done.sha256, done.size) = (Some(receipt.sha256), Some(receipt.size));
             tracing::info!(key = %item.key, outcome = done.outcome.as_str(), decision = ?done.decision.map(Decision::as_str), "item done");
             let (sha, size) = (receipt.sha256, receipt.size);
-            let key = item.key.clone();
-            ctx.db.record(move |l| l.promoted(&job_key, &sha, size, now), move |err| {
-                // The object is in place; the next run finds it there (already-complete).
-                tracing::warn!(key = %key, error = %format!("{err:#}"), "promoted, but the ledger could not record it");
+            // If it is lost, the object is in place all the same: the next run finds it there.
+            record(ctx, &item.key, "promoted, but the ledger could not record it", move |l| {
+                l.promoted(&job_key, &sha, size, now)
             });
         }
         Err(failed) if failed.reason == LEASE_LOST => {
             tracing::info!(key = %item.key, "lease lost; the job is given back");
             let owner = ctx.owner.clone();
-            let key = item.key.clone();
-            ctx.db.record(
-                move |l| l.disown(&job_key, &owner, now).map(drop),
-                move |err| {
-                    tracing::warn!(key = %key, error = %format!("{err:#}"), "the ledger could not give the job back");
-                },
-            );
+            record(ctx, &item.key, "the ledger could not give the job back", move |l| {
+                l.disown(&job_key, &owner, now).map(drop)
+            });
             done.failure = Some(failed);
         }
         Err(failed) => {
             tracing::info!(key = %item.key, reason = %failed.reason, error = %failed.message, "item failed");
             let (owner, reason, message) = (ctx.owner.clone(), failed.reason.clone(), failed.message.clone());
             // Refused when the job is not ours (busy elsewhere) or was promoted meanwhile.
-            let key = item.key.clone();
-            ctx.db.record(
-                move |l| l.failed(&job_key, &owner, &reason, &message, now).map(drop),
-                move |err| {
-                    tracing::warn!(key = %key, error = %format!("{err:#}"), "the ledger could not record a failure");
-                },
-            );
+            record(ctx, &item.key, "the ledger could not record a failure", move |l| {
+                l.failed(&job_key, &owner, &reason, &message, now).map(drop)
+            });
             done.failure = Some(failed);
         }
     }
     done
+}
+
+/// Records the end of item `key` in the ledger with the next transaction ([`Db::record`]);
+/// `failed_to` is the warning logged, with why, if it cannot be.
+pub(crate) fn record(
+    ctx: &Ctx,
+    key: &promote_core::Key,
+    failed_to: &'static str,
+    f: impl FnOnce(&mut Ledger) -> Result<(), LedgerError> + Send + 'static,
+) {
+    let key = key.clone();
+    ctx.db.record(f, move |err| tracing::warn!(key = %key, error = %crate::error::chain(err), "{failed_to}"));
 }
 
 async fn row(ctx: &Ctx, job: &str) -> Result<Option<JobRow>, Failure> {
@@ -565,13 +567,8 @@ async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mu
         // A small file: every step in place on one of the run's worker threads, as a directory
         // put does, instead of a trip to the blocking pool and back for each.
         let (store, key, expected) = (ctx.store.clone(), item.key.clone(), item.expected);
-        match ctx.workers().await {
-            Ok(workers) => workers
-                .run(async move { store.promote_file(&key, file, &expected, Mode::Create).await })
-                .await
-                .and_then(|promoted| promoted),
-            Err(err) => Err(err),
-        }
+        let promote = async move { store.promote_file(&key, file, &expected, Mode::Create).await };
+        async { ctx.workers().await?.run(promote).await? }.await
     } else if ctx.streaming {
         ctx.store.promote_file(&item.key, file, &item.expected, Mode::Create).await
     } else {

@@ -563,12 +563,9 @@ impl Work {
         // back, so the shard's next holder takes them without waiting for this process to end.
         for index in ahead.untaken().await {
             let (job, owner, now) = (self.jobs[index].clone(), self.ctx.owner.clone(), now_ms());
-            self.ctx.db.record(
-                move |l| l.disown(&job, &owner, now).map(drop),
-                |err| {
-                    tracing::warn!(error = %crate::error::chain(err), "the ledger could not give a job back");
-                },
-            );
+            item::record(&self.ctx, &self.items[index].key, "the ledger could not give the job back", move |l| {
+                l.disown(&job, &owner, now).map(drop)
+            });
         }
         let fate = if lost.load(Ordering::Relaxed) {
             Fate::Pending
