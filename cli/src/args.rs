@@ -392,6 +392,11 @@ pub(crate) struct RunArgs {
     /// Requests to one host at once (config run.per_host, default 4).
     #[arg(long, value_name = "N")]
     pub(crate) per_host: Option<usize>,
+    /// Parallel range requests per large item, for servers that take ranges (config
+    /// run.segments, default 1: one stream; at most 16). Connections beyond an item's first
+    /// count against --per-host and are taken only when free.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub(crate) segments: Option<u16>,
     /// Check the manifest and report what would be fetched; fetch nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

@@ -82,6 +82,9 @@ pub(crate) struct RunSettings {
     #[serde(with = "promote_settings::size")]
     #[schemars(schema_with = "text_or_number")]
     pub(crate) resume_threshold: u64,
+    /// Parallel range requests per large item (1: one stream; at most 16), for servers that take
+    /// byte ranges; connections beyond an item's first count against `per_host`.
+    pub(crate) segments: usize,
     /// Items per shard lease (smaller for small manifests, so several processes share work).
     pub(crate) shard_size: usize,
     /// How long a shard lease lasts without renewal.
@@ -103,6 +106,7 @@ impl Default for RunSettings {
             read_timeout: std::time::Duration::from_secs(60),
             retries: 5,
             resume_threshold: 16 << 20,
+            segments: 1,
             shard_size: 256,
             lease: std::time::Duration::from_secs(60),
             headers: Default::default(),

@@ -110,6 +110,8 @@ impl std::error::Error for FetchError {}
 pub(crate) struct RangeFrom {
     /// First byte wanted.
     pub(crate) offset: u64,
+    /// Last byte wanted (inclusive); `None`: to the end.
+    pub(crate) last: Option<u64>,
     /// The `If-Range` value: the strong ETag, else a strong Last-Modified (see [`validators`]).
     pub(crate) if_range: String,
 }
@@ -178,6 +180,15 @@ impl Http {
         (fetching, semaphore.acquire_owned().await.expect("host semaphores are never closed"))
     }
 
+    /// Another connection to `url`'s host for an item that holds a [`Self::slot`] already, when
+    /// one is free now. It never waits: items waiting for a second connection while holding
+    /// their first could wait for each other for ever.
+    pub(crate) fn spare_slot(&self, url: &Url) -> Option<OwnedSemaphorePermit> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let semaphore = hosts.entry(host_port(url)).or_insert_with(|| Arc::new(Semaphore::new(self.per_host)));
+        Arc::clone(semaphore).try_acquire_owned().ok()
+    }
+
     /// Sends one GET (with `Range` + `If-Range` when resuming) and checks the status.
     ///
     /// # Errors
@@ -193,7 +204,8 @@ impl Http {
             request = request.headers(headers.clone());
         }
         if let Some(range) = range {
-            request = request.header(http::header::RANGE, format!("bytes={}-", range.offset));
+            let last = range.last.map(|last| last.to_string()).unwrap_or_default();
+            request = request.header(http::header::RANGE, format!("bytes={}-{last}", range.offset));
             request = request.header(http::header::IF_RANGE, &range.if_range);
         }
         let response = request.send().await.map_err(|e| FetchError::transport(&e))?;
@@ -337,6 +349,17 @@ fn validators_of(headers: &HeaderMap) -> (Option<String>, Option<String>) {
         _ => false,
     };
     (get(http::header::ETAG), get(http::header::LAST_MODIFIED).filter(|_| strong))
+}
+
+/// Whether the response says the server takes byte ranges (`Accept-Ranges: bytes`).
+pub(crate) fn accepts_ranges(response: &Response) -> bool {
+    response
+        .headers()
+        .get_all(http::header::ACCEPT_RANGES)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|unit| unit.trim().eq_ignore_ascii_case("bytes"))
 }
 
 /// Parses `Content-Range: bytes START-END/TOTAL` into (start, end, total).

@@ -26,6 +26,7 @@ use crate::fetch::{self, FetchError, Http, RangeFrom};
 use crate::ledger::{Begin, Checkpoint, Db, JobRow, Ledger, LedgerError, State, now_ms};
 use crate::manifest::{Item, Source};
 use crate::resume::{Decision, Partial};
+use crate::segments;
 use crate::shards::{ShardRecord, owner_alive};
 
 /// What every item's processing shares.
@@ -40,6 +41,8 @@ pub(crate) struct Ctx {
     pub(crate) retries: u32,
     /// Items at least this large download into a resumable partial.
     pub(crate) resume_threshold: u64,
+    /// Parallel range requests per large item (see [`crate::segments`]).
+    pub(crate) segments: usize,
     /// Stream small items straight into staging (else download into the run directory first).
     pub(crate) streaming: bool,
     /// `<run dir>/partials`.
@@ -151,7 +154,7 @@ impl Failure {
         Self { reason: reason.into(), kind, message: message.into(), retryable: false, retry_after: None }
     }
 
-    fn fetch(err: &FetchError) -> Self {
+    pub(crate) fn fetch(err: &FetchError) -> Self {
         Self {
             reason: err.reason(),
             kind: FailureKind::Fetch,
@@ -171,11 +174,11 @@ impl Failure {
         Self { retryable: err.is_retryable(), ..Self::new(reason, kind, err.to_string()) }
     }
 
-    fn local(what: String, err: &std::io::Error) -> Self {
+    pub(crate) fn local(what: String, err: &std::io::Error) -> Self {
         Self::new("local-io", FailureKind::Io, format!("{what}: {err}"))
     }
 
-    fn ledger(err: &LedgerError) -> Self {
+    pub(crate) fn ledger(err: &LedgerError) -> Self {
         Self::new("ledger", FailureKind::Io, crate::error::chain(err))
     }
 
@@ -185,7 +188,7 @@ impl Failure {
     }
 
     /// The shard's lease was lost, or another worker owns the job now.
-    fn lost(key: &promote_core::Key) -> Self {
+    pub(crate) fn lost(key: &promote_core::Key) -> Self {
         Self::new(
             LEASE_LOST,
             FailureKind::Io,
@@ -421,7 +424,7 @@ async fn attempts(
         match result {
             Ok(promotion) => return Ok(promotion),
             Err(failed) if failed.retryable => {
-                let offset = partial.as_ref().map(Partial::offset).or(checkpoint.as_ref().map(|cp| cp.offset));
+                let offset = partial.as_ref().map(Partial::progress).or(checkpoint.as_ref().map(|cp| cp.offset));
                 let offset = offset.unwrap_or(0);
                 let Some(wait) = budget.retry(offset, failed.retry_after) else { return Err(failed) };
                 tracing::info!(key = %item.key, attempt, offset, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");
@@ -622,12 +625,20 @@ async fn http(
         set_decision(done, Decision::Resume);
         return promote_partial(ctx, item, job, kept, lost).await;
     }
+    if partial.as_ref().is_some_and(Partial::segmented) {
+        let _slot = ctx.http.slot(url).await;
+        let kept = partial.as_mut().expect("checked above");
+        if kept.progress() > 0 {
+            set_decision(done, Decision::Resume);
+        }
+        return segmented(ctx, item, job, url, partial, None, lost, done).await;
+    }
     let mut range = None;
     if let Some(kept) = partial.as_mut()
         && kept.offset() > 0
     {
         match kept.if_range() {
-            Some(if_range) => range = Some(RangeFrom { offset: kept.offset(), if_range }),
+            Some(if_range) => range = Some(RangeFrom { offset: kept.offset(), last: None, if_range }),
             None => {
                 tracing::info!(key = %item.key, "no validator to resume safely; discarded");
                 set_decision(done, Decision::Discard);
@@ -713,12 +724,40 @@ async fn http(
         };
         let kept = partial.insert(kept);
         (kept.etag, kept.last_modified, kept.total) = (etag, last_modified, length);
+        if segments::fit(ctx, kept, &response) {
+            let total = kept.total.unwrap_or_default();
+            kept.split(segments::count(ctx.segments, total));
+            return segmented(ctx, item, job, url, partial, Some(response), lost, done).await;
+        }
     }
     // Both branches above leave the partial to download into in `partial`.
     let kept = partial.as_mut().expect("set above");
     download(ctx, item, job, kept, response, lost, done).await?;
     // `download` keeps it there.
     let kept = partial.take().expect("set above");
+    promote_partial(ctx, item, job, kept, lost).await
+}
+
+/// Fetches a segmented partial's missing bytes (see [`segments`]), then promotes it.
+#[allow(clippy::too_many_arguments)]
+async fn segmented(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    url: &Url,
+    partial: &mut Option<Partial>,
+    first: Option<Response>,
+    lost: &AtomicBool,
+    done: &mut Done,
+) -> Result<Promotion, Failure> {
+    let kept = partial.as_mut().expect("the caller has a partial");
+    let (fetched, result) = segments::fetch(ctx, item, job, url, kept, first, lost).await;
+    done.fetched += fetched.bytes;
+    if fetched.discarded {
+        set_decision(done, Decision::Discard);
+    }
+    result?;
+    let kept = partial.take().expect("still there");
     promote_partial(ctx, item, job, kept, lost).await
 }
 

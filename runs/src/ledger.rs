@@ -216,6 +216,11 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE jobs;
     ALTER TABLE jobs_v3 RENAME TO jobs;
 ",
+    // A partial fetched in segments (parallel range requests) checkpoints each segment's
+    // progress too (see `Segment::list`).
+    "
+    ALTER TABLE jobs ADD COLUMN cp_segments TEXT;
+",
 ];
 
 /// The number `owners` gives the owner record bound as `?2` (NULL when it has none).
@@ -296,6 +301,50 @@ pub struct Checkpoint {
     pub last_modified: Option<String>,
     /// The whole object's length, when the server said.
     pub total: Option<u64>,
+    /// For a partial fetched in segments (parallel range requests): every segment, in order,
+    /// covering the whole object. Their fetched bytes beyond `offset` are on disk too; empty for
+    /// a partial fetched in one stream.
+    pub segments: Vec<Segment>,
+}
+
+/// A byte range `[start, end)` of an object, fetched by a range request of its own; its bytes
+/// `[start, done)` are in the partial file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Its first byte.
+    pub start: u64,
+    /// The end of the bytes fetched so far.
+    pub done: u64,
+    /// One past its last byte.
+    pub end: u64,
+}
+
+impl Segment {
+    /// Segments as stored in the ledger: `start-done-end`, comma-separated.
+    pub fn list(segments: &[Self]) -> String {
+        segments.iter().map(|s| format!("{}-{}-{}", s.start, s.done, s.end)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`Self::list`]'s text back; `None` when it is not a list of segments that follow
+    /// each other from byte 0 with `start <= done <= end`.
+    pub fn parse_list(text: &str) -> Option<Vec<Self>> {
+        let mut segments = Vec::new();
+        let mut next = 0;
+        for part in text.split(',') {
+            let mut numbers = part.split('-').map(str::parse::<u64>);
+            let (Some(Ok(start)), Some(Ok(done)), Some(Ok(end)), None) =
+                (numbers.next(), numbers.next(), numbers.next(), numbers.next())
+            else {
+                return None;
+            };
+            if start != next || done < start || end < done {
+                return None;
+            }
+            next = end;
+            segments.push(Self { start, done, end });
+        }
+        Some(segments)
+    }
 }
 
 /// One job as recorded.
@@ -531,7 +580,8 @@ impl Ledger {
         let row = self
             .row(
                 "SELECT s.state, s.attempts, j.reason, s.sha256, s.size, j.cp_offset, j.cp_sha256, j.cp_etag,
-                        j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms
+                        j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms,
+                        j.cp_segments
                  FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
                 [job_key(job)],
                 |r| {
@@ -545,7 +595,7 @@ impl Ledger {
                             r.get::<_, Option<String>>(8)?,
                             r.get::<_, Option<i64>>(9)?,
                         ),
-                        (r.get::<_, Option<String>>(10)?, r.get::<_, i64>(11)?),
+                        (r.get::<_, Option<String>>(10)?, r.get::<_, i64>(11)?, r.get::<_, Option<String>>(12)?),
                     ))
                 },
             )
@@ -554,7 +604,7 @@ impl Ledger {
             (state, attempts, reason),
             (sha256, size),
             (cp_offset, cp_sha, etag, last_modified, total),
-            (owner, updated_ms),
+            (owner, updated_ms, segments),
         )) = row
         else {
             return Ok(None);
@@ -563,13 +613,19 @@ impl Ledger {
             return Err(LedgerError::UnknownState { job: job.to_owned(), state });
         };
         let sha = |s: Option<String>| s.and_then(|s| s.parse::<Sha256>().ok());
-        let checkpoint = match (cp_offset, sha(cp_sha)) {
-            (Some(offset), Some(prefix_sha256)) => Some(Checkpoint {
+        // Segments that do not read back make no checkpoint: the partial is fetched again.
+        let segments = match segments.as_deref().map(Segment::parse_list) {
+            None => Some(Vec::new()),
+            Some(parsed) => parsed,
+        };
+        let checkpoint = match (cp_offset, sha(cp_sha), segments) {
+            (Some(offset), Some(prefix_sha256), Some(segments)) => Some(Checkpoint {
                 offset: offset as u64,
                 prefix_sha256,
                 etag,
                 last_modified,
                 total: total.map(|t| t as u64),
+                segments,
             }),
             _ => None,
         };
@@ -751,7 +807,8 @@ impl Ledger {
                 return Ok(false);
             }
             self.exec(
-                "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6
+                "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6,
+                 cp_segments = ?7
                  WHERE job = ?1",
                 params![
                     job_key(job),
@@ -760,6 +817,7 @@ impl Ledger {
                     cp.etag,
                     cp.last_modified,
                     cp.total.map(|t| t as i64),
+                    (!cp.segments.is_empty()).then(|| Segment::list(&cp.segments)),
                 ],
             )?;
             Ok(true)
@@ -812,9 +870,9 @@ impl Ledger {
         self.exec(
             &format!(
                 "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
-                 cp_total = NULL{failure_clear}
+                 cp_total = NULL, cp_segments = NULL{failure_clear}
                  WHERE job = ?1 AND (cp_offset IS NOT NULL OR cp_sha256 IS NOT NULL OR cp_etag IS NOT NULL
-                 OR cp_last_modified IS NOT NULL OR cp_total IS NOT NULL{failure_set})"
+                 OR cp_last_modified IS NOT NULL OR cp_total IS NOT NULL OR cp_segments IS NOT NULL{failure_set})"
             ),
             [job_key(job)],
         )?;
@@ -1197,6 +1255,7 @@ mod tests {
             etag: Some("\"e\"".into()),
             last_modified: None,
             total: Some(3),
+            segments: Vec::new(),
         }
     }
 
@@ -1696,5 +1755,31 @@ mod tests {
         let now = now_ms();
         let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+    }
+
+    #[test]
+    fn segments_are_stored_as_text_and_read_back_only_when_they_make_sense() {
+        let segments = [Segment { start: 0, done: 5, end: 10 }, Segment { start: 10, done: 10, end: 20 }];
+        let text = Segment::list(&segments);
+        assert_eq!(text, "0-5-10,10-10-20");
+        assert_eq!(Segment::parse_list(&text).as_deref(), Some(&segments[..]));
+        for bad in ["", "0-5", "0-5-10-1", "1-5-10", "0-11-10", "0-5-10,11-11-20", "0-x-10", "0-5-4"] {
+            assert_eq!(Segment::parse_list(bad), None, "{bad:?}");
+        }
+        // A checkpoint with segments goes through the ledger as it is; cleared with the rest.
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        let with = Checkpoint { segments: segments.to_vec(), ..cp(b"abcde") };
+        assert!(ledger.checkpoint("j", "a", &with, 3).unwrap());
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, Some(with));
+        assert!(ledger.checkpoint("j", "a", &cp(b"ab"), 4).unwrap());
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, Some(cp(b"ab")), "one stream again: no segments");
+        // A segment list that does not read back is no checkpoint (the partial is fetched again).
+        ledger.conn.execute("UPDATE jobs SET cp_segments = 'nonsense'", []).unwrap();
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, None);
+        assert!(ledger.clear_checkpoint("j", "a", 5).unwrap());
+        let left: Option<String> = ledger.conn.query_row("SELECT cp_segments FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, None);
     }
 }

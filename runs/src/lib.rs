@@ -50,6 +50,7 @@ pub mod options;
 mod plan;
 pub mod report;
 pub mod resume;
+mod segments;
 pub mod shards;
 
 pub use error::RunError;

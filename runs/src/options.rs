@@ -32,6 +32,10 @@ pub struct Options {
     pub retries: u32,
     /// Items at least this large (bytes) download into a resumable partial file.
     pub resume_threshold: u64,
+    /// Parallel range requests per large item (1: one stream), for servers that take byte
+    /// ranges: segments of at least 1 MiB, each connection beyond the first only when the
+    /// host has one free under `per_host`.
+    pub segments: usize,
     /// Items per shard lease (smaller for small manifests, so several workers share work).
     pub shard_size: usize,
     /// How long a shard lease lasts without renewal (at least 1 s).
@@ -47,8 +51,8 @@ pub struct Options {
 
 impl Options {
     /// The defaults for `manifest` into run directory `out`: 8 items at once, 4 per host,
-    /// connect timeout 10 s, read timeout 60 s, 5 retries, partial files from 16 MiB, 256 items
-    /// per shard, 60 s leases, streaming, no extra headers.
+    /// connect timeout 10 s, read timeout 60 s, 5 retries, partial files from 16 MiB, one
+    /// stream per item, 256 items per shard, 60 s leases, streaming, no extra headers.
     pub fn new(manifest: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
@@ -60,6 +64,7 @@ impl Options {
             read_timeout: Duration::from_secs(60),
             retries: 5,
             resume_threshold: 16 << 20,
+            segments: 1,
             shard_size: 256,
             lease: Duration::from_secs(60),
             streaming: true,

@@ -205,6 +205,7 @@ impl Plan {
             http: Http::new(&options, Arc::clone(&events)),
             retries: options.retries,
             resume_threshold: options.resume_threshold,
+            segments: options.segments.max(1),
             streaming: options.streaming,
             partials,
             spool,

@@ -15,13 +15,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use promote_core::{Digest, Digester};
 
-use super::ledger::Checkpoint;
+use super::ledger::{Checkpoint, Segment};
 
 /// Bytes written between two checkpoints at most.
 const CHECKPOINT_BYTES: u64 = 8 << 20;
@@ -75,6 +76,9 @@ pub(crate) struct Partial {
     pub(crate) last_modified: Option<String>,
     /// The whole object's length, when known.
     pub(crate) total: Option<u64>,
+    /// Fetched by parallel range requests (see `crate::segments`): the object's segments, in
+    /// order, each written where it belongs. Empty: fetched in one stream, appended.
+    segments: Vec<Segment>,
 }
 
 impl Partial {
@@ -114,6 +118,7 @@ impl Partial {
             etag: None,
             last_modified: None,
             total: None,
+            segments: Vec::new(),
         }
     }
 
@@ -132,16 +137,26 @@ impl Partial {
             file.set_len(0)?;
             Ok((Self::new(path, file, Digester::new()), false))
         };
-        if file.metadata()?.len() < checkpoint.offset {
+        let segments = &checkpoint.segments;
+        // A segmented partial keeps every segment's fetched bytes, so it is never cut back; the
+        // prefix must lie within fetched bytes, and the segments end at the object's end.
+        let kept_to = segments.iter().map(|s| s.done).max().unwrap_or(checkpoint.offset);
+        let fits = segments.is_empty()
+            || (checkpoint.total == segments.last().map(|s| s.end)
+                && segments.iter().any(|s| s.start <= checkpoint.offset && checkpoint.offset <= s.done));
+        if !fits || file.metadata()?.len() < kept_to {
             return fresh(file);
         }
-        file.set_len(checkpoint.offset)?;
+        if segments.is_empty() {
+            file.set_len(checkpoint.offset)?;
+        }
         let mut digester = Digester::new();
         let mut buf = vec![0u8; 1 << 20];
         file.seek(SeekFrom::Start(0))?;
-        // Ends at the end of the file, just cut to `checkpoint.offset` bytes.
-        loop {
-            let n = file.read(&mut buf)?;
+        // Ends after `checkpoint.offset` bytes, or at the end of a file shorter than that.
+        while digester.size() < checkpoint.offset {
+            let want = (checkpoint.offset - digester.size()).min(buf.len() as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
             if n == 0 {
                 break;
             }
@@ -155,6 +170,8 @@ impl Partial {
         partial.etag.clone_from(&checkpoint.etag);
         partial.last_modified.clone_from(&checkpoint.last_modified);
         partial.total = checkpoint.total;
+        partial.segments.clone_from(segments);
+        partial.catch_up()?;
         Ok((partial, true))
     }
 
@@ -175,9 +192,83 @@ impl Partial {
         &self.path
     }
 
-    /// Bytes in the file.
+    /// Bytes in the file from its start on, hashed (for a segmented partial, the segments'
+    /// bytes beyond them are not counted).
     pub(crate) fn offset(&self) -> u64 {
         self.digester.size()
+    }
+
+    /// Bytes fetched: [`Self::offset`], or for a segmented partial, every segment's.
+    pub(crate) fn progress(&self) -> u64 {
+        if self.segments.is_empty() {
+            return self.offset();
+        }
+        self.segments.iter().map(|s| s.done - s.start).sum()
+    }
+
+    /// Whether the partial is fetched in segments.
+    pub(crate) fn segmented(&self) -> bool {
+        !self.segments.is_empty()
+    }
+
+    /// Its segments (empty when fetched in one stream).
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Splits the object, `total` bytes and none fetched yet, into `n` segments of about
+    /// equal size, to be fetched by parallel range requests.
+    pub(crate) fn split(&mut self, n: u64) {
+        debug_assert_eq!(self.offset(), 0, "split before the first byte");
+        let total = self.total.unwrap_or(0);
+        let size = total.div_ceil(n.max(1)).max(1);
+        self.segments = (0..total.div_ceil(size))
+            .map(|k| Segment { start: k * size, done: k * size, end: ((k + 1) * size).min(total) })
+            .collect();
+    }
+
+    /// Writes `chunk` where segment `index`'s fetched bytes end. When the hashed prefix reaches
+    /// that far, the chunk is hashed as it is; then whatever other segments fetched that now
+    /// follows on from the prefix is read back and hashed, so the digest is always of the
+    /// object's bytes in order, each hashed once.
+    ///
+    /// # Errors
+    ///
+    /// When the chunk does not fit in the segment, or the write or a read back fails.
+    pub(crate) fn write_segment(&mut self, index: usize, chunk: &[u8]) -> std::io::Result<()> {
+        let segment = &mut self.segments[index];
+        if chunk.len() as u64 > segment.end - segment.done {
+            return Err(std::io::Error::other(format!(
+                "{} bytes do not fit in bytes {}-{} of the object",
+                chunk.len(),
+                segment.done,
+                segment.end
+            )));
+        }
+        self.file.write_all_at(chunk, segment.done)?;
+        let at = segment.done;
+        segment.done += chunk.len() as u64;
+        self.unsynced += chunk.len() as u64;
+        if self.digester.size() == at {
+            self.digester.update(chunk);
+        }
+        self.catch_up()
+    }
+
+    /// Hashes, reading them back from the file, the fetched bytes that follow on from the
+    /// hashed prefix (none for a partial fetched in one stream).
+    fn catch_up(&mut self) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        // Each round hashes at least one byte, up to the end of the fetched bytes.
+        loop {
+            let at = self.digester.size();
+            let Some(segment) = self.segments.iter().find(|s| s.start <= at && at < s.done) else {
+                return Ok(());
+            };
+            buf.resize((segment.done - at).min(1 << 20) as usize, 0);
+            self.file.read_exact_at(&mut buf, at)?;
+            self.digester.update(&buf);
+        }
     }
 
     /// Whether all announced bytes are in.
@@ -236,7 +327,16 @@ impl Partial {
             etag: self.etag.clone(),
             last_modified: self.last_modified.clone(),
             total: self.total,
+            segments: self.segments.clone(),
         }
+    }
+
+    /// For a checkpoint taken while segments are still being written: what to record once the
+    /// returned handle is fsynced (everything written so far), and the handle.
+    pub(crate) fn begin_sync(&mut self) -> (Checkpoint, Arc<File>) {
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        (self.checkpoint(), Arc::clone(&self.file))
     }
 
     /// Drops every byte and starts over (the server sent the whole object again).
@@ -250,6 +350,7 @@ impl Partial {
         self.digester = Digester::new();
         self.unsynced = 0;
         (self.etag, self.last_modified, self.total) = (None, None, None);
+        self.segments.clear();
         Ok(())
     }
 
@@ -447,5 +548,73 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         partial.remove();
         assert!(!path.exists());
+    }
+
+    /// Segments written in any order leave the object's bytes in place, and the digest is of
+    /// the whole object in order; a chunk that does not fit its segment is refused.
+    #[test]
+    fn segments_are_written_in_place_and_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let object: Vec<u8> = (0..100u8).collect();
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(100);
+        partial.split(3);
+        let starts: Vec<_> = partial.segments().iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(starts, [(0, 34), (34, 68), (68, 100)]);
+        // The last segment first, then the middle one in two pieces, then the first.
+        partial.write_segment(2, &object[68..100]).unwrap();
+        partial.write_segment(1, &object[34..50]).unwrap();
+        assert_eq!((partial.offset(), partial.progress()), (0, 48), "nothing follows on from byte 0 yet");
+        assert!(partial.write_segment(1, &object[50..69]).is_err(), "a chunk past its segment's end");
+        partial.write_segment(0, &object[..34]).unwrap();
+        assert_eq!(partial.offset(), 50, "the first segment and what follows it are hashed");
+        partial.write_segment(1, &object[50..68]).unwrap();
+        assert!(partial.complete());
+        assert_eq!(partial.digest().sha256, Sha256::of(&object));
+        assert_eq!(std::fs::read(&path).unwrap(), object);
+    }
+
+    /// A segmented checkpoint reopens with every segment's bytes kept (none cut back), the
+    /// prefix checked, and the rest hashed again; a file shorter than the fetched bytes, or a
+    /// prefix outside them, is discarded.
+    #[test]
+    fn a_segmented_partial_reopens_with_every_segments_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let object: Vec<u8> = (0..100u8).rev().collect();
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(100);
+        partial.split(2);
+        partial.write_segment(0, &object[..20]).unwrap();
+        partial.write_segment(1, &object[50..80]).unwrap();
+        let cp = partial.checkpoint();
+        assert_eq!((cp.offset, cp.segments.len()), (20, 2));
+        drop(partial);
+
+        let (mut reopened, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert!(kept);
+        assert_eq!((reopened.offset(), reopened.progress(), reopened.segments()), (20, 50, cp.segments.as_slice()));
+        reopened.write_segment(0, &object[20..50]).unwrap();
+        assert_eq!(reopened.offset(), 80, "the second segment's kept bytes are hashed on reaching them");
+        reopened.write_segment(1, &object[80..]).unwrap();
+        assert_eq!(reopened.digest().sha256, Sha256::of(&object));
+        drop(reopened);
+
+        std::fs::write(&path, &object[..60]).unwrap();
+        let (reopened, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert_eq!(
+            (kept, reopened.offset(), reopened.segmented()),
+            (false, 0, false),
+            "shorter than the fetched bytes"
+        );
+        drop(reopened);
+        std::fs::write(&path, &object).unwrap();
+        let beyond = Checkpoint { offset: 30, ..cp.clone() };
+        assert!(!Partial::reopen(&path, &beyond).unwrap().1, "a prefix past the first segment's fetched bytes");
+        let cut = Checkpoint { total: Some(90), ..cp };
+        assert!(!Partial::reopen(&path, &cut).unwrap().1, "segments that do not end at the object's end");
     }
 }

@@ -188,9 +188,10 @@ fn http_items_without_ca_certificates_use_the_bundled_roots_and_say_so_once() {
 }
 
 /// A large download on local disk is written once: its partial, hashed as it came in, becomes
-/// the staged write and is renamed into place, never copied. Counted by the kernel for the
-/// process (`write_bytes`, what reached the block layer): within 10% of the object, where a
-/// copy writes it twice.
+/// the staged write and is renamed into place, never copied; fetched in one stream or in four
+/// segments (each written where it belongs). Counted by the kernel for the process
+/// (`write_bytes`, what reached the block layer): within 10% of the object, where a copy writes
+/// it twice.
 #[test]
 fn a_large_download_on_local_disk_is_written_once() {
     use crate::run::{MIB, big_file, line, sha_file, write_manifest};
@@ -199,16 +200,24 @@ fn a_large_download_on_local_disk_is_written_once() {
     let len = 48 * MIB;
     let sha = big_file(&s.path().join("big.src"), 11, len);
     server.add_file("/big.bin", s.path().join("big.src")).unwrap();
-    write_manifest(&s, "m.jsonl", &[line(&server.url("/big.bin"), "big", Some((&sha, len)))]);
-    let script = "$PROMOTE run -q m.jsonl --out run --durability none || exit 9; grep '^write_bytes' /proc/$$/io";
-    let out = s.shell(script).output().unwrap();
-    assert_code(&out, 0);
-    let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
-    assert_eq!(sha_file(&s.root().join("big")), sha, "the object is the source's bytes");
-    // At least the object: the counter sees this filesystem's writes (it would not on tmpfs).
-    assert!(written >= len * 9 / 10, "wrote {written} bytes for a {len}-byte object: is the counter blind here?");
-    assert!(written <= len * 11 / 10, "wrote {written} bytes for a {len}-byte object: copied, not written once");
-    assert!(s.staging_files().is_empty(), "staging left behind");
-    let partials = std::fs::read_dir(s.path().join("run/partials")).unwrap().count();
-    assert_eq!(partials, 0, "a partial left behind");
+    for segments in [1, 4] {
+        let key = format!("big{segments}");
+        write_manifest(&s, "m.jsonl", &[line(&server.url("/big.bin"), &key, Some((&sha, len)))]);
+        let script = format!(
+            "$PROMOTE run -q m.jsonl --out run{segments} --segments {segments} --durability none || exit 9; \
+             grep '^write_bytes' /proc/$$/io"
+        );
+        let out = s.shell(&script).output().unwrap();
+        assert_code(&out, 0);
+        let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
+        assert_eq!(sha_file(&s.root().join(&key)), sha, "the object is the source's bytes");
+        // At least the object: the counter sees this filesystem's writes (it would not on tmpfs).
+        let what = format!("{segments} segment(s): wrote {written} bytes for a {len}-byte object");
+        assert!(written >= len * 9 / 10, "{what}: is the counter blind here?");
+        assert!(written <= len * 11 / 10, "{what}: copied, not written once");
+        assert!(s.staging_files().is_empty(), "staging left behind");
+        let partials = std::fs::read_dir(s.path().join(format!("run{segments}/partials"))).unwrap().count();
+        assert_eq!(partials, 0, "a partial left behind");
+    }
+    assert_eq!(server.ranges("/big.bin").len(), 3, "the second run asked for three segments by range");
 }

@@ -26,6 +26,7 @@ mod run;
 mod run_promises;
 mod run_signals;
 mod s3;
+mod segments;
 mod sizes;
 mod stall;
 mod support;

@@ -18,6 +18,9 @@ use crate::open_files;
 use crate::settings::{self, Loaded, RunSettings};
 use crate::signals::{self, Interrupt};
 
+/// The most parallel range requests per item (`run.segments`, `--segments`).
+const MAX_SEGMENTS: usize = 16;
+
 pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut settings = loaded.settings.run.clone();
     if let Some(out) = args.out {
@@ -35,6 +38,15 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(n) = args.per_host {
         settings.per_host = n;
     }
+    if let Some(n) = args.segments {
+        settings.segments = n.into();
+    }
+    if !(1..=MAX_SEGMENTS).contains(&settings.segments) {
+        let n = settings.segments;
+        return Err(
+            promote_core::Error::config(format!("run.segments: {n} is not between 1 and {MAX_SEGMENTS}")).into()
+        );
+    }
     let mut options = Options::new(args.manifest, settings.out.clone());
     options.max = settings.max;
     options.concurrency = settings.concurrency;
@@ -43,6 +55,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     options.read_timeout = settings.read_timeout;
     options.retries = settings.retries;
     options.resume_threshold = settings.resume_threshold;
+    options.segments = settings.segments;
     options.shard_size = settings.shard_size;
     options.lease = settings.lease;
     options.streaming = loaded.settings.streaming;
