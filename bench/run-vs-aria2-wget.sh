@@ -13,6 +13,7 @@
 # aria2c and wget only; BENCH_SMALL_FILES and BENCH_BIG_MIB shrink the data for a quick check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/nginx.sh
 rounds=${1:-3}
 jobs=${2:-8}
 dir=${3:-target/bench-run}
@@ -29,7 +30,6 @@ command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [ "$skip_promote" != 1 ]; then
   cargo build --release -q -p promote-cli
 fi
@@ -39,7 +39,7 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 www=$dir/www
 cleanup() {
-  [ -f "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
+  stop_nginx
   rm -rf "$dir/dest" "$dir/nginx"
 }
 trap cleanup EXIT
@@ -55,34 +55,9 @@ if [ ! -f "$www/big.bin" ] || [ "$(stat -c %s "$www/big.bin")" != $((big_mib << 
 fi
 chmod -R a+rX "$www"
 
-# nginx on a free loopback port, with a private config and no root-owned paths.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$dir/nginx/tmp"
-cat > "$dir/nginx/nginx.conf" <<EOF
-user $(id -un);
-worker_processes 2;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path $dir/nginx/tmp/body;
-  proxy_temp_path $dir/nginx/tmp/proxy;
-  fastcgi_temp_path $dir/nginx/tmp/fastcgi;
-  uwsgi_temp_path $dir/nginx/tmp/uwsgi;
-  scgi_temp_path $dir/nginx/tmp/scgi;
-  server { listen 127.0.0.1:$port; root $www; }
-}
-EOF
-"$nginx_bin" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" -e "$dir/nginx/error.log"
-base=http://127.0.0.1:$port
-curl_ok() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1]).read()" "$1"; }
-for _ in $(seq 50); do curl_ok "$base/big.bin" 2>/dev/null && break; sleep 0.1; done
-curl_ok "$base/small/f$(printf "%0${#small_files}d" 1).bin"
+start_nginx "$dir" "$www"
+wait_url "$base/big.bin"
+wait_url "$base/small/f$(printf "%0${#small_files}d" 1).bin"
 
 # URL lists for aria2c and wget (wget: one list per process), manifests for promote.
 (cd "$www" && sha256sum small/*.bin big.bin) > "$dir/sums"

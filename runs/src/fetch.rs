@@ -120,6 +120,9 @@ pub(crate) struct RangeFrom {
 pub(crate) struct Http {
     /// Built by the first request (see [`Self::client`]); a failure is kept, so it is met once.
     client: OnceLock<Result<reqwest::Client, String>>,
+    /// For the range requests of a segmented item: HTTP/1.1 only, so each is a connection of
+    /// its own (over HTTP/2 they would share the item's one).
+    segment_client: OnceLock<Result<reqwest::Client, String>>,
     connect_timeout: Duration,
     read_timeout: Duration,
     per_host: usize,
@@ -145,6 +148,7 @@ impl Http {
         let headers = options.headers.iter().map(|(host, map)| (host.to_ascii_lowercase(), map.clone())).collect();
         Self {
             client: OnceLock::new(),
+            segment_client: OnceLock::new(),
             connect_timeout: options.connect_timeout,
             read_timeout: options.read_timeout,
             per_host: options.per_host.max(1),
@@ -161,7 +165,16 @@ impl Http {
     ///
     /// [`FetchError::Client`] when it cannot be built (then every later call says the same).
     fn client(&self) -> Result<&reqwest::Client, FetchError> {
-        let built = self.client.get_or_init(|| build_client(self.connect_timeout, self.read_timeout, &*self.events));
+        let built =
+            self.client.get_or_init(|| build_client(self.connect_timeout, self.read_timeout, false, &*self.events));
+        built.as_ref().map_err(|text| FetchError::Client(text.clone()))
+    }
+
+    /// The HTTP/1.1 client for segments, built on first use.
+    fn segment_client(&self) -> Result<&reqwest::Client, FetchError> {
+        let built = self
+            .segment_client
+            .get_or_init(|| build_client(self.connect_timeout, self.read_timeout, true, &*self.events));
         built.as_ref().map_err(|text| FetchError::Client(text.clone()))
     }
 
@@ -195,7 +208,25 @@ impl Http {
     ///
     /// [`FetchError`] for transport failures and any status other than 200 and 206.
     pub(crate) async fn get(&self, url: &Url, range: Option<&RangeFrom>) -> Result<Response, FetchError> {
-        let mut request = self.client()?.get(url.clone());
+        self.send(self.client()?, url, range).await
+    }
+
+    /// [`Self::get`] for one segment of a segmented item, on a connection of its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::get`].
+    pub(crate) async fn get_segment(&self, url: &Url, range: &RangeFrom) -> Result<Response, FetchError> {
+        self.send(self.segment_client()?, url, Some(range)).await
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+        range: Option<&RangeFrom>,
+    ) -> Result<Response, FetchError> {
+        let mut request = client.get(url.clone());
         let configured = self
             .headers
             .get(&host_port(url))
@@ -218,8 +249,8 @@ impl Http {
     }
 }
 
-/// A client with promote's timeouts and user agent, trusting the system's roots, or the
-/// bundled Mozilla roots when the system has none.
+/// A client with promote's timeouts and user agent (HTTP/1.1 only when asked), trusting the
+/// system's roots, or the bundled Mozilla roots when the system has none.
 ///
 /// # Errors
 ///
@@ -227,13 +258,15 @@ impl Http {
 fn build_client(
     connect_timeout: Duration,
     read_timeout: Duration,
+    http1_only: bool,
     events: &dyn Events,
 ) -> Result<reqwest::Client, String> {
     let builder = || {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout)
-            .user_agent(concat!("promote/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("promote/", env!("CARGO_PKG_VERSION")));
+        if http1_only { builder.http1_only() } else { builder }
     };
     let err = match builder().build() {
         Ok(client) => return Ok(client),
@@ -244,8 +277,10 @@ fn build_client(
     if !rustls_native_certs::load_native_certs().certs.is_empty() {
         return Err(crate::error::chain(&err));
     }
-    // Once: the client is built once per run.
-    events.event(Event::BundledRoots);
+    // Once: the main client is built once per run (the segments' client follows it).
+    if !http1_only {
+        events.event(Event::BundledRoots);
+    }
     let with_bundled = |err: &(dyn std::error::Error + 'static)| {
         format!("with the bundled Mozilla roots: {}", crate::error::chain(err))
     };

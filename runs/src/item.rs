@@ -415,8 +415,9 @@ async fn attempts(
         attempt += 1;
         done.attempts = attempt;
         let mut checkpoint = if partial.is_none() { row.and_then(|r| r.checkpoint) } else { None };
-        let budget = budget
-            .get_or_insert_with(|| fetch::RetryBudget::new(ctx.retries, checkpoint.as_ref().map_or(0, |cp| cp.offset)));
+        let budget = budget.get_or_insert_with(|| {
+            fetch::RetryBudget::new(ctx.retries, checkpoint.as_ref().map_or(0, Checkpoint::fetched))
+        });
         let result = match &item.source {
             Source::Local(path) => local(ctx, item, path, lost, done).await,
             Source::Http(url) => http(ctx, item, job, url, &mut checkpoint, &mut partial, lost, done).await,
@@ -424,7 +425,7 @@ async fn attempts(
         match result {
             Ok(promotion) => return Ok(promotion),
             Err(failed) if failed.retryable => {
-                let offset = partial.as_ref().map(Partial::progress).or(checkpoint.as_ref().map(|cp| cp.offset));
+                let offset = partial.as_ref().map(Partial::progress).or(checkpoint.as_ref().map(Checkpoint::fetched));
                 let offset = offset.unwrap_or(0);
                 let Some(wait) = budget.retry(offset, failed.retry_after) else { return Err(failed) };
                 tracing::info!(key = %item.key, attempt, offset, error = %failed.message, wait_ms = wait.as_millis() as u64, "retrying");

@@ -307,6 +307,13 @@ pub struct Checkpoint {
     pub segments: Vec<Segment>,
 }
 
+impl Checkpoint {
+    /// Bytes kept: `offset`, or for a partial fetched in segments, every segment's.
+    pub fn fetched(&self) -> u64 {
+        if self.segments.is_empty() { self.offset } else { Segment::fetched(&self.segments) }
+    }
+}
+
 /// A byte range `[start, end)` of an object, fetched by a range request of its own; its bytes
 /// `[start, done)` are in the partial file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,6 +327,11 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// Bytes fetched of all `segments`.
+    pub fn fetched(segments: &[Self]) -> u64 {
+        segments.iter().map(|s| s.done - s.start).sum()
+    }
+
     /// Segments as stored in the ledger: `start-done-end`, comma-separated.
     pub fn list(segments: &[Self]) -> String {
         segments.iter().map(|s| format!("{}-{}-{}", s.start, s.done, s.end)).collect::<Vec<_>>().join(",")

@@ -200,10 +200,7 @@ impl Partial {
 
     /// Bytes fetched: [`Self::offset`], or for a segmented partial, every segment's.
     pub(crate) fn progress(&self) -> u64 {
-        if self.segments.is_empty() {
-            return self.offset();
-        }
-        self.segments.iter().map(|s| s.done - s.start).sum()
+        if self.segments.is_empty() { self.offset() } else { Segment::fetched(&self.segments) }
     }
 
     /// Whether the partial is fetched in segments.

@@ -104,9 +104,13 @@ impl Shared<'_> {
             let partial = lock(&self.partial);
             (partial.segments()[index], partial.total, partial.etag.clone(), partial.if_range())
         };
-        let if_range = if_range.expect("a segmented partial has a strong validator");
+        let Some(if_range) = if_range else {
+            // Split only with one, and kept with its checkpoint; without it, a resume is unsafe.
+            self.changed("no validator to resume the segments safely".into());
+            return None;
+        };
         let range = RangeFrom { offset: segment.done, last: Some(segment.end - 1), if_range };
-        let response = match self.ctx.http.get(self.url, Some(&range)).await {
+        let response = match self.ctx.http.get_segment(self.url, &range).await {
             Ok(response) => response,
             Err(FetchError::Status { status: 416, .. }) => {
                 self.changed(format!("416 for bytes {}-{}", segment.done, segment.end - 1));

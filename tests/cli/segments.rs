@@ -111,8 +111,9 @@ fn a_dropped_segment_resumes_where_it_stopped() {
 fn after_sigkill_every_segment_resumes_from_its_checkpoint() {
     let s = Scratch::new();
     let server = server();
+    // 4 s a segment: the first checkpoints (a second apart) come well before the end.
     let bytes = object(&s, &server, 34, 16 * MIB, "obj");
-    server.throttle("/obj", 2 * MIB as u64);
+    server.throttle("/obj", MIB as u64);
     let mut child = s
         .cmd(&["run", "manifest.jsonl", "--out", "run", "--segments", "4"])
         .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
@@ -154,8 +155,8 @@ fn after_sigkill_every_segment_resumes_from_its_checkpoint() {
 fn a_changed_object_discards_the_segments() {
     let s = Scratch::new();
     let server = server();
-    object(&s, &server, 35, 8 * MIB, "obj");
-    server.throttle("/obj", 2 * MIB as u64);
+    object(&s, &server, 35, 16 * MIB, "obj");
+    server.throttle("/obj", MIB as u64);
     let mut child = s
         .cmd(&["run", "manifest.jsonl", "--out", "run", "--segments", "4"])
         .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
@@ -184,4 +185,23 @@ fn range_start(range: &str) -> usize {
 
 fn range_end(range: &str) -> usize {
     range.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+/// `run.segments` outside 1 to 16 is one error line naming it and where it came from, and
+/// `--segments` outside them a usage error: exit 2 both; nothing is fetched or written.
+#[test]
+fn segments_out_of_range_are_refused_before_anything_is_fetched() {
+    let s = Scratch::new();
+    let server = server();
+    object(&s, &server, 37, 2 * MIB, "obj");
+    let out = s.cmd(&["run", "manifest.jsonl", "--out", "run"]).env("PROMOTE_RUN__SEGMENTS", "0").output().unwrap();
+    assert_code(&out, 2);
+    let want = "promote: error: configuration error: run.segments: 0 is not between 1 and 16 \
+                (from env PROMOTE_RUN__SEGMENTS)";
+    assert_eq!(stderr(&out).trim(), want);
+    let out = s.run(&["run", "manifest.jsonl", "--out", "run", "--segments", "17"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--segments"), "{}", stderr(&out));
+    assert_eq!(server.total_gets(), 0);
+    assert!(!s.path().join("run").exists(), "a run directory was created");
 }

@@ -42,10 +42,9 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
         settings.segments = n.into();
     }
     if !(1..=MAX_SEGMENTS).contains(&settings.segments) {
-        let n = settings.segments;
-        return Err(
-            promote_core::Error::config(format!("run.segments: {n} is not between 1 and {MAX_SEGMENTS}")).into()
-        );
+        let (n, from) = (settings.segments, settings::source_of(&loaded.figment, "run.segments"));
+        let text = format!("run.segments: {n} is not between 1 and {MAX_SEGMENTS} (from {from})");
+        return Err(promote_core::Error::config(text).into());
     }
     let mut options = Options::new(args.manifest, settings.out.clone());
     options.max = settings.max;
