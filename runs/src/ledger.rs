@@ -235,12 +235,27 @@ fn job_key(job: &str) -> rusqlite::types::Value {
     }
 }
 
+/// SQLite's order of stored job keys: text before blobs (its storage classes), then by bytes.
+fn index_order(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> std::cmp::Ordering {
+    use rusqlite::types::Value;
+    match (a, b) {
+        (Value::Blob(a), Value::Blob(b)) => a.cmp(b),
+        (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        (Value::Text(_), _) => std::cmp::Ordering::Less,
+        (_, Value::Text(_)) => std::cmp::Ordering::Greater,
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
 /// The `states` row of the job bound as `?1`.
 const JOB_ID: &str = "(SELECT id FROM jobs WHERE job = ?1)";
 
 /// Page size of a new ledger: a transition rewrites one page (plus its WAL frame header), so a
 /// small page keeps what a transition writes small. An existing ledger keeps its page size.
 const PAGE_SIZE: u32 = 1024;
+
+/// The ledger's page cache at most, in KiB.
+const CACHE_KIB: i64 = 32 << 10;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -514,6 +529,10 @@ impl Ledger {
             }
         }
         self.conn.set_prepared_statement_cache_capacity(64);
+        // Room for the job-key index of a large manifest (SQLite's default is 2 MiB), so
+        // planning a million jobs does not spill and re-read pages; filled only as pages are
+        // used, so a small ledger takes no more memory than before.
+        self.conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         // WAL + NORMAL survives any process crash; a power loss may forget the last few
         // transitions, which the next run rediscovers from the backend (create-only).
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -569,14 +588,25 @@ impl Ledger {
     ///
     /// SQLite errors.
     pub fn plan<'a>(&mut self, jobs: impl IntoIterator<Item = (&'a str, &'a str)>, now: i64) -> Result<()> {
+        // Inserted in the order of the job keys' index, so each insert (or lookup, on a rerun)
+        // lands next to the one before instead of on a random page of a large index; numbered
+        // in the given order, so the rows of jobs that run together share pages.
+        let mut jobs: Vec<(i64, rusqlite::types::Value, &str)> =
+            jobs.into_iter().enumerate().map(|(n, (j, k))| (n as i64, job_key(j), k)).collect();
+        jobs.sort_unstable_by(|(_, a, _), (_, b, _)| index_order(a, b));
         self.atomically(|| {
-            let mut insert = self.conn.prepare_cached("INSERT OR IGNORE INTO jobs (job, key) VALUES (?1, ?2)")?;
-            let mut state = self.conn.prepare_cached(
-                "INSERT INTO states (id, state, updated_ms) VALUES (last_insert_rowid(), 'planned', ?1)",
+            let first: i64 = self.row(
+                "SELECT max(coalesce((SELECT max(id) FROM jobs), 0), coalesce((SELECT max(id) FROM states), 0)) + 1",
+                [],
+                |r| r.get(0),
             )?;
-            for (job, key) in jobs {
-                if insert.execute(params![job_key(job), key])? == 1 {
-                    state.execute([now])?;
+            let mut insert =
+                self.conn.prepare_cached("INSERT OR IGNORE INTO jobs (id, job, key) VALUES (?1, ?2, ?3)")?;
+            let mut state =
+                self.conn.prepare_cached("INSERT INTO states (id, state, updated_ms) VALUES (?1, 'planned', ?2)")?;
+            for (n, job, key) in jobs {
+                if insert.execute(params![first + n, job, key])? == 1 {
+                    state.execute([first + n, now])?;
                 }
             }
             Ok(())

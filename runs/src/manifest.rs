@@ -57,35 +57,41 @@ struct Raw {
     size: Option<u64>,
 }
 
-/// Parses manifest `text`; local sources are resolved against `base` (the manifest's directory).
-pub fn parse(text: &str, base: &Path) -> Vec<Entry> {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base)).collect()
+/// Parses manifest `text`, line by line as the caller takes them; local sources are resolved
+/// against `base` (the manifest's directory).
+pub fn parse<'a>(text: &'a str, base: &'a Path) -> impl Iterator<Item = Entry> + 'a {
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base))
 }
 
 fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
-    let bad = |reason: String, key: Option<String>, source: Option<String>| BadLine { line, reason, key, source };
-    let raw: Raw = serde_json::from_str(text).map_err(|e| bad(format!("not a manifest item: {e}"), None, None))?;
-    let (key_text, source_text) = (raw.key.clone(), raw.source.clone());
-    let Some(source) = raw.source.filter(|s| !s.is_empty()) else {
-        return Err(bad("missing \"source\"".into(), key_text, source_text));
+    let raw: Raw = serde_json::from_str(text).map_err(|e| BadLine {
+        line,
+        reason: format!("not a manifest item: {e}"),
+        key: None,
+        source: None,
+    })?;
+    // The line's key and source go into a bad line's report as written (cloned only then).
+    let bad = |reason: String| BadLine { line, reason, key: raw.key.clone(), source: raw.source.clone() };
+    let source = match &raw.source {
+        Some(source) if !source.is_empty() => source,
+        _ => return Err(bad("missing \"source\"".into())),
     };
-    let Some(key) = raw.key else {
-        return Err(bad("missing \"key\"".into(), key_text, source_text));
+    let Some(key) = &raw.key else {
+        return Err(bad("missing \"key\"".into()));
     };
-    let key = Key::new(key).map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?;
-    let sha256 = match raw.sha256 {
+    let key = Key::new(key.clone()).map_err(|e| bad(e.to_string()))?;
+    let sha256 = match &raw.sha256 {
         None => None,
-        Some(hex) => {
-            Some(hex.parse::<Sha256>().map_err(|e| bad(e.to_string(), key_text.clone(), source_text.clone()))?)
-        }
+        Some(hex) => Some(hex.parse::<Sha256>().map_err(|e| bad(e.to_string()))?),
     };
-    let resolved = resolve(&source, base).map_err(|reason| bad(reason, key_text.clone(), source_text.clone()))?;
-    Ok(Item { line, source_text: source, source: resolved, key, expected: Expected { size: raw.size, sha256 } })
+    let resolved = resolve(source, base).map_err(bad)?;
+    let expected = Expected { size: raw.size, sha256 };
+    Ok(Item { line, source_text: raw.source.unwrap_or_default(), source: resolved, key, expected })
 }
 
 fn resolve(source: &str, base: &Path) -> Result<Source, String> {
-    let lower = source.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    let scheme = |prefix: &str| source.get(..prefix.len()).is_some_and(|s| s.eq_ignore_ascii_case(prefix));
+    if scheme("http://") || scheme("https://") {
         let url = reqwest::Url::parse(source).map_err(|e| format!("bad URL {source:?}: {e}"))?;
         if url.host_str().is_none() {
             return Err(format!("bad URL {source:?}: no host"));
@@ -117,7 +123,7 @@ mod tests {
              {{\"source\": \"f\", \"key\": \"f\", \"colour\": \"red\"}}\n\
              {{\"source\": \"ftp://host/g\", \"key\": \"g\"}}\n"
         );
-        let entries = parse(&text, Path::new("/m"));
+        let entries: Vec<Entry> = parse(&text, Path::new("/m")).collect();
         assert_eq!(entries.len(), 8);
         let a = entries[0].as_ref().unwrap();
         assert_eq!((a.line, a.key.as_str()), (1, "papers/a.pdf"));
@@ -141,7 +147,7 @@ mod tests {
 
     #[test]
     fn absolute_local_paths_stay_absolute() {
-        let entries = parse("{\"source\": \"/data/x\", \"key\": \"x\"}", Path::new("/m"));
+        let entries: Vec<Entry> = parse("{\"source\": \"/data/x\", \"key\": \"x\"}", Path::new("/m")).collect();
         assert_eq!(entries[0].as_ref().unwrap().source, Source::Local(PathBuf::from("/data/x")));
     }
 }

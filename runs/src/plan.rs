@@ -1,9 +1,9 @@
 //! Planning a run and driving its shards: [`Plan::read`] reads and checks the manifest,
-//! [`Plan::run`] records the jobs in the ledger, leases shards (from the run directory's ledger,
+//! [`Plan::run`] leases shards (from the run directory's ledger,
 //! or through the bucket where the backend has control objects) and works through their items,
 //! [`Plan::dry_run`] only says what would be done.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,12 +33,14 @@ use crate::shards::{self, Lease, Leases, LedgerLeases, ShardRecord};
 #[derive(Debug)]
 pub struct Plan {
     options: Options,
-    /// The manifest's bytes (its digest is part of the run's identity).
-    text: Vec<u8>,
+    /// The manifest's bytes, hashed (part of the run's identity).
+    digest: sha2::Sha256,
     /// Lines that could not be used.
     bad: Vec<BadLine>,
     /// The jobs to process, one per distinct job, in manifest order.
     items: Vec<Item>,
+    /// Their job keys (see [`job::key`]), in the same order.
+    jobs: Vec<String>,
     /// Distinct jobs past `max`: reported skipped.
     rest: Vec<Item>,
     /// Lines repeating an earlier line's job, with that job's key: each reports its job's outcome.
@@ -62,24 +64,32 @@ impl Plan {
             .map_err(|error| RunError::Manifest { path: options.manifest.clone(), error })?;
         let base = options.manifest.parent().map(PathBuf::from).unwrap_or_default();
         let mut bad = Vec::new();
-        let mut first_line: HashMap<String, usize> = HashMap::new();
-        let (mut items, mut repeats) = (Vec::new(), Vec::new());
+        let digest = shards::manifest_hash(&text);
+        let mut seen: HashSet<[u8; 32], job::Spread> = HashSet::default();
+        // Sized for every line up front: a million items are not moved again and again.
+        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        let (mut items, mut jobs, mut repeats) = (Vec::with_capacity(lines), Vec::with_capacity(lines), Vec::new());
+        seen.reserve(lines);
         for entry in manifest::parse(&String::from_utf8_lossy(&text), &base) {
             match entry {
                 Err(line) => bad.push(line),
                 Ok(item) => {
-                    let job = job::key(&item);
-                    if first_line.insert(job.clone(), item.line).is_some() {
-                        repeats.push((item, job));
-                    } else {
+                    let job = job::digest(&item);
+                    if seen.insert(job) {
                         items.push(item);
+                        jobs.push(job::hex(&job));
+                    } else {
+                        repeats.push((item, job::hex(&job)));
                     }
                 }
             }
         }
+        drop((seen, text));
         let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
-        Ok(Self { options, text, bad, items, rest, repeats, started })
+        jobs.truncate(max);
+        tracing::info!(items = items.len(), ms = started.elapsed().as_millis() as u64, "manifest read");
+        Ok(Self { options, digest, bad, items, jobs, rest, repeats, started })
     }
 
     /// The manifest lines that could not be used, in order (each is reported failed).
@@ -152,7 +162,7 @@ impl Plan {
         events: Arc<dyn Events>,
         cancel: impl Future<Output = String>,
     ) -> Result<Summary, RunError> {
-        let Self { options, text, bad, items, rest, repeats, started } = self;
+        let Self { options, digest, bad, items, jobs, rest, repeats, started } = self;
         // Under group commit (`durability = "batch"`), enough items in flight to fill a flush;
         // still only `concurrency` of them read or fetch bytes at a time (the staging limit,
         // and `Http`'s own limit), the rest wait, sealed, for the flush they share.
@@ -170,20 +180,14 @@ impl Plan {
             std::fs::create_dir_all(dir).map_err(|source| RunError::RunDir { path: dir.clone(), source })?;
         }
         let db = Db::open(&out).await?;
-        let jobs: Vec<String> = items.iter().map(job::key).collect();
-        let planned: Vec<(String, String)> =
-            items.iter().zip(&jobs).map(|(i, j)| (j.clone(), i.key.to_string())).collect();
         let shard_size = shards::size(options.shard_size, items.len());
         let shard_count = items.len().div_ceil(shard_size) as u64;
-        let run_id = shards::run_id(&text, items.len(), shard_size);
+        let run_id = shards::run_id(&digest, items.len(), shard_size);
         let run = run_id.clone();
-        db.call(move |l| {
-            l.plan(planned.iter().map(|(j, k)| (j.as_str(), k.as_str())), now_ms())?;
-            l.prepare_shards(&run, shard_count)
-        })
-        .await?;
+        // The jobs themselves are recorded shard by shard, as each starts (`Work::plan_shard`).
+        db.call(move |l| l.prepare_shards(&run, shard_count)).await?;
         let owner = shards::owner();
-        tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, "run planned");
+        tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, ms = started.elapsed().as_millis() as u64, "run planned");
         events.event(Event::Planned {
             items: items.len() as u64,
             bytes: items.iter().map(|item| item.expected.size).sum(),
@@ -225,6 +229,7 @@ impl Plan {
             in_flight_max: in_flight.max(1),
             fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
             results: std::sync::Mutex::new(Vec::new()),
+            planned_to: tokio::sync::Mutex::new(0),
             cursor: AtomicUsize::new(0),
             unstarted: AtomicUsize::new(0),
             started: Notify::new(),
@@ -310,6 +315,10 @@ impl Plan {
 /// each time, on S3 a PUT).
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
+/// Jobs recorded in the ledger at once, ahead of the shards that need them (see
+/// [`Work::plan_shard`]).
+const PLAN_AHEAD: usize = 16_384;
+
 /// What this process knows about a shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
@@ -339,6 +348,8 @@ struct Work {
     elsewhere: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
     /// Shards leased with digests other workers recorded: shard → (job key → SHA-256).
     hints: std::sync::Mutex<BTreeMap<usize, BTreeMap<String, promote_core::Sha256>>>,
+    /// The jobs before this index are recorded in the ledger.
+    planned_to: tokio::sync::Mutex<usize>,
     /// Where the next scan for a shard to lease starts.
     cursor: AtomicUsize,
     /// Items of leased shards still waiting for a slot.
@@ -422,6 +433,7 @@ impl Work {
                 Lease::Done(None) => fates[shard] = Fate::Done,
                 Lease::Done(Some(record)) => {
                     fates[shard] = Fate::DoneElsewhere;
+                    self.plan_shard(shard).await?;
                     self.record_elsewhere(shard, &record).await?;
                     self.elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, record);
                 }
@@ -430,6 +442,24 @@ impl Work {
         }
         self.cursor.store(count, Ordering::Relaxed);
         Ok((None, waiting))
+    }
+
+    /// Records the jobs up to the end of `shard`, and up to [`PLAN_AHEAD`] more, in the ledger
+    /// (those not there yet) as the shard starts: a run of a long manifest begins after a few
+    /// thousand jobs' worth of ledger writes, not all of them, and each transaction still
+    /// covers many jobs (their index pages written once for all of them).
+    async fn plan_shard(&self, shard: usize) -> Result<(), RunError> {
+        let mut planned_to = self.planned_to.lock().await;
+        let end = self.range(shard).end;
+        if end <= *planned_to {
+            return Ok(());
+        }
+        let to = end.max((*planned_to + PLAN_AHEAD).min(self.items.len()));
+        let planned: Vec<(String, String)> =
+            (*planned_to..to).map(|i| (self.jobs[i].clone(), self.items[i].key.to_string())).collect();
+        self.ctx.db.call(move |l| l.plan(planned.iter().map(|(j, k)| (j.as_str(), k.as_str())), now_ms())).await?;
+        *planned_to = to;
+        Ok(())
     }
 
     /// Records in this run directory's ledger what a worker elsewhere did with a shard, so
@@ -482,6 +512,7 @@ impl Work {
     }
 
     async fn run_shard(&self, shard: usize) -> Result<(), RunError> {
+        self.plan_shard(shard).await?;
         let lost = Arc::new(AtomicBool::new(false));
         let hints =
             self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&shard).unwrap_or_default();

@@ -47,11 +47,17 @@ pub fn size(configured: usize, items: usize) -> usize {
     configured.max(1).min((items / 64).max(1))
 }
 
-/// The run's identity: the manifest's digest and how it is cut into shards, so workers agree on
-/// shard numbers only when they agree on the items.
-pub fn run_id(manifest: &[u8], items: usize, shard_size: usize) -> String {
+/// A manifest's bytes, hashed, for [`run_id`] (so the bytes need not be kept).
+pub fn manifest_hash(manifest: &[u8]) -> Sha256 {
     let mut hasher = Sha256::new();
     hasher.update(manifest);
+    hasher
+}
+
+/// The run's identity: the manifest's digest ([`manifest_hash`]) and how it is cut into
+/// shards, so workers agree on shard numbers only when they agree on the items.
+pub fn run_id(manifest: &Sha256, items: usize, shard_size: usize) -> String {
+    let mut hasher = manifest.clone();
     hasher.update(format!("\n{items}/{shard_size}").as_bytes());
     hex::encode(hasher.finalize())
 }
@@ -224,11 +230,12 @@ mod tests {
 
     #[test]
     fn run_ids_differ_with_manifest_and_cut() {
-        let a = run_id(b"m", 10, 1);
-        assert_eq!(a, run_id(b"m", 10, 1));
-        assert_ne!(a, run_id(b"m2", 10, 1));
-        assert_ne!(a, run_id(b"m", 9, 1));
-        assert_ne!(a, run_id(b"m", 10, 2));
+        let (m, m2) = (manifest_hash(b"m"), manifest_hash(b"m2"));
+        let a = run_id(&m, 10, 1);
+        assert_eq!(a, run_id(&manifest_hash(b"m"), 10, 1));
+        assert_ne!(a, run_id(&m2, 10, 1));
+        assert_ne!(a, run_id(&m, 9, 1));
+        assert_ne!(a, run_id(&m, 10, 2));
     }
 
     #[test]
