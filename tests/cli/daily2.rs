@@ -495,3 +495,30 @@ fn the_run_bar_measures_bytes_when_the_manifest_gives_sizes() {
     assert_code(&out, 0);
     assert!(stderr(&out).contains("items") && !stderr(&out).contains("eta"), "{:?}", stderr(&out));
 }
+
+/// Many failures: `status` counts them by reason and names the first 50, saying how many more
+/// `--json` lists (which lists them all).
+#[test]
+fn status_counts_many_failures_by_reason_and_names_the_first_fifty() {
+    let s = Scratch::new();
+    let missing = s.path().join("missing");
+    let lines: String = (0..60)
+        .map(|i| {
+            format!("{}\n", serde_json::json!({ "source": missing.join(format!("f{i}")), "key": format!("k{i}") }))
+        })
+        .collect();
+    s.file("manifest.jsonl", lines.as_bytes());
+    let out = s.run(&["run", "manifest.jsonl", "-q"]);
+    assert_ne!(code(&out), 0, "every source is missing");
+    let out = s.run(&["status"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let failures = text.lines().find(|l| l.starts_with("failures: ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(failures.starts_with("failures: 60 ("), "{failures}");
+    let named = text.lines().filter(|l| l.contains(" k")).count();
+    assert_eq!(named, 50, "{text}");
+    assert!(text.contains("  … and 10 more (`promote status --json` lists them all)"), "{text}");
+    let out = s.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["failures"].as_array().map(Vec::len), Some(60));
+}

@@ -48,13 +48,19 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
     out!("claims: {live} live, {expired} expired");
     if !stuck.is_empty() {
         out!("stuck: {} job(s) in flight with no live claim (the next `promote run` takes them back)", stuck.len());
-        for (key, state) in &stuck {
+        for (key, state) in stuck.iter().take(LISTED) {
             out!("  {state:<9} {key}");
         }
+        more(stuck.len())?;
     }
     if !failures.is_empty() {
-        out!("failures: {}", failures.len());
+        let mut reasons: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         for f in &failures {
+            *reasons.entry(f.reason.as_str()).or_default() += 1;
+        }
+        let reasons: Vec<String> = reasons.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+        out!("failures: {} ({})", failures.len(), reasons.join(", "));
+        for f in failures.iter().take(LISTED) {
             out!(
                 "  {:<20} {} ({} attempts){}",
                 f.reason,
@@ -63,6 +69,18 @@ pub(crate) fn run(loaded: &Loaded, args: &StatusArgs) -> anyhow::Result<ExitCode
                 f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             );
         }
+        more(failures.len())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Jobs listed by name in each section at most (`--json` lists them all).
+const LISTED: usize = 50;
+
+/// Says how many of `n` jobs were not listed.
+fn more(n: usize) -> anyhow::Result<()> {
+    if n > LISTED {
+        out!("  … and {} more (`promote status --json` lists them all)", n - LISTED);
+    }
+    Ok(())
 }
