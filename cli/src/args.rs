@@ -400,7 +400,8 @@ pub(crate) struct RunArgs {
     /// Check the manifest and report what would be fetched; fetch nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Write the summary as JSON, with one entry per item, to FILE.
+    /// Write the summary as JSON, with one entry per item, to FILE; a FILE ending in .jsonl
+    /// gets JSON Lines, written as items end: a line per item, then a line of totals.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
     /// Print the summary (the --report JSON) on stdout, on one line; no progress.

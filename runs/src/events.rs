@@ -10,6 +10,7 @@ use std::time::Duration;
 use promote_core::Key;
 
 use crate::item::{Failure, Outcome};
+use crate::report::ItemReport;
 
 /// Something that happened in a run.
 #[derive(Clone, Debug)]
@@ -81,6 +82,9 @@ pub enum Event {
         /// Its size: the manifest's, else what is at the key, when known.
         size: Option<u64>,
     },
+    /// An item's report, as the summary will list it (see [`ItemReport`]), sent when the
+    /// item ends, right after [`Event::ItemDone`]: for a report written as the run goes.
+    Reported(Box<ItemReport>),
     /// An item stopped without an outcome because its shard's lease was lost: the worker that
     /// took the shard over reports it.
     ItemGivenBack {

@@ -578,6 +578,7 @@ impl Work {
                         failure: done.failure.clone(),
                         size: item.expected.size.or(done.size),
                     });
+                    self.ctx.events.event(Event::Reported(Box::new(ItemReport::item(item, &done))));
                     self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
                     if let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= every

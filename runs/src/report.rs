@@ -209,6 +209,27 @@ impl Summary {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The JSON report's totals: everything but `items` (the same fields as [`Self::to_json`]'s).
+    pub fn totals_json(&self) -> serde_json::Value {
+        let mut totals = serde_json::json!({
+            "promoted": self.promoted,
+            "already_present": self.already_present,
+            "done_elsewhere": self.done_elsewhere,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "not_done": self.not_done,
+            "resumed": self.resumed,
+            "discarded": self.discarded,
+            "failures": self.failures,
+            "bytes": self.bytes,
+            "elapsed_secs": self.elapsed_secs,
+        });
+        if let Some(reason) = &self.interrupted {
+            totals["interrupted"] = reason.as_str().into();
+        }
+        totals
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +282,13 @@ mod tests {
         assert_eq!(json["items"][3]["key"], serde_json::Value::Null);
         assert!(json["items"][0].get("kind").is_none(), "the kind is not part of the report");
         assert!(json.get("interrupted").is_none());
+        let mut without_items = json.clone();
+        without_items.as_object_mut().unwrap().remove("items");
+        assert_eq!(summary.totals_json(), without_items, "the totals are the report's fields but items");
+        let interrupted = summary.interrupted("SIGINT".into());
+        let mut without_items = interrupted.to_json();
+        without_items.as_object_mut().unwrap().remove("items");
+        assert_eq!(interrupted.totals_json(), without_items);
     }
 
     #[test]

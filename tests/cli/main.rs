@@ -22,6 +22,7 @@ mod progress;
 mod put;
 mod race;
 mod readonly;
+mod report;
 mod run;
 mod run_promises;
 mod run_signals;

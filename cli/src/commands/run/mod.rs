@@ -3,6 +3,7 @@
 //! shows its events ([`progress`]), prints the summary line ([`summary`]), writes the
 //! `--report` and `--json` output, and maps the result to an exit code.
 
+mod journal;
 mod progress;
 mod summary;
 
@@ -68,7 +69,14 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     for bad in plan.bad_lines() {
         eprintln!("{}:{}: {}", manifest.display(), bad.line, bad.reason);
     }
-    let show = summary::Show { report: args.report, quiet: args.quiet, json: args.json };
+    // A `.jsonl` report is created now (a path that cannot take it fails before any fetch) and
+    // written as items end; any other is written whole at the end.
+    let journal = match &args.report {
+        Some(path) if journal::wanted(path) => Some(Arc::new(journal::Journal::create(path)?)),
+        _ => None,
+    };
+    let report = args.report.filter(|_| journal.is_none());
+    let show = summary::Show { report, quiet: args.quiet, json: args.json };
     if args.dry_run {
         // A look at the store, which a dry run never creates: none there yet, nothing in it.
         let store = match super::open_existing(loaded).await {
@@ -85,6 +93,9 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
         if !args.json && !args.quiet {
             summary::list(&summary)?;
         }
+        if let Some(journal) = &journal {
+            journal.finish(&summary)?;
+        }
         return show.finish(&summary).map(ExitCode::from);
     }
     let store = settings::open(loaded).await?;
@@ -100,10 +111,15 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
             signal.name.to_owned()
         }
     };
-    let events = Arc::clone(&display) as Arc<dyn promote_run::Events>;
+    let events = Arc::new(journal::Tee { display: Arc::clone(&display), journal: journal.clone() });
+    let flusher = journal.as_ref().map(journal::Journal::flusher);
     let result = plan.run(store, events, cancel).await;
+    drop(flusher);
     display.finish();
     let summary: Summary = result.map_err(error)?;
+    if let Some(journal) = &journal {
+        journal.finish(&summary)?;
+    }
     let code = show.finish(&summary)?;
     Ok(ExitCode::from(caught.get().map_or(code, |signal| signal.exit)))
 }
