@@ -234,6 +234,12 @@ mod tests {
         (dir, BucketLeases::new(local, Arc::clone(control), "run"))
     }
 
+    /// Runs a test's body for at most 20 s (each takes about a second): a ledger or bucket call that
+    /// never returns fails the test instead of hanging it (and a mutation test's 30 s timeout).
+    async fn bounded(body: impl std::future::Future<Output = ()>) {
+        tokio::time::timeout(Duration::from_secs(20), body).await.expect("the test took over 20 s");
+    }
+
     fn acquired() -> Lease {
         Lease::Acquired { from: None, hints: BTreeMap::new() }
     }
@@ -251,27 +257,30 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn machines_with_their_own_run_dirs_share_shards_through_the_bucket() {
-        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
-        let lease = Duration::from_secs(60);
-        let ((_a_dir, mut a), (_b_dir, mut b)) = (machine(&control, lease), machine(&control, lease));
-        // Both have been running for a while: markers written now are of their pass.
-        for worker in [&mut a, &mut b] {
-            worker.started -= Duration::from_secs(10);
-        }
-        assert_eq!(a.acquire(0).await.unwrap(), acquired());
-        // b's own ledger knows nothing of a: the bucket says the shard is held.
-        assert_eq!(b.acquire(0).await.unwrap(), Lease::Held);
-        assert_eq!(b.acquire(1).await.unwrap(), acquired());
-        assert!(a.renew(0).await.unwrap());
-        let done = record(&[("j1", b"x")], &[("j2", "http-404")]);
-        a.finish(0, done.clone()).await.unwrap();
-        // Finished elsewhere during b's run: b skips it, and learns what happened there.
-        assert_eq!(b.acquire(0).await.unwrap(), Lease::Done(Some(done)));
-        b.finish(1, ShardRecord::default()).await.unwrap();
-        assert!(matches!(a.acquire(1).await.unwrap(), Lease::Done(Some(_))));
-        let names = control.list("runs/run/").await.unwrap();
-        assert_eq!(names.iter().filter(|n| n.contains("/done/")).count(), 2, "{names:?}");
-        assert!(!names.iter().any(|n| n.contains("/shards/")), "claims are released: {names:?}");
+        bounded(async {
+            let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+            let lease = Duration::from_secs(60);
+            let ((_a_dir, mut a), (_b_dir, mut b)) = (machine(&control, lease), machine(&control, lease));
+            // Both have been running for a while: markers written now are of their pass.
+            for worker in [&mut a, &mut b] {
+                worker.started -= Duration::from_secs(10);
+            }
+            assert_eq!(a.acquire(0).await.unwrap(), acquired());
+            // b's own ledger knows nothing of a: the bucket says the shard is held.
+            assert_eq!(b.acquire(0).await.unwrap(), Lease::Held);
+            assert_eq!(b.acquire(1).await.unwrap(), acquired());
+            assert!(a.renew(0).await.unwrap());
+            let done = record(&[("j1", b"x")], &[("j2", "http-404")]);
+            a.finish(0, done.clone()).await.unwrap();
+            // Finished elsewhere during b's run: b skips it, and learns what happened there.
+            assert_eq!(b.acquire(0).await.unwrap(), Lease::Done(Some(done)));
+            b.finish(1, ShardRecord::default()).await.unwrap();
+            assert!(matches!(a.acquire(1).await.unwrap(), Lease::Done(Some(_))));
+            let names = control.list("runs/run/").await.unwrap();
+            assert_eq!(names.iter().filter(|n| n.contains("/done/")).count(), 2, "{names:?}");
+            assert!(!names.iter().any(|n| n.contains("/shards/")), "claims are released: {names:?}");
+        })
+        .await;
     }
 
     /// A later run trusts no marker: it claims the shard again, with the marker's digests as
@@ -279,70 +288,79 @@ mod tests {
     /// unreadable marker gives no hint and marks nothing present.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_earlier_runs_done_marker_is_a_hint_not_proof() {
-        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
-        let lease = Duration::from_secs(60);
-        let earlier = record(&[("j1", b"x")], &[("j2", "http-404")]);
-        control.create("runs/run/done/0", serde_json::to_vec(&earlier).unwrap().into()).await.unwrap();
-        control.create("runs/run/done/1", bytes::Bytes::from_static(b"{not json")).await.unwrap();
-        // The server's clock must see the markers as older than the next worker.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let (_dir, later) = machine(&control, lease);
-        let hints = BTreeMap::from([("j1".to_owned(), promote_core::Sha256::of(b"x"))]);
-        assert_eq!(later.acquire(0).await.unwrap(), Lease::Acquired { from: None, hints });
-        assert_eq!(later.acquire(1).await.unwrap(), acquired(), "an unreadable marker hints nothing");
-        let now = record(&[("j1", b"x"), ("j2", b"fixed")], &[]);
-        later.finish(0, now.clone()).await.unwrap();
-        let body = control.read("runs/run/done/0").await.unwrap().unwrap().body;
-        assert_eq!(serde_json::from_slice::<ShardRecord>(&body).unwrap(), now, "the marker is replaced");
+        bounded(async {
+            let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+            let lease = Duration::from_secs(60);
+            let earlier = record(&[("j1", b"x")], &[("j2", "http-404")]);
+            control.create("runs/run/done/0", serde_json::to_vec(&earlier).unwrap().into()).await.unwrap();
+            control.create("runs/run/done/1", bytes::Bytes::from_static(b"{not json")).await.unwrap();
+            // The server's clock must see the markers as older than the next worker.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let (_dir, later) = machine(&control, lease);
+            let hints = BTreeMap::from([("j1".to_owned(), promote_core::Sha256::of(b"x"))]);
+            assert_eq!(later.acquire(0).await.unwrap(), Lease::Acquired { from: None, hints });
+            assert_eq!(later.acquire(1).await.unwrap(), acquired(), "an unreadable marker hints nothing");
+            let now = record(&[("j1", b"x"), ("j2", b"fixed")], &[]);
+            later.finish(0, now.clone()).await.unwrap();
+            let body = control.read("runs/run/done/0").await.unwrap().unwrap().body;
+            assert_eq!(serde_json::from_slice::<ShardRecord>(&body).unwrap(), now, "the marker is replaced");
+        })
+        .await;
     }
 
     /// A worker that takes a shard over learns what its earlier holder finished.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_takeover_starts_from_the_holders_progress() {
-        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
-        let lease = Duration::from_millis(300);
-        let ((_a_dir, a), (_b_dir, b)) = (machine(&control, lease), machine(&control, lease));
-        // a's claim, on another machine, not renewed: a crashed after sharing its progress.
-        let mut elsewhere = Owner::me();
-        elsewhere.host = "elsewhere".into();
-        let claims = Claims::new(Arc::clone(&control)).as_owner(elsewhere);
-        std::mem::forget(claims.try_acquire("runs/run/shards/0", lease).await.unwrap().expect("free"));
-        a.progress(0, &record(&[("j1", b"one")], &[])).await.unwrap();
-        a.progress(0, &record(&[("j1", b"one"), ("j2", b"two")], &[("j3", "http-500")])).await.unwrap();
-        assert_eq!(b.acquire(0).await.unwrap(), Lease::Held);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let taken = loop {
-            match b.acquire(0).await.unwrap() {
-                Lease::Held if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                other => break other,
-            }
-        };
-        let hints = BTreeMap::from([
-            ("j1".to_owned(), promote_core::Sha256::of(b"one")),
-            ("j2".to_owned(), promote_core::Sha256::of(b"two")),
-        ]);
-        assert_eq!(taken, Lease::Acquired { from: None, hints });
-        b.finish(0, ShardRecord::default()).await.unwrap();
-        let names = control.list("runs/run/").await.unwrap();
-        assert!(!names.iter().any(|n| n.contains("/progress/")), "progress goes with the finish: {names:?}");
+        bounded(async {
+            let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+            let lease = Duration::from_millis(300);
+            let ((_a_dir, a), (_b_dir, b)) = (machine(&control, lease), machine(&control, lease));
+            // a's claim, on another machine, not renewed: a crashed after sharing its progress.
+            let mut elsewhere = Owner::me();
+            elsewhere.host = "elsewhere".into();
+            let claims = Claims::new(Arc::clone(&control)).as_owner(elsewhere);
+            std::mem::forget(claims.try_acquire("runs/run/shards/0", lease).await.unwrap().expect("free"));
+            a.progress(0, &record(&[("j1", b"one")], &[])).await.unwrap();
+            a.progress(0, &record(&[("j1", b"one"), ("j2", b"two")], &[("j3", "http-500")])).await.unwrap();
+            assert_eq!(b.acquire(0).await.unwrap(), Lease::Held);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let taken = loop {
+                match b.acquire(0).await.unwrap() {
+                    Lease::Held if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                    other => break other,
+                }
+            };
+            let hints = BTreeMap::from([
+                ("j1".to_owned(), promote_core::Sha256::of(b"one")),
+                ("j2".to_owned(), promote_core::Sha256::of(b"two")),
+            ]);
+            assert_eq!(taken, Lease::Acquired { from: None, hints });
+            b.finish(0, ShardRecord::default()).await.unwrap();
+            let names = control.list("runs/run/").await.unwrap();
+            assert!(!names.iter().any(|n| n.contains("/progress/")), "progress goes with the finish: {names:?}");
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_claim_that_is_not_renewed_is_taken_over() {
-        let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
-        let (_dir, taker) = machine(&control, Duration::from_millis(200));
-        // A holder on another machine that stopped renewing (it crashed).
-        let mut stale = Owner::me();
-        stale.host = "elsewhere".into();
-        let held = Claims::new(Arc::clone(&control))
-            .as_owner(stale)
-            .try_acquire("runs/run/shards/0", Duration::from_millis(200))
-            .await
-            .unwrap()
-            .expect("free");
-        std::mem::forget(held);
-        assert_eq!(taker.acquire(0).await.unwrap(), Lease::Held);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(taker.acquire(0).await.unwrap(), acquired());
+        bounded(async {
+            let control = ObjectStoreBackend::memory().control().expect("memory has control objects");
+            let (_dir, taker) = machine(&control, Duration::from_millis(200));
+            // A holder on another machine that stopped renewing (it crashed).
+            let mut stale = Owner::me();
+            stale.host = "elsewhere".into();
+            let held = Claims::new(Arc::clone(&control))
+                .as_owner(stale)
+                .try_acquire("runs/run/shards/0", Duration::from_millis(200))
+                .await
+                .unwrap()
+                .expect("free");
+            std::mem::forget(held);
+            assert_eq!(taker.acquire(0).await.unwrap(), Lease::Held);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(taker.acquire(0).await.unwrap(), acquired());
+        })
+        .await;
     }
 }
