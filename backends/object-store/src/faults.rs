@@ -49,13 +49,10 @@ impl fmt::Display for Fault {
 impl StdError for Fault {}
 
 impl Fault {
-    /// Whether the same request can succeed later: 5xx, 429, 408, and the codes in
-    /// [`RETRYABLE_CODES`]. A plain 4xx is an answer, not a fault: not retryable.
+    /// Whether the same request can succeed later: a [transient status](is_transient), or one
+    /// of the codes in [`RETRYABLE_CODES`]. A plain 4xx is an answer, not a fault: not retryable.
     pub(crate) fn is_retryable(&self) -> bool {
-        self.status.is_server_error()
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.status == StatusCode::REQUEST_TIMEOUT
-            || self.code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+        is_transient(self.status) || self.code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c))
     }
 
     /// S3's 404 NoSuchBucket: the bucket itself does not exist (not the key).
@@ -67,6 +64,15 @@ impl Fault {
     pub(crate) fn is_conflicting_operation(&self) -> bool {
         self.code.as_deref() == Some("ConditionalRequestConflict")
     }
+}
+
+/// Whether a response with this status may succeed if sent again: 5xx, 429 and 408. Not 501
+/// Not Implemented: the server does not support something the request asked for (LocalStack's
+/// answer to `If-Match` on DELETE), and will answer the same next time.
+pub(crate) fn is_transient(status: StatusCode) -> bool {
+    (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// The fault behind `err`, if it came from a failed S3 response.
@@ -163,7 +169,9 @@ mod tests {
             assert_eq!(kind, HttpErrorKind::Request, "object_store retries {status} {code} with backoff");
             assert_eq!(fault.code.as_deref(), Some(code));
         }
-        for (status, code) in [(400, "InvalidArgument"), (400, "EntityTooSmall"), (411, "MissingContentLength")] {
+        for (status, code) in
+            [(400, "InvalidArgument"), (400, "EntityTooSmall"), (411, "MissingContentLength"), (501, "NotImplemented")]
+        {
             let (kind, fault) = fault_of(status, code).await;
             assert!(!fault.is_retryable(), "a plain {status} {code} is not retried");
             assert_eq!(kind, HttpErrorKind::Unknown, "object_store does not retry {status} {code}");

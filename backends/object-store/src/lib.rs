@@ -44,7 +44,8 @@
 //!   after completion in a sidecar under `<prefix>/.promote/digests/`, which `head` trusts only
 //!   while the object's ETag is the one it names (see `digests`).
 //! - **Retries**: transient faults are retried with backoff by object_store, decided from the
-//!   HTTP status and S3 error code (see `faults`), never from message text; a plain 4xx is final.
+//!   HTTP status and S3 error code (see `faults`), never from message text; a plain 4xx is final,
+//!   and so is a 501 Not Implemented.
 //!   A create-only write whose retry meets "already exists" (perhaps our own first attempt) is
 //!   resolved by core comparing digests: identical is success, different is a conflict.
 //! - **No leftovers**: failed, aborted and dropped uploads are aborted. Each upload has a marker
