@@ -420,7 +420,14 @@ async fn attempts(
         });
         let result = match &item.source {
             Source::Local(path) => local(ctx, item, path, lost, done).await,
-            Source::Http(url) => http(ctx, item, job, url, &mut checkpoint, &mut partial, lost, done).await,
+            Source::Http => match item.url() {
+                Some(Ok(url)) => http(ctx, item, job, &url, &mut checkpoint, &mut partial, lost, done).await,
+                // Ruled out when the manifest was read.
+                other => {
+                    let why = other.and_then(Result::err).unwrap_or_default();
+                    Err(Failure::new("bad-manifest-line", FailureKind::BadLine, why))
+                }
+            },
         };
         match result {
             Ok(promotion) => return Ok(promotion),

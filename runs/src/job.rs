@@ -66,9 +66,10 @@ impl std::hash::Hasher for FirstBytes {
 
     fn write(&mut self, bytes: &[u8]) {
         // A digest's bytes (a length written before them is a usize, taken by `write_usize`).
-        for (i, byte) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*byte) << (8 * i);
-        }
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
     }
 
     fn write_usize(&mut self, _length: usize) {}

@@ -11,8 +11,10 @@ use serde::Deserialize;
 /// Where an item's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// An `http://` or `https://` URL.
-    Http(reqwest::Url),
+    /// An `http://` or `https://` URL: the item's `source_text`, checked when the manifest was
+    /// read and parsed again when it is fetched ([`Item::url`]), so a long manifest's items do
+    /// not each keep a parsed copy.
+    Http,
     /// A local file, already resolved against the manifest's directory.
     Local(PathBuf),
 }
@@ -30,6 +32,17 @@ pub struct Item {
     pub key: Key,
     /// The promised size and digest, if given.
     pub expected: Expected,
+}
+
+impl Item {
+    /// The URL of an HTTP source (`None` for a local one).
+    ///
+    /// # Errors
+    ///
+    /// When it does not parse, which reading the manifest already ruled out.
+    pub fn url(&self) -> Option<Result<reqwest::Url, String>> {
+        (self.source == Source::Http).then(|| resolve_url(&self.source_text))
+    }
 }
 
 /// A line that could not be used.
@@ -89,14 +102,20 @@ fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
     Ok(Item { line, source_text: raw.source.unwrap_or_default(), source: resolved, key, expected })
 }
 
+/// An HTTP source's URL, which must name a host.
+fn resolve_url(source: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(source).map_err(|e| format!("bad URL {source:?}: {e}"))?;
+    if url.host_str().is_none() {
+        return Err(format!("bad URL {source:?}: no host"));
+    }
+    Ok(url)
+}
+
 fn resolve(source: &str, base: &Path) -> Result<Source, String> {
     let scheme = |prefix: &str| source.get(..prefix.len()).is_some_and(|s| s.eq_ignore_ascii_case(prefix));
     if scheme("http://") || scheme("https://") {
-        let url = reqwest::Url::parse(source).map_err(|e| format!("bad URL {source:?}: {e}"))?;
-        if url.host_str().is_none() {
-            return Err(format!("bad URL {source:?}: no host"));
-        }
-        return Ok(Source::Http(url));
+        resolve_url(source)?;
+        return Ok(Source::Http);
     }
     if let Some(scheme_end) = source.find("://") {
         return Err(format!("unsupported source scheme {:?} (use http, https or a local path)", &source[..scheme_end]));
@@ -127,7 +146,8 @@ mod tests {
         assert_eq!(entries.len(), 8);
         let a = entries[0].as_ref().unwrap();
         assert_eq!((a.line, a.key.as_str()), (1, "papers/a.pdf"));
-        assert!(matches!(&a.source, Source::Http(u) if u.host_str() == Some("example.org")));
+        assert_eq!(a.source, Source::Http);
+        assert_eq!(a.url().unwrap().unwrap().host_str(), Some("example.org"));
         assert_eq!(a.expected.size, Some(0));
         assert_eq!(a.expected.sha256.unwrap().to_string(), SHA);
         let b = entries[2].as_ref().unwrap();
