@@ -13,34 +13,15 @@ rounds=${1:-3}
 command -v rclone >/dev/null || { echo "rclone is not installed (apt-get install rclone)" >&2; exit 1; }
 cargo build --release -q -p promote-cli
 bin=$PWD/target/release/promote
-work=$(mktemp -d "${TMPDIR:-/tmp}/promote-bench.XXXXXX")
-state=$work/s3
-cleanup() { bash tests/s3/server.sh stop "$state" >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$state"
-bash tests/s3/server.sh start "$state" >/dev/null
 # shellcheck disable=SC1091
-source "$state/env"
+source bench/s3.sh
+start_s3
 
 mkdir -p "$work/small"
 for i in $(seq -w 1 500); do head -c 65536 /dev/urandom > "$work/small/f$i.bin"; done
 head -c $((512 << 20)) /dev/urandom > "$work/big.bin"
 big_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 
-export PROMOTE_BACKEND__KIND=s3 PROMOTE_BACKEND__BUCKET=$PROMOTE_TEST_S3_BUCKET \
-  PROMOTE_BACKEND__ENDPOINT=$PROMOTE_TEST_S3_ENDPOINT PROMOTE_BACKEND__ALLOW_HTTP=true
-export RCLONE_CONFIG_LS_TYPE=s3 RCLONE_CONFIG_LS_PROVIDER=Other RCLONE_CONFIG_LS_ENV_AUTH=false \
-  RCLONE_CONFIG_LS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_LS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
-  RCLONE_CONFIG_LS_ENDPOINT=$PROMOTE_TEST_S3_ENDPOINT RCLONE_CONFIG_LS_REGION=us-east-1 RCLONE_CONFIG=/dev/null
-# rclone refuses to start when AWS_CA_BUNDLE is set and the endpoint is plain http.
-unset AWS_CA_BUNDLE
-
-# Prints "seconds peak-KiB"; fails the run if the command failed.
-timed() {
-  local out; out=$(/usr/bin/time -f '%x %e %M' "$@" 2>&1 >/dev/null | tail -n 1)
-  [ "${out%% *}" = 0 ] || { echo "failed: $* ($out)" >&2; exit 1; }
-  echo "${out#* }"
-}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for f in ps pb rs rb; do : > "$work/$f.t"; : > "$work/$f.m"; done
 record() { echo "$2" | awk '{print $1}' >> "$work/$1.t"; echo "$2" | awk '{print $2}' >> "$work/$1.m"; }

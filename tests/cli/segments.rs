@@ -27,6 +27,16 @@ fn run(s: &Scratch, out: &str, n: u32) -> (Output, Value, Duration) {
     (output, report, took)
 }
 
+/// `promote run` of `manifest.jsonl` into `run` with four segments, started and left running.
+fn started(s: &Scratch) -> std::process::Child {
+    s.cmd(&["run", "manifest.jsonl", "--out", "run", "--segments", "4"])
+        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// The server serves `/obj` (`len` bytes of seed `seed`) and the manifest lists it as `key`.
 fn object(s: &Scratch, server: &HttpServer, seed: u64, len: usize, key: &str) -> Vec<u8> {
     let bytes = data::bytes(seed, len);
@@ -114,13 +124,7 @@ fn after_sigkill_every_segment_resumes_from_its_checkpoint() {
     // 4 s a segment: the first checkpoints (a second apart) come well before the end.
     let bytes = object(&s, &server, 34, 16 * MIB, "obj");
     server.throttle("/obj", MIB as u64);
-    let mut child = s
-        .cmd(&["run", "manifest.jsonl", "--out", "run", "--segments", "4"])
-        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = started(&s);
     // A checkpoint with at least 1 MiB of the first segment (each connection is paced alike).
     wait_for("a segmented checkpoint past 1 MiB", || {
         assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
@@ -157,13 +161,7 @@ fn a_changed_object_discards_the_segments() {
     let server = server();
     object(&s, &server, 35, 16 * MIB, "obj");
     server.throttle("/obj", MIB as u64);
-    let mut child = s
-        .cmd(&["run", "manifest.jsonl", "--out", "run", "--segments", "4"])
-        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = started(&s);
     wait_for("a segmented checkpoint", || {
         assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
         ledger_count(&s.path().join("run"), "SELECT count(*) FROM jobs WHERE cp_segments IS NOT NULL", &[]) == 1
