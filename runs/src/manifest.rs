@@ -73,7 +73,83 @@ struct Raw {
 /// Parses manifest `text`, line by line as the caller takes them; local sources are resolved
 /// against `base` (the manifest's directory).
 pub fn parse<'a>(text: &'a str, base: &'a Path) -> impl Iterator<Item = Entry> + 'a {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l, base))
+    parse_from(text, 1, base)
+}
+
+/// [`parse`] of lines numbered from `first`.
+fn parse_from<'a>(text: &'a str, first: usize, base: &'a Path) -> impl Iterator<Item = Entry> + 'a {
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(move |(i, l)| parse_line(first + i, l, base))
+}
+
+/// Bytes of manifest a parsing thread takes at a time.
+const CHUNK: usize = 1 << 20;
+
+/// [`parse`] on `threads` threads: each takes runs of about [`CHUNK`] bytes of whole lines and
+/// applies `prepare` to their entries (the costly part: parsing, hashing); `each` gets every
+/// prepared entry on the calling thread, in manifest order, as runs complete. Runs parsed ahead
+/// of the next one due wait for it, a few at most (the threads block), so memory stays that of
+/// the entries taken plus a few runs.
+pub(crate) fn parse_each<T: Send>(
+    text: &str,
+    base: &Path,
+    threads: usize,
+    prepare: impl Fn(Entry) -> T + Sync,
+    mut each: impl FnMut(T),
+) {
+    if threads <= 1 || text.len() <= CHUNK {
+        parse(text, base).map(prepare).for_each(each);
+        return;
+    }
+    let runs = runs(text);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<T>)>(threads);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (sender, next, runs, prepare) = (sender.clone(), &next, &runs, &prepare);
+            scope.spawn(move || {
+                // Ends when every run is taken, or when the caller stopped listening.
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(first, run)) = runs.get(n) else { return };
+                    let prepared = parse_from(run, first, base).map(prepare).collect();
+                    if sender.send((n, prepared)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut ahead = std::collections::BTreeMap::new();
+        let mut due = 0;
+        // Ends when every thread has ended (each sent its runs, or panicked: then the scope
+        // re-raises the panic).
+        for (n, prepared) in receiver {
+            ahead.insert(n, prepared);
+            while let Some(prepared) = ahead.remove(&due) {
+                prepared.into_iter().for_each(&mut each);
+                due += 1;
+            }
+        }
+    });
+}
+
+/// `text` cut into runs of whole lines of about [`CHUNK`] bytes: (first line number, run).
+fn runs(text: &str) -> Vec<(usize, &str)> {
+    let bytes = text.as_bytes();
+    let mut runs = Vec::new();
+    let (mut start, mut line) = (0, 1);
+    // Each round takes at least one byte.
+    while start < bytes.len() {
+        // Just past a newline (ASCII, so a char boundary), or the end.
+        let end = bytes
+            .get(start + CHUNK..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .map_or(bytes.len(), |at| start + CHUNK + at + 1);
+        runs.push((line, &text[start..end]));
+        line += bytes[start..end].iter().filter(|&&b| b == b'\n').count();
+        start = end;
+    }
+    runs
 }
 
 fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
@@ -163,6 +239,36 @@ mod tests {
         assert!(bad[4].1.contains("colour"), "{}", bad[4].1);
         assert!(bad[5].1.contains("ftp"), "{}", bad[5].1);
         assert_eq!(entries[5].as_ref().unwrap_err().key.as_deref(), Some("e"));
+    }
+
+    /// Parsed on several threads, the entries are the same, in the same order, with the same
+    /// line numbers (blank lines and bad lines included), wherever the runs are cut.
+    #[test]
+    fn parsing_on_threads_gives_the_same_entries_in_order() {
+        let mut text = String::new();
+        let mut n = 0;
+        while text.len() < 5 * CHUNK / 2 {
+            match n % 7 {
+                0 => text.push('\n'),
+                1 => text.push_str("not json\n"),
+                2 => text.push_str(&format!("{{\"source\": \"https://h/é{n}\", \"key\": \"k{n}\"}}\r\n")),
+                _ => text.push_str(&format!("{{\"source\": \"f{n}\", \"key\": \"k/{n}\"}}\n")),
+            }
+            n += 1;
+        }
+        text.push_str("{\"source\": \"last\", \"key\": \"no-newline\"}");
+        let line = |e: Entry| match e {
+            Ok(item) => (item.line, item.key.to_string()),
+            Err(bad) => (bad.line, bad.reason),
+        };
+        let one: Vec<_> = parse(&text, Path::new("/m")).map(line).collect();
+        assert!(runs(&text).len() >= 3, "the text spans several runs");
+        for threads in [1, 2, 3, 8] {
+            let mut many = Vec::new();
+            parse_each(&text, Path::new("/m"), threads, line, |l| many.push(l));
+            assert_eq!(many, one, "{threads} threads");
+        }
+        assert_eq!(one.last().unwrap(), &(n + 1, "no-newline".to_owned()));
     }
 
     #[test]

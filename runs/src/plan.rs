@@ -70,20 +70,25 @@ impl Plan {
         let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
         let (mut items, mut jobs, mut repeats) = (Vec::with_capacity(lines), Vec::with_capacity(lines), Vec::new());
         seen.reserve(lines);
-        for entry in manifest::parse(&String::from_utf8_lossy(&text), &base) {
-            match entry {
-                Err(line) => bad.push(line),
-                Ok(item) => {
-                    let job = job::digest(&item);
-                    if seen.insert(job) {
-                        items.push(item);
-                        jobs.push(job::hex(&job));
-                    } else {
-                        repeats.push((item, job::hex(&job)));
-                    }
+        // A long manifest is parsed (and its job keys hashed) on every core, taken in order here.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let prepare = |entry: manifest::Entry| {
+            entry.map(|item| {
+                let job = job::digest(&item);
+                (item, job)
+            })
+        };
+        manifest::parse_each(&String::from_utf8_lossy(&text), &base, threads, prepare, |entry| match entry {
+            Err(line) => bad.push(line),
+            Ok((item, job)) => {
+                if seen.insert(job) {
+                    items.push(item);
+                    jobs.push(job::hex(&job));
+                } else {
+                    repeats.push((item, job::hex(&job)));
                 }
             }
-        }
+        });
         drop((seen, text));
         let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
