@@ -946,3 +946,7 @@ async fn stream(
         None => Failure::core(&err),
     })
 }
+
+#[cfg(test)]
+#[path = "item_tests.rs"]
+mod tests;

@@ -14,7 +14,7 @@
 //! Faults are set per path and take effect on the next request: drop the connection after N
 //! body bytes ([`HttpServer::drop_after`]), throttle ([`HttpServer::throttle`]), answer an
 //! error status with `Retry-After` ([`HttpServer::fail_with`]), ignore `Range`
-//! ([`HttpServer::ignore_ranges`]), change the object ([`HttpServer::change`], or
+//! ([`HttpServer::ignore_ranges`]) or `If-Range` ([`HttpServer::ignore_if_range`]), change the object ([`HttpServer::change`], or
 //! [`HttpServer::rewrite`] within the same second) or remove it ([`HttpServer::remove`], then
 //! `404`). Validators can be weakened: no `ETag` ([`HttpServer::omit_etag`]), a `Date` pinned to
 //! a given second ([`HttpServer::pin_date`]).
@@ -127,6 +127,8 @@ struct Faults {
     /// Answer this status (with this `Retry-After`) for this many more requests.
     status: Option<(u16, Option<u64>, u32)>,
     ignore_ranges: bool,
+    /// Serve a `Range` whatever its `If-Range` says.
+    ignore_if_range: bool,
     /// Send no `ETag` (and match none in `If-Range`).
     omit_etag: bool,
     /// `Date` is this second, not the current one.
@@ -288,6 +290,13 @@ impl HttpServer {
     /// Whether `path` ignores `Range` (always a full `200`, without `Accept-Ranges`).
     pub fn ignore_ranges(&self, path: &str, ignore: bool) {
         lock(&self.slot(path).faults).ignore_ranges = ignore;
+    }
+
+    /// Whether `path` serves a `Range` even when its `If-Range` no longer matches, as a broken
+    /// cache or proxy may: a client resuming then gets a `206` of another object version, which
+    /// only its own check of the answer's validators and length can catch.
+    pub fn ignore_if_range(&self, path: &str, ignore: bool) {
+        lock(&self.slot(path).faults).ignore_if_range = ignore;
     }
 
     /// GET requests for `path` so far, whatever their answer.
@@ -493,7 +502,7 @@ fn answer(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
     }
 
     // Faults and the object, decided under the locks, sent without them.
-    let (status_fault, ignore_ranges, omit_etag, date) = {
+    let (status_fault, ignore_ranges, ignore_if_range, omit_etag, date) = {
         let mut faults = lock(&slot.faults);
         let status = match &mut faults.status {
             Some((code, retry, left)) => {
@@ -506,7 +515,8 @@ fn answer(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
             }
             None => None,
         };
-        (status, faults.ignore_ranges, faults.omit_etag, http_date(faults.date.unwrap_or_else(now_secs)))
+        let date = http_date(faults.date.unwrap_or_else(now_secs));
+        (status, faults.ignore_ranges, faults.ignore_if_range, faults.omit_etag, date)
     };
     if let Some((code, retry)) = status_fault {
         record.status = code;
@@ -519,7 +529,7 @@ fn answer(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
         lock(&slot.requests).push(record);
         return respond_empty(stream, 404, &[], close).map(|()| true);
     };
-    let plan = match plan(object, head, ignore_ranges, omit_etag) {
+    let plan = match plan(object, head, ignore_ranges, ignore_if_range, omit_etag) {
         Ok(plan) => plan,
         Err(object) => {
             record.status = 416;
@@ -570,14 +580,20 @@ fn answer(stream: &mut TcpStream, state: &State, head: &Head, close: bool) -> io
 }
 
 /// Decides status and span; `Err` with the object for an unsatisfiable range (416).
-fn plan(object: Object, head: &Head, ignore_ranges: bool, omit_etag: bool) -> Result<Plan, Object> {
+fn plan(
+    object: Object,
+    head: &Head,
+    ignore_ranges: bool,
+    ignore_if_range: bool,
+    omit_etag: bool,
+) -> Result<Plan, Object> {
     let len = object.body.len();
     let full = Plan { span: (len > 0).then(|| (0, len - 1)), status: 200, ranges: !ignore_ranges, object };
     if ignore_ranges {
         return Ok(full);
     }
     let Some(range) = head.header("range") else { return Ok(full) };
-    if let Some(validator) = head.header("if-range") {
+    if let Some(validator) = head.header("if-range").filter(|_| !ignore_if_range) {
         let matches = if validator.starts_with('"') {
             !omit_etag && validator == full.object.etag
         } else if validator.starts_with("W/") {

@@ -184,6 +184,22 @@ fn a_changed_object_has_a_new_etag_and_date_and_old_validators_get_the_new_body(
 }
 
 #[test]
+fn ignore_if_range_serves_the_range_of_the_current_object() {
+    let server = HttpServer::start().unwrap();
+    server.add("/o", data::bytes(7, 3000));
+    let old = get(&server, "/o", &[]);
+    let new_bytes = data::bytes(8, 3000);
+    server.change("/o", new_bytes.clone());
+    server.ignore_if_range("/o", true);
+    let r = get(&server, "/o", &[("Range", "bytes=1000-"), ("If-Range", old.header("etag").unwrap())]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &new_bytes[1000..]));
+    assert_eq!(r.header("etag").map(str::to_owned), server.etag("/o"));
+    server.ignore_if_range("/o", false);
+    let r = get(&server, "/o", &[("Range", "bytes=1000-"), ("If-Range", old.header("etag").unwrap())]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
 fn ignore_ranges_always_sends_the_full_body() {
     let server = HttpServer::start().unwrap();
     let bytes = data::bytes(6, 2000);
