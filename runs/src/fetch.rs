@@ -185,7 +185,7 @@ impl Http {
             Arc::clone(&self.fetching).acquire_owned().await.expect("the fetching semaphore is never closed");
         let host = host_port(url);
         let semaphore = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut hosts = crate::lock(&self.hosts);
             Arc::clone(hosts.entry(host).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))))
         };
         // Waits for another item at this host to finish a request (each has connect and read
@@ -197,7 +197,7 @@ impl Http {
     /// one is free now. It never waits: items waiting for a second connection while holding
     /// their first could wait for each other for ever.
     pub(crate) fn spare_slot(&self, url: &Url) -> Option<OwnedSemaphorePermit> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hosts = crate::lock(&self.hosts);
         let semaphore = hosts.entry(host_port(url)).or_insert_with(|| Arc::new(Semaphore::new(self.per_host)));
         Arc::clone(semaphore).try_acquire_owned().ok()
     }

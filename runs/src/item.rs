@@ -920,7 +920,7 @@ async fn stream(
             let mut response = state?;
             let fail = |err: FetchError| {
                 let text = err.to_string();
-                *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
+                *crate::lock(&slot) = Some(err);
                 Some((Err(std::io::Error::other(text)), None))
             };
             match response.chunk().await {
@@ -941,7 +941,7 @@ async fn stream(
     });
     let result = ctx.store.promote_stream(&item.key, chunks, &item.expected, Mode::Create).await;
     done.fetched += fetched.load(Ordering::Relaxed);
-    result.map_err(|err| match source_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+    result.map_err(|err| match crate::lock(&source_error).take() {
         Some(fetch_err) => Failure::fetch(&fetch_err),
         None => Failure::core(&err),
     })

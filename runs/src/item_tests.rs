@@ -923,7 +923,7 @@ async fn a_job_another_worker_holds_without_progress_is_busy_after_the_lease() {
 async fn a_worker_that_records_progress_is_waited_for_and_its_failure_taken_over() {
     let rig = Rig::new();
     rig.server.add("/a", data::bytes(31, 100));
-    let ctx = rig.ctx(|o| o.lease = Duration::from_millis(600));
+    let ctx = rig.ctx(|o| o.lease = Duration::from_secs(1));
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
     let taken = job.clone();
@@ -937,7 +937,7 @@ async fn a_worker_that_records_progress_is_waited_for_and_its_failure_taken_over
             total: None,
             segments: Vec::new(),
         };
-        for _ in 0..10 {
+        for _ in 0..12 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             let (job, cp) = (job.clone(), checkpoint.clone());
             assert!(ctx.db.call(move |l| l.checkpoint(&job, "worker-b", &cp, now_ms())).await.unwrap());

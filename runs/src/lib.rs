@@ -60,3 +60,9 @@ pub use options::Options;
 pub use plan::Plan;
 pub use report::{ItemReport, Summary};
 pub use resume::Decision;
+
+/// Locks `mutex` even when a panic elsewhere poisoned it: every holder here leaves what it
+/// guards whole, so a panicking task does not take the rest of the run down with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -431,7 +431,7 @@ impl Work {
                         self.ctx.events.event(Event::LeaseTakenOver { shard: shard as u64, from });
                     }
                     fates[shard] = Fate::Mine;
-                    self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, hints);
+                    crate::lock(&self.hints).insert(shard, hints);
                     self.cursor.store(shard + 1, Ordering::Relaxed);
                     return Ok((Some(shard), true));
                 }
@@ -440,7 +440,7 @@ impl Work {
                     fates[shard] = Fate::DoneElsewhere;
                     self.plan_shard(shard).await?;
                     self.record_elsewhere(shard, &record).await?;
-                    self.elsewhere.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(shard, record);
+                    crate::lock(&self.elsewhere).insert(shard, record);
                 }
                 Lease::Held => waiting = true,
             }
@@ -499,7 +499,7 @@ impl Work {
     /// reasons of failures.
     fn shard_record(&self, shard: usize) -> ShardRecord {
         let mut record = ShardRecord { owner: self.ctx.owner.clone(), ..ShardRecord::default() };
-        let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let results = crate::lock(&self.results);
         let range = self.range(shard);
         for (index, done) in results.iter().filter(|(index, _)| range.contains(index)) {
             let job = self.jobs[*index].clone();
@@ -519,8 +519,7 @@ impl Work {
     async fn run_shard(&self, shard: usize) -> Result<(), RunError> {
         self.plan_shard(shard).await?;
         let lost = Arc::new(AtomicBool::new(false));
-        let hints =
-            self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&shard).unwrap_or_default();
+        let hints = crate::lock(&self.hints).remove(&shard).unwrap_or_default();
         let renewer = {
             let (leases, lost, events) = (Arc::clone(&self.leases), Arc::clone(&lost), Arc::clone(&self.ctx.events));
             AbortOnDrop(tokio::spawn(async move {
@@ -565,12 +564,12 @@ impl Work {
                     if lost.load(Ordering::Relaxed) {
                         return;
                     }
-                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index);
+                    crate::lock(&self.in_flight).insert(index);
                     let (job, item) = (&self.jobs[index], &self.items[index]);
                     self.ctx.events.event(Event::ItemStarted { line: item.line, key: item.key.clone() });
                     let begun = ahead.take(&self.ctx.db, &self.jobs, &self.ctx.owner, index).await;
                     let done = item::process(&self.ctx, item, job, hints.get(job).copied(), begun, &lost).await;
-                    self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&index);
+                    crate::lock(&self.in_flight).remove(&index);
                     if done.stopped() {
                         // The worker that took the shard over reports it.
                         self.ctx.events.event(Event::ItemGivenBack { line: item.line, key: item.key.clone() });
@@ -584,7 +583,7 @@ impl Work {
                         size: item.expected.size.or(done.size),
                     });
                     self.ctx.events.event(Event::Reported(Box::new(ItemReport::item(item, &done))));
-                    self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((index, done));
+                    crate::lock(&self.results).push((index, done));
                     if let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= every
                     {

@@ -19,7 +19,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
+
+use crate::lock;
 
 use reqwest::{Response, StatusCode, Url};
 use tokio::sync::Notify;
@@ -76,10 +78,6 @@ struct Shared<'a> {
     changed: AtomicBool,
     lost: &'a AtomicBool,
     bytes: AtomicU64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared<'_> {

@@ -6,9 +6,10 @@
 //! items in flight together share one commit (and the pages they touch are written once), and
 //! no caller hears of a change before it is committed.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::{Ledger, LedgerError, Result};
+use crate::lock;
 
 /// A queued call: runs on the ledger, says whether it succeeded, and returns what answers its
 /// caller once the transaction's fate is known.
@@ -60,10 +61,6 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Db {
