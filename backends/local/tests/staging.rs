@@ -1,17 +1,28 @@
 //! Staging files on local disk (`src/staging.rs`): how a staging file is opened, how a sweep
 //! names what it finds, and that a sweep never follows, removes or blocks on what a writer did
 //! not put there (a symbolic link, a FIFO, a directory), and is not failed by it either.
+//!
+//! Two tests run this test binary again as a child under `strace`, as `tests/syncs.rs` does: one
+//! holds the child's lock calls back so that a sweep can remove its staging file between its
+//! creation and its lock, one records the opens of a sweep. strace must be installed
+//! (`tests/run` installs it); those tests fail, never skip, without it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::{Expected, Key, Leftover, Store};
+use promote_core::{Bytes, Expected, Key, Leftover, Mode, Store};
 use promote_local::{LocalBackend, LocalConfig};
 
 /// The bound on every wait in these tests.
 const BOUND: Duration = Duration::from_secs(10);
+
+/// Set in a child (this test binary run again): what it does (`publish`, `sweep`).
+const CHILD: &str = "PROMOTE_STAGING_TEST_CHILD";
+/// Set in a child: the store's root.
+const CHILD_ROOT: &str = "PROMOTE_STAGING_TEST_ROOT";
 
 fn open(root: &Path) -> Store {
     Store::new(Arc::new(LocalBackend::open(LocalConfig::at(root)).expect("open")))
@@ -234,5 +245,191 @@ fn a_sweep_leaves_what_is_not_a_regular_file_in_place_and_goes_on() {
         assert!(std::fs::symlink_metadata(staging.join("a-link.part")).expect("link").file_type().is_symlink());
         assert_eq!(std::fs::read(&target).expect("target"), b"not promote's");
         assert_eq!(std::fs::read(staging.join("a-dir.part/inside")).expect("inside"), b"kept");
+    }
+}
+
+/// A sweep of a staging directory that holds only promote's own files warns about nothing (not
+/// about `.` and `..`, which it skips), dry or real.
+#[test]
+fn a_sweep_of_promotes_own_files_warns_about_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    drop(open(&root));
+    let leftover = "0123456789abcdef-1-0-00000000.part";
+    std::fs::write(staging_dir(&root).join(leftover), b"partial").expect("a crashed writer's leftover");
+    for dry_run in [true, false] {
+        let (found, log) = sweep_logged(&root, dry_run);
+        let found = found.unwrap_or_else(|e| panic!("dry run {dry_run}: the sweep failed: {e}"));
+        let names: Vec<_> = found.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, [format!(".promote/staging/{leftover}")], "dry run {dry_run}");
+        assert!(!log.contains("WARN"), "dry run {dry_run}: a warning:\n{log}");
+    }
+}
+
+/// Checks that `strace` is there (the tests that use it fail without it, never skip).
+fn strace_installed() {
+    let found = Command::new("strace").arg("-V").output();
+    assert!(found.is_ok_and(|o| o.status.success()), "strace is not installed (apt-get install strace); never skipped");
+}
+
+/// Starts this test binary again, running only `test` as a child that does `role` on the store
+/// at `root`, under `strace` with `strace_args`, and returns a receiver for its output.
+fn spawn_traced(
+    test: &str,
+    role: &str,
+    root: &Path,
+    strace_args: &[&str],
+) -> std::sync::mpsc::Receiver<std::io::Result<Output>> {
+    strace_installed();
+    let exe = std::env::current_exe().expect("the test binary");
+    let child = Command::new("strace")
+        .args(strace_args)
+        .arg("--")
+        .arg(exe)
+        .args(["--exact", test, "--nocapture"])
+        .env(CHILD, role)
+        .env(CHILD_ROOT, root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strace");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx
+}
+
+/// Waits within `bound` for a child started by [`spawn_traced`] and checks that it succeeded.
+fn child_succeeded(rx: &std::sync::mpsc::Receiver<std::io::Result<Output>>, bound: Duration, what: &str) {
+    let out = rx
+        .recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("{what}: the child did not end within {bound:?}"))
+        .expect("wait for the child");
+    assert!(
+        out.status.success(),
+        "{what}: the child failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a child does, by `role`: `publish` promotes `swept/early` (create-only); `sweep` makes a
+/// dry run and then a real sweep.
+fn child(role: &str, root: &Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let store = open(root);
+        match role {
+            "publish" => {
+                let key = Key::new("swept/early").expect("key");
+                let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"kept"))]);
+                store.promote_stream(&key, body, &Expected::default(), Mode::Create).await.expect("promote");
+            }
+            "sweep" => {
+                for dry_run in [true, false] {
+                    store.sweep_staging(Duration::from_secs(3600), dry_run).await.expect("sweep");
+                }
+            }
+            other => panic!("no child role {other}"),
+        }
+    });
+}
+
+/// How long each of the child's `fcntl` calls is held back (microseconds, as strace takes it):
+/// far longer than the sweep here needs to see and remove the fresh staging file (a few
+/// milliseconds). strace cannot single out the lock among the child's `fcntl` calls (a debug
+/// build also makes one to check each descriptor it closes), so they all wait, about ten in all.
+const FCNTL_HELD_BACK_US: &str = "400000";
+
+/// The bound on the wait for a child whose `fcntl` calls are held back.
+const SLOW_CHILD_BOUND: Duration = Duration::from_secs(30);
+
+/// A sweep can find a fresh staging file unlocked and remove it between its creation and its
+/// writer taking the lock. The writer then does not go on with the removed file (its data
+/// would land nowhere and its publish fail): it takes a fresh name, and its publish succeeds.
+/// The writer runs in a child under strace, which holds each of its `fcntl` calls (the lock
+/// among them) back; the sweep runs here as soon as the staging file appears.
+#[test]
+fn a_staging_file_swept_before_its_writer_locks_it_is_given_up() {
+    const TEST: &str = "a_staging_file_swept_before_its_writer_locks_it_is_given_up";
+    if let Ok(role) = std::env::var(CHILD) {
+        child(&role, Path::new(&std::env::var(CHILD_ROOT).expect("root")));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let delay = format!("inject=fcntl:delay_enter={FCNTL_HELD_BACK_US}");
+    // On a machine so loaded that the sweep comes only after the lock, the child is started
+    // again with a store of its own (at most three times).
+    for attempt in 1..=3 {
+        let root = dir.path().join(format!("root-{attempt}"));
+        drop(open(&root));
+        let rx =
+            spawn_traced(TEST, "publish", &root, &["-f", "-qq", "-o", "/dev/null", "-e", "trace=fcntl", "-e", &delay]);
+
+        // The staging file appears when the child creates it; its lock is held back meanwhile.
+        let started = std::time::Instant::now();
+        let first = loop {
+            if let Some(name) = staging_files(&root).into_iter().next() {
+                break name;
+            }
+            assert!(started.elapsed() < BOUND, "no staging file within {BOUND:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let found = sweep_bounded(&root, false, || {}).expect("sweep");
+        let seen: Vec<_> = found.iter().map(|l| (l.name.as_str(), l.live, l.removed)).collect();
+        let swept = seen == [(format!(".promote/staging/{first}").as_str(), false, true)];
+        assert!(swept || seen == [(format!(".promote/staging/{first}").as_str(), true, false)], "{found:?}");
+
+        child_succeeded(&rx, SLOW_CHILD_BOUND, "publish after the sweep");
+        assert_eq!(std::fs::read(root.join("swept/early")).expect("published"), b"kept");
+        assert!(staging_files(&root).is_empty(), "{:?}", staging_files(&root));
+        if swept {
+            return;
+        }
+    }
+    panic!("three times the sweep came after the writer had locked its file");
+}
+
+/// Every descriptor a sweep opens in the staging directory, dry or real, is close-on-exec, so a
+/// program started meanwhile inherits none (neither the directory nor a leftover, whose lock
+/// would then live on in it); a leftover is opened without following a link and without
+/// waiting (`O_NOFOLLOW`, `O_NONBLOCK`). Recorded by strace around a child's sweeps.
+#[test]
+fn a_sweep_opens_everything_close_on_exec() {
+    const TEST: &str = "a_sweep_opens_everything_close_on_exec";
+    if let Ok(role) = std::env::var(CHILD) {
+        child(&role, Path::new(&std::env::var(CHILD_ROOT).expect("root")));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    drop(open(&root));
+    let leftover = "0123456789abcdef-1-0-00000000.part";
+    std::fs::write(staging_dir(&root).join(leftover), b"partial").expect("a crashed writer's leftover");
+    let log = dir.path().join("sweep.strace");
+    let log_arg = log.to_str().expect("a UTF-8 path");
+    let rx = spawn_traced(TEST, "sweep", &root, &["-f", "-qq", "-y", "-e", "trace=openat", "-o", log_arg]);
+    child_succeeded(&rx, BOUND, "sweep");
+    assert!(staging_files(&root).is_empty(), "the real sweep left {:?}", staging_files(&root));
+
+    // `openat(5</…/root/.promote/staging>, "name", FLAGS) = 6</…>`, after the thread id.
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let opens: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest.trim()))
+        .filter(|l| l.starts_with("openat("))
+        .filter_map(|l| l.split_once("/.promote/staging>, \""))
+        .filter_map(|(_, rest)| rest.split_once('"'))
+        .collect();
+    let of = |name: &str| opens.iter().filter(|(n, _)| *n == name).map(|(_, flags)| *flags).collect::<Vec<_>>();
+    assert_eq!(of(".").len(), 2, "the directory opened once per sweep: {opens:?}");
+    assert_eq!(of(leftover).len(), 2, "the leftover opened once per sweep: {opens:?}");
+    for (name, flags) in &opens {
+        assert!(flags.contains("O_CLOEXEC"), "{name} opened without O_CLOEXEC: {flags}");
+    }
+    for flags in of(leftover) {
+        assert!(flags.contains("O_NOFOLLOW") && flags.contains("O_NONBLOCK"), "the leftover opened with {flags}");
     }
 }
