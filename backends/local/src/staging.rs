@@ -37,12 +37,22 @@ pub(crate) fn fresh_name(key: &Key) -> String {
     format!("{}-{}-{n}-{nanos:08x}.part", &key_hash[..16], std::process::id())
 }
 
+/// How a staging file is created: for writing only, new (never an existing file, nor through a
+/// symbolic link), and closed on exec (a program started meanwhile inherits neither the file
+/// nor its lock).
+const CREATE: OFlags =
+    OFlags::WRONLY.union(OFlags::CREATE).union(OFlags::EXCL).union(OFlags::CLOEXEC).union(OFlags::NOFOLLOW);
+/// How a sweep opens the staging directory to list it.
+const LIST: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+/// How a sweep opens each entry, besides its access mode: not through a symbolic link and
+/// without waiting (for an entry replaced since it was inspected), closed on exec.
+const ENTRY: OFlags = OFlags::NOFOLLOW.union(OFlags::CLOEXEC).union(OFlags::NONBLOCK);
+
 /// Creates and locks a fresh staging file for `key`.
 pub(crate) fn create(root: &Root, key: &Key) -> Result<(String, File), Error> {
     for _ in 0..NAME_ATTEMPTS {
         let name = fresh_name(key);
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::openat(&root.staging, &name, flags, mode_bits(0o600)) {
+        let fd = match rustix::fs::openat(&root.staging, &name, CREATE, mode_bits(0o600)) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => continue,
             Err(e @ (Errno::MFILE | Errno::NFILE)) => {
@@ -92,9 +102,7 @@ pub(crate) fn remove(root: &Root, name: &str) -> Result<(), Error> {
 /// would act on.
 pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<Vec<Leftover>, Error> {
     let list_err = |e| io_err(format!("listing {}", shown("")), e);
-    let dir_fd =
-        rustix::fs::openat(&root.staging, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(list_err)?;
+    let dir_fd = rustix::fs::openat(&root.staging, ".", LIST, Mode::empty()).map_err(list_err)?;
     let mut found = Vec::new();
     for entry in rustix::fs::Dir::new(dir_fd).map_err(list_err)? {
         let entry = entry.map_err(list_err)?;
@@ -116,9 +124,7 @@ pub(crate) fn sweep(root: &Root, older_than: Duration, dry_run: bool) -> Result<
         }
         // A real run takes the lock (a write lock needs a descriptor open for writing).
         let access = if dry_run { OFlags::RDONLY } else { OFlags::WRONLY };
-        // `NOFOLLOW` and `NONBLOCK` for an entry replaced since it was inspected.
-        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-        let fd = match rustix::fs::openat(&root.staging, &name, flags, Mode::empty()) {
+        let fd = match rustix::fs::openat(&root.staging, &name, access.union(ENTRY), Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue,
             // Replaced meanwhile by a symbolic link, a directory or a FIFO without a reader.
