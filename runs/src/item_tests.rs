@@ -1029,3 +1029,154 @@ async fn local_files_take_the_path_their_size_and_streaming_say() {
         assert_eq!(rig.stored(&key), Some(data::bytes(33, len)));
     }
 }
+
+/// The wait after the most allowed is refused at once; the last one allowed still waits (here:
+/// for a job that is not in the ledger, which ends the wait at its first look).
+#[tokio::test]
+async fn a_job_is_waited_for_at_most_max_waits_times() {
+    let rig = Rig::new();
+    let ctx = rig.ctx(|_| {});
+    let item = rig.http_item("/a", "k", no_promise());
+    let refused = wait_for(&ctx, &item, "unplanned", "worker-b", 0, MAX_WAITS + 1).await.unwrap_err();
+    assert_eq!(refused.reason, BUSY);
+    assert!(refused.message.contains("(worker-b) took it back 64 times"), "{}", refused.message);
+    let last = tokio::time::timeout(BOUND, wait_for(&ctx, &item, "unplanned", "worker-b", 0, MAX_WAITS)).await;
+    assert!(last.expect("bounded").is_ok());
+}
+
+/// Workers that keep handing a job to one another never keep this one waiting for ever: after
+/// [`MAX_WAITS`] waits it is `busy`. On tokio's paused clock, so the 64 polls take no time.
+#[tokio::test(start_paused = true)]
+async fn a_job_other_workers_keep_taking_back_is_busy_after_the_most_waits() {
+    let rig = Rig::new();
+    let ctx = rig.ctx(|o| o.lease = Duration::from_secs(3600));
+    let item = rig.http_item("/a", "k", no_promise());
+    let job = plan(&ctx, &item).await;
+    let taken = job.clone();
+    ctx.db.call(move |l| l.begin_attempt(&taken, "worker-0", now_ms(), &|_| true)).await.unwrap();
+    let others = async {
+        for n in 1.. {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (job, from, to) = (job.clone(), format!("worker-{}", n - 1), format!("worker-{n}"));
+            ctx.db
+                .call(move |l| {
+                    assert!(l.disown(&job, &from, now_ms())?);
+                    l.begin_attempt(&job, &to, now_ms(), &|_| true).map(drop)
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let lost = AtomicBool::new(false);
+    let processing = tokio::time::timeout(BOUND, process(&ctx, &item, &job, None, None, &lost));
+    let done = tokio::select! {
+        done = processing => done.expect("bounded"),
+        () = others => unreachable!("the workers hand the job on for ever"),
+    };
+    assert_eq!((done.outcome, reason(&done), done.attempts), (Outcome::Failed, Some(BUSY), 0));
+    assert!(message(&done).contains("took it back 64 times"), "{}", message(&done));
+    assert_eq!(rig.server.gets("/a"), 0);
+}
+
+// ---- answers the test server never gives -----------------------------------------------------------
+
+/// A server on 127.0.0.1 that answers each connection with the next of `answers` (raw bytes:
+/// status line, headers, body) and closes it; answers the rest with `503`. Returns its URL and
+/// the request heads it read.
+fn scripted(answers: Vec<Vec<u8>>) -> (String, Arc<StdMutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/o", listener.local_addr().unwrap());
+    let heads: Arc<StdMutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let answer = answers.next().unwrap_or_else(|| b"HTTP/1.1 503 No\r\nContent-Length: 0\r\n\r\n".to_vec());
+            let _ = stream.write_all(&answer);
+        }
+    });
+    (url, heads)
+}
+
+fn answer(head: &str, body: &[u8]) -> Vec<u8> {
+    let mut answer = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+    answer.extend_from_slice(body);
+    answer
+}
+
+fn scripted_item(url: &str, expected: Expected) -> Item {
+    Item { line: 1, source_text: url.to_owned(), source: Source::Http, key: Key::new("k").unwrap(), expected }
+}
+
+/// A body without a length that runs past the manifest's size is cut off as soon as it does,
+/// not read to its end.
+#[tokio::test]
+async fn a_body_longer_than_promised_is_refused_as_it_comes() {
+    let rig = Rig::new();
+    let body = data::bytes(40, 300_000);
+    let (url, _) = scripted(vec![answer("HTTP/1.1 200 OK", &body)]);
+    let mut expected = no_promise();
+    expected.size = Some(100_000);
+    let ctx = rig.ctx(|_| {});
+    let done = run(&ctx, &scripted_item(&url, expected)).await;
+    assert_eq!(reason(&done), Some("size-mismatch"));
+    assert!(message(&done).contains("is longer than 100000 bytes"), "{}", message(&done));
+    assert!(rig.stored("k").is_none());
+    let kept: Vec<_> = rig.partials().iter().map(|p| std::fs::metadata(p).unwrap().len()).collect();
+    assert!(kept.iter().all(|&len| len == 0), "the refused bytes are not kept: {kept:?}");
+}
+
+/// A resumed answer that ends before the object's length (a `206` without a `Content-Length`,
+/// its connection closed early) is a short body: checkpointed, never promoted.
+#[tokio::test]
+async fn a_resumed_body_that_ends_short_is_never_promoted() {
+    let rig = Rig::new();
+    let body = data::bytes(41, 100_000);
+    let first = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nETag: \"v1\"\r\nAccept-Ranges: bytes";
+    let rest = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 30000-99999/100000\r\nETag: \"v1\"";
+    let (url, heads) = scripted(vec![answer(first, &body[..30_000]), answer(rest, &body[30_000..50_000])]);
+    let item = scripted_item(&url, no_promise());
+    let done = run(&rig.ctx(|_| {}), &item).await;
+    assert_eq!(reason(&done), Some("connection"));
+    let ctx = rig.ctx(|_| {});
+    let done = run(&ctx, &item).await;
+    assert_eq!(
+        (done.outcome, done.decision, reason(&done)),
+        (Outcome::Failed, Some(Decision::Resume), Some("short-body"))
+    );
+    assert!(
+        heads.lock().unwrap()[1].to_ascii_lowercase().contains("range: bytes=30000-"),
+        "{:?}",
+        heads.lock().unwrap()
+    );
+    assert_eq!(row(&ctx, &item).await.checkpoint.map(|cp| cp.offset), Some(50_000), "what came is kept");
+    assert!(rig.stored("k").is_none());
+}
+
+/// A partial whose only validator is a strong `Last-Modified` resumes, also when the server
+/// sends an `ETag` with the rest.
+#[tokio::test]
+async fn a_partial_validated_by_its_date_alone_resumes() {
+    let rig = Rig::new();
+    let body = data::bytes(42, LARGE);
+    rig.server.add("/a", body.clone());
+    rig.server.omit_etag("/a", true);
+    rig.server.pin_date("/a", rig.server.last_modified("/a").map(|s| s + 2));
+    rig.server.drop_after("/a", 100_000, 1);
+    let item = rig.http_item("/a", "k", no_promise());
+    assert_eq!(reason(&run(&rig.ctx(|_| {}), &item).await), Some("connection"));
+    rig.server.omit_etag("/a", false);
+    let done = run(&rig.ctx(|_| {}), &item).await;
+    assert_eq!((done.outcome, done.decision), (Outcome::Promoted, Some(Decision::Resume)));
+    let resumed = &rig.server.requests("/a")[1];
+    assert!(resumed.if_range.as_deref().is_some_and(|v| v.ends_with(" GMT")), "{resumed:?}");
+    assert_eq!(rig.stored("k"), Some(body));
+}
