@@ -636,9 +636,7 @@ async fn http(
     if partial.as_ref().is_some_and(Partial::segmented) {
         let _slot = ctx.http.slot(url).await;
         let kept = partial.as_mut().expect("checked above");
-        if kept.progress() > 0 {
-            set_decision(done, Decision::Resume);
-        }
+        set_decision(done, if kept.progress() > 0 { Decision::Resume } else { Decision::Fresh });
         return segmented(ctx, item, job, url, partial, None, lost, done).await;
     }
     let mut range = None;

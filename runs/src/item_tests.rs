@@ -1180,3 +1180,77 @@ async fn a_partial_validated_by_its_date_alone_resumes() {
     assert!(resumed.if_range.as_deref().is_some_and(|v| v.ends_with(" GMT")), "{resumed:?}");
     assert_eq!(rig.stored("k"), Some(body));
 }
+
+// ---- partials left as a stopped run leaves them -----------------------------------------------------
+
+/// Leaves a partial of `item`'s job as a run that stopped would: `bytes` kept, checkpointed with
+/// `etag` and `total` (split in `segments` when given, before any byte), the job given back.
+async fn left_partial(ctx: &Ctx, item: &Item, bytes: &[u8], etag: Option<String>, total: Option<u64>, segments: u64) {
+    let job = plan(ctx, item).await;
+    let (begin, owner) = (job.clone(), ctx.owner.clone());
+    ctx.db.call(move |l| l.begin_attempt(&begin, &owner, now_ms(), &|_| true)).await.unwrap();
+    let mut kept = Partial::create(&ctx.partials.join(&job)).unwrap();
+    (kept.etag, kept.total) = (etag, total);
+    if segments > 1 {
+        kept.split(segments);
+    }
+    if !bytes.is_empty() {
+        kept.write(bytes).unwrap();
+    }
+    record_checkpoint(ctx, item, &job, &mut kept).await.unwrap();
+    drop(kept);
+    let owner = ctx.owner.clone();
+    assert!(ctx.db.call(move |l| l.disown(&job, &owner, now_ms())).await.unwrap());
+}
+
+/// A partial checkpointed before its first byte (the connection broke at once) is no resume: a
+/// plain request, a fresh download.
+#[tokio::test]
+async fn a_partial_without_a_byte_is_fetched_fresh() {
+    let rig = Rig::new();
+    let body = data::bytes(43, LARGE);
+    rig.server.add("/a", body.clone());
+    let ctx = rig.ctx(|_| {});
+    let item = rig.http_item("/a", "k", no_promise());
+    left_partial(&ctx, &item, b"", rig.server.etag("/a"), Some(LARGE as u64), 1).await;
+    let done = run(&ctx, &item).await;
+    assert_eq!((done.outcome, done.decision, done.fetched), (Outcome::Promoted, Some(Decision::Fresh), LARGE as u64));
+    assert!(rig.server.ranges("/a").is_empty(), "{:?}", rig.server.ranges("/a"));
+    assert_eq!(rig.stored("k"), Some(body));
+}
+
+/// So is a segmented partial without a byte in any segment; its segments are fetched all the
+/// same.
+#[tokio::test]
+async fn a_segmented_partial_without_a_byte_is_fetched_fresh() {
+    let rig = Rig::new();
+    let size = 4 << 20;
+    let body = data::bytes(44, size);
+    rig.server.add("/a", body.clone());
+    let ctx = rig.ctx(|o| o.segments = 4);
+    let item = rig.http_item("/a", "k", no_promise());
+    left_partial(&ctx, &item, b"", rig.server.etag("/a"), Some(size as u64), 4).await;
+    let done = run(&ctx, &item).await;
+    assert_eq!((done.outcome, done.decision, done.fetched), (Outcome::Promoted, Some(Decision::Fresh), size as u64));
+    assert_eq!(rig.server.ranges("/a").len(), 4, "each segment asked for by its range");
+    assert_eq!(rig.stored("k"), Some(body));
+}
+
+/// A partial kept without the object's length (its first answer gave none) resumes when the
+/// rest comes with one.
+#[tokio::test]
+async fn a_partial_kept_without_a_length_resumes() {
+    let rig = Rig::new();
+    let body = data::bytes(45, LARGE);
+    rig.server.add("/a", body.clone());
+    let ctx = rig.ctx(|_| {});
+    let item = rig.http_item("/a", "k", no_promise());
+    left_partial(&ctx, &item, &body[..100_000], rig.server.etag("/a"), None, 1).await;
+    let done = run(&ctx, &item).await;
+    assert_eq!(
+        (done.outcome, done.decision, done.fetched),
+        (Outcome::Promoted, Some(Decision::Resume), LARGE as u64 - 100_000)
+    );
+    assert_eq!(rig.server.ranges("/a"), ["bytes=100000-"]);
+    assert_eq!(rig.stored("k"), Some(body));
+}

@@ -139,8 +139,10 @@ impl Partial {
         };
         let segments = &checkpoint.segments;
         // A segmented partial keeps every segment's fetched bytes, so it is never cut back; the
-        // prefix must lie within fetched bytes, and the segments end at the object's end.
-        let kept_to = segments.iter().map(|s| s.done).max().unwrap_or(checkpoint.offset);
+        // prefix must lie within fetched bytes, and the segments end at the object's end. The
+        // file reaches as far as the furthest fetched byte (a segment not started yet, waiting
+        // for a connection, has written nothing at its start).
+        let kept_to = segments.iter().filter(|s| s.done > s.start).map(|s| s.done).max().unwrap_or(checkpoint.offset);
         let fits = segments.is_empty()
             || (checkpoint.total == segments.last().map(|s| s.end)
                 && segments.iter().any(|s| s.start <= checkpoint.offset && checkpoint.offset <= s.done));
@@ -613,5 +615,35 @@ mod tests {
         assert!(!Partial::reopen(&path, &beyond).unwrap().1, "a prefix past the first segment's fetched bytes");
         let cut = Checkpoint { total: Some(90), ..cp };
         assert!(!Partial::reopen(&path, &cut).unwrap().1, "segments that do not end at the object's end");
+    }
+
+    /// Segments still waiting for a connection have written nothing, so the file ends at the
+    /// furthest byte fetched, before their starts: it is kept all the same.
+    #[test]
+    fn a_segmented_partial_whose_last_segments_have_not_started_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let object: Vec<u8> = (0..100u8).collect();
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(100);
+        partial.split(4);
+        let cp = partial.checkpoint();
+        drop(partial);
+        let (reopened, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert!(kept && reopened.segmented(), "nothing fetched yet");
+        drop(reopened);
+
+        let mut partial = Partial::create(&path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(100);
+        partial.split(4);
+        partial.write_segment(0, &object[..10]).unwrap();
+        partial.write_segment(1, &object[25..30]).unwrap();
+        let cp = partial.checkpoint();
+        drop(partial);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 30);
+        let (reopened, kept) = Partial::reopen(&path, &cp).unwrap();
+        assert_eq!((kept, reopened.offset(), reopened.progress()), (true, 10, 15));
     }
 }
