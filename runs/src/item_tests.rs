@@ -674,6 +674,26 @@ async fn the_next_run_resumes_a_kept_partial_from_its_checkpoint() {
     assert!(rig.partials().is_empty());
 }
 
+/// A resumed download that does not hash to the promised digest: refused, its partial removed
+/// and its checkpoint forgotten (the next run starts over instead of resuming into the same
+/// refusal).
+#[tokio::test]
+async fn a_resumed_download_with_another_digest_is_refused_and_forgotten() {
+    let rig = Rig::new();
+    let mut expected = no_promise();
+    expected.sha256 = Some(Sha256::of(b"something else"));
+    broken_first_run_of(&rig, &data::bytes(34, LARGE), 100_000, expected).await;
+    let ctx = rig.ctx(|_| {});
+    let item = rig.http_item("/a", "k", expected);
+    let done = run(&ctx, &item).await;
+    let seen = (done.outcome, done.decision, reason(&done));
+    assert_eq!(seen, (Outcome::Failed, Some(Decision::Resume), Some("sha256-mismatch")));
+    assert!(rig.partials().is_empty());
+    let recorded = row(&ctx, &item).await;
+    assert_eq!((recorded.state, recorded.checkpoint), (State::Failed, None));
+    assert!(rig.stored("k").is_none());
+}
+
 /// A partial whose bytes no longer hash to its checkpoint is discarded, not trusted.
 #[tokio::test]
 async fn a_partial_that_fails_its_prefix_check_is_discarded() {
@@ -1253,4 +1273,18 @@ async fn a_partial_kept_without_a_length_resumes() {
     );
     assert_eq!(rig.server.ranges("/a"), ["bytes=100000-"]);
     assert_eq!(rig.stored("k"), Some(body));
+}
+
+/// A streamed body cut short of its `Content-Length` is a broken connection to the HTTP client
+/// (it never ends such a body without an error), so the item is not promoted and the failure
+/// is retryable; the stream's own check of the count is a second line behind it.
+#[tokio::test]
+async fn a_streamed_body_cut_short_of_its_length_is_not_promoted() {
+    let rig = Rig::new();
+    let body = data::bytes(46, 5000);
+    let (url, _) = scripted(vec![answer("HTTP/1.1 200 OK\r\nContent-Length: 5000", &body[..2000])]);
+    let done = run(&rig.ctx(|_| {}), &scripted_item(&url, no_promise())).await;
+    let failure = done.failure.as_ref().unwrap();
+    assert_eq!((failure.reason.as_str(), failure.is_retryable()), ("connection", true));
+    assert!(rig.stored("k").is_none());
 }
