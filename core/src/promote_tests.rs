@@ -453,3 +453,61 @@ async fn a_stream_past_the_expected_size_is_stopped_at_the_chunk_that_passes_it(
     assert_eq!(seen.aborted.load(Ordering::SeqCst), 1, "the staged data was aborted");
     assert_eq!(seen.object(&k), None, "nothing was published");
 }
+
+// ---- what a refused promotion logs ----
+
+/// The events logged on this thread: each one's message and its other fields, as text.
+#[derive(Clone, Default)]
+struct Logged(Arc<Mutex<Vec<String>>>);
+
+struct Line<'a>(&'a mut String);
+
+impl tracing::field::Visit for Line<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Logged {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = event.metadata().level().to_string();
+        event.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A promotion refused at its publish (here: the bytes are not the expected ones) says so in
+/// the log, at `info` (what `-v` shows), with the key, the size, the digest the bytes had and
+/// why; the staged data is aborted.
+#[test]
+fn a_refused_promotion_logs_that_it_was_aborted_and_why() {
+    let logged = Logged::default();
+    let (store, seen) = store();
+    let k = key("refused");
+    let bytes = data(1000);
+    let expected = Expected { size: Some(1000), sha256: Some(Sha256::of(b"other bytes")) };
+    let result = tracing::subscriber::with_default(logged.clone(), || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(store.promote_reader(&k, &bytes[..], &expected, Mode::Create))
+    });
+    assert!(matches!(result, Err(Error::DigestMismatch { .. })), "{result:?}");
+    assert_eq!(seen.aborted.load(Ordering::SeqCst), 1, "the staged data was aborted");
+    let lines = logged.0.lock().unwrap().clone();
+    let aborted: Vec<_> = lines.iter().filter(|l| l.contains("message=aborted")).collect();
+    assert_eq!(aborted.len(), 1, "{lines:#?}");
+    let line = aborted[0];
+    assert!(line.starts_with("INFO"), "{line}");
+    for field in ["key=refused", "bytes=1000", &format!("sha256={}", Sha256::of(&bytes)), "error=", "mismatch"] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+}
