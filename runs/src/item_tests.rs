@@ -237,6 +237,12 @@ async fn plan(ctx: &Ctx, item: &Item) -> String {
     job
 }
 
+/// Begins an attempt at `job` for worker `owner` (taken as alive), as that worker would.
+async fn begin(ctx: &Ctx, job: &str, owner: &str) -> Begin {
+    let (job, owner) = (job.to_owned(), owner.to_owned());
+    ctx.db.call(move |l| l.begin_attempt(&job, &owner, now_ms(), &|_| true)).await.unwrap()
+}
+
 fn job_key(item: &Item) -> String {
     crate::job::key(item)
 }
@@ -823,9 +829,7 @@ async fn a_partial_whose_job_is_no_longer_ours_is_not_published() {
     let ctx = rig.ctx(|_| {});
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
-    let taken = job.clone();
-    let begun = ctx.db.call(move |l| l.begin_attempt(&taken, "worker-b", now_ms(), &|_| true)).await.unwrap();
-    assert_eq!(begun, Begin::Mine(1));
+    assert_eq!(begin(&ctx, &job, "worker-b").await, Begin::Mine(1));
     let mut kept = Partial::create(&ctx.partials.join(&job)).unwrap();
     kept.write(b"all of it").unwrap();
     kept.total = Some(9);
@@ -922,7 +926,7 @@ async fn a_job_another_worker_holds_without_progress_is_busy_after_the_lease() {
     let ctx = rig.ctx(|o| o.lease = Duration::from_millis(800));
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
-    ctx.db.call(move |l| l.begin_attempt(&job, "worker-b", now_ms(), &|_| true)).await.unwrap();
+    begin(&ctx, &job, "worker-b").await;
     let started = Instant::now();
     let done = run(&ctx, &item).await;
     let waited = started.elapsed();
@@ -946,8 +950,7 @@ async fn a_worker_that_records_progress_is_waited_for_and_its_failure_taken_over
     let ctx = rig.ctx(|o| o.lease = Duration::from_secs(1));
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
-    let taken = job.clone();
-    ctx.db.call(move |l| l.begin_attempt(&taken, "worker-b", now_ms(), &|_| true)).await.unwrap();
+    begin(&ctx, &job, "worker-b").await;
     let other = async {
         let checkpoint = Checkpoint {
             offset: 1,
@@ -981,8 +984,7 @@ async fn a_job_another_worker_promotes_meanwhile_is_found_complete() {
     let ctx = rig.ctx(|_| {});
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
-    let taken = job.clone();
-    ctx.db.call(move |l| l.begin_attempt(&taken, "worker-b", now_ms(), &|_| true)).await.unwrap();
+    begin(&ctx, &job, "worker-b").await;
     let other = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         ctx.store.promote_reader(&item.key, body.as_slice(), &no_promise(), Mode::Create).await.unwrap();
@@ -1072,8 +1074,7 @@ async fn a_job_other_workers_keep_taking_back_is_busy_after_the_most_waits() {
     let ctx = rig.ctx(|o| o.lease = Duration::from_secs(3600));
     let item = rig.http_item("/a", "k", no_promise());
     let job = plan(&ctx, &item).await;
-    let taken = job.clone();
-    ctx.db.call(move |l| l.begin_attempt(&taken, "worker-0", now_ms(), &|_| true)).await.unwrap();
+    begin(&ctx, &job, "worker-0").await;
     let others = async {
         for n in 1.. {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1207,8 +1208,7 @@ async fn a_partial_validated_by_its_date_alone_resumes() {
 /// `etag` and `total` (split in `segments` when given, before any byte), the job given back.
 async fn left_partial(ctx: &Ctx, item: &Item, bytes: &[u8], etag: Option<String>, total: Option<u64>, segments: u64) {
     let job = plan(ctx, item).await;
-    let (begin, owner) = (job.clone(), ctx.owner.clone());
-    ctx.db.call(move |l| l.begin_attempt(&begin, &owner, now_ms(), &|_| true)).await.unwrap();
+    begin(ctx, &job, &ctx.owner).await;
     let mut kept = Partial::create(&ctx.partials.join(&job)).unwrap();
     (kept.etag, kept.total) = (etag, total);
     if segments > 1 {

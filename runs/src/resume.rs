@@ -549,6 +549,15 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// A fresh partial at `path` of an object of `total` bytes (ETag `"v1"`), split in `n`.
+    fn segmented(path: &Path, total: u64, n: u64) -> Partial {
+        let mut partial = Partial::create(path).unwrap();
+        partial.etag = Some("\"v1\"".into());
+        partial.total = Some(total);
+        partial.split(n);
+        partial
+    }
+
     /// Segments written in any order leave the object's bytes in place, and the digest is of
     /// the whole object in order; a chunk that does not fit its segment is refused.
     #[test]
@@ -556,10 +565,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p");
         let object: Vec<u8> = (0..100u8).collect();
-        let mut partial = Partial::create(&path).unwrap();
-        partial.etag = Some("\"v1\"".into());
-        partial.total = Some(100);
-        partial.split(3);
+        let mut partial = segmented(&path, 100, 3);
         let starts: Vec<_> = partial.segments().iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(starts, [(0, 34), (34, 68), (68, 100)]);
         // The last segment first, then the middle one in two pieces, then the first.
@@ -583,10 +589,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p");
         let object: Vec<u8> = (0..100u8).rev().collect();
-        let mut partial = Partial::create(&path).unwrap();
-        partial.etag = Some("\"v1\"".into());
-        partial.total = Some(100);
-        partial.split(2);
+        let mut partial = segmented(&path, 100, 2);
         partial.write_segment(0, &object[..20]).unwrap();
         partial.write_segment(1, &object[50..80]).unwrap();
         let cp = partial.checkpoint();
@@ -624,20 +627,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p");
         let object: Vec<u8> = (0..100u8).collect();
-        let mut partial = Partial::create(&path).unwrap();
-        partial.etag = Some("\"v1\"".into());
-        partial.total = Some(100);
-        partial.split(4);
+        let partial = segmented(&path, 100, 4);
         let cp = partial.checkpoint();
         drop(partial);
         let (reopened, kept) = Partial::reopen(&path, &cp).unwrap();
         assert!(kept && reopened.segmented(), "nothing fetched yet");
         drop(reopened);
 
-        let mut partial = Partial::create(&path).unwrap();
-        partial.etag = Some("\"v1\"".into());
-        partial.total = Some(100);
-        partial.split(4);
+        let mut partial = segmented(&path, 100, 4);
         partial.write_segment(0, &object[..10]).unwrap();
         partial.write_segment(1, &object[25..30]).unwrap();
         let cp = partial.checkpoint();

@@ -21,8 +21,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::lock;
-
 use reqwest::{Response, StatusCode, Url};
 use tokio::sync::Notify;
 
@@ -30,6 +28,7 @@ use crate::events::Event;
 use crate::fetch::{self, FetchError, RangeFrom};
 use crate::item::{Ctx, Failure};
 use crate::ledger::now_ms;
+use crate::lock;
 use crate::manifest::Item;
 use crate::resume::Partial;
 
