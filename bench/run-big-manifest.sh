@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `promote run` on a manifest of N lines (default 1,000,000 URLs on 127.0.0.1): how
 # long from start to the first request the server sees, and the peak RSS a few seconds into
-# the run; then `promote status` on a ledger of N jobs (made with sqlite3 from Python, in the
+# the run, and over a whole run with --max 2000 (the other lines read back and reported skipped
+# at the end); then `promote status` on a ledger of N jobs (made with sqlite3 from Python, in the
 # schema the run created: most promoted, some failed, some planned), timed.
 #
 #   bash bench/run-big-manifest.sh [N] [ROUNDS] [DIR]
@@ -65,6 +66,16 @@ for r in $(seq "$rounds"); do
   echo "round $r done" >&2
 done
 
+# A whole run with --max 2000: planning, 2,000 fetches, and every other line read back from the
+# manifest at the end and reported skipped; its peak RSS over the whole run.
+: > "$dir/whole.m"
+for r in $(seq "$rounds"); do
+  rm -rf "$dir/run2" "$dir/root2"
+  /usr/bin/time -f '%M' -o "$dir/whole.one" "$bin" --root "$dir/root2" run "$dir/m.jsonl" --out "$dir/run2" --max 2000 -q >/dev/null 2>&1
+  cat "$dir/whole.one" >> "$dir/whole.m"
+done
+rm -rf "$dir/run2" "$dir/root2"
+
 # A ledger of N jobs in the schema the run made.
 python3 - "$dir/run/ledger.sqlite3" "$n" <<'EOF'
 import os, random, sqlite3, sys
@@ -85,4 +96,5 @@ done
 echo "promote run, $n-line manifest of URLs on 127.0.0.1, $rounds rounds (medians):"
 echo "  first request after $(median < "$dir/first.t" | awk '{printf "%.2f", $1}') s (rounds: $(tr '\n' ' ' < "$dir/first.t" | awk '{for (i = 1; i <= NF; i++) printf "%.2f ", $i}'))"
 echo "  peak RSS 5 s in: $(median < "$dir/rss.m" | awk '{printf "%.0f MiB", $1 / 1024}')"
+echo "  peak RSS of a whole run with --max 2000 (the rest reported skipped): $(median < "$dir/whole.m" | awk '{printf "%.0f MiB", $1 / 1024}')"
 echo "promote status on a ledger of $n jobs: $(median < "$dir/status.t") s"

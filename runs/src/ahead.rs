@@ -15,14 +15,14 @@ pub(crate) const WINDOW: usize = 64;
 pub(crate) struct Ahead {
     /// Items begun together.
     window: usize,
-    /// The shard's items end here (exclusive).
-    end: usize,
+    /// The shard's jobs, by item index in the shard.
+    jobs: Vec<String>,
     state: tokio::sync::Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
-    /// Item index → its row as it was before, and the attempt count, for attempts begun and
+    /// Item index (in the shard) → its row as it was before, and the attempt count, for attempts begun and
     /// not yet taken by their item.
     begun: BTreeMap<usize, (Option<JobRow>, u32)>,
     /// Items below this were in a window already.
@@ -33,22 +33,22 @@ struct State {
 pub(crate) type Begun = (Option<JobRow>, u32);
 
 impl Ahead {
-    pub(crate) fn new(window: usize, shard: std::ops::Range<usize>) -> Self {
-        let state = State { begun: BTreeMap::new(), upto: shard.start };
-        Self { window: window.max(1), end: shard.end, state: tokio::sync::Mutex::new(state) }
+    /// Attempts begun ahead for the shard whose jobs are `jobs`, `window` at a time.
+    pub(crate) fn new(window: usize, jobs: Vec<String>) -> Self {
+        Self { window: window.max(1), jobs, state: tokio::sync::Mutex::new(State::default()) }
     }
 
-    /// Item `index`'s attempt, begun now with those of the window after it when not begun
+    /// The attempt of the shard's item `index`, begun now with those of the window after it when not begun
     /// yet. `None` when it is not the caller's to begin (promoted, or in flight elsewhere) or
     /// the ledger failed: the item then begins (or fails) on its own, as without this.
-    pub(crate) async fn take(&self, db: &Db, jobs: &[String], owner: &str, index: usize) -> Option<Begun> {
+    pub(crate) async fn take(&self, db: &Db, owner: &str, index: usize) -> Option<Begun> {
         let mut state = self.state.lock().await;
         if index < state.upto {
             return state.begun.remove(&index);
         }
         // At least `index + 1`: `index` is in the shard, and the window is at least 1.
-        let upto = (index + self.window).min(self.end);
-        let window: Vec<String> = jobs[index..upto].to_vec();
+        let upto = (index + self.window).min(self.jobs.len());
+        let window: Vec<String> = self.jobs[index..upto].to_vec();
         let owner = owner.to_owned();
         let begun = match db.call(move |l| l.begin_attempts(&window, &owner, now_ms(), &owner_alive)).await {
             Ok(begun) => begun,

@@ -42,6 +42,7 @@ mod dry_run;
 mod error;
 pub mod events;
 pub mod fetch;
+mod index;
 pub mod item;
 pub mod job;
 pub mod ledger;

@@ -3,6 +3,7 @@
 //! A bad line never stops the run: it becomes a [`BadLine`] with its line number and reason,
 //! reported and counted as failed, and the other lines proceed.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use promote_core::{Expected, Key, Sha256};
@@ -73,46 +74,61 @@ struct Raw {
 /// Parses manifest `text`, line by line as the caller takes them; local sources are resolved
 /// against `base` (the manifest's directory).
 pub fn parse<'a>(text: &'a str, base: &'a Path) -> impl Iterator<Item = Entry> + 'a {
-    parse_from(text, 1, base)
+    lines(text.as_bytes(), 1, 0).map(move |(line, _, text)| parse_line(line, &text, base))
 }
 
-/// [`parse`] of lines numbered from `first`.
-fn parse_from<'a>(text: &'a str, first: usize, base: &'a Path) -> impl Iterator<Item = Entry> + 'a {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(move |(i, l)| parse_line(first + i, l, base))
+/// The non-blank lines of `bytes`, numbered from `first`: (line number, byte offset of the line
+/// counted from `offset`, its text). Lines end at `\n`, a `\r` before it is dropped, bytes that
+/// are not UTF-8 become U+FFFD (line by line, so the offsets stay those of the file).
+pub(crate) fn lines(bytes: &[u8], first: usize, offset: u64) -> impl Iterator<Item = (usize, u64, Cow<'_, str>)> {
+    let mut at = offset;
+    bytes.split_inclusive(|&b| b == b'\n').enumerate().filter_map(move |(i, raw)| {
+        let start = at;
+        at += raw.len() as u64;
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let text = String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw));
+        (!text.trim().is_empty()).then_some((first + i, start, text))
+    })
 }
 
 /// Bytes of manifest a parsing thread takes at a time.
 const CHUNK: usize = 1 << 20;
 
-/// [`parse`] on `threads` threads: each takes runs of about [`CHUNK`] bytes of whole lines and
-/// applies `prepare` to their entries (the costly part: parsing, hashing); `each` gets every
-/// prepared entry on the calling thread, in manifest order, as runs complete. Runs parsed ahead
-/// of the next one due wait for it, a few at most (the threads block), so memory stays that of
-/// the entries taken plus a few runs.
+/// The manifest's lines in `bytes` (numbered from `first`, at file offset `offset`), parsed on
+/// `threads` threads: each takes runs of about [`CHUNK`] bytes of whole lines and applies
+/// `prepare` to their entries with each line's file offset (the costly part: parsing,
+/// hashing); `each` gets every prepared entry on the calling thread, in manifest order, as
+/// runs complete. Runs parsed ahead of the next one due wait for it, a few at most (the
+/// threads block), so memory stays that of the entries taken plus a few runs.
 pub(crate) fn parse_each<T: Send>(
-    text: &str,
+    bytes: &[u8],
+    (first, offset): (usize, u64),
     base: &Path,
     threads: usize,
-    prepare: impl Fn(Entry) -> T + Sync,
+    prepare: impl Fn(u64, Entry) -> T + Sync,
     mut each: impl FnMut(T),
 ) {
-    if threads <= 1 || text.len() <= CHUNK {
-        parse(text, base).map(prepare).for_each(each);
+    let parse_run = |&(first, start, run): &(usize, usize, &[u8])| {
+        lines(run, first, offset + start as u64)
+            .map(|(line, at, text)| prepare(at, parse_line(line, &text, base)))
+            .collect::<Vec<T>>()
+    };
+    if threads <= 1 || bytes.len() <= CHUNK {
+        runs(bytes, first).iter().flat_map(parse_run).for_each(each);
         return;
     }
-    let runs = runs(text);
+    let runs = runs(bytes, first);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<T>)>(threads);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            let (sender, next, runs, prepare) = (sender.clone(), &next, &runs, &prepare);
+            let (sender, next, runs, parse_run) = (sender.clone(), &next, &runs, &parse_run);
             scope.spawn(move || {
                 // Ends when every run is taken, or when the caller stopped listening.
                 loop {
                     let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(first, run)) = runs.get(n) else { return };
-                    let prepared = parse_from(run, first, base).map(prepare).collect();
-                    if sender.send((n, prepared)).is_err() {
+                    let Some(run) = runs.get(n) else { return };
+                    if sender.send((n, parse_run(run))).is_err() {
                         return;
                     }
                 }
@@ -133,26 +149,26 @@ pub(crate) fn parse_each<T: Send>(
     });
 }
 
-/// `text` cut into runs of whole lines of about [`CHUNK`] bytes: (first line number, run).
-fn runs(text: &str) -> Vec<(usize, &str)> {
-    let bytes = text.as_bytes();
+/// `bytes` cut into runs of whole lines of about [`CHUNK`] bytes: (first line number, byte
+/// offset in `bytes`, run), lines numbered from `first`.
+fn runs(bytes: &[u8], first: usize) -> Vec<(usize, usize, &[u8])> {
     let mut runs = Vec::new();
-    let (mut start, mut line) = (0, 1);
+    let (mut start, mut line) = (0, first);
     // Each round takes at least one byte.
     while start < bytes.len() {
-        // Just past a newline (ASCII, so a char boundary), or the end.
+        // Just past a newline, or the end.
         let end = bytes
             .get(start + CHUNK..)
             .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
             .map_or(bytes.len(), |at| start + CHUNK + at + 1);
-        runs.push((line, &text[start..end]));
+        runs.push((line, start, &bytes[start..end]));
         line += bytes[start..end].iter().filter(|&&b| b == b'\n').count();
         start = end;
     }
     runs
 }
 
-fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
+pub(crate) fn parse_line(line: usize, text: &str, base: &Path) -> Entry {
     let raw: Raw = serde_json::from_str(text).map_err(|e| BadLine {
         line,
         reason: format!("not a manifest item: {e}"),
@@ -262,10 +278,17 @@ mod tests {
             Err(bad) => (bad.line, bad.reason),
         };
         let one: Vec<_> = parse(&text, Path::new("/m")).map(line).collect();
-        assert!(runs(&text).len() >= 3, "the text spans several runs");
+        assert!(runs(text.as_bytes(), 1).len() >= 3, "the text spans several runs");
         for threads in [1, 2, 3, 8] {
             let mut many = Vec::new();
-            parse_each(&text, Path::new("/m"), threads, line, |l| many.push(l));
+            let offsets = |at: u64, entry: Entry| {
+                let start = text[at as usize..].lines().next().unwrap();
+                let key = entry.as_ref().ok().map(|item| item.key.to_string());
+                let quoted = key.as_ref().map(|key| format!("\"key\": \"{key}\""));
+                assert!(quoted.is_none_or(|key| start.contains(&key)), "{start:?} is the line of {key:?}");
+                line(entry)
+            };
+            parse_each(text.as_bytes(), (1, 0), Path::new("/m"), threads, offsets, |l| many.push(l));
             assert_eq!(many, one, "{threads} threads");
         }
         assert_eq!(one.last().unwrap(), &(n + 1, "no-newline".to_owned()));

@@ -47,12 +47,17 @@ pub struct Options {
     /// it. Mark secret values sensitive ([`http::HeaderValue::set_sensitive`]): then neither
     /// the engine nor the HTTP stack ever logs them.
     pub headers: HashMap<String, HeaderMap>,
+    /// Keep every manifest line's report in the summary ([`Summary::items`](crate::Summary::items)).
+    /// Off, a run's memory does not grow with the manifest: each report goes to the run's
+    /// events as [`Event::Reported`](crate::Event::Reported), and the summary has the totals.
+    pub keep_items: bool,
 }
 
 impl Options {
     /// The defaults for `manifest` into run directory `out`: 8 items at once, 4 per host,
     /// connect timeout 10 s, read timeout 60 s, 5 retries, partial files from 16 MiB, one
-    /// stream per item, 256 items per shard, 60 s leases, streaming, no extra headers.
+    /// stream per item, 256 items per shard, 60 s leases, streaming, no extra headers, the
+    /// items' reports not kept in the summary.
     pub fn new(manifest: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
@@ -69,6 +74,7 @@ impl Options {
             lease: Duration::from_secs(60),
             streaming: true,
             headers: HashMap::new(),
+            keep_items: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! or through the bucket where the backend has control objects) and works through their items,
 //! [`Plan::dry_run`] only says what would be done.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,16 +20,19 @@ use crate::bucket::BucketLeases;
 use crate::error::RunError;
 use crate::events::{Event, Events};
 use crate::fetch::Http;
+use crate::index::{self, Bits, Index};
 use crate::item::{self, Ctx, Done};
 use crate::job;
 use crate::ledger::{self, Db, Elsewhere, now_ms};
 use crate::manifest::{self, BadLine, Item};
 use crate::options::Options;
-use crate::report::{ItemReport, Summary};
+use crate::report::{ItemReport, Reporter, Summary};
 use crate::shards::{self, Lease, Leases, LedgerLeases, ShardRecord};
 
 /// A run, planned: the manifest read and checked, repeated lines folded into one job each,
-/// the items past [`Options::max`] set aside. Nothing is written until [`Plan::run`].
+/// the jobs past [`Options::max`] set aside. What is kept of the manifest is where each job's
+/// line is (a few bytes a job, see `index.rs`), not its items: a shard's items are read again
+/// when it starts. Nothing is written until [`Plan::run`].
 #[derive(Debug)]
 pub struct Plan {
     options: Options,
@@ -37,64 +40,104 @@ pub struct Plan {
     digest: sha2::Sha256,
     /// Lines that could not be used.
     bad: Vec<BadLine>,
-    /// The jobs to process, one per distinct job, in manifest order.
-    items: Vec<Item>,
-    /// Their job keys (see [`job::key`]), in the same order.
-    jobs: Vec<String>,
-    /// Distinct jobs past `max`: reported skipped.
-    rest: Vec<Item>,
+    /// Where every distinct job's line is, in manifest order.
+    index: Arc<Index>,
+    /// The jobs to process: the first `count` of the index (the rest are past `max`).
+    count: usize,
+    /// Their bytes, when the manifest gives every one of them a size.
+    bytes: Option<u64>,
     /// Lines repeating an earlier line's job, with that job's key: each reports its job's outcome.
     repeats: Vec<(Item, String)>,
     /// When planning began (the summary's elapsed time counts from here).
     started: Instant,
 }
 
+/// Bytes of manifest read and parsed at a time while planning.
+const BLOCK: usize = 16 << 20;
+
+/// Jobs read back from the manifest at a time for a dry run and the end of a run.
+const READ_BACK: usize = 4096;
+
 impl Plan {
     /// Reads and checks the manifest [`Options::manifest`]. A bad line does not stop the run:
     /// it is reported failed ([`Plan::bad_lines`] lists them) and the other lines proceed. The
     /// same job twice (a repeated line) is one job: it runs once, and each of its lines
-    /// reports the one outcome.
+    /// reports the one outcome. The manifest is read a block at a time, so memory stays a few
+    /// bytes per job, whatever its length; it must not change until the run ends.
     ///
     /// # Errors
     ///
     /// [`RunError::Manifest`] when the manifest cannot be read.
     pub fn read(options: Options) -> Result<Self, RunError> {
+        use sha2::Digest as _;
+        use std::io::Read as _;
         let started = Instant::now();
-        let text = std::fs::read(&options.manifest)
-            .map_err(|error| RunError::Manifest { path: options.manifest.clone(), error })?;
-        let base = options.manifest.parent().map(PathBuf::from).unwrap_or_default();
-        let mut bad = Vec::new();
-        let digest = shards::manifest_hash(&text);
-        let mut seen: HashSet<[u8; 32], job::Spread> = HashSet::default();
-        // Sized for every line up front: a million items are not moved again and again.
-        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
-        let (mut items, mut jobs, mut repeats) = (Vec::with_capacity(lines), Vec::with_capacity(lines), Vec::new());
-        seen.reserve(lines);
+        let path = options.manifest.clone();
+        let failed = |error| RunError::Manifest { path: path.clone(), error };
+        let mut file = std::fs::File::open(&path).map_err(failed)?;
+        let base = path.parent().map(PathBuf::from).unwrap_or_default();
+        let mut index = Index::new(&path, &base, index::stamp(&file.metadata().map_err(failed)?));
+        let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+        let (mut bad, mut repeats, mut bytes) = (Vec::new(), Vec::new(), Some(0u64));
+        let mut digest = sha2::Sha256::new();
+        // The first 128 bits of each job key tell the jobs apart (two jobs of a billion-line
+        // manifest share them with odds of about 10^-21) in half the memory of the whole key.
+        let mut seen: HashSet<[u8; 16], job::Spread> = HashSet::default();
         // A long manifest is parsed (and its job keys hashed) on every core, taken in order here.
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let prepare = |entry: manifest::Entry| {
+        let prepare = |at: u64, entry: manifest::Entry| {
             entry.map(|item| {
                 let job = job::digest(&item);
-                (item, job)
+                (at, item, job)
             })
         };
-        manifest::parse_each(&String::from_utf8_lossy(&text), &base, threads, prepare, |entry| match entry {
-            Err(line) => bad.push(line),
-            Ok((item, job)) => {
-                if seen.insert(job) {
-                    items.push(item);
-                    jobs.push(job::hex(&job));
-                } else {
-                    repeats.push((item, job::hex(&job)));
-                }
+        let (mut block, mut line, mut offset, mut want) = (Vec::new(), 1usize, 0u64, BLOCK);
+        // Each round parses the block's whole lines and keeps the rest for the next; ends at the
+        // end of the file.
+        loop {
+            let mut eof = false;
+            while block.len() < want && !eof {
+                let have = block.len();
+                block.resize(want, 0);
+                let n = file.read(&mut block[have..]).map_err(failed)?;
+                block.truncate(have + n);
+                eof = n == 0;
             }
-        });
-        drop((seen, text));
-        let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
-        let rest = if items.len() > max { items.split_off(max) } else { Vec::new() };
-        jobs.truncate(max);
-        tracing::info!(items = items.len(), ms = started.elapsed().as_millis() as u64, "manifest read");
-        Ok(Self { options, digest, bad, items, jobs, rest, repeats, started })
+            let end = match block.iter().rposition(|&b| b == b'\n') {
+                _ if eof => block.len(),
+                Some(at) => at + 1,
+                // A line longer than a block: read on.
+                None => {
+                    want += BLOCK;
+                    continue;
+                }
+            };
+            digest.update(&block[..end]);
+            manifest::parse_each(&block[..end], (line, offset), &base, threads, prepare, |entry| match entry {
+                Err(line) => bad.push(line),
+                Ok((at, item, job)) => {
+                    if !seen.insert(job[..16].try_into().expect("16 of 32 bytes")) {
+                        repeats.push((item, job::hex(&job)));
+                        return;
+                    }
+                    if index.len() < max {
+                        bytes = bytes.zip(item.expected.size).map(|(a, b)| a + b);
+                    }
+                    index.push(item.line, at);
+                }
+            });
+            line += block[..end].iter().filter(|&&b| b == b'\n').count();
+            offset += end as u64;
+            block.drain(..end);
+            want = BLOCK;
+            if eof {
+                break;
+            }
+        }
+        drop(seen);
+        let count = index.len().min(max);
+        tracing::info!(items = count, ms = started.elapsed().as_millis() as u64, "manifest read");
+        Ok(Self { options, digest, bad, index: Arc::new(index), count, bytes, repeats, started })
     }
 
     /// The manifest lines that could not be used, in order (each is reported failed).
@@ -104,12 +147,12 @@ impl Plan {
 
     /// How many items a run processes (distinct jobs, at most [`Options::max`]).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.count
     }
 
     /// Whether there is nothing to process.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.count == 0
     }
 
     /// The options it was planned with.
@@ -120,32 +163,42 @@ impl Plan {
     /// What a run would do, without doing it: each item's decision from a look at `store` (a
     /// `head`; none without a store) and at the run directory's kept partial downloads (see
     /// `dry_run.rs`), the items reported skipped, bad lines failed. Fetches, creates and writes
-    /// nothing.
-    pub async fn dry_run(self, store: Option<&Store>) -> Summary {
+    /// nothing. The summary keeps every line's report (a dry run is a listing).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Manifest`] when the manifest cannot be read again, or changed.
+    pub async fn dry_run(self, store: Option<&Store>) -> Result<Summary, RunError> {
         let mut reports: Vec<ItemReport> = self.bad.iter().map(ItemReport::bad_line).collect();
         let partials = self.options.out.join("partials");
-        let decided: Vec<ItemReport> = futures_util::stream::iter(&self.items)
-            .map(|item| {
-                let partials = &partials;
-                async move { ItemReport::item(item, &crate::dry_run::decide(store, item, partials).await) }
-            })
-            .buffered(self.options.concurrency.max(1))
-            .collect()
-            .await;
-        reports.extend(decided);
         let skipped = Done::skipped();
-        reports.extend(
-            self.rest
-                .iter()
-                .chain(self.repeats.iter().map(|(item, _)| item))
-                .map(|item| ItemReport::item(item, &skipped)),
-        );
-        Summary::new(reports, self.started.elapsed())
+        for from in (0..self.index.len()).step_by(READ_BACK) {
+            let range = from..(from + READ_BACK).min(self.index.len());
+            let items = read_back(&self.index, range).await?;
+            let decided: Vec<ItemReport> = futures_util::stream::iter(&items)
+                .enumerate()
+                .map(|(n, (item, _))| {
+                    let (partials, skipped) = (&partials, &skipped);
+                    async move {
+                        if from + n >= self.count {
+                            return ItemReport::item(item, skipped);
+                        }
+                        ItemReport::item(item, &crate::dry_run::decide(store, item, partials).await)
+                    }
+                })
+                .buffered(self.options.concurrency.max(1))
+                .collect()
+                .await;
+            reports.extend(decided);
+        }
+        reports.extend(self.repeats.iter().map(|(item, _)| ItemReport::item(item, &skipped)));
+        Ok(Summary::new(reports, self.started.elapsed()))
     }
 
     /// Runs the plan into `store`: each item exactly once across every worker sharing the run
     /// directory (or, where the backend has control objects, the bucket), resuming what earlier
-    /// runs left. What happens goes to `events` as it happens.
+    /// runs left. What happens goes to `events` as it happens, every manifest line's report
+    /// included ([`Event::Reported`]).
     ///
     /// `cancel` is polled from when the items start: once it completes (with a word saying
     /// what stopped the run, such as `SIGINT`), no new item starts, the ones in flight are
@@ -160,14 +213,15 @@ impl Plan {
     ///
     /// [`RunError::Store`] when the store cannot publish create-only; [`RunError::RunDir`] and
     /// [`RunError::Ledger`] when the run directory or its ledger cannot be set up, or the
-    /// ledger fails mid-run; [`RunError::Lease`] when shard leases fail.
+    /// ledger fails mid-run; [`RunError::Lease`] when shard leases fail; [`RunError::Manifest`]
+    /// when the manifest cannot be read again, or changed during the run.
     pub async fn run(
         self,
         store: Store,
         events: Arc<dyn Events>,
         cancel: impl Future<Output = String>,
     ) -> Result<Summary, RunError> {
-        let Self { options, digest, bad, items, jobs, rest, repeats, started } = self;
+        let Self { options, digest, bad, index, count, bytes, repeats, started } = self;
         // Under group commit (`durability = "batch"`), enough items in flight to fill a flush;
         // still only `concurrency` of them read or fetch bytes at a time (the staging limit,
         // and `Http`'s own limit), the rest wait, sealed, for the flush they share.
@@ -176,8 +230,6 @@ impl Plan {
         } else {
             (store, options.concurrency)
         };
-        let mut reports: Vec<ItemReport> = bad.iter().map(ItemReport::bad_line).collect();
-        reports.extend(rest.iter().map(|item| ItemReport::item(item, &Done::skipped())));
         store.check_mode(&Mode::Create)?;
         let out = options.out.clone();
         let (partials, spool) = (out.join("partials"), out.join("spool"));
@@ -185,21 +237,23 @@ impl Plan {
             std::fs::create_dir_all(dir).map_err(|source| RunError::RunDir { path: dir.clone(), source })?;
         }
         let db = Db::open(&out).await?;
-        let shard_size = shards::size(options.shard_size, items.len());
-        let shard_count = items.len().div_ceil(shard_size) as u64;
-        let run_id = shards::run_id(&digest, items.len(), shard_size);
+        let shard_size = shards::size(options.shard_size, count);
+        let shard_count = count.div_ceil(shard_size) as u64;
+        let run_id = shards::run_id(&digest, count, shard_size);
         let run = run_id.clone();
         // The jobs themselves are recorded shard by shard, as each starts (`Work::plan_shard`).
         db.call(move |l| l.prepare_shards(&run, shard_count)).await?;
         let owner = shards::owner();
-        tracing::info!(items = items.len(), shard_size, shards = shard_count, owner = %owner, run = %run_id, ms = started.elapsed().as_millis() as u64, "run planned");
+        tracing::info!(items = count, shard_size, shards = shard_count, owner = %owner, run = %run_id, ms = started.elapsed().as_millis() as u64, "run planned");
         events.event(Event::Planned {
-            items: items.len() as u64,
-            bytes: items.iter().map(|item| item.expected.size).sum(),
+            items: count as u64,
+            bytes,
             shards: shard_count,
             shard_size,
             run: run_id.clone(),
         });
+        let reporter = Reporter::new(Arc::clone(&events), options.keep_items, repeats.iter().map(|(_, job)| job));
+        bad.iter().for_each(|bad| reporter.report(ItemReport::bad_line(bad), None));
         let lease = options.lease.max(Duration::from_secs(1));
         let local = LedgerLeases { db: db.clone(), run: run_id.clone(), owner: owner.clone(), lease };
         // A backend with control objects (S3) shares leases through the bucket, so machines with
@@ -227,13 +281,15 @@ impl Plan {
         let work = Work {
             ctx,
             leases,
-            items: Arc::new(items),
-            jobs: Arc::new(jobs),
+            index: Arc::clone(&index),
+            count,
             shard_size,
             slots: Arc::new(Semaphore::new(in_flight.max(1))),
             in_flight_max: in_flight.max(1),
             fates: tokio::sync::Mutex::new(vec![Fate::Pending; shard_count as usize]),
-            results: std::sync::Mutex::new(Vec::new()),
+            records: std::sync::Mutex::new(BTreeMap::new()),
+            finished: std::sync::Mutex::new(Bits::default()),
+            reporter,
             planned_to: tokio::sync::Mutex::new(0),
             cursor: AtomicUsize::new(0),
             unstarted: AtomicUsize::new(0),
@@ -253,67 +309,35 @@ impl Plan {
         // The items' last records ride with later calls (`Db::record`): commit them now.
         db.flush().await?;
         outcome?;
-
-        let mut ran: Vec<Option<Done>> = vec![None; work.items.len()];
-        for (index, result) in work.results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            ran[index] = Some(result);
-        }
-        let in_flight = work.in_flight.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fates = work.fates.into_inner();
-        let elsewhere = work.elsewhere.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // What the ledger says of the items this process did not finish (one call for all).
-        let unfinished: Vec<(usize, String)> = ran
-            .iter()
-            .enumerate()
-            .filter(|(index, slot)| slot.is_none() && fates[index / shard_size] != Fate::DoneElsewhere)
-            .map(|(index, _)| (index, work.jobs[index].clone()))
-            .collect();
-        let rows = db
-            .call(move |l| {
-                unfinished.into_iter().map(|(i, job)| Ok((i, l.job(&job)?))).collect::<ledger::Result<BTreeMap<_, _>>>()
-            })
-            .await?;
-        for (index, slot) in ran.iter_mut().enumerate() {
-            if slot.is_some() {
-                continue;
+        work.report_the_rest(interrupted.as_deref()).await?;
+        let Work { reporter, .. } = work;
+        // The jobs past `max` are skipped; a repeated line reports its job's outcome (a repeat
+        // of a job cut off by `max` is skipped with it).
+        for from in (count..index.len()).step_by(READ_BACK) {
+            for (item, job) in read_back(&index, from..(from + READ_BACK).min(index.len())).await? {
+                reporter.report(ItemReport::item(&item, &Done::skipped()), Some(&job));
             }
-            let row = rows.get(&index).and_then(Option::as_ref);
-            let fate = fates[index / shard_size];
-            if let (Fate::DoneElsewhere, Some(record)) = (fate, elsewhere.get(&(index / shard_size))) {
-                *slot = Some(Done::elsewhere(record, &work.jobs[index]));
-            } else if interrupted.is_none()
-                || fate == Fate::Done
-                || row.is_some_and(|r| r.state == ledger::State::Promoted)
-            {
-                *slot = Some(Done::from_ledger(row));
-            }
-            // Otherwise cancelled before this process (or anyone) finished it: reported below.
         }
-        for (index, (item, slot)) in work.items.iter().zip(&ran).enumerate() {
-            reports.push(match (slot, &interrupted) {
-                (Some(done), _) => ItemReport::item(item, done),
-                (None, Some(reason)) => ItemReport::not_done(item, reason, in_flight.contains(&index)),
-                // Not reached: without a cancellation every item got a result above.
-                (None, None) => ItemReport::item(item, &Done::from_ledger(None)),
-            });
-        }
-        // A repeated line reports its job's outcome (a repeat of a job cut off by `max` is
-        // skipped with it).
-        let index_of: HashMap<&str, usize> = work.jobs.iter().enumerate().map(|(i, j)| (j.as_str(), i)).collect();
-        let by_line: HashMap<usize, ItemReport> = reports.iter().map(|r| (r.line, r.clone())).collect();
         for (item, job) in &repeats {
-            let first = index_of.get(job.as_str()).and_then(|&i| by_line.get(&work.items[i].line));
-            reports.push(match first {
-                Some(first) => first.for_line(item.line),
-                None => ItemReport::item(item, &Done::skipped()),
-            });
+            let report = reporter
+                .reported(job)
+                .map_or_else(|| ItemReport::item(item, &Done::skipped()), |first| first.for_line(item.line));
+            reporter.report(report, None);
         }
-        let summary = Summary::new(reports, started.elapsed());
+        let summary = reporter.finish().elapsed(started.elapsed());
         Ok(match interrupted {
             None => summary,
             Some(reason) => summary.interrupted(reason),
         })
     }
+}
+
+/// Jobs `range`'s items and keys, read back from the manifest off the runtime's threads.
+async fn read_back(index: &Arc<Index>, range: std::ops::Range<usize>) -> Result<Vec<(Item, String)>, RunError> {
+    let index = Arc::clone(index);
+    tokio::task::spawn_blocking(move || index.items(range))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 /// How often a worker shares what it finished in a shard it holds, at most (one small write
@@ -341,14 +365,20 @@ enum Fate {
 struct Work {
     ctx: Arc<Ctx>,
     leases: Arc<dyn Leases>,
-    items: Arc<Vec<Item>>,
-    jobs: Arc<Vec<String>>,
+    /// Where the jobs' lines are: a shard's items are read from the manifest when it starts.
+    index: Arc<Index>,
+    /// Jobs to process (the first of the index).
+    count: usize,
     shard_size: usize,
     slots: Arc<Semaphore>,
     /// The slots' number: items in flight at most.
     in_flight_max: usize,
     fates: tokio::sync::Mutex<Vec<Fate>>,
-    results: std::sync::Mutex<Vec<(usize, Done)>>,
+    /// What this worker did in the shards it holds (for their progress and done markers).
+    records: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
+    /// The items this worker reported.
+    finished: std::sync::Mutex<Bits>,
+    reporter: Reporter,
     /// Shards finished by workers elsewhere: shard → their done marker.
     elsewhere: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
     /// Shards leased with digests other workers recorded: shard → (job key → SHA-256).
@@ -367,7 +397,7 @@ struct Work {
 
 impl Work {
     fn range(&self, shard: usize) -> std::ops::Range<usize> {
-        shard * self.shard_size..((shard + 1) * self.shard_size).min(self.items.len())
+        shard * self.shard_size..((shard + 1) * self.shard_size).min(self.count)
     }
 
     /// Leases shards and works through them until every shard is done by someone. A new shard
@@ -459,9 +489,12 @@ impl Work {
         if end <= *planned_to {
             return Ok(());
         }
-        let to = end.max((*planned_to + PLAN_AHEAD).min(self.items.len()));
-        let planned: Vec<(String, String)> =
-            (*planned_to..to).map(|i| (self.jobs[i].clone(), self.items[i].key.to_string())).collect();
+        let to = end.max((*planned_to + PLAN_AHEAD).min(self.count));
+        let planned: Vec<(String, String)> = read_back(&self.index, *planned_to..to)
+            .await?
+            .into_iter()
+            .map(|(item, job)| (job, item.key.to_string()))
+            .collect();
         self.ctx.db.call(move |l| l.plan(planned.iter().map(|(j, k)| (j.as_str(), k.as_str())), now_ms())).await?;
         *planned_to = to;
         Ok(())
@@ -471,10 +504,11 @@ impl Work {
     /// `status` shows it (failures with their reasons) and no job of it looks unfinished.
     async fn record_elsewhere(&self, shard: usize, record: &ShardRecord) -> Result<(), RunError> {
         let writer = record.writer();
-        let outcomes: Vec<(String, Elsewhere)> = self.jobs[self.range(shard)]
-            .iter()
-            .filter_map(|job| {
-                let outcome = match (record.promoted.get(job), record.failed.get(job)) {
+        let outcomes: Vec<(String, Elsewhere)> = read_back(&self.index, self.range(shard))
+            .await?
+            .into_iter()
+            .filter_map(|(_, job)| {
+                let outcome = match (record.promoted.get(&job), record.failed.get(&job)) {
                     (Some(sha), _) => Elsewhere::Promoted(sha.parse().ok()?),
                     (None, Some(reason)) => Elsewhere::Failed {
                         reason: reason.clone(),
@@ -482,7 +516,7 @@ impl Work {
                     },
                     (None, None) => return None,
                 };
-                Some((job.clone(), outcome))
+                Some((job, outcome))
             })
             .collect();
         self.ctx
@@ -498,26 +532,79 @@ impl Work {
     /// What this worker did with `shard`'s items so far: digests promoted or found present,
     /// reasons of failures.
     fn shard_record(&self, shard: usize) -> ShardRecord {
-        let mut record = ShardRecord { owner: self.ctx.owner.clone(), ..ShardRecord::default() };
-        let results = crate::lock(&self.results);
-        let range = self.range(shard);
-        for (index, done) in results.iter().filter(|(index, _)| range.contains(index)) {
-            let job = self.jobs[*index].clone();
+        let record = crate::lock(&self.records).get(&shard).cloned().unwrap_or_default();
+        ShardRecord { owner: self.ctx.owner.clone(), ..record }
+    }
+
+    /// Notes that item `index` of `shard` (job `job`) ended as `done`, and reports it.
+    fn finished(&self, shard: usize, index: usize, item: &Item, job: &str, done: &Done) {
+        {
+            let mut records = crate::lock(&self.records);
+            let record = records.entry(shard).or_default();
             match (&done.failure, done.sha256) {
                 (Some(failure), _) => {
-                    record.failed.insert(job, failure.reason.clone());
+                    record.failed.insert(job.to_owned(), failure.reason.clone());
                 }
                 (None, Some(sha)) => {
-                    record.promoted.insert(job, sha.to_string());
+                    record.promoted.insert(job.to_owned(), sha.to_string());
                 }
                 (None, None) => {}
             }
         }
-        record
+        crate::lock(&self.finished).insert(index);
+        self.reporter.report(ItemReport::item(item, done), Some(job));
+    }
+
+    /// Reports the items this worker did not: done by others (as the ledger or their done
+    /// marker says), or, when the run was `interrupted`, not done. A shard at a time, its items
+    /// read back from the manifest.
+    async fn report_the_rest(&self, interrupted: Option<&str>) -> Result<(), RunError> {
+        let fates = self.fates.lock().await.clone();
+        let in_flight = crate::lock(&self.in_flight).clone();
+        for (shard, &fate) in fates.iter().enumerate() {
+            let range = self.range(shard);
+            let open: Vec<usize> = {
+                let finished = crate::lock(&self.finished);
+                range.clone().filter(|&index| !finished.contains(index)).collect()
+            };
+            if open.is_empty() {
+                continue;
+            }
+            let items = read_back(&self.index, range.clone()).await?;
+            let open: Vec<(usize, &(Item, String))> = open.into_iter().map(|i| (i, &items[i - range.start])).collect();
+            let record = crate::lock(&self.elsewhere).get(&shard).cloned();
+            if let (Fate::DoneElsewhere, Some(record)) = (fate, &record) {
+                for (_, (item, job)) in open {
+                    self.reporter.report(ItemReport::item(item, &Done::elsewhere(record, job)), Some(job));
+                }
+                continue;
+            }
+            let jobs: Vec<String> = open.iter().map(|(_, (_, job))| job.clone()).collect();
+            let rows = self
+                .ctx
+                .db
+                .call(move |l| jobs.iter().map(|job| l.job(job)).collect::<ledger::Result<Vec<_>>>())
+                .await?;
+            for ((index, (item, job)), row) in open.into_iter().zip(rows) {
+                let report = match interrupted {
+                    Some(reason)
+                        if fate != Fate::Done && row.as_ref().is_none_or(|r| r.state != ledger::State::Promoted) =>
+                    {
+                        // Cancelled before this process (or anyone) finished it.
+                        ItemReport::not_done(item, reason, in_flight.contains(&index))
+                    }
+                    _ => ItemReport::item(item, &Done::from_ledger(row.as_ref())),
+                };
+                self.reporter.report(report, Some(job));
+            }
+        }
+        Ok(())
     }
 
     async fn run_shard(&self, shard: usize) -> Result<(), RunError> {
         self.plan_shard(shard).await?;
+        let range = self.range(shard);
+        let items = read_back(&self.index, range.clone()).await?;
         let lost = Arc::new(AtomicBool::new(false));
         let hints = crate::lock(&self.hints).remove(&shard).unwrap_or_default();
         let renewer = {
@@ -552,10 +639,11 @@ impl Work {
         // only what was finished in the last moments before its holder died.
         let every = PROGRESS_EVERY.min(self.leases.lease() / 3);
         let shared = tokio::sync::Mutex::new(Instant::now());
-        let ahead = Ahead::new(self.in_flight_max.max(ahead::WINDOW), self.range(shard));
-        futures_util::stream::iter(self.range(shard))
+        let jobs: Vec<String> = items.iter().map(|(_, job)| job.clone()).collect();
+        let ahead = Ahead::new(self.in_flight_max.max(ahead::WINDOW), jobs);
+        futures_util::stream::iter(range.clone())
             .for_each_concurrent(None, |index| {
-                let (lost, hints, shared, ahead) = (Arc::clone(&lost), &hints, &shared, &ahead);
+                let (lost, hints, shared, ahead, items) = (Arc::clone(&lost), &hints, &shared, &ahead, &items);
                 async move {
                     let slot = self.slots.acquire().await;
                     self.unstarted.fetch_sub(1, Ordering::AcqRel);
@@ -565,9 +653,9 @@ impl Work {
                         return;
                     }
                     crate::lock(&self.in_flight).insert(index);
-                    let (job, item) = (&self.jobs[index], &self.items[index]);
+                    let (item, job) = &items[index - range.start];
                     self.ctx.events.event(Event::ItemStarted { line: item.line, key: item.key.clone() });
-                    let begun = ahead.take(&self.ctx.db, &self.jobs, &self.ctx.owner, index).await;
+                    let begun = ahead.take(&self.ctx.db, &self.ctx.owner, index - range.start).await;
                     let done = item::process(&self.ctx, item, job, hints.get(job).copied(), begun, &lost).await;
                     crate::lock(&self.in_flight).remove(&index);
                     if done.stopped() {
@@ -582,8 +670,7 @@ impl Work {
                         failure: done.failure.clone(),
                         size: item.expected.size.or(done.size),
                     });
-                    self.ctx.events.event(Event::Reported(Box::new(ItemReport::item(item, &done))));
-                    crate::lock(&self.results).push((index, done));
+                    self.finished(shard, index, item, job, &done);
                     if let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= every
                     {
@@ -599,8 +686,9 @@ impl Work {
         // Attempts begun ahead for items that then never started (the lease was lost): given
         // back, so the shard's next holder takes them without waiting for this process to end.
         for index in ahead.untaken().await {
-            let (job, owner, now) = (self.jobs[index].clone(), self.ctx.owner.clone(), now_ms());
-            item::record(&self.ctx, &self.items[index].key, "the ledger could not give the job back", move |l| {
+            let (item, job) = &items[index];
+            let (job, owner, now) = (job.clone(), self.ctx.owner.clone(), now_ms());
+            item::record(&self.ctx, &item.key, "the ledger could not give the job back", move |l| {
                 l.disown(&job, &owner, now).map(drop)
             });
         }
@@ -608,6 +696,7 @@ impl Work {
             Fate::Pending
         } else {
             self.leases.finish(shard as u64, self.shard_record(shard)).await?;
+            crate::lock(&self.records).remove(&shard);
             Fate::Done
         };
         self.fates.lock().await[shard] = fate;
@@ -646,7 +735,9 @@ mod tests {
         manifest.push_str("not json\n{\"source\": \"0.txt\", \"key\": \"k/0\"}\n");
         std::fs::write(dir.join("m.jsonl"), manifest).unwrap();
         let store = Store::new(Arc::new(LocalBackend::open(LocalConfig::at(dir.join("store"))).unwrap()));
-        (Options::new(dir.join("m.jsonl"), dir.join("run")), store)
+        let mut options = Options::new(dir.join("m.jsonl"), dir.join("run"));
+        options.keep_items = true;
+        (options, store)
     }
 
     /// `tokio::test` is a current-thread runtime, where `block_in_place` would panic: the whole
@@ -672,6 +763,48 @@ mod tests {
         let done = seen.iter().filter(|e| matches!(e, Event::ItemDone { outcome: Outcome::Promoted, .. })).count();
         let bytes: u64 = seen.iter().map(|e| if let Event::Bytes { n, .. } = e { *n } else { 0 }).sum();
         assert_eq!((done, bytes), (3, 21));
+        let reported: Vec<&ItemReport> =
+            seen.iter().filter_map(|e| if let Event::Reported(r) = e { Some(&**r) } else { None }).collect();
+        let mut lines: Vec<usize> = reported.iter().map(|r| r.line).collect();
+        lines.sort_unstable();
+        assert_eq!(lines, [1, 2, 3, 4, 5], "every line reported once, as the summary lists them");
+    }
+
+    /// Without `keep_items`, the summary has the totals and no reports: each line's report went
+    /// to the events once, whatever became of it (promoted, a bad line, a repeated line, past
+    /// `max`).
+    #[tokio::test]
+    async fn a_run_that_keeps_no_reports_sends_each_to_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut options, store) = setup(dir.path(), 5);
+        (options.keep_items, options.max) = (false, Some(4));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let events = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |event: Event| {
+                if let Event::Reported(report) = event {
+                    seen.lock().unwrap().push((report.line, report.outcome, report.reason));
+                }
+            })
+        };
+        let summary = Plan::read(options).unwrap().run(store, events, std::future::pending()).await.unwrap();
+        assert!(summary.items.is_empty(), "{summary:?}");
+        assert_eq!((summary.lines(), summary.promoted, summary.failed, summary.skipped), (7, 5, 1, 1));
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_by_key(|(line, ..)| *line);
+        let failed = Some("bad-manifest-line".to_owned());
+        assert_eq!(
+            seen,
+            [
+                (1, Outcome::Promoted, None),
+                (2, Outcome::Promoted, None),
+                (3, Outcome::Promoted, None),
+                (4, Outcome::Promoted, None),
+                (5, Outcome::Skipped, None),
+                (6, Outcome::Failed, failed),
+                (7, Outcome::Promoted, None),
+            ]
+        );
     }
 
     /// A cancellation that has already happened when the items start: nothing new starts, and
@@ -694,7 +827,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut options, _store) = setup(dir.path(), 3);
         options.max = Some(2);
-        let summary = Plan::read(options).unwrap().dry_run(None).await;
+        let summary = Plan::read(options).unwrap().dry_run(None).await.unwrap();
         assert_eq!((summary.skipped, summary.failed, summary.items.len()), (4, 1, 5));
         assert_eq!(summary.items[0].decision, Some(crate::Decision::Fresh));
         assert!(!dir.path().join("run").exists(), "nothing written");
@@ -721,10 +854,10 @@ mod tests {
         }
         let options = Options::new(dir.path().join("m.jsonl"), dir.path().join("run"));
         let plan = Plan::read(options.clone()).unwrap();
-        let kept = job::key(&plan.items[2]);
+        let kept = plan.index.items(2..3).unwrap()[0].1.clone();
         std::fs::create_dir_all(dir.path().join("run/partials")).unwrap();
         std::fs::write(dir.path().join("run/partials").join(&kept), "part").unwrap();
-        let summary = plan.dry_run(Some(&store)).await;
+        let summary = plan.dry_run(Some(&store)).await.unwrap();
         let decided: Vec<_> =
             summary.items.iter().map(|i| (i.key.clone().unwrap(), i.decision, i.reason.clone(), i.outcome)).collect();
         use crate::Decision::*;

@@ -2,11 +2,13 @@
 //! The summary serializes (serde) to the JSON report `promote run --report` writes; turning it
 //! into a line of text or an exit code is the caller's business.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::events::{Event, Events};
 use crate::item::{Done, FailureKind, Outcome};
 use crate::manifest::{BadLine, Item};
 use crate::resume::Decision;
@@ -128,7 +130,9 @@ impl ItemReport {
     }
 }
 
-/// Everything a run reports: counts over the items, and each item's report in manifest order.
+/// Everything a run reports: counts over the items, and, when asked for
+/// ([`Options::keep_items`](crate::Options::keep_items)) or for a dry run, each item's report in
+/// manifest order.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     /// What cancelled the run (the word its `cancel` future gave, such as `SIGINT`), if
@@ -157,52 +161,105 @@ pub struct Summary {
     pub bytes: u64,
     /// How long the run took, in seconds (to the millisecond).
     pub elapsed_secs: f64,
-    /// Every manifest line's report, by line.
+    /// Every manifest line's report, by line, when kept (see above); else empty, and each
+    /// report went to the run's events as [`Event::Reported`](crate::Event::Reported).
     pub items: Vec<ItemReport>,
+    /// Manifest lines reported.
+    #[serde(skip)]
+    lines: u64,
+    /// Items a cancelled run cut short while in flight.
+    #[serde(skip)]
+    cut_short: u64,
+    /// The kinds of failure among the failed items.
+    #[serde(skip)]
+    kinds: std::collections::BTreeSet<FailureKind>,
 }
 
 impl Summary {
-    /// Totals over `items` (sorted into manifest line order).
-    pub(crate) fn new(mut items: Vec<ItemReport>, elapsed: Duration) -> Self {
+    /// Totals over `items` (kept, sorted into manifest line order), over `elapsed`.
+    pub fn new(mut items: Vec<ItemReport>, elapsed: Duration) -> Self {
+        let mut summary = Self::empty();
+        items.iter().for_each(|item| summary.count(item));
         items.sort_by_key(|i| i.line);
-        let count = |outcome: Outcome| items.iter().filter(|i| i.outcome == outcome).count() as u64;
-        let decided = |d: Decision| items.iter().filter(|i| i.decision == Some(d)).count() as u64;
-        let mut failures = BTreeMap::new();
-        let failed = items.iter().filter(|i| i.outcome == Outcome::Failed);
-        for reason in failed.filter_map(|i| i.reason.as_ref()) {
-            *failures.entry(reason.clone()).or_default() += 1;
-        }
+        summary.items = items;
+        summary.elapsed(elapsed)
+    }
+
+    /// No items yet.
+    pub(crate) fn empty() -> Self {
         Self {
             interrupted: None,
-            promoted: count(Outcome::Promoted),
-            already_present: count(Outcome::AlreadyPresent),
-            done_elsewhere: count(Outcome::Elsewhere),
-            failed: count(Outcome::Failed),
-            skipped: count(Outcome::Skipped),
-            not_done: count(Outcome::NotDone),
-            resumed: decided(Decision::Resume),
-            discarded: decided(Decision::Discard),
-            failures,
-            bytes: items.iter().map(|i| i.fetched_bytes).sum(),
-            elapsed_secs: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-            items,
+            promoted: 0,
+            already_present: 0,
+            done_elsewhere: 0,
+            failed: 0,
+            skipped: 0,
+            not_done: 0,
+            resumed: 0,
+            discarded: 0,
+            failures: BTreeMap::new(),
+            bytes: 0,
+            elapsed_secs: 0.0,
+            items: Vec::new(),
+            lines: 0,
+            cut_short: 0,
+            kinds: std::collections::BTreeSet::new(),
         }
     }
 
+    /// Counts `item` into the totals (not into [`Self::items`]).
+    pub(crate) fn count(&mut self, item: &ItemReport) {
+        self.lines += 1;
+        self.bytes += item.fetched_bytes;
+        let tally = match item.outcome {
+            Outcome::Promoted => &mut self.promoted,
+            Outcome::AlreadyPresent => &mut self.already_present,
+            Outcome::Elsewhere => &mut self.done_elsewhere,
+            Outcome::Failed => &mut self.failed,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::NotDone => &mut self.not_done,
+        };
+        *tally += 1;
+        match item.decision {
+            Some(Decision::Resume) => self.resumed += 1,
+            Some(Decision::Discard) => self.discarded += 1,
+            _ => {}
+        }
+        if item.outcome == Outcome::Failed {
+            if let Some(reason) = &item.reason {
+                *self.failures.entry(reason.clone()).or_default() += 1;
+            }
+            self.kinds.insert(item.kind.unwrap_or(FailureKind::Io));
+        }
+        if item.outcome == Outcome::NotDone && item.reason.as_deref() == Some("interrupted") {
+            self.cut_short += 1;
+        }
+    }
+
+    /// The run took `elapsed`.
+    pub(crate) fn elapsed(self, elapsed: Duration) -> Self {
+        Self { elapsed_secs: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0, ..self }
+    }
+
     /// Marks the run as cancelled by `reason`.
-    pub(crate) fn interrupted(self, reason: String) -> Self {
+    pub fn interrupted(self, reason: String) -> Self {
         Self { interrupted: Some(reason), ..self }
+    }
+
+    /// Manifest lines reported (kept in [`Self::items`] or not).
+    pub fn lines(&self) -> u64 {
+        self.lines
     }
 
     /// Items a cancelled run cut short while in flight (the rest of [`Self::not_done`] never
     /// started).
     pub fn cut_short(&self) -> u64 {
-        self.items.iter().filter(|i| i.reason.as_deref() == Some("interrupted")).count() as u64
+        self.cut_short
     }
 
-    /// The kinds of the failed items, one per failed item (a failed item always has one).
+    /// The kinds of failure among the failed items, each once.
     pub fn failure_kinds(&self) -> impl Iterator<Item = FailureKind> + '_ {
-        self.items.iter().filter(|i| i.outcome == Outcome::Failed).map(|i| i.kind.unwrap_or(FailureKind::Io))
+        self.kinds.iter().copied()
     }
 
     /// The JSON report.
@@ -229,6 +286,51 @@ impl Summary {
             totals["interrupted"] = reason.as_str().into();
         }
         totals
+    }
+}
+
+/// A run's reports as they are made: counted into the summary, sent to the run's events, kept
+/// when asked for. The report of a job that repeated lines share is held for them.
+pub(crate) struct Reporter {
+    events: Arc<dyn Events>,
+    keep: bool,
+    state: Mutex<(Summary, HashMap<String, ItemReport>)>,
+    /// The jobs of repeated lines.
+    repeated: HashSet<String>,
+}
+
+impl Reporter {
+    pub(crate) fn new<'a>(events: Arc<dyn Events>, keep: bool, repeated: impl Iterator<Item = &'a String>) -> Self {
+        let repeated = repeated.cloned().collect();
+        Self { events, keep, state: Mutex::new((Summary::empty(), HashMap::new())), repeated }
+    }
+
+    /// Counts `report` (of job `job`, if it is an item's), keeps it when asked for, and sends
+    /// it to the events.
+    pub(crate) fn report(&self, report: ItemReport, job: Option<&str>) {
+        {
+            let mut state = crate::lock(&self.state);
+            state.0.count(&report);
+            if let Some(job) = job.filter(|job| self.repeated.contains(*job)) {
+                state.1.insert(job.to_owned(), report.clone());
+            }
+            if self.keep {
+                state.0.items.push(report.clone());
+            }
+        }
+        self.events.event(Event::Reported(Box::new(report)));
+    }
+
+    /// The report of job `job`, when it is a repeated line's job and was reported.
+    pub(crate) fn reported(&self, job: &str) -> Option<ItemReport> {
+        crate::lock(&self.state).1.get(job).cloned()
+    }
+
+    /// The summary (its elapsed time not set), the kept reports in manifest line order.
+    pub(crate) fn finish(self) -> Summary {
+        let (mut summary, _) = self.state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        summary.items.sort_by_key(|i| i.line);
+        summary
     }
 }
 

@@ -59,6 +59,9 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
     options.shard_size = settings.shard_size;
     options.lease = settings.lease;
     options.streaming = loaded.settings.streaming;
+    // The summary keeps every item's report only for output that lists them all at the end (a
+    // `.json` report, `--json`): otherwise memory does not grow with the manifest.
+    options.keep_items = args.json || args.report.as_deref().is_some_and(|path| !journal::wanted(path));
     if !args.dry_run {
         // Read now (env vars, files): a dry run sends no request and needs none.
         options.headers = headers(&settings)?;
@@ -89,7 +92,7 @@ pub(crate) async fn run(loaded: &Loaded, args: RunArgs) -> anyhow::Result<ExitCo
                 None
             }
         };
-        let summary = plan.dry_run(store.as_ref()).await;
+        let summary = plan.dry_run(store.as_ref()).await.map_err(error)?;
         if !args.json && !args.quiet {
             summary::list(&summary)?;
         }

@@ -108,7 +108,7 @@ pub(super) fn line(summary: &Summary) -> String {
     let secs = summary.elapsed_secs.max(1e-3);
     format!(
         "{head}{} items: {}; {} resumed, {} discarded; {} in {:.1}s ({}/s)",
-        summary.items.len(),
+        summary.lines(),
         parts.join(", "),
         summary.resumed,
         summary.discarded,
@@ -120,8 +120,6 @@ pub(super) fn line(summary: &Summary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use promote_run::{Decision, ItemReport, Outcome};
 
     use super::*;
@@ -152,26 +150,10 @@ mod tests {
     }
 
     fn summary(items: Vec<ItemReport>, interrupted: Option<&str>) -> Summary {
-        let count = |o: Outcome| items.iter().filter(|i| i.outcome == o).count() as u64;
-        let decided = |d: Decision| items.iter().filter(|i| i.decision == Some(d)).count() as u64;
-        let mut failures = BTreeMap::new();
-        for item in items.iter().filter(|i| i.outcome == Outcome::Failed) {
-            *failures.entry(item.reason.clone().unwrap_or_default()).or_default() += 1;
-        }
-        Summary {
-            interrupted: interrupted.map(str::to_owned),
-            promoted: count(Outcome::Promoted),
-            already_present: count(Outcome::AlreadyPresent),
-            done_elsewhere: count(Outcome::Elsewhere),
-            failed: count(Outcome::Failed),
-            skipped: count(Outcome::Skipped),
-            not_done: count(Outcome::NotDone),
-            resumed: decided(Decision::Resume),
-            discarded: decided(Decision::Discard),
-            failures,
-            bytes: items.iter().map(|i| i.fetched_bytes).sum(),
-            elapsed_secs: 2.0,
-            items,
+        let summary = Summary::new(items, std::time::Duration::from_secs(2));
+        match interrupted {
+            Some(reason) => summary.interrupted(reason.to_owned()),
+            None => summary,
         }
     }
 
