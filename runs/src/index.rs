@@ -75,11 +75,16 @@ impl Index {
 
     /// Notes the next job: its first line is `line`, at byte `offset`.
     pub(crate) fn push(&mut self, line: usize, offset: u64) {
-        if self.jobs % MARK == 0 {
+        if self.jobs.is_multiple_of(MARK) {
             self.marks.push((offset, line));
         }
         self.firsts.insert(line);
         self.jobs += 1;
+    }
+
+    /// The manifest.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Jobs noted.

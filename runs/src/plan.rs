@@ -52,8 +52,9 @@ pub struct Plan {
     started: Instant,
 }
 
-/// Bytes of manifest read and parsed at a time while planning.
-const BLOCK: usize = 16 << 20;
+/// Bytes of manifest read and parsed at a time while planning (a few lines' worth in tests, so
+/// that they cross blocks).
+const BLOCK: usize = if cfg!(test) { 4096 } else { 16 << 20 };
 
 /// Jobs read back from the manifest at a time for a dry run and the end of a run.
 const READ_BACK: usize = 4096;
@@ -334,10 +335,13 @@ impl Plan {
 
 /// Jobs `range`'s items and keys, read back from the manifest off the runtime's threads.
 async fn read_back(index: &Arc<Index>, range: std::ops::Range<usize>) -> Result<Vec<(Item, String)>, RunError> {
-    let index = Arc::clone(index);
-    tokio::task::spawn_blocking(move || index.items(range))
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    let reader = Arc::clone(index);
+    match tokio::task::spawn_blocking(move || reader.items(range)).await {
+        Ok(items) => items,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only when the runtime is shutting down.
+        Err(join) => Err(RunError::Manifest { path: index.path().to_owned(), error: std::io::Error::other(join) }),
+    }
 }
 
 /// How often a worker shares what it finished in a shard it holds, at most (one small write
@@ -738,6 +742,78 @@ mod tests {
         let mut options = Options::new(dir.join("m.jsonl"), dir.join("run"));
         options.keep_items = true;
         (options, store)
+    }
+
+    /// A manifest read a block at a time gives back, from where each job's line is, the same
+    /// items as parsing it whole: blank lines, bad lines (not UTF-8 either), repeated lines,
+    /// `\r\n` endings, a line longer than a block and a last line without a newline included,
+    /// for any range of jobs.
+    #[test]
+    fn each_job_is_read_back_from_where_its_line_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        for n in 0..700_usize {
+            let line = match n % 9 {
+                0 => "\n".to_owned(),
+                1 => "not json \u{e9}\n".to_owned(),
+                2 => format!("{{\"source\": \"f{0}\", \"key\": \"k/{0}\"}}\n", n.saturating_sub(3)),
+                3 => format!("{{\"source\": \"https://h/{n}\", \"key\": \"k/{n}\", \"size\": {n}}}\r\n"),
+                _ => format!("{{\"source\": \"f{n}\", \"key\": \"k/{n}\"}}\n"),
+            };
+            text.extend_from_slice(line.as_bytes());
+            if n == 300 {
+                text.extend_from_slice(
+                    format!("{{\"source\": \"{}\", \"key\": \"long\"}}\n", "x".repeat(3 * BLOCK)).as_bytes(),
+                );
+                text.extend_from_slice(b"{\"source\": \"\xff\xfe\", \"key\": \"\n");
+            }
+        }
+        text.extend_from_slice(b"{\"source\": \"last\", \"key\": \"no-newline\"}");
+        std::fs::write(dir.path().join("m.jsonl"), &text).unwrap();
+        let plan = Plan::read(Options::new(dir.path().join("m.jsonl"), dir.path().join("run"))).unwrap();
+        let whole = String::from_utf8_lossy(&text);
+        let (mut seen, mut want, mut bad) = (HashSet::new(), Vec::new(), Vec::new());
+        for entry in manifest::parse(&whole, dir.path()) {
+            match entry {
+                Ok(item) if seen.insert(job::key(&item)) => {
+                    want.push((item.line, item.key.to_string(), job::key(&item)))
+                }
+                Ok(_) => {}
+                Err(line) => bad.push(line),
+            }
+        }
+        assert_eq!(plan.bad_lines(), bad);
+        assert_eq!(plan.len(), want.len());
+        assert!(!plan.repeats.is_empty() && want.len() > 3 * 64, "{} jobs", want.len());
+        let got = |range: std::ops::Range<usize>| -> Vec<(usize, String, String)> {
+            plan.index
+                .items(range)
+                .unwrap()
+                .into_iter()
+                .map(|(item, job)| (item.line, item.key.to_string(), job))
+                .collect()
+        };
+        assert_eq!(got(0..plan.len()), want);
+        for range in [0..1, 63..130, 64..64, 128..192, 200..plan.len(), plan.len() - 1..plan.len()] {
+            assert_eq!(got(range.clone()), want[range.clone()], "{range:?}");
+        }
+        assert_eq!(plan.bytes, None, "not every item has a size");
+    }
+
+    /// A manifest that changes after it was read is not read back as if it had not: the run
+    /// stops with an error saying so, before any item.
+    #[tokio::test]
+    async fn a_manifest_changed_after_planning_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, store) = setup(dir.path(), 3);
+        let plan = Plan::read(options).unwrap();
+        let mut text = std::fs::read_to_string(dir.path().join("m.jsonl")).unwrap();
+        text.insert(0, '\n');
+        std::fs::write(dir.path().join("m.jsonl"), text).unwrap();
+        let err = plan.run(store, Arc::new(|_| {}), std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, RunError::Manifest { .. }), "{err:?}");
+        assert!(err.to_string().contains("changed since the run read it"), "{err}");
+        assert!(!dir.path().join("store/k/0").exists());
     }
 
     /// `tokio::test` is a current-thread runtime, where `block_in_place` would panic: the whole
