@@ -82,8 +82,11 @@ pub enum Event {
         /// Its size: the manifest's, else what is at the key, when known.
         size: Option<u64>,
     },
-    /// An item's report, as the summary will list it (see [`ItemReport`]), sent when the
-    /// item ends, right after [`Event::ItemDone`]: for a report written as the run goes.
+    /// A manifest line's report (see [`ItemReport`]), sent once for every line: a bad line's
+    /// as the items start, an item's when it ends (right after [`Event::ItemDone`]), the rest
+    /// (lines past `max`, repeated lines, items finished by other workers or not done) when the
+    /// run ends. For a report written as the run goes; the summary keeps them only when asked
+    /// ([`Options::keep_items`](crate::Options::keep_items)).
     Reported(Box<ItemReport>),
     /// An item stopped without an outcome because its shard's lease was lost: the worker that
     /// took the shard over reports it.

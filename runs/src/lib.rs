@@ -23,7 +23,8 @@
 //! summary says what was done. Nothing here assumes a multi-threaded runtime: blocking steps
 //! (SQLite, fsync, hashing a partial back) go to tokio's blocking pool.
 //!
-//! The pieces, one file each: [`manifest`] (JSON Lines in), [`job`] (job keys), [`ledger`]
+//! The pieces, one file each: [`manifest`] (JSON Lines in), `index` (where each job's line is,
+//! so a shard's items are read back when it starts), [`job`] (job keys), [`ledger`]
 //! (SQLite: job states, checkpoints, shard leases), [`shards`] (sizing and leases), `bucket`
 //! (leases shared through the bucket), [`fetch`] (HTTP client, per-host limits and headers,
 //! retries), [`resume`] (partial files and decisions), [`item`] (one item start to finish),

@@ -162,7 +162,7 @@ pub struct Summary {
     /// How long the run took, in seconds (to the millisecond).
     pub elapsed_secs: f64,
     /// Every manifest line's report, by line, when kept (see above); else empty, and each
-    /// report went to the run's events as [`Event::Reported`](crate::Event::Reported).
+    /// report went to the run's events as [`Event::Reported`].
     pub items: Vec<ItemReport>,
     /// Manifest lines reported.
     #[serde(skip)]

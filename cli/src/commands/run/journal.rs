@@ -1,9 +1,11 @@
 //! `--report FILE.jsonl`: the report as JSON Lines, written as the run goes. Each item's line is
 //! appended when the item ends (flushed at least once a second while items end), so a long
 //! run's report can be followed (`tail -f`), and one that is killed leaves the lines of what it
-//! finished. When the run ends, the lines of the items no process reported here (bad lines,
-//! skipped and repeated lines, items done elsewhere or not done) follow, then one line of
-//! totals: `{"totals": {…}}`, the fields of the JSON report but `items`.
+//! finished. Bad lines come first; when the run ends, the lines of the items no process
+//! reported here (skipped and repeated lines, items done elsewhere or not done) follow, then one
+//! line of totals: `{"totals": {…}}`, the fields of the JSON report but `items`. Every line comes
+//! from the run's events ([`Event::Reported`]); [`Journal::finish`] adds those of a summary that
+//! kept its reports and did not send them (a dry run's).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
