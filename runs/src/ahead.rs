@@ -2,6 +2,8 @@
 //! attempts of the items about to follow it are begun with it, in one ledger transaction,
 //! instead of one transaction each. The window is [`WINDOW`] items, or the number in flight
 //! when larger: a job begun ahead shows as in flight under this worker a little before it is.
+//! The rows of jobs found promoted are kept for their items too, which then look at the storage
+//! without reading the ledger again: a rerun reads the ledger once per window.
 
 use std::collections::BTreeMap;
 
@@ -22,15 +24,17 @@ pub(crate) struct Ahead {
 
 #[derive(Default)]
 struct State {
-    /// Item index (in the shard) → its row as it was before, and the attempt count, for attempts begun and
-    /// not yet taken by their item.
-    begun: BTreeMap<usize, (Option<JobRow>, u32)>,
+    /// Item index (in the shard) → what its item takes ([`Begun`]): attempts begun, and rows
+    /// of jobs found promoted, not taken yet.
+    begun: BTreeMap<usize, Begun>,
     /// Items below this were in a window already.
     upto: usize,
 }
 
-/// An attempt begun ahead: the job's row before it began, and its attempt count.
-pub(crate) type Begun = (Option<JobRow>, u32);
+/// What an item finds begun ahead: the job's row as it was read, and the attempt count when the
+/// attempt is the item's (`None`: the job was promoted already, nothing was begun; the item
+/// looks at the storage with the row, without reading it again).
+pub(crate) type Begun = (Option<JobRow>, Option<u32>);
 
 impl Ahead {
     /// Attempts begun ahead for the shard whose jobs are `jobs`, `window` at a time.
@@ -38,9 +42,9 @@ impl Ahead {
         Self { window: window.max(1), jobs, state: tokio::sync::Mutex::new(State::default()) }
     }
 
-    /// The attempt of the shard's item `index`, begun now with those of the window after it when not begun
-    /// yet. `None` when it is not the caller's to begin (promoted, or in flight elsewhere) or
-    /// the ledger failed: the item then begins (or fails) on its own, as without this.
+    /// What the shard's item `index` finds begun ahead ([`Begun`]), the window after it begun
+    /// now when it was not yet. `None` when the job is in flight elsewhere or the ledger
+    /// failed: the item then begins (or fails) on its own, as without this.
     pub(crate) async fn take(&self, db: &Db, owner: &str, index: usize) -> Option<Begun> {
         let mut state = self.state.lock().await;
         if index < state.upto {
@@ -59,9 +63,11 @@ impl Ahead {
         };
         state.upto = upto;
         for (i, (row, begin)) in (index..upto).zip(begun) {
-            if let Begin::Mine(attempts) = begin {
-                state.begun.insert(i, (row, attempts));
-            }
+            match begin {
+                Begin::Mine(attempts) => state.begun.insert(i, (row, Some(attempts))),
+                Begin::Promoted => state.begun.insert(i, (row, None)),
+                Begin::Busy { .. } => None,
+            };
         }
         state.begun.remove(&index)
     }
@@ -69,6 +75,7 @@ impl Ahead {
     /// Items whose attempt was begun and never taken (their items stopped before starting):
     /// the caller gives these jobs back.
     pub(crate) async fn untaken(&self) -> Vec<usize> {
-        std::mem::take(&mut self.state.lock().await.begun).into_keys().collect()
+        let begun = std::mem::take(&mut self.state.lock().await.begun);
+        begun.into_iter().filter(|(_, (_, attempts))| attempts.is_some()).map(|(index, _)| index).collect()
     }
 }

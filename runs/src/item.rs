@@ -214,6 +214,9 @@ pub(crate) struct Done {
     pub(crate) attempts: u32,
     /// Why it failed.
     pub(crate) failure: Option<Failure>,
+    /// Found present as the ledger records it (promoted, with this digest and size): nothing
+    /// to record.
+    pub(crate) recorded: bool,
 }
 
 impl Done {
@@ -282,6 +285,7 @@ impl Done {
             fetched: 0,
             attempts: 0,
             failure: None,
+            recorded: false,
         }
     }
 }
@@ -313,9 +317,11 @@ pub(crate) async fn process(
             tracing::info!(key = %item.key, outcome = done.outcome.as_str(), decision = ?done.decision.map(Decision::as_str), "item done");
             let (sha, size) = (receipt.sha256, receipt.size);
             // If it is lost, the object is in place all the same: the next run finds it there.
-            record(ctx, &item.key, "promoted, but the ledger could not record it", move |l| {
-                l.promoted(&job_key, &sha, size, now)
-            });
+            if !done.recorded {
+                record(ctx, &item.key, "promoted, but the ledger could not record it", move |l| {
+                    l.promoted(&job_key, &sha, size, now)
+                });
+            }
         }
         Err(failed) if failed.reason == LEASE_LOST => {
             tracing::info!(key = %item.key, "lease lost; the job is given back");
@@ -374,13 +380,17 @@ async fn attempts(
     loop {
         // The first attempt may be begun already, with the row read as it began.
         let (row, ahead) = match begun.take() {
-            Some((row, attempts)) => (row, Some(attempts)),
+            Some(begun) => begun,
             None => (row(ctx, job).await?, None),
         };
         if look {
             look = false;
             if let Some(present) = already_complete(ctx, item, row.as_ref(), hint).await? {
                 done.decision = Some(Decision::AlreadyComplete);
+                let receipt = present.receipt();
+                done.recorded = row.as_ref().is_some_and(|r| {
+                    r.state == State::Promoted && r.sha256 == Some(receipt.sha256) && r.size == Some(receipt.size)
+                });
                 return Ok(present);
             }
             if row.as_ref().is_some_and(|r| r.state == State::Promoted) {

@@ -474,6 +474,38 @@ async fn the_promised_digest_at_the_key_is_complete_without_a_request() {
     assert_eq!(rig.server.gets("/a"), 0);
 }
 
+/// Found present as the ledger records it (promoted, with that digest and size), an item has
+/// nothing to record; found present as another worker recorded it, it is recorded promoted here.
+/// Either way the row the attempts begun ahead read is enough: nothing is fetched.
+#[tokio::test]
+async fn an_item_found_as_recorded_records_nothing_and_one_recorded_elsewhere_is_recorded_promoted() {
+    let rig = Rig::new();
+    let body = data::bytes(3, 4000);
+    rig.server.add("/a", body.clone());
+    let ctx = rig.ctx(|_| {});
+    let item = rig.http_item("/a", "k", no_promise());
+    let first = run(&ctx, &item).await;
+    assert_eq!((first.outcome, first.recorded), (Outcome::Promoted, false));
+    let recorded = row(&ctx, &item).await;
+    let again = run(&ctx, &item).await;
+    assert_eq!((again.outcome, again.recorded), (Outcome::AlreadyPresent, true));
+    let after = row(&ctx, &item).await;
+    assert_eq!((after.state, after.updated_ms), (State::Promoted, recorded.updated_ms));
+
+    let other = rig.http_item("/a", "other", no_promise());
+    ctx.store.promote_reader(&other.key, body.as_slice(), &no_promise(), Mode::Create).await.unwrap();
+    let job = plan(&ctx, &other).await;
+    let (sha, elsewhere) = (Sha256::of(&body), job.clone());
+    ctx.db.call(move |l| l.elsewhere(&elsewhere, &crate::ledger::Elsewhere::Promoted(sha), 1)).await.unwrap();
+    let begun = ctx.db.call(move |l| l.job(&job)).await.unwrap();
+    let lost = AtomicBool::new(false);
+    let found = process(&ctx, &other, &job_key(&other), None, Some((begun, None)), &lost).await;
+    assert_eq!((found.outcome, found.recorded), (Outcome::AlreadyPresent, false));
+    let recorded = row(&ctx, &other).await;
+    assert_eq!((recorded.state, recorded.sha256, recorded.size), (State::Promoted, Some(sha), Some(4000)));
+    assert_eq!(rig.server.gets("/a"), 1, "only the first item fetched");
+}
+
 /// Other bytes at the key than the manifest promises: a conflict, told without fetching when the
 /// stored digest says so. An object of another size is not even read back: the fetch and the
 /// create-only promotion decide.
