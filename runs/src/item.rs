@@ -748,7 +748,16 @@ async fn http(
     }
     // Both branches above leave the partial to download into in `partial`.
     let kept = partial.as_mut().expect("set above");
-    download(ctx, item, job, kept, response, lost, done).await?;
+    if let Err(failed) = download(ctx, item, job, kept, response, lost, done).await {
+        // Longer than promised: nothing of it is worth keeping, nor its checkpoint.
+        if failed.kind == FailureKind::Verification {
+            if !clear_checkpoint(ctx, job).await? {
+                return Err(Failure::lost(&item.key));
+            }
+            partial.take().expect("set above").remove();
+        }
+        return Err(failed);
+    }
     // `download` keeps it there.
     let kept = partial.take().expect("set above");
     promote_partial(ctx, item, job, kept, lost).await

@@ -1170,21 +1170,27 @@ fn scripted_item(url: &str, expected: Expected) -> Item {
 }
 
 /// A body without a length that runs past the manifest's size is cut off as soon as it does,
-/// not read to its end.
+/// not read to its end, whether it streams into staging or downloads into a partial (which is
+/// then removed, with its checkpoint: nothing of it is worth resuming).
 #[tokio::test]
 async fn a_body_longer_than_promised_is_refused_as_it_comes() {
-    let rig = Rig::new();
-    let body = data::bytes(40, 300_000);
-    let (url, _) = scripted(vec![answer("HTTP/1.1 200 OK", &body)]);
-    let mut expected = no_promise();
-    expected.size = Some(100_000);
-    let ctx = rig.ctx(|_| {});
-    let done = run(&ctx, &scripted_item(&url, expected)).await;
-    assert_eq!(reason(&done), Some("size-mismatch"));
-    assert!(message(&done).contains("is longer than 100000 bytes"), "{}", message(&done));
-    assert!(rig.stored("k").is_none());
-    let kept: Vec<_> = rig.partials().iter().map(|p| std::fs::metadata(p).unwrap().len()).collect();
-    assert!(kept.iter().all(|&len| len == 0), "the refused bytes are not kept: {kept:?}");
+    for threshold in [u64::MAX, 0] {
+        let rig = Rig::new();
+        let body = data::bytes(40, 300_000);
+        let (url, _) = scripted(vec![answer("HTTP/1.1 200 OK", &body)]);
+        let mut expected = no_promise();
+        expected.size = Some(100_000);
+        let ctx = rig.ctx(|o| o.resume_threshold = threshold);
+        let item = scripted_item(&url, expected);
+        let done = run(&ctx, &item).await;
+        assert_eq!(reason(&done), Some("size-mismatch"), "{threshold}");
+        assert!(message(&done).contains("100000 bytes"), "{}", message(&done));
+        assert!(done.fetched < body.len() as u64, "cut off at {}", done.fetched);
+        assert!(rig.stored("k").is_none());
+        assert_eq!(rig.partials(), Vec::<PathBuf>::new(), "{threshold}: the refused bytes are not kept");
+        let row = row(&ctx, &item).await;
+        assert_eq!((row.state, row.checkpoint), (State::Failed, None), "{threshold}");
+    }
 }
 
 /// A resumed answer that ends before the object's length (a `206` without a `Content-Length`,
