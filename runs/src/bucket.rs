@@ -176,6 +176,10 @@ impl Leases for BucketLeases {
         Ok(!lost && self.local.renew(shard).await?)
     }
 
+    fn shares_records(&self) -> bool {
+        true
+    }
+
     async fn progress(&self, shard: u64, record: &ShardRecord) -> Result<(), LeaseError> {
         let name = self.progress_name(shard);
         let tag = self.held.lock().await.get(&shard).and_then(|h| h.progress.clone());

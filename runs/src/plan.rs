@@ -378,7 +378,8 @@ struct Work {
     /// The slots' number: items in flight at most.
     in_flight_max: usize,
     fates: tokio::sync::Mutex<Vec<Fate>>,
-    /// What this worker did in the shards it holds (for their progress and done markers).
+    /// What this worker did in the shards it holds, where the leases share it (their progress
+    /// and done markers; see [`Leases::shares_records`]).
     records: std::sync::Mutex<BTreeMap<usize, ShardRecord>>,
     /// The items this worker reported.
     finished: std::sync::Mutex<Bits>,
@@ -542,7 +543,7 @@ impl Work {
 
     /// Notes that item `index` of `shard` (job `job`) ended as `done`, and reports it.
     fn finished(&self, shard: usize, index: usize, item: &Item, job: &str, done: &Done) {
-        {
+        if self.leases.shares_records() {
             let mut records = crate::lock(&self.records);
             let record = records.entry(shard).or_default();
             match (&done.failure, done.sha256) {
@@ -675,7 +676,8 @@ impl Work {
                         size: item.expected.size.or(done.size),
                     });
                     self.finished(shard, index, item, job, &done);
-                    if let Ok(mut last) = shared.try_lock()
+                    if self.leases.shares_records()
+                        && let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= every
                     {
                         *last = Instant::now();

@@ -151,6 +151,11 @@ pub(crate) trait Leases: Send + Sync + std::fmt::Debug {
     async fn progress(&self, _shard: u64, _record: &ShardRecord) -> Result<(), LeaseError> {
         Ok(())
     }
+    /// Whether [`Self::progress`] and [`Self::finish`] use their records (where workers share
+    /// the ledger they do not, and the run keeps none).
+    fn shares_records(&self) -> bool {
+        false
+    }
     /// Marks the shard done with `record` and releases it.
     async fn finish(&self, shard: u64, record: ShardRecord) -> Result<(), LeaseError>;
     /// How long a lease lasts without renewal.
