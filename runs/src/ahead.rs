@@ -79,3 +79,54 @@ impl Ahead {
         begun.into_iter().filter(|(_, (_, attempts))| attempts.is_some()).map(|(index, _)| index).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::State;
+
+    /// The attempts of a window begin together, in the order items take them: each item finds
+    /// its own attempt (the first of its job), a promoted job's row without an attempt, a job in
+    /// flight elsewhere nothing. The next window begins with the first item past this one, and
+    /// what no item took is given back.
+    #[tokio::test]
+    async fn a_window_begins_together_and_each_item_takes_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).await.unwrap();
+        let jobs: Vec<String> = (0..30).map(|n| format!("j{n}")).collect();
+        let planned = jobs.clone();
+        db.call(move |l| {
+            l.plan(planned.iter().map(|j| (j.as_str(), j.as_str())), 1)?;
+            l.promoted("j3", &promote_core::Sha256::of(b"3"), 1, 1)?;
+            l.begin_attempt("j5", "elsewhere", 1, &|_| true).map(drop)
+        })
+        .await
+        .unwrap();
+        let row = |job: &'static str| {
+            let db = db.clone();
+            async move { db.call(move |l| l.job(job)).await.unwrap().unwrap() }
+        };
+        let ahead = Ahead::new(10, jobs[..20].to_vec());
+
+        let (before, attempts) = ahead.take(&db, "me", 0).await.unwrap();
+        assert_eq!((before.map(|r| r.state), attempts), (Some(State::Planned), Some(1)));
+        let (nine, ten) = (row("j9").await, row("j10").await);
+        assert_eq!((nine.state, nine.owner.as_deref()), (State::Fetching, Some("me")), "in the first window");
+        assert_eq!(ten.state, State::Planned, "past the first window");
+
+        let (promoted, attempts) = ahead.take(&db, "me", 3).await.unwrap();
+        assert_eq!((promoted.map(|r| r.state), attempts), (Some(State::Promoted), None));
+        assert_eq!(ahead.take(&db, "me", 5).await, None, "in flight elsewhere");
+        let (_, attempts) = ahead.take(&db, "me", 1).await.unwrap();
+        assert_eq!(attempts, Some(1), "begun once, with the window");
+
+        let (_, attempts) = ahead.take(&db, "me", 10).await.unwrap();
+        assert_eq!(attempts, Some(1), "the next window begins at the first item past the last");
+        assert_eq!(row("j19").await.state, State::Fetching);
+        assert_eq!(row("j20").await.state, State::Planned, "the shard ends at its last job");
+
+        let untaken = ahead.untaken().await;
+        let want: Vec<usize> = [2, 4, 6, 7, 8, 9].into_iter().chain(11..20).collect();
+        assert_eq!(untaken, want, "begun and never taken (not the promoted one, nor the busy one)");
+    }
+}

@@ -809,13 +809,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (options, store) = setup(dir.path(), 3);
         let plan = Plan::read(options).unwrap();
-        let mut text = std::fs::read_to_string(dir.path().join("m.jsonl")).unwrap();
-        text.insert(0, '\n');
-        std::fs::write(dir.path().join("m.jsonl"), text).unwrap();
+        // Another key of the same length, the time set apart from the clock's coarse tick: only
+        // the modification time tells.
+        let text = std::fs::read_to_string(dir.path().join("m.jsonl")).unwrap();
+        std::fs::write(dir.path().join("m.jsonl"), text.replace("k/1", "k/7")).unwrap();
+        let file = std::fs::File::options().write(true).open(dir.path().join("m.jsonl")).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000)).unwrap();
         let err = plan.run(store, Arc::new(|_| {}), std::future::pending()).await.unwrap_err();
         assert!(matches!(err, RunError::Manifest { .. }), "{err:?}");
         assert!(err.to_string().contains("changed since the run read it"), "{err}");
-        assert!(!dir.path().join("store/k/0").exists());
+        assert!(!dir.path().join("store/k/0").exists() && !dir.path().join("store/k/7").exists());
     }
 
     /// `tokio::test` is a current-thread runtime, where `block_in_place` would panic: the whole
