@@ -393,6 +393,31 @@ mod tests {
         assert_eq!(interrupted.totals_json(), without_items);
     }
 
+    /// A failed item's report carries its failure's kind (I/O when it has no failure), which
+    /// the exit code comes from; any other outcome carries none.
+    #[test]
+    fn an_items_report_has_the_kind_of_its_failure() {
+        let item = Item {
+            line: 7,
+            source_text: "https://h/a".into(),
+            source: crate::manifest::Source::Http,
+            key: promote_core::Key::new("k").unwrap(),
+            expected: promote_core::Expected::default(),
+        };
+        let mut done = Done::skipped();
+        assert_eq!(ItemReport::item(&item, &done).kind, None);
+        done.outcome = Outcome::Failed;
+        assert_eq!(ItemReport::item(&item, &done).kind, Some(FailureKind::Io));
+        done.failure = Some(crate::Failure::new("conflict", FailureKind::Conflict, "other bytes"));
+        let report = ItemReport::item(&item, &done);
+        assert_eq!(
+            (report.kind, report.reason.as_deref(), report.line),
+            (Some(FailureKind::Conflict), Some("conflict"), 7)
+        );
+        done.outcome = Outcome::Promoted;
+        assert_eq!(ItemReport::item(&item, &done).kind, None);
+    }
+
     #[test]
     fn an_interrupted_summary_counts_what_was_not_done_apart_from_failures() {
         let mut cut = report(2, Outcome::NotDone, None, Some("interrupted"));
