@@ -231,7 +231,7 @@ impl Summary {
             }
             self.kinds.insert(item.kind.unwrap_or(FailureKind::Io));
         }
-        if item.outcome == Outcome::NotDone && item.reason.as_deref() == Some("interrupted") {
+        if item.reason.as_deref() == Some("interrupted") {
             self.cut_short += 1;
         }
     }
@@ -367,7 +367,8 @@ mod tests {
             report(5, Outcome::Promoted, Some(Decision::Discard), None),
             report(6, Outcome::Elsewhere, None, None),
         ];
-        let summary = Summary::new(items, Duration::from_secs(2));
+        let summary = Summary::new(items, Duration::from_micros(2_345_678));
+        assert_eq!(summary.elapsed_secs, 2.346, "to the millisecond");
         assert_eq!((summary.promoted, summary.already_present, summary.done_elsewhere, summary.failed), (2, 1, 1, 2));
         assert_eq!((summary.resumed, summary.discarded, summary.bytes), (1, 1, 5 << 20));
         let mut kinds: Vec<FailureKind> = summary.failure_kinds().collect();
