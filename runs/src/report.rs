@@ -369,6 +369,7 @@ mod tests {
         ];
         let summary = Summary::new(items, Duration::from_micros(2_345_678));
         assert_eq!(summary.elapsed_secs, 2.346, "to the millisecond");
+        assert_eq!((summary.lines(), summary.cut_short()), (6, 0));
         assert_eq!((summary.promoted, summary.already_present, summary.done_elsewhere, summary.failed), (2, 1, 1, 2));
         assert_eq!((summary.resumed, summary.discarded, summary.bytes), (1, 1, 5 << 20));
         let mut kinds: Vec<FailureKind> = summary.failure_kinds().collect();
