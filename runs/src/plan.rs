@@ -77,7 +77,8 @@ impl Plan {
         let failed = |error| RunError::Manifest { path: path.clone(), error };
         let mut file = std::fs::File::open(&path).map_err(failed)?;
         let base = path.parent().map(PathBuf::from).unwrap_or_default();
-        let mut index = Index::new(&path, &base, index::stamp(&file.metadata().map_err(failed)?));
+        let stamp = index::stamp(&file.metadata().map_err(failed)?);
+        let mut index = Index::new(&path, &base, stamp);
         let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         let (mut bad, mut repeats, mut bytes) = (Vec::new(), Vec::new(), Some(0u64));
         let mut digest = sha2::Sha256::new();
@@ -114,6 +115,12 @@ impl Plan {
                 }
             };
             digest.update(&block[..end]);
+            let newlines = block[..end].iter().filter(|&&b| b == b'\n').count();
+            if offset == 0 && end > 0 {
+                // Sized once for the lines the first block's suggest: a set that doubles as it
+                // grows holds its old table and its new one at once.
+                seen.reserve((stamp.0 as f64 * newlines as f64 / end as f64) as usize);
+            }
             manifest::parse_each(&block[..end], (line, offset), &base, threads, prepare, |entry| match entry {
                 Err(line) => bad.push(line),
                 Ok((at, item, job)) => {
@@ -127,7 +134,7 @@ impl Plan {
                     index.push(item.line, at);
                 }
             });
-            line += block[..end].iter().filter(|&&b| b == b'\n').count();
+            line += newlines;
             offset += end as u64;
             block.drain(..end);
             want = BLOCK;
