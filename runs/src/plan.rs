@@ -77,7 +77,13 @@ impl Plan {
         let failed = |error| RunError::Manifest { path: path.clone(), error };
         let mut file = std::fs::File::open(&path).map_err(failed)?;
         let base = path.parent().map(PathBuf::from).unwrap_or_default();
-        let stamp = index::stamp(&file.metadata().map_err(failed)?);
+        let meta = file.metadata().map_err(failed)?;
+        if !meta.is_file() {
+            // A pipe cannot be read again, and a run reads each shard's lines again.
+            let why = "not a regular file (a run reads it again shard by shard): write it to a file first";
+            return Err(failed(std::io::Error::other(why)));
+        }
+        let stamp = index::stamp(&meta);
         let mut index = Index::new(&path, &base, stamp);
         let max = options.max.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         let (mut bad, mut repeats, mut bytes) = (Vec::new(), Vec::new(), Some(0u64));
@@ -826,6 +832,23 @@ mod tests {
         assert!(matches!(err, RunError::Manifest { .. }), "{err:?}");
         assert!(err.to_string().contains("changed since the run read it"), "{err}");
         assert!(!dir.path().join("store/k/0").exists() && !dir.path().join("store/k/7").exists());
+    }
+
+    /// A manifest that is not a regular file (a pipe, a directory) is refused when read, with
+    /// why: a run reads each shard's lines again.
+    #[test]
+    fn a_manifest_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("m.fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // Held open for reading and writing (which Linux allows a pipe without waiting), so that
+        // opening it to read finds a writer and does not wait for one.
+        let _held = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        for path in [fifo.clone(), dir.path().to_owned()] {
+            let err = Plan::read(Options::new(&path, dir.path().join("run"))).unwrap_err();
+            assert!(matches!(err, RunError::Manifest { .. }), "{err:?}");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
     }
 
     /// `tokio::test` is a current-thread runtime, where `block_in_place` would panic: the whole
