@@ -555,7 +555,7 @@ impl Work {
     }
 
     /// Notes that item `index` of `shard` (job `job`) ended as `done`, and reports it.
-    fn finished(&self, shard: usize, index: usize, item: &Item, job: &str, done: &Done) {
+    fn report_done(&self, shard: usize, index: usize, item: &Item, job: &str, done: &Done) {
         if self.leases.shares_records() {
             let mut records = crate::lock(&self.records);
             let record = records.entry(shard).or_default();
@@ -688,7 +688,7 @@ impl Work {
                         failure: done.failure.clone(),
                         size: item.expected.size.or(done.size),
                     });
-                    self.finished(shard, index, item, job, &done);
+                    self.report_done(shard, index, item, job, &done);
                     if self.leases.shares_records()
                         && let Ok(mut last) = shared.try_lock()
                         && last.elapsed() >= every

@@ -133,7 +133,7 @@ impl ItemReport {
 /// Everything a run reports: counts over the items, and, when asked for
 /// ([`Options::keep_items`](crate::Options::keep_items)) or for a dry run, each item's report in
 /// manifest order.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     /// What cancelled the run (the word its `cancel` future gave, such as `SIGINT`), if
     /// anything did.
@@ -178,33 +178,11 @@ pub struct Summary {
 impl Summary {
     /// Totals over `items` (kept, sorted into manifest line order), over `elapsed`.
     pub fn new(mut items: Vec<ItemReport>, elapsed: Duration) -> Self {
-        let mut summary = Self::empty();
+        let mut summary = Self::default();
         items.iter().for_each(|item| summary.count(item));
         items.sort_by_key(|i| i.line);
         summary.items = items;
         summary.elapsed(elapsed)
-    }
-
-    /// No items yet.
-    pub(crate) fn empty() -> Self {
-        Self {
-            interrupted: None,
-            promoted: 0,
-            already_present: 0,
-            done_elsewhere: 0,
-            failed: 0,
-            skipped: 0,
-            not_done: 0,
-            resumed: 0,
-            discarded: 0,
-            failures: BTreeMap::new(),
-            bytes: 0,
-            elapsed_secs: 0.0,
-            items: Vec::new(),
-            lines: 0,
-            cut_short: 0,
-            kinds: std::collections::BTreeSet::new(),
-        }
     }
 
     /// Counts `item` into the totals (not into [`Self::items`]).
@@ -302,7 +280,7 @@ pub(crate) struct Reporter {
 impl Reporter {
     pub(crate) fn new<'a>(events: Arc<dyn Events>, keep: bool, repeated: impl Iterator<Item = &'a String>) -> Self {
         let repeated = repeated.cloned().collect();
-        Self { events, keep, state: Mutex::new((Summary::empty(), HashMap::new())), repeated }
+        Self { events, keep, state: Mutex::new((Summary::default(), HashMap::new())), repeated }
     }
 
     /// Counts `report` (of job `job`, if it is an item's), keeps it when asked for, and sends
