@@ -58,7 +58,7 @@ pub enum Durability {
     Each,
     /// Group commit (see [`promote_core::kit::group_commit`]): concurrent promotions are staged
     /// without an fsync each, made durable together by one `syncfs` of the root's filesystem,
-    /// then published with no-replace renames, then each distinct directory is fsynced once.
+    /// then published with no-replace renames, then made durable again by a second `syncfs`.
     /// The same guarantee as `each` — a receipt means the object survives power loss, and a crash
     /// leaves every key absent or complete — for far fewer flushes.
     Batch,
@@ -81,8 +81,8 @@ impl Durability {
                  after a power loss every reported object is there, every other key absent or complete"
             }
             Self::Batch => {
-                "batch: objects staged without an fsync each, one syncfs, renamed, each directory \
-                 fsynced once, then the receipts; after a power loss every reported object is there, \
+                "batch: objects staged without an fsync each, one syncfs, renamed, a second syncfs, \
+                 then the receipts; after a power loss every reported object is there, \
                  every other key absent or complete (unreported ones may be lost; rerun the put)"
             }
             Self::None => {

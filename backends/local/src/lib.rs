@@ -59,8 +59,8 @@
 //!   directory and every directory above it. A receipt means the object survives power loss.
 //! - `batch`: group commit ([`promote_core::kit::group_commit`]). Concurrent promotions are staged
 //!   without an fsync each; one `syncfs` of the root's filesystem makes all their bytes and
-//!   metadata durable; then they are published with the same no-replace renames; then every
-//!   distinct directory holding one of them (and each directory above it) is fsynced once.
+//!   metadata durable; then they are published with the same no-replace renames; then a second
+//!   `syncfs` makes the new names (and any directory a publish created) durable.
 //!   Receipts come only after that, so a receipt means exactly what it means with `each`, and a
 //!   crash or power loss at any moment leaves each key absent or complete (unpublished staging
 //!   files are removed by `sweep_staging`).

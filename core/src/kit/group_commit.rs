@@ -10,7 +10,7 @@
 //!    before it started (the local backend: one `syncfs`);
 //! 3. **publish** (no-replace rename), with no per-object fsync;
 //! 4. **flush the published names**: one [`GroupCommit::flush_published`] for every key published
-//!    before it started (the local backend: each distinct directory fsynced once);
+//!    before it started (the local backend: a second `syncfs`);
 //! 5. only then does the promotion return its receipt.
 //!
 //! Callers do nothing special: concurrent promotions on one [`Store`](crate::Store) (a directory
