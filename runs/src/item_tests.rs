@@ -354,6 +354,7 @@ fn a_stopped_item_is_one_whose_lease_was_lost() {
 fn results_from_another_worker_read_as_recorded() {
     let sha = Sha256::of(b"done");
     let row = |state, reason: Option<&str>| JobRow {
+        id: 1,
         state,
         attempts: 1,
         reason: reason.map(str::to_owned),

@@ -377,6 +377,9 @@ impl Segment {
 /// One job as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {
+    /// Its number in the ledger (the rows of one job share it), so the transitions that follow
+    /// a read reach its rows directly instead of looking the job key up again.
+    pub id: i64,
     /// Its state.
     pub state: State,
     /// Attempts made so far, over all runs.
@@ -623,7 +626,7 @@ impl Ledger {
             .row(
                 "SELECT s.state, s.attempts, j.reason, s.sha256, s.size, j.cp_offset, j.cp_sha256, j.cp_etag,
                         j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms,
-                        j.cp_segments
+                        j.cp_segments, j.id
                  FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
                 [job_key(job)],
                 |r| {
@@ -638,6 +641,7 @@ impl Ledger {
                             r.get::<_, Option<i64>>(9)?,
                         ),
                         (r.get::<_, Option<String>>(10)?, r.get::<_, i64>(11)?, r.get::<_, Option<String>>(12)?),
+                        r.get::<_, i64>(13)?,
                     ))
                 },
             )
@@ -647,6 +651,7 @@ impl Ledger {
             (sha256, size),
             (cp_offset, cp_sha, etag, last_modified, total),
             (owner, updated_ms, segments),
+            id,
         )) = row
         else {
             return Ok(None);
@@ -672,6 +677,7 @@ impl Ledger {
             _ => None,
         };
         Ok(Some(JobRow {
+            id,
             state,
             attempts,
             reason,
@@ -785,8 +791,9 @@ impl Ledger {
         self.begin_from(job, row.as_ref(), owner, &mut None, now, alive)
     }
 
-    /// Begins `owner`'s attempt at `job`, whose row is `row`, as [`Self::begin_attempt`] says;
-    /// `owner_id`: `owner`'s number, looked up (and kept there) when first needed.
+    /// Begins `owner`'s attempt at `job`, whose row is `row` (read in the same transaction), as
+    /// [`Self::begin_attempt`] says; `owner_id`: `owner`'s number, looked up (and kept there)
+    /// when first needed.
     fn begin_from(
         &self,
         job: &str,
@@ -814,15 +821,13 @@ impl Ledger {
             Some(id) => id,
             None => *owner_id.insert(self.owner_id(owner)?),
         };
-        let attempts = self.row(
-            &format!(
-                "UPDATE states SET state = 'fetching', owner_id = ?2, attempts = attempts + 1, updated_ms = ?3
-                 WHERE id = {JOB_ID} RETURNING attempts"
-            ),
-            params![job_key(job), id, now],
-            |r| r.get(0),
+        // The row was read in this transaction, which holds the write lock, so its count is
+        // current. (Not `RETURNING`, which costs SQLite a temporary table per statement.)
+        self.exec(
+            "UPDATE states SET state = 'fetching', owner_id = ?2, attempts = ?3, updated_ms = ?4 WHERE id = ?1",
+            params![row.id, id, row.attempts.saturating_add(1), now],
         )?;
-        Ok(Begin::Mine(attempts))
+        Ok(Begin::Mine(row.attempts.saturating_add(1)))
     }
 
     /// Marks `job` changed at `now` if `owner` owns it in flight (`fetching`, `verified`), and
