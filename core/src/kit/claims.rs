@@ -195,7 +195,14 @@ pub struct ClaimRecord {
     pub lease_ms: u64,
     /// The holder's local clock when it wrote the record (Unix ms). For humans only.
     pub written_at_ms: u64,
+    /// A number the holder's process gives only this acquisition, so that with `owner` the
+    /// record tells this acquisition's claim from any other (0 in records of older builds).
+    #[serde(default)]
+    pub nonce: u64,
 }
+
+/// The next [`ClaimRecord::nonce`] of this process.
+static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl ClaimRecord {
     /// The lease.
@@ -313,6 +320,7 @@ impl Claims {
             owner: self.owner.clone().unwrap_or_else(Owner::me),
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
             written_at_ms: unix_ms(self.clock.now()),
+            nonce: NONCE.fetch_add(1, Ordering::Relaxed),
         };
         // A derived record of strings and integers always serializes.
         Bytes::from(serde_json::to_vec(&record).expect("a claim record serializes"))
@@ -330,7 +338,8 @@ impl Claims {
         // failure (S3's 409 for a concurrent conditional write) is retried after a short pause.
         for attempt in 0..4u32 {
             let retry = attempt < 3;
-            match self.store.create(name, body.clone()).await {
+            let created = InFlight::write(self, name, &body, self.store.create(name, body.clone())).await;
+            match created {
                 Ok(tag) => return Ok(Some(HeldClaim::new(self, name, lease, body, tag))),
                 Err(Error::AlreadyExists { .. }) => {}
                 Err(e) if e.is_retryable() && retry => {
@@ -340,11 +349,17 @@ impl Claims {
                 Err(e) => return Err(e),
             }
             let Some(current) = self.store.read(name).await? else { continue };
+            if current.body == body {
+                // Ours: an earlier try whose answer was lost (a timeout) was applied after all.
+                return Ok(Some(HeldClaim::new(self, name, lease, body, current.tag)));
+            }
             let state = ClaimState::judge(&current, lease);
             if !state.takeable() {
                 return Ok(None);
             }
-            match self.store.replace(name, body.clone(), &current.tag).await {
+            let replaced =
+                InFlight::write(self, name, &body, self.store.replace(name, body.clone(), &current.tag)).await;
+            match replaced {
                 Ok(tag) => {
                     let owner = state.record.as_ref().map(|r| r.owner.to_string()).unwrap_or_default();
                     tracing::info!(claim = name, previous = %owner, age = ?state.age, "took over a claim");
@@ -528,6 +543,55 @@ impl KeepAlive {
     async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// A claim write on its way to the server. Its future may be dropped while the request is out
+/// (a cancelled task, a timeout around the acquisition), and the server may still apply it:
+/// then nobody here knows the claim's tag, and the claim would stay until its lease ran out,
+/// holding every other writer of the key back. Dropped before the answer came, it removes the
+/// claim in the background (as a dropped [`HeldClaim`] does) if the claim holds this
+/// acquisition's record ([`ClaimRecord::nonce`] makes it unique), and leaves anyone else's.
+struct InFlight {
+    store: Arc<dyn ControlStore>,
+    name: String,
+    body: Bytes,
+    answered: bool,
+}
+
+impl InFlight {
+    /// Sends `request`, a write of `body` to claim `name`, and returns its answer.
+    async fn write(
+        claims: &Claims,
+        name: &str,
+        body: &Bytes,
+        request: impl std::future::Future<Output = Result<Tag, Error>>,
+    ) -> Result<Tag, Error> {
+        let mut guard =
+            Self { store: Arc::clone(&claims.store), name: name.to_owned(), body: body.clone(), answered: false };
+        let answer = request.await;
+        guard.answered = true;
+        answer
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let (store, name, body) = (Arc::clone(&self.store), std::mem::take(&mut self.name), self.body.clone());
+        crate::kit::cleanup::spawn(async move {
+            let removed = match store.read(&name).await {
+                Ok(Some(current)) if current.body == body => store.remove(&name, &current.tag).await,
+                // Never written, or someone else's now.
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                tracing::warn!(claim = %name, error = %e, "could not remove the claim of a cancelled acquisition; it expires");
+            }
+        });
     }
 }
 

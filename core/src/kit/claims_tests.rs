@@ -18,6 +18,17 @@ struct Memory {
     faults: StdMutex<HashMap<&'static str, VecDeque<Error>>>,
     /// Calls per verb.
     calls: StdMutex<HashMap<&'static str, usize>>,
+    /// What the next `create` does once it has written (its answer lost, or an error).
+    after_create: StdMutex<VecDeque<After>>,
+}
+
+/// How a `create` that wrote ends, as a client sees it.
+#[derive(Debug)]
+enum After {
+    /// No answer ever comes (the request is cancelled while it waits).
+    Hang,
+    /// An error comes back, though the write was applied.
+    Fail(Error),
 }
 
 impl Memory {
@@ -28,6 +39,7 @@ impl Memory {
             started: tokio::time::Instant::now(),
             faults: StdMutex::new(HashMap::new()),
             calls: StdMutex::new(HashMap::new()),
+            after_create: StdMutex::new(VecDeque::new()),
         })
     }
 
@@ -66,13 +78,21 @@ impl Memory {
 impl ControlStore for Memory {
     async fn create(&self, name: &str, body: Bytes) -> Result<Tag, Error> {
         self.enter("create")?;
-        let mut objects = self.objects.lock().unwrap();
-        if objects.contains_key(name) {
-            return Err(Error::AlreadyExists { key: name.into() });
+        let tag = {
+            let mut objects = self.objects.lock().unwrap();
+            if objects.contains_key(name) {
+                return Err(Error::AlreadyExists { key: name.into() });
+            }
+            let tag = self.tag();
+            objects.insert(name.into(), (body, tag.clone(), self.now()));
+            tag
+        };
+        let after = self.after_create.lock().unwrap().pop_front();
+        match after {
+            None => Ok(tag),
+            Some(After::Fail(err)) => Err(err),
+            Some(After::Hang) => std::future::pending().await,
         }
-        let tag = self.tag();
-        objects.insert(name.into(), (body, tag.clone(), self.now()));
-        Ok(tag)
     }
 
     async fn replace(&self, name: &str, body: Bytes, tag: &Tag) -> Result<Tag, Error> {
@@ -451,6 +471,61 @@ async fn a_dropped_claim_is_released() {
         assert!(released.release().await.unwrap());
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(store.calls("remove"), 2, "a released claim is not removed again when dropped");
+    })
+    .await;
+}
+
+/// An acquisition cancelled while its claim's write is out, after the server applied it, leaves
+/// no claim behind (nobody would know its tag, and it would hold the key for a whole lease); a
+/// claim someone else holds by the time the clean-up looks is left alone.
+#[tokio::test(start_paused = true)]
+async fn an_acquisition_cancelled_after_its_write_was_applied_leaves_no_claim() {
+    settled(async {
+        let store = Memory::new();
+        let gone = |name: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                while store.names().iter().any(|n| n == name) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        store.after_create.lock().unwrap().push_back(After::Hang);
+        let cut = tokio::time::timeout(Duration::from_secs(1), claims(&store).try_acquire("claims/cut", LEASE)).await;
+        assert!(cut.is_err(), "the write was to hang");
+        assert_eq!(store.names(), ["claims/cut"], "the server applied the write");
+        tokio::time::timeout(Duration::from_secs(10), gone("claims/cut"))
+            .await
+            .expect("the cancelled acquisition's claim was never removed");
+
+        store.after_create.lock().unwrap().push_back(After::Hang);
+        let cut = tokio::time::timeout(Duration::from_secs(1), claims(&store).try_acquire("claims/taken", LEASE)).await;
+        assert!(cut.is_err(), "the write was to hang");
+        // Taken over before the clean-up (spawned when the acquisition was dropped) runs.
+        let other = Bytes::from_static(b"someone else's record");
+        store.objects.lock().unwrap().get_mut("claims/taken").unwrap().0 = other.clone();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(store.objects.lock().unwrap()["claims/taken"].0, other, "another holder's claim was removed");
+        assert_eq!(store.calls("remove"), 1);
+    })
+    .await;
+}
+
+/// A write whose answer was an error although the server applied it is found, on the next try,
+/// holding this acquisition's own record: the claim is this acquisition's, not a stranger's to
+/// wait for.
+#[tokio::test(start_paused = true)]
+async fn a_claim_written_by_a_try_whose_answer_was_lost_is_taken_as_ours() {
+    settled(async {
+        let store = Memory::new();
+        store.after_create.lock().unwrap().push_back(After::Fail(transient()));
+        let held = claims(&store).try_acquire("claims/lost", LEASE).await.unwrap().expect("ours");
+        assert_eq!(store.calls("create"), 2);
+        assert_eq!(held.tag().await, store.objects.lock().unwrap()["claims/lost"].1);
+        // Two acquisitions by one process at once write different records.
+        let (a, b) = (claims(&store).record("claims/x", LEASE), claims(&store).record("claims/x", LEASE));
+        assert_ne!(a, b);
+        assert!(held.release().await.unwrap());
     })
     .await;
 }
