@@ -185,6 +185,46 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(None)
     }
 
+    /// A staged write for `key` that can outlive its process, so a long download into it
+    /// resumes after a crash instead of starting over. `from` is the token of an earlier
+    /// [`StagedWrite::checkpoint`] of the same key (with the same `expected`) to go on from;
+    /// `None` starts a new one. Core wraps it ([`crate::Store::stage_resumable`]). The contract:
+    ///
+    /// - **Nothing at `key` until publish**, as for [`Backend::stage`]; publish, abort and
+    ///   verification are the same.
+    /// - **A checkpoint's bytes stay staged**: once [`StagedWrite::checkpoint`] has handed out a
+    ///   token, dropping the handle keeps what the token names (a crash would too); only
+    ///   `abort`, publish or [`Backend::discard_resumable`] remove it.
+    /// - **Continued means exactly the checkpoint's bytes**: the handle from `from` holds the
+    ///   token's bytes and no others, and takes the next byte after them.
+    /// - `Ok(None)`: the backend has no resumable writes (the default), or the token's bytes
+    ///   are gone (aborted, swept by `promote recover`, expired): the caller starts over.
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::stage`]; [`Error::Backend`] when the token cannot be checked.
+    async fn stage_resumable(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        options: &PutOptions,
+        from: Option<&str>,
+    ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
+        let _ = (key, expected, options, from);
+        Ok(None)
+    }
+
+    /// Removes the staged bytes a checkpoint token of `key` names, when the caller will not
+    /// go on from it (the source changed). Bytes already gone are fine.
+    ///
+    /// # Errors
+    ///
+    /// When they could not be removed; `promote recover` will find them.
+    async fn discard_resumable(&self, key: &Key, token: &str) -> Result<(), Error> {
+        let _ = (key, token);
+        Ok(())
+    }
+
     /// [`Backend::stage`] with the options that describe the object to other readers (its
     /// content type). Core stages through this. A backend that stores such options overrides
     /// it; the default ignores them (local disk keeps no content type).
@@ -356,6 +396,27 @@ pub trait StagedWrite: Send {
     async fn seal(&mut self, digest: &Digest) -> Result<(), Error> {
         let _ = digest;
         Ok(())
+    }
+
+    /// Resumable writes only (see [`Backend::stage_resumable`]): the offset, from the object's
+    /// start, where the part being filled ends. Core cuts its writes there so it holds the
+    /// hash state at every offset a checkpoint can name. Always past the bytes written so far.
+    /// `None` (the default) for other writes.
+    fn part_end(&self) -> Option<u64> {
+        None
+    }
+
+    /// Resumable writes only: waits until every part sent so far is durable in the backend,
+    /// and returns how many bytes from the object's start are (a part end, never more than was
+    /// written; bytes of a part still filling are not) and the token that
+    /// [`Backend::stage_resumable`] goes on from. From then on the handle keeps those bytes
+    /// when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for other writes (the default); when a part failed.
+    async fn checkpoint(&mut self) -> Result<(u64, String), Error> {
+        Err(Error::Unsupported { operation: "checkpoints of a staged write".into(), backend: "this backend".into() })
     }
 
     /// Makes the staged bytes the object at the key, atomically, per `mode`. `digest` is what

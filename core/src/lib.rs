@@ -114,7 +114,7 @@ pub use key::{Key, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, RESERVED_SEGMENT};
 pub use mode::{Capabilities, Mode};
 pub use outcome::{Outcome, Receipt};
 pub use put_options::{DEFAULT_CONTENT_TYPE, PutOptions};
-pub use staged::Staged;
+pub use staged::{ResumePoint, Staged};
 pub use store::Store;
 pub use verify::{Digest, Digester, Expected, ParseSha256Error, Sha256};
 

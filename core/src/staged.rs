@@ -1,5 +1,6 @@
 //! The staged handle: bytes in, hashed as they pass, then promoted or discarded.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,12 +41,39 @@ pub struct Staged {
     started: Instant,
     /// The store's staging slot, if it limits staging; released once the bytes are sealed.
     slot: Option<OwnedSemaphorePermit>,
+    /// Resumable writes only (see [`Store::stage_resumable`]): the digester as it stood at
+    /// each part end written since the last checkpoint, oldest first.
+    marks: Option<VecDeque<Digester>>,
+}
+
+/// Where a resumable staged write stands: what to record so that it goes on after its process
+/// is gone ([`Store::stage_resumable`]). Every field is needed to go on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResumePoint {
+    /// Bytes from the object's start that are durable in the backend.
+    pub offset: u64,
+    /// The SHA-256 state after those bytes ([`Digester::saved`]), so the final digest is
+    /// computed over every byte exactly once, in order, across processes.
+    pub hash_state: String,
+    /// The backend's own handle on the staged bytes (for S3: the multipart upload and its
+    /// parts), opaque to the caller.
+    pub token: String,
 }
 
 impl Staged {
     pub(crate) fn new(key: Key, store: Store, inner: Box<dyn StagedWrite>, slot: Option<OwnedSemaphorePermit>) -> Self {
         tracing::info!(key = %key, backend = store.backend().kind(), "staged");
-        Self { key, store, inner, digester: Digester::new(), started: Instant::now(), slot }
+        Self { key, store, inner, digester: Digester::new(), started: Instant::now(), slot, marks: None }
+    }
+
+    /// A resumable staged write (see [`Store::stage_resumable`]) that already holds the bytes
+    /// hashed by `digester`.
+    pub(crate) fn resumable(key: Key, store: Store, inner: Box<dyn StagedWrite>, digester: Digester) -> Self {
+        let mut staged = Self::new(key, store, inner, None);
+        staged.digester = digester;
+        // The first mark: where it starts (a checkpoint before its first part ends names it).
+        staged.marks = Some(VecDeque::from([staged.digester.clone()]));
+        staged
     }
 
     /// The key this will be promoted to.
@@ -63,9 +91,62 @@ impl Staged {
     /// # Errors
     ///
     /// The backend's staging error (disk full, connection lost, …).
-    pub async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        self.digester.update(&chunk);
-        self.inner.write(chunk).await
+    pub async fn write(&mut self, mut chunk: Bytes) -> Result<(), Error> {
+        if self.marks.is_none() {
+            self.digester.update(&chunk);
+            return self.inner.write(chunk).await;
+        }
+        // A resumable write: cut at each part end, and keep the hash state there. Each round
+        // writes at least one byte (the backend's part end is past what was written).
+        while !chunk.is_empty() {
+            let end = self.inner.part_end().unwrap_or(u64::MAX);
+            let room = end.saturating_sub(self.digester.size()).max(1);
+            let piece = chunk.split_to(chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX)));
+            self.digester.update(&piece);
+            self.inner.write(piece).await?;
+            if self.digester.size() == end
+                && let Some(marks) = &mut self.marks
+            {
+                marks.push_back(self.digester.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumable writes only (see [`Store::stage_resumable`]): waits until the parts sent so
+    /// far are durable in the backend and returns the point to go on from, in this process or
+    /// another. The bytes it names stay staged when this handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a write that is not resumable; the backend's error when a
+    /// part failed.
+    pub async fn checkpoint(&mut self) -> Result<ResumePoint, Error> {
+        let unsupported = || Error::Unsupported {
+            operation: "checkpoints of a staged write".into(),
+            backend: self.store.backend().location(),
+        };
+        if self.marks.is_none() {
+            return Err(unsupported());
+        }
+        let (offset, token) = self.inner.checkpoint().await?;
+        let marks = self.marks.as_mut().ok_or_else(unsupported)?;
+        while marks.front().is_some_and(|m| m.size() < offset) {
+            marks.pop_front();
+        }
+        let state = match marks.front() {
+            Some(mark) if mark.size() == offset => mark.saved(),
+            _ => {
+                return Err(Error::Backend {
+                    backend: self.store.backend().kind().into(),
+                    context: format!("checkpointing the staged write of {:?}", self.key.as_str()),
+                    retryable: false,
+                    source: format!("the backend named offset {offset}, which is not a part end written").into(),
+                });
+            }
+        };
+        tracing::debug!(key = %self.key, offset, "checkpoint");
+        Ok(ResumePoint { offset, hash_state: state, token })
     }
 
     /// Verifies what was written against `expected`, then publishes it at the key per `mode`.

@@ -12,8 +12,8 @@ use crate::kit::group_commit::Group;
 use crate::mode::Mode;
 use crate::outcome::{Outcome, Receipt};
 use crate::put_options::PutOptions;
-use crate::staged::Staged;
-use crate::verify::{Digest, Expected};
+use crate::staged::{ResumePoint, Staged};
+use crate::verify::{Digest, Digester, Expected};
 
 /// A backend plus everything core does around it: capability checks before any byte moves,
 /// hashing and verification while bytes flow, and the already-present/conflict decision.
@@ -107,6 +107,47 @@ impl Store {
         let slot = self.staging_slot().await?;
         let inner = self.backend.stage_with(key, expected, &self.put_options).await?;
         Ok(Staged::new(key.clone(), self.clone(), inner, slot))
+    }
+
+    /// Opens a resumable staged handle for `key` (see [`Backend::stage_resumable`]): one whose
+    /// [`Staged::checkpoint`] gives a [`ResumePoint`] to record, and that this call goes on
+    /// from (`from`) in a later process after a crash, with the hash state it had there. It
+    /// takes no staging slot ([`Store::limit_staging`] is for many small writes).
+    ///
+    /// `Ok(None)`: the backend has no resumable writes, or `from`'s bytes are gone (the caller
+    /// starts over, with `from: None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when `from`'s hash state is not one; the backend's staging error.
+    pub async fn stage_resumable(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        from: Option<&ResumePoint>,
+    ) -> Result<Option<Staged>, Error> {
+        let digester = match from {
+            Some(point) => Digester::resume(&point.hash_state, point.offset).map_err(|why| Error::Backend {
+                backend: self.backend.kind().into(),
+                context: format!("going on with the staged write of {:?}", key.as_str()),
+                retryable: false,
+                source: why.into(),
+            })?,
+            None => Digester::new(),
+        };
+        let token = from.map(|point| point.token.as_str());
+        let inner = self.backend.stage_resumable(key, expected, &self.put_options, token).await?;
+        Ok(inner.map(|inner| Staged::resumable(key.clone(), self.clone(), inner, digester)))
+    }
+
+    /// Removes the staged bytes of a [`ResumePoint`] that will not be gone on from (see
+    /// [`Backend::discard_resumable`]).
+    ///
+    /// # Errors
+    ///
+    /// When they could not be removed; `promote recover` will find them.
+    pub async fn discard_resumable(&self, key: &Key, point: &ResumePoint) -> Result<(), Error> {
+        self.backend.discard_resumable(key, &point.token).await
     }
 
     /// Waits for a staging slot, where the store limits staging ([`Store::limit_staging`]).

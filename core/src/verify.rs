@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use sha2::Digest as _;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 
 use crate::error::Error;
 use crate::key::Key;
@@ -77,6 +78,42 @@ impl Digester {
     /// Bytes seen so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The hashing state after the bytes added so far, as hex: what [`Digester::resume`] goes
+    /// on from, in this process or a later one. It holds the hash's running state and up to
+    /// one block of unhashed bytes, so it reveals that much of the data.
+    pub fn saved(&self) -> String {
+        hex::encode(self.hasher.serialize())
+    }
+
+    /// A digester that goes on where the one whose [`Digester::saved`] state is `state` stopped,
+    /// after `size` bytes: the digest it finishes with is of every byte, those before included,
+    /// exactly as if one digester had seen them all.
+    ///
+    /// # Errors
+    ///
+    /// When `state` is not a saved state, or says a different number of bytes than `size`.
+    pub fn resume(state: &str, size: u64) -> Result<Self, String> {
+        let bad = || format!("{state:?} is not a saved SHA-256 state");
+        let bytes = hex::decode(state).map_err(|_| bad())?;
+        let array = SerializedState::<sha2::Sha256>::try_from(bytes.as_slice()).map_err(|_| bad())?;
+        let hasher = sha2::Sha256::deserialize(&array).map_err(|_| bad())?;
+        let resumed = Self { hasher, size };
+        if resumed.hasher.serialize() != array || resumed.counted() != Some(size) {
+            return Err(format!("the saved SHA-256 state does not cover {size} bytes"));
+        }
+        Ok(resumed)
+    }
+
+    /// The byte count the hash's own state holds: full blocks (a little-endian count after the
+    /// eight 32-bit words of the state) times 64, plus the buffered bytes (the byte after that
+    /// count says how many).
+    fn counted(&self) -> Option<u64> {
+        let state = self.hasher.serialize();
+        let blocks = u64::from_le_bytes(state.get(32..40)?.try_into().ok()?);
+        let buffered = u64::from(*state.get(40)?);
+        blocks.checked_mul(64)?.checked_add(buffered)
     }
 
     /// The size and digest of everything added.
@@ -157,5 +194,24 @@ mod tests {
         let e = Expected { size: Some(3), sha256: Some(Sha256::of(b"x")) };
         assert!(matches!(e.check(&key, &got), Err(Error::DigestMismatch { .. })));
         assert!(Expected::exactly(got).check(&key, &got).is_ok());
+    }
+
+    /// A digester resumed from a saved state, at any offset (a block boundary or not), finishes
+    /// with the digest of every byte; a state that is not one, or that covers another number
+    /// of bytes, is refused.
+    #[test]
+    fn a_saved_state_resumes_to_the_digest_of_every_byte() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for at in [0, 1, 63, 64, 65, 500, 1000] {
+            let mut first = Digester::new();
+            first.update(&data[..at]);
+            let state = first.saved();
+            let mut resumed = Digester::resume(&state, at as u64).unwrap();
+            resumed.update(&data[at..]);
+            assert_eq!(resumed.finish(), Digest { size: 1000, sha256: Sha256::of(&data) }, "resumed at {at}");
+            assert!(Digester::resume(&state, at as u64 + 1).is_err(), "{at} bytes claimed as {}", at + 1);
+        }
+        assert!(Digester::resume("zz", 0).is_err());
+        assert!(Digester::resume("00", 0).is_err(), "too short");
     }
 }

@@ -107,6 +107,7 @@ cases! {
     file_promotion_verifies: always(ctx),
     adopted_file_is_published_or_left_in_place: needs_create(ctx),
     sweep_removes_stale_staging_only: leaves_staging [other_process],
+    resumable_write_goes_on_from_its_checkpoint: needs_create(ctx),
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -636,4 +637,57 @@ async fn sweep_removes_stale_staging_only(target: Ctx) {
     assert_eq!(get(&store, &live_key).await, bytes);
     assert_absent(&store, &key("sweep/dead")).await;
     assert_no_residue(&store, "after the sweep").await;
+}
+
+/// Writes `bytes` into `staged` in uneven chunks.
+async fn write_all(staged: &mut promote_core::Staged, bytes: &[u8]) {
+    for chunk in bytes.chunks((1 << 20) + 7) {
+        staged.write(Bytes::copy_from_slice(chunk)).await.expect("write");
+    }
+}
+
+/// A resumable write (`Store::stage_resumable`) checkpoints, is dropped as by a crash, and a
+/// new handle goes on from the point: the object is every byte, hashed in order, and nothing
+/// is visible before. A point gone on from and published, or discarded, cannot be gone on
+/// from again. Backends without resumable writes say so (`None`); S3 has them.
+async fn resumable_write_goes_on_from_its_checkpoint(ctx: Ctx) {
+    let store = ctx.store.clone();
+    let k = key("resumed/object");
+    let bytes = data::bytes(31, (13 << 20) + 321);
+    let expected = exact(&bytes);
+    let Some(mut first) = store.stage_resumable(&k, &expected, None).await.expect("stage") else {
+        assert_ne!(store.backend().kind(), "s3", "S3 has resumable writes");
+        return;
+    };
+    let cut = (7 << 20) + 5;
+    write_all(&mut first, &bytes[..cut]).await;
+    let point = first.checkpoint().await.expect("checkpoint");
+    // Whole parts only: the part still filling is not durable.
+    assert!(point.offset > 0 && point.offset < cut as u64, "checkpoint at {} of {cut} bytes written", point.offset);
+    drop(first);
+    assert_absent(&store, &k).await;
+    let mut second = store
+        .stage_resumable(&k, &expected, Some(&point))
+        .await
+        .expect("go on")
+        .expect("the checkpoint's bytes are still staged");
+    let again = second.checkpoint().await.expect("checkpoint before writing");
+    assert_eq!(again, point, "a handle gone on with holds the point's bytes and no others");
+    write_all(&mut second, &bytes[point.offset as usize..]).await;
+    let outcome = second.promote(&expected, Mode::Create).await.expect("promote the resumed write");
+    assert_eq!((outcome.receipt().sha256, outcome.receipt().size), (Sha256::of(&bytes), bytes.len() as u64));
+    assert!(get(&store, &k).await == bytes, "the resumed object differs");
+    let used = store.stage_resumable(&k, &expected, Some(&point)).await.expect("look again");
+    assert!(used.is_none(), "a point whose upload was published was gone on from again");
+
+    // A point discarded is gone.
+    let k2 = key("resumed/discarded");
+    let mut third = store.stage_resumable(&k2, &expected, None).await.expect("stage").expect("resumable");
+    write_all(&mut third, &bytes[..cut]).await;
+    let point = third.checkpoint().await.expect("checkpoint");
+    drop(third);
+    store.discard_resumable(&k2, &point).await.expect("discard");
+    assert!(store.stage_resumable(&k2, &expected, Some(&point)).await.expect("look").is_none(), "discarded");
+    assert_absent(&store, &k2).await;
+    assert_no_residue_anywhere(&ctx, "after a resumed write and a discarded one").await;
 }

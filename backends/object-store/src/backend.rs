@@ -347,6 +347,24 @@ impl Backend for ObjectStoreBackend {
         Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected, content_type)))
     }
 
+    async fn stage_resumable(
+        &self,
+        key: &Key,
+        expected: &Expected,
+        options: &PutOptions,
+        from: Option<&str>,
+    ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
+        if let Some(size) = expected.size.filter(|&size| size > self.inner.max_object_size) {
+            return Err(crate::staged::too_large(&self.inner, key, size));
+        }
+        let staged = crate::resume::stage(&self.inner, key, expected, options, from).await?;
+        Ok(staged.map(|staged| Box::new(staged) as Box<dyn StagedWrite>))
+    }
+
+    async fn discard_resumable(&self, key: &Key, token: &str) -> Result<(), Error> {
+        crate::resume::discard(&self.inner, key, token).await
+    }
+
     async fn head(&self, key: &Key) -> Result<Meta, Error> {
         let path = self.inner.path(key);
         let got = match self.inner.store.get_opts(&path, GetOptions::new().with_head(true)).await {

@@ -69,6 +69,7 @@ mod names;
 mod parts;
 mod probe;
 mod profile;
+mod resume;
 mod staged;
 mod uploads;
 

@@ -18,8 +18,10 @@ pub(crate) const MAX_PART: u64 = 5 << 30;
 /// Parts of one size before the size doubles, when the object's size is unknown.
 pub(crate) const GROWTH_EVERY: u64 = 800;
 
-/// The size of each part of one upload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The size of each part of one upload (kept in a resumable upload's token, so the parts go on
+/// in the sizes they started with whatever the configuration says by then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum PartSizes {
     /// Every part this size (the last may be shorter).
     Fixed(u64),

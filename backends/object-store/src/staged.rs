@@ -17,31 +17,38 @@ use crate::backend::{DIGEST_METADATA, Inner};
 use crate::liveness::Owner;
 use crate::parts::PartSizes;
 use crate::uploads::{Marker, marker_path};
-use crate::{claims, digests, errors};
+use crate::{claims, digests, errors, resume};
 
 pub(crate) struct ObjectStaged {
-    inner: Arc<Inner>,
-    key: Key,
-    path: Path,
-    hint: Option<Sha256>,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) key: Key,
+    pub(crate) path: Path,
+    pub(crate) hint: Option<Sha256>,
     /// The object's `Content-Type`, sent with the PUT or when the multipart upload starts.
-    content_type: String,
+    pub(crate) content_type: String,
     /// The size of each part (see `parts`).
-    sizes: PartSizes,
+    pub(crate) sizes: PartSizes,
     /// Bytes written so far.
-    written: u64,
-    buf: BytesMut,
-    upload: Option<Upload>,
+    pub(crate) written: u64,
+    pub(crate) buf: BytesMut,
+    pub(crate) upload: Option<Upload>,
+    /// Begun by `stage_resumable`: the upload starts with the first byte, and
+    /// [`StagedWrite::checkpoint`] hands out tokens (see `resume`).
+    pub(crate) resumable: bool,
+    /// A token names this upload (handed out, or resumed from): it is the caller's, so it is
+    /// kept when the handle is dropped or a part fails, and removed only by publish, `abort`
+    /// or the caller's `discard_resumable`.
+    pub(crate) kept: bool,
 }
 
-struct Upload {
+pub(crate) struct Upload {
     /// The store the upload runs in (`inner.multipart`, which is `Some` for every backend that
     /// starts uploads).
-    multipart: Arc<dyn MultipartStore>,
-    id: String,
-    marker: Path,
-    parts: Vec<Option<PartId>>,
-    tasks: JoinSet<(usize, object_store::Result<PartId>)>,
+    pub(crate) multipart: Arc<dyn MultipartStore>,
+    pub(crate) id: String,
+    pub(crate) marker: Path,
+    pub(crate) parts: Vec<Option<PartId>>,
+    pub(crate) tasks: JoinSet<(usize, object_store::Result<PartId>)>,
 }
 
 /// Times a write refused with 409 ConditionalRequestConflict is tried again.
@@ -79,7 +86,19 @@ impl ObjectStaged {
         let path = inner.path(&key);
         let sizes = PartSizes::new(inner.part_size as u64, expected.size);
         let hint = expected.sha256;
-        Self { inner, key, path, hint, content_type, sizes, written: 0, buf: BytesMut::new(), upload: None }
+        Self {
+            inner,
+            key,
+            path,
+            hint,
+            content_type,
+            sizes,
+            written: 0,
+            buf: BytesMut::new(),
+            upload: None,
+            resumable: false,
+            kept: false,
+        }
     }
 
     fn err(&self, err: object_store::Error, what: &str) -> Error {
@@ -268,7 +287,7 @@ impl ObjectStaged {
         if self.upload.is_none() {
             self.buf.extend_from_slice(data);
             let Some(multipart) = &self.inner.multipart else { return Ok(()) };
-            if self.buf.len() as u64 <= self.inner.threshold {
+            if self.buf.len() as u64 <= self.inner.threshold && !self.resumable {
                 return Ok(());
             }
             let multipart = Arc::clone(multipart);
@@ -319,10 +338,47 @@ impl StagedWrite for ObjectStaged {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         let result = self.append(&chunk).await;
         promote_core::kit::buffers::recycle(chunk);
-        if result.is_err() {
+        if result.is_err() && !self.kept {
             self.discard_upload().await;
         }
         result
+    }
+
+    fn part_end(&self) -> Option<u64> {
+        let sent = self.upload.as_ref().map_or(0, |u| u.parts.len());
+        let start = self.written - self.buf.len() as u64;
+        self.resumable.then(|| start + self.sizes.of(sent) as u64)
+    }
+
+    async fn checkpoint(&mut self) -> Result<(u64, String), Error> {
+        if !self.resumable {
+            return Err(Error::Unsupported {
+                operation: "checkpoints of a staged write not begun as resumable".into(),
+                backend: self.inner.location.clone(),
+            });
+        }
+        if self.upload.is_none() {
+            // Only `None` without a multipart store, which `stage_resumable` refuses.
+            let multipart = self.inner.multipart.clone().expect("a resumable write has a multipart store");
+            self.start_upload(multipart).await?;
+        }
+        let upload = self.upload.as_mut().expect("started above");
+        while !upload.tasks.is_empty() {
+            if let Err(e) = Self::settle_one(upload).await {
+                return Err(errors::map(e, self.inner.kind, self.key.as_str(), "uploading a part of"));
+            }
+        }
+        let token = resume::Token {
+            upload_id: upload.id.clone(),
+            // Every task was joined above, and `settle_one` filled its slot or returned the error.
+            parts: upload.parts.iter().map(|p| p.clone().expect("every part settled").content_id).collect(),
+            offset: self.written - self.buf.len() as u64,
+            sizes: self.sizes,
+            hint: self.hint.map(|h| h.to_string()),
+            content_type: self.content_type.clone(),
+        };
+        self.kept = true;
+        Ok((token.offset, token.encode()))
     }
 
     async fn publish(mut self: Box<Self>, mode: &Mode, digest: &Digest) -> Result<Option<String>, Error> {
@@ -346,6 +402,12 @@ impl StagedWrite for ObjectStaged {
 
 impl Drop for ObjectStaged {
     fn drop(&mut self) {
+        if self.kept {
+            // A checkpoint's token names the upload: it is the caller's to go on from. (Its
+            // parts in flight are cancelled as the upload's tasks drop.)
+            self.upload = None;
+            return;
+        }
         let Some(mut upload) = self.upload.take() else { return };
         upload.tasks.abort_all();
         let (inner, path) = (Arc::clone(&self.inner), self.path.clone());

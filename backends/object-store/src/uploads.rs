@@ -59,6 +59,21 @@ async fn signed_get(
     query: Vec<(String, String)>,
     what: &str,
 ) -> Result<(Option<SystemTime>, String), String> {
+    let (status, date, xml) = signed_get_any(signer, http, path, query, what).await?;
+    if !status.is_success() {
+        return Err(format!("{what} answered {status}: {}", xml.chars().take(300).collect::<String>()));
+    }
+    Ok((date, xml))
+}
+
+/// [`signed_get`] whatever the status: (the status, the server's `Date`, the body).
+async fn signed_get_any(
+    signer: &dyn Signer,
+    http: &HttpClient,
+    path: &Path,
+    query: Vec<(String, String)>,
+    what: &str,
+) -> Result<(http::StatusCode, Option<SystemTime>, String), String> {
     let options = SignedUrlOptions::default().with_query(query);
     let url = signer
         .signed_url_opts(Method::GET, path, Duration::from_secs(300), &options)
@@ -73,11 +88,52 @@ async fn signed_get(
     let status = resp.status();
     let date = resp.headers().get(http::header::DATE).and_then(|d| d.to_str().ok()).and_then(parse_http_date);
     let body = resp.into_body().bytes().await.map_err(|e| format!("{what}: {e}"))?;
-    let xml = String::from_utf8_lossy(&body).into_owned();
-    if !status.is_success() {
-        return Err(format!("{what} answered {status}: {}", xml.chars().take(300).collect::<String>()));
+    Ok((status, date, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The ETags of the parts of upload `upload_id` of `path` the server holds, by part number
+/// (ListParts, every page); `None` when the server has no such upload (404: aborted, swept,
+/// completed or expired).
+pub(crate) async fn part_etags(
+    signer: &dyn Signer,
+    http: &HttpClient,
+    path: &Path,
+    upload_id: &str,
+) -> Result<Option<std::collections::BTreeMap<u64, String>>, String> {
+    let mut etags = std::collections::BTreeMap::new();
+    let mut marker = String::new();
+    // Ends with the last page, as in `list`.
+    loop {
+        let mut query = vec![("uploadId".to_owned(), upload_id.to_owned())];
+        if !marker.is_empty() {
+            query.push(("part-number-marker".into(), marker.clone()));
+        }
+        let (status, _, xml) = signed_get_any(signer, http, path, query, "ListParts").await?;
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("ListParts answered {status}: {}", xml.chars().take(300).collect::<String>()));
+        }
+        for part in elements(&xml, "Part") {
+            if let (Some(number), Some(etag)) = (text(part, "PartNumber"), text(part, "ETag"))
+                && let Ok(number) = number.trim().parse::<u64>()
+            {
+                etags.insert(number, etag.trim().trim_matches('"').to_owned());
+            }
+        }
+        if text(&xml, "IsTruncated").as_deref() != Some("true") {
+            return Ok(Some(etags));
+        }
+        let next = text(&xml, "NextPartNumberMarker").unwrap_or_default();
+        if next.is_empty() {
+            return Ok(Some(etags));
+        }
+        if next == marker {
+            return Err(format!("ListParts did not move past part {next}: the server sent the same page again"));
+        }
+        marker = next;
     }
-    Ok((date, xml))
 }
 
 /// Every in-progress multipart upload whose key starts with `prefix`, following pagination.
