@@ -86,6 +86,12 @@ impl Staged {
         self.digester.size()
     }
 
+    /// The size and SHA-256 of every byte written so far (for a resumed write, those written
+    /// before it was resumed too). [`Staged::promote`] checks the same digest.
+    pub fn digest(&self) -> Digest {
+        self.digester.clone().finish()
+    }
+
     /// Appends `chunk`, hashing it on the way.
     ///
     /// # Errors

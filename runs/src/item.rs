@@ -28,6 +28,7 @@ use crate::manifest::{Item, Source};
 use crate::resume::{Decision, Partial};
 use crate::segments;
 use crate::shards::{ShardRecord, owner_alive};
+use crate::upload;
 
 /// What every item's processing shares.
 pub(crate) struct Ctx {
@@ -164,7 +165,7 @@ impl Failure {
         }
     }
 
-    fn core(err: &Error) -> Self {
+    pub(crate) fn core(err: &Error) -> Self {
         let (reason, kind) = match err {
             Error::Conflict { .. } | Error::AlreadyExists { .. } => ("conflict", FailureKind::Conflict),
             Error::DigestMismatch { .. } => ("sha256-mismatch", FailureKind::Verification),
@@ -601,7 +602,7 @@ async fn local(ctx: &Ctx, item: &Item, path: &Path, lost: &AtomicBool, done: &mu
     result.map_err(|e| Failure::core(&e))
 }
 
-fn set_decision(done: &mut Done, decision: Decision) {
+pub(crate) fn set_decision(done: &mut Done, decision: Decision) {
     // A discard sticks: a later resume within this run continues the fresh download.
     if done.decision != Some(Decision::Discard) {
         done.decision = Some(decision);
@@ -622,6 +623,13 @@ async fn http(
     done: &mut Done,
 ) -> Result<Promotion, Failure> {
     let path = ctx.partials.join(job);
+    if partial.is_none()
+        && let Some(cp) = checkpoint.take_if(|cp| cp.upload.is_some())
+    {
+        // Streamed into the backend's resumable staged write, not a partial file.
+        let _slot = ctx.http.slot(url).await;
+        return upload::resume(ctx, item, job, url, cp, lost, done).await;
+    }
     if partial.is_none()
         && let Some(cp) = checkpoint.take()
     {
@@ -731,6 +739,15 @@ async fn http(
             }
             return stream(ctx, item, response, length, done).await;
         }
+        // A large download goes straight into the backend's resumable staged write where it
+        // has one (S3), unless it is to be fetched in segments.
+        if large && partial.is_none() && ctx.segments <= 1 {
+            let staged = ctx.store.stage_resumable(&item.key, &item.expected, None).await;
+            if let Some(staged) = staged.map_err(|e| Failure::core(&e))? {
+                let source = upload::Source { etag, last_modified, total: length };
+                return upload::fresh(ctx, item, job, staged, response, source, lost, done).await;
+            }
+        }
         let kept = match partial.take() {
             Some(mut kept) => {
                 kept.reset().map_err(|e| Failure::local(format!("truncating {}", path.display()), &e))?;
@@ -796,7 +813,7 @@ fn partial_error(what: String, err: &std::io::Error) -> Failure {
 }
 
 /// Forgets the job's checkpoint; false when the job is no longer ours.
-async fn clear_checkpoint(ctx: &Ctx, job: &str) -> Result<bool, Failure> {
+pub(crate) async fn clear_checkpoint(ctx: &Ctx, job: &str) -> Result<bool, Failure> {
     let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
     ctx.db.call(move |l| l.clear_checkpoint(&job_key, &owner, now_ms())).await.map_err(|e| Failure::ledger(&e))
 }

@@ -992,6 +992,7 @@ async fn a_worker_that_records_progress_is_waited_for_and_its_failure_taken_over
             last_modified: None,
             total: None,
             segments: Vec::new(),
+            upload: None,
         };
         for _ in 0..12 {
             tokio::time::sleep(Duration::from_millis(150)).await;

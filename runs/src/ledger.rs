@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use promote_core::Sha256;
+use promote_core::{ResumePoint, Sha256};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Why the ledger could not do what was asked.
@@ -221,6 +221,11 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE jobs ADD COLUMN cp_segments TEXT;
 ",
+    // A download streamed into a resumable staged write of the backend (an S3 multipart
+    // upload) checkpoints the backend's point: its token and the SHA-256 state (JSON).
+    "
+    ALTER TABLE jobs ADD COLUMN cp_upload TEXT;
+",
 ];
 
 /// The number `owners` gives the owner record bound as `?2` (NULL when it has none).
@@ -320,6 +325,10 @@ pub struct Checkpoint {
     /// covering the whole object. Their fetched bytes beyond `offset` are on disk too; empty for
     /// a partial fetched in one stream.
     pub segments: Vec<Segment>,
+    /// For a download streamed into the backend's resumable staged write instead of a partial
+    /// file (see `Store::stage_resumable`): the point to go on from, whose `offset` is
+    /// `offset`. `None` for a partial file.
+    pub upload: Option<ResumePoint>,
 }
 
 impl Checkpoint {
@@ -626,7 +635,7 @@ impl Ledger {
             .row(
                 "SELECT s.state, s.attempts, j.reason, s.sha256, s.size, j.cp_offset, j.cp_sha256, j.cp_etag,
                         j.cp_last_modified, j.cp_total, (SELECT record FROM owners WHERE id = s.owner_id), s.updated_ms,
-                        j.cp_segments, j.id
+                        j.cp_segments, j.id, j.cp_upload
                  FROM jobs j JOIN states s ON s.id = j.id WHERE j.job = ?1",
                 [job_key(job)],
                 |r| {
@@ -641,7 +650,7 @@ impl Ledger {
                             r.get::<_, Option<i64>>(9)?,
                         ),
                         (r.get::<_, Option<String>>(10)?, r.get::<_, i64>(11)?, r.get::<_, Option<String>>(12)?),
-                        r.get::<_, i64>(13)?,
+                        (r.get::<_, i64>(13)?, r.get::<_, Option<String>>(14)?),
                     ))
                 },
             )
@@ -651,7 +660,7 @@ impl Ledger {
             (sha256, size),
             (cp_offset, cp_sha, etag, last_modified, total),
             (owner, updated_ms, segments),
-            id,
+            (id, upload),
         )) = row
         else {
             return Ok(None);
@@ -665,14 +674,21 @@ impl Ledger {
             None => Some(Vec::new()),
             Some(parsed) => parsed,
         };
-        let checkpoint = match (cp_offset, sha(cp_sha), segments) {
-            (Some(offset), Some(prefix_sha256), Some(segments)) => Some(Checkpoint {
+        // Likewise a point that does not read back, or names other bytes than the checkpoint.
+        let upload = match upload.as_deref().map(serde_json::from_str::<ResumePoint>) {
+            None => Some(None),
+            Some(Ok(point)) if cp_offset == Some(point.offset as i64) => Some(Some(point)),
+            Some(_) => None,
+        };
+        let checkpoint = match (cp_offset, sha(cp_sha), segments, upload) {
+            (Some(offset), Some(prefix_sha256), Some(segments), Some(upload)) => Some(Checkpoint {
                 offset: offset as u64,
                 prefix_sha256,
                 etag,
                 last_modified,
                 total: total.map(|t| t as u64),
                 segments,
+                upload,
             }),
             _ => None,
         };
@@ -855,7 +871,7 @@ impl Ledger {
             }
             self.exec(
                 "UPDATE jobs SET cp_offset = ?2, cp_sha256 = ?3, cp_etag = ?4, cp_last_modified = ?5, cp_total = ?6,
-                 cp_segments = ?7
+                 cp_segments = ?7, cp_upload = ?8
                  WHERE job = ?1",
                 params![
                     job_key(job),
@@ -865,6 +881,8 @@ impl Ledger {
                     cp.last_modified,
                     cp.total.map(|t| t as i64),
                     (!cp.segments.is_empty()).then(|| Segment::list(&cp.segments)),
+                    // A derived record of strings and integers always serializes.
+                    cp.upload.as_ref().map(|p| serde_json::to_string(p).expect("a resume point serializes")),
                 ],
             )?;
             Ok(true)
@@ -917,9 +935,10 @@ impl Ledger {
         self.exec(
             &format!(
                 "UPDATE jobs SET cp_offset = NULL, cp_sha256 = NULL, cp_etag = NULL, cp_last_modified = NULL,
-                 cp_total = NULL, cp_segments = NULL{failure_clear}
+                 cp_total = NULL, cp_segments = NULL, cp_upload = NULL{failure_clear}
                  WHERE job = ?1 AND (cp_offset IS NOT NULL OR cp_sha256 IS NOT NULL OR cp_etag IS NOT NULL
-                 OR cp_last_modified IS NOT NULL OR cp_total IS NOT NULL OR cp_segments IS NOT NULL{failure_set})"
+                 OR cp_last_modified IS NOT NULL OR cp_total IS NOT NULL OR cp_segments IS NOT NULL
+                 OR cp_upload IS NOT NULL{failure_set})"
             ),
             [job_key(job)],
         )?;
@@ -1303,6 +1322,7 @@ mod tests {
             last_modified: None,
             total: Some(3),
             segments: Vec::new(),
+            upload: None,
         }
     }
 
@@ -1827,6 +1847,29 @@ mod tests {
         assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, None);
         assert!(ledger.clear_checkpoint("j", "a", 5).unwrap());
         let left: Option<String> = ledger.conn.query_row("SELECT cp_segments FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, None);
+    }
+
+    /// A backend's resume point goes through the ledger as it is, and is cleared with the rest;
+    /// one that does not read back, or names another offset than the checkpoint, is no
+    /// checkpoint (the download starts over).
+    #[test]
+    fn a_resume_point_is_stored_with_its_checkpoint() {
+        let (_dir, mut ledger) = ledger();
+        ledger.plan([("j", "k")], 1).unwrap();
+        assert_eq!(begin(&mut ledger, "j", "a", 2), Begin::Mine(1));
+        let point = ResumePoint { offset: 5, hash_state: "00ff".into(), token: "{\"upload_id\":\"u\"}".into() };
+        let with = Checkpoint { upload: Some(point), ..cp(b"abcde") };
+        assert!(ledger.checkpoint("j", "a", &with, 3).unwrap());
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, Some(with.clone()));
+        ledger.conn.execute("UPDATE jobs SET cp_offset = 4", []).unwrap();
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, None, "a point at another offset");
+        assert!(ledger.checkpoint("j", "a", &with, 4).unwrap());
+        ledger.conn.execute("UPDATE jobs SET cp_upload = 'nonsense'", []).unwrap();
+        assert_eq!(ledger.job("j").unwrap().unwrap().checkpoint, None, "a point that does not read back");
+        assert!(ledger.checkpoint("j", "a", &with, 5).unwrap());
+        assert!(ledger.clear_checkpoint("j", "a", 6).unwrap());
+        let left: Option<String> = ledger.conn.query_row("SELECT cp_upload FROM jobs", [], |r| r.get(0)).unwrap();
         assert_eq!(left, None);
     }
 }

@@ -54,6 +54,7 @@ pub mod report;
 pub mod resume;
 mod segments;
 pub mod shards;
+mod upload;
 
 pub use error::RunError;
 pub use events::{Event, Events};

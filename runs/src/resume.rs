@@ -327,6 +327,7 @@ impl Partial {
             last_modified: self.last_modified.clone(),
             total: self.total,
             segments: self.segments.clone(),
+            upload: None,
         }
     }
 

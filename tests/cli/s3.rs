@@ -526,3 +526,64 @@ fn if_version_on_a_multipart_object_swaps_or_exits_3() {
     assert!(b.get(&s, "big") == versions[1], "a stale swap replaced nothing");
     assert!(b.leftovers(&s).is_empty(), "no upload or claim left: {:?}", b.leftovers(&s));
 }
+
+/// A large download into S3 streams into a multipart upload whose parts are the checkpoint:
+/// no partial file on local disk, and after a SIGKILL the rerun goes on from the last part
+/// recorded (a range request from there), with the hash state kept, so the object is every
+/// byte, verified against the manifest's SHA-256. The rerun's local writes (`write_bytes`,
+/// what reached the block layer) are the ledger's only: a tenth of the object at most, where
+/// a download through a partial file writes the object again.
+#[test]
+fn a_large_download_into_s3_resumes_from_its_uploaded_parts_after_sigkill() {
+    use crate::run::{MIB, kill, ledger_count, line, server, wait_for, write_manifest};
+    let s = Scratch::new();
+    let server = server();
+    let bucket = Bucket::new("upload-resume");
+    let len = 24 * MIB;
+    let bytes = data::bytes(41, len as usize);
+    let sha = promote_core::Sha256::of(&bytes).to_string();
+    server.add("/big", bytes.clone());
+    write_manifest(&s, "m.jsonl", &[line(&server.url("/big"), "big", Some((&sha, len)))]);
+    server.throttle("/big", 4 * MIB);
+    let mut first = bucket.cmd(&s, &["run", "m.jsonl", "--out", "run"]);
+    let mut child = first.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let sql = "SELECT COUNT(*) FROM jobs WHERE cp_upload IS NOT NULL AND cp_offset >= ?1";
+    let five = (5 * MIB).to_string();
+    wait_for("a checkpoint of an uploaded part", || {
+        assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
+        ledger_count(&s.path().join("run"), sql, &[&five]) == 1
+    });
+    kill(child);
+    assert!(
+        crate::run::file_sizes(&s.path().join("run/partials")).is_empty(),
+        "a partial file on local disk: {:?}",
+        crate::run::file_sizes(&s.path().join("run/partials"))
+    );
+    let got = bucket.cmd(&s, &["get", "big", "-"]).output().unwrap();
+    assert_ne!(got.status.code(), Some(0), "the object is visible before it is whole");
+    server.throttle("/big", 0);
+
+    let script = "$PROMOTE run m.jsonl --out run --report report.json || exit 9; grep '^write_bytes' /proc/$$/io";
+    let mut rerun = s.shell(script);
+    for (k, v) in bucket.cmd(&s, &[]).get_envs() {
+        if let Some(v) = v {
+            rerun.env(k, v);
+        }
+    }
+    let out = rerun.output().unwrap();
+    assert_code(&out, 0);
+    let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
+    assert!(written <= len / 10, "the rerun wrote {written} bytes locally for a {len}-byte object");
+    let report = crate::run::read_json(&s.path().join("report.json"));
+    let item = &report["items"][0];
+    assert_eq!((item["outcome"].as_str(), item["decision"].as_str()), (Some("promoted"), Some("resume")), "{item}");
+    let fetched = item["fetched_bytes"].as_u64().unwrap();
+    assert!(fetched <= len - 5 * MIB, "the rerun fetched {fetched} of {len} bytes: it did not go on from the parts");
+    let last = server.requests("/big").into_iter().rev().find(|r| r.method == "GET").expect("the rerun's GET");
+    let from = len - fetched;
+    assert_eq!(last.range, Some(format!("bytes={from}-")), "the rerun's request goes on after the parts: {last:?}");
+    assert_eq!(last.status, 206);
+    let got = bucket.cmd(&s, &["get", "big", "-"]).output().unwrap();
+    assert_code(&got, 0);
+    assert!(got.stdout == bytes, "the object is not the source's bytes");
+}
