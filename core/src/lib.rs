@@ -17,7 +17,10 @@
 //!   handle, [`Store::promote_reader`] / [`Store::promote_stream`] run the whole
 //!   stage → stream → verify → promote sequence, [`Store::promote_file`] lets the backend copy a
 //!   large local file itself first ([`Backend::stage_copy`]: inside the kernel on local disk),
-//!   [`Store::promote_spooled`] does it through a local spool file.
+//!   [`Store::promote_spooled`] does it through a local spool file. [`Store::stage_resumable`]
+//!   gives a handle whose [`Staged::checkpoint`] is a [`ResumePoint`] (the backend's token
+//!   and the SHA-256 state) that a later process goes on from ([`Backend::stage_resumable`]:
+//!   S3's multipart parts).
 //! - [`Mode`] and [`Capabilities`]: create-only, replace, compare-and-swap, and which of them a
 //!   backend can do safely.
 //! - [`Expected`], [`Digest`], [`Sha256`], [`Digester`]: what the bytes must be, and how core
@@ -66,6 +69,9 @@
 //!   key is an error from [`Key::new`], and storage is only ever reached with a [`Key`].
 //! - `sweep_removes_stale_staging_only`: leftovers of crashed writers are found and removed;
 //!   a live writer's are not.
+//! - `resumable_write_goes_on_from_its_checkpoint`: where a backend has resumable writes, a
+//!   checkpoint's bytes outlive the handle, a handle gone on from holds exactly them, the
+//!   object is every byte in order, and nothing is visible before the publish.
 //!
 //! What atomicity does not cover: durability across power loss is the backend's (the local
 //! backend fsyncs data, publishes, then fsyncs the directory, unless told `durability = "none"`).

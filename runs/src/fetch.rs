@@ -367,6 +367,18 @@ pub(crate) fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// The `If-Range` validator of kept bytes (RFC 9110 §13.1.5 allows only strong ones): a
+/// strong ETag, else, when the server sent no ETag at all, the Last-Modified (kept only when
+/// strong, see [`validators`]); `None` otherwise (then a resume cannot be made safe, and the
+/// bytes are discarded).
+pub(crate) fn if_range(etag: Option<&String>, last_modified: Option<&String>) -> Option<String> {
+    match etag {
+        Some(etag) if !etag.starts_with("W/") => Some(etag.clone()),
+        Some(_) => None,
+        None => last_modified.cloned(),
+    }
+}
+
 /// A response's validators: (ETag, Last-Modified), the Last-Modified only when it is strong.
 ///
 /// RFC 9110 §8.8.2.2: a Last-Modified is a strong validator only when the response's `Date`

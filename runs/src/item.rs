@@ -740,8 +740,9 @@ async fn http(
             return stream(ctx, item, response, length, done).await;
         }
         // A large download goes straight into the backend's resumable staged write where it
-        // has one (S3), unless it is to be fetched in segments.
-        if large && partial.is_none() && ctx.segments <= 1 {
+        // has one (S3), unless it is to be fetched in segments or `streaming = false` asks for
+        // every item in the run directory first.
+        if ctx.streaming && large && partial.is_none() && ctx.segments <= 1 {
             let staged = ctx.store.stage_resumable(&item.key, &item.expected, None).await;
             if let Some(staged) = staged.map_err(|e| Failure::core(&e))? {
                 let source = upload::Source { etag, last_modified, total: length };

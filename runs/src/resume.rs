@@ -280,11 +280,7 @@ impl Partial {
     /// `fetch::validators`); `None` otherwise (then a resume cannot be made safe, and the bytes
     /// are discarded).
     pub(crate) fn if_range(&self) -> Option<String> {
-        match &self.etag {
-            Some(etag) if !etag.starts_with("W/") => Some(etag.clone()),
-            Some(_) => None,
-            None => self.last_modified.clone(),
-        }
+        crate::fetch::if_range(self.etag.as_ref(), self.last_modified.as_ref())
     }
 
     /// Appends `chunk`.

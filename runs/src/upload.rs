@@ -39,13 +39,9 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// The `If-Range` validator, as for a partial file (see `Partial::if_range`).
+    /// The `If-Range` validator (see [`fetch::if_range`]).
     fn if_range(&self) -> Option<String> {
-        match &self.etag {
-            Some(etag) if !etag.starts_with("W/") => Some(etag.clone()),
-            Some(_) => None,
-            None => self.last_modified.clone(),
-        }
+        fetch::if_range(self.etag.as_ref(), self.last_modified.as_ref())
     }
 }
 
