@@ -54,7 +54,7 @@ for r in $(seq "$rounds"); do
     rm -rf "$dir/run"
     streaming=true; [ "$mode" = partial ] && streaming=false
     sync
-    PROMOTE_BACKEND__PREFIX=$prefix PROMOTE_RUN__STREAMING=$streaming \
+    PROMOTE_BACKEND__PREFIX=$prefix PROMOTE_STREAMING=$streaming \
       measure "$bin" run -q "$dir/m.jsonl" --out "$dir/run" | tee -a "$dir/$mode" | sed "s/^/round $r $mode: /"
     PROMOTE_BACKEND__PREFIX=$prefix "$bin" rm -q big >/dev/null 2>&1 || true
   done
