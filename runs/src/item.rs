@@ -624,11 +624,11 @@ async fn http(
 ) -> Result<Promotion, Failure> {
     let path = ctx.partials.join(job);
     if partial.is_none()
-        && let Some(cp) = checkpoint.take_if(|cp| cp.upload.is_some())
+        && let Some(cp) = checkpoint.clone().filter(|cp| cp.upload.is_some())
     {
         // Streamed into the backend's resumable staged write, not a partial file.
         let _slot = ctx.http.slot(url).await;
-        return upload::resume(ctx, item, job, url, cp, lost, done).await;
+        return upload::resume(ctx, item, job, url, cp, checkpoint, lost, done).await;
     }
     if partial.is_none()
         && let Some(cp) = checkpoint.take()
@@ -746,7 +746,7 @@ async fn http(
             let staged = ctx.store.stage_resumable(&item.key, &item.expected, None).await;
             if let Some(staged) = staged.map_err(|e| Failure::core(&e))? {
                 let source = upload::Source { etag, last_modified, total: length };
-                return upload::fresh(ctx, item, job, staged, response, source, lost, done).await;
+                return upload::fresh(ctx, item, job, staged, response, source, checkpoint, lost, done).await;
             }
         }
         let kept = match partial.take() {

@@ -54,21 +54,27 @@ pub(crate) async fn fresh(
     staged: Staged,
     response: Response,
     source: Source,
+    recorded: &mut Option<Checkpoint>,
     lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<Promotion, Failure> {
-    fill(ctx, item, job, staged, response, source, lost, done).await
+    fill(ctx, item, job, staged, response, source, recorded, lost, done).await
 }
 
 /// Goes on from `cp`, a checkpoint with a resume point: the rest of the object by a range
 /// request into the staged write the point names. Starts over (the point's upload removed, the
 /// checkpoint cleared) when the bytes are gone or the source changed.
+///
+/// `recorded` is the job's checkpoint as the ledger has it, kept up to date here (the caller
+/// judges a failed attempt's progress by it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn resume(
     ctx: &Ctx,
     item: &Item,
     job: &str,
     url: &Url,
     cp: Checkpoint,
+    recorded: &mut Option<Checkpoint>,
     lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<Promotion, Failure> {
@@ -78,11 +84,12 @@ pub(crate) async fn resume(
     let mut source = Source { etag: cp.etag.clone(), last_modified: cp.last_modified.clone(), total: cp.total };
     let Some(if_range) = source.if_range() else {
         tracing::info!(key = %item.key, "no validator to resume safely; discarded");
-        return start_over(ctx, item, job, &point, done, "no validator to resume safely").await;
+        return start_over(ctx, item, job, &point, recorded, done, "no validator to resume safely").await;
     };
     let staged = ctx.store.stage_resumable(&item.key, &item.expected, Some(&point)).await;
     let Some(staged) = staged.map_err(|e| Failure::core(&e))? else {
         set_decision(done, Decision::Discard);
+        *recorded = None;
         if !clear_checkpoint(ctx, job).await? {
             return Err(Failure::lost(&item.key));
         }
@@ -101,7 +108,7 @@ pub(crate) async fn resume(
         Ok(response) => response,
         Err(FetchError::Status { status: 416, .. }) => {
             drop(staged);
-            return start_over(ctx, item, job, &point, done, "416 for a resume").await;
+            return start_over(ctx, item, job, &point, recorded, done, "416 for a resume").await;
         }
         Err(err) => return Err(Failure::fetch(&err)),
     };
@@ -114,11 +121,11 @@ pub(crate) async fn resume(
         });
         if !same {
             drop(staged);
-            return start_over(ctx, item, job, &point, done, "the server sent bytes of a different object version")
-                .await;
+            let why = "the server sent bytes of a different object version";
+            return start_over(ctx, item, job, &point, recorded, done, why).await;
         }
         set_decision(done, Decision::Resume);
-        return fill(ctx, item, job, staged, response, source, lost, done).await;
+        return fill(ctx, item, job, staged, response, source, recorded, lost, done).await;
     }
     // 200 to a Range request: ranges ignored or the validators changed. The kept parts go; the
     // whole object in hand goes into a new staged write.
@@ -127,6 +134,7 @@ pub(crate) async fn resume(
     if let Err(e) = staged.abort().await {
         tracing::warn!(key = %item.key, error = %e, "could not remove the kept parts; `promote recover` will");
     }
+    *recorded = None;
     if !clear_checkpoint(ctx, job).await? {
         return Err(Failure::lost(&item.key));
     }
@@ -135,7 +143,7 @@ pub(crate) async fn resume(
     let Some(staged) = staged else {
         return Err(Failure::new("internal", FailureKind::Io, "the backend stopped offering resumable writes"));
     };
-    fill(ctx, item, job, staged, response, source, lost, done).await
+    fill(ctx, item, job, staged, response, source, recorded, lost, done).await
 }
 
 /// Removes the point's staged bytes and the checkpoint; the next attempt starts from the
@@ -145,10 +153,12 @@ async fn start_over(
     item: &Item,
     job: &str,
     point: &ResumePoint,
+    recorded: &mut Option<Checkpoint>,
     done: &mut Done,
     why: &str,
 ) -> Result<Promotion, Failure> {
     set_decision(done, Decision::Discard);
+    *recorded = None;
     if let Err(e) = ctx.store.discard_resumable(&item.key, point).await {
         tracing::warn!(key = %item.key, error = %e, "could not remove the kept parts; `promote recover` will");
     }
@@ -167,6 +177,7 @@ async fn fill(
     mut staged: Staged,
     mut response: Response,
     mut source: Source,
+    recorded: &mut Option<Checkpoint>,
     lost: &AtomicBool,
     done: &mut Done,
 ) -> Result<Promotion, Failure> {
@@ -175,14 +186,14 @@ async fn fill(
     // backend's request timeouts.
     loop {
         if lost.load(Ordering::Relaxed) {
-            record(ctx, item, job, &mut staged, &source).await?;
+            record(ctx, item, job, &mut staged, &source, recorded).await?;
             return Err(Failure::lost(&item.key));
         }
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(err) => {
-                record(ctx, item, job, &mut staged, &source).await?;
+                record(ctx, item, job, &mut staged, &source, recorded).await?;
                 return Err(Failure::fetch(&FetchError::transport(&err)));
             }
         };
@@ -203,13 +214,13 @@ async fn fill(
             .await);
         }
         if last.elapsed() >= CHECKPOINT_EVERY {
-            record(ctx, item, job, &mut staged, &source).await?;
+            record(ctx, item, job, &mut staged, &source, recorded).await?;
             last = Instant::now();
         }
     }
     let written = staged.bytes_written();
     if let Some(total) = source.total.filter(|&t| written < t) {
-        record(ctx, item, job, &mut staged, &source).await?;
+        record(ctx, item, job, &mut staged, &source, recorded).await?;
         return Err(Failure::fetch(&FetchError::ShortBody { got: written, want: total }));
     }
     source.total = Some(written);
@@ -228,8 +239,16 @@ async fn discard(ctx: &Ctx, item: &Item, job: &str, staged: Staged, why: String)
     }
 }
 
-/// Checkpoints `staged` and records the point; a lost job is a failure.
-async fn record(ctx: &Ctx, item: &Item, job: &str, staged: &mut Staged, source: &Source) -> Result<(), Failure> {
+/// Checkpoints `staged` and records the point (in the ledger, and in `recorded`); a lost job
+/// is a failure.
+async fn record(
+    ctx: &Ctx,
+    item: &Item,
+    job: &str,
+    staged: &mut Staged,
+    source: &Source,
+    recorded: &mut Option<Checkpoint>,
+) -> Result<(), Failure> {
     let point = staged.checkpoint().await.map_err(|e| Failure::core(&e))?;
     let prefix = Digester::resume(&point.hash_state, point.offset)
         .map_err(|why| Failure::new("internal", FailureKind::Io, why))?
@@ -243,9 +262,13 @@ async fn record(ctx: &Ctx, item: &Item, job: &str, staged: &mut Staged, source: 
         segments: Vec::new(),
         upload: Some(point),
     };
-    let (job_key, owner) = (job.to_owned(), ctx.owner.clone());
-    let mine = ctx.db.call(move |l| l.checkpoint(&job_key, &owner, &cp, now_ms())).await;
-    if mine.map_err(|e| Failure::ledger(&e))? { Ok(()) } else { Err(Failure::lost(&item.key)) }
+    let (job_key, owner, kept) = (job.to_owned(), ctx.owner.clone(), cp.clone());
+    let mine = ctx.db.call(move |l| l.checkpoint(&job_key, &owner, &kept, now_ms())).await;
+    if !mine.map_err(|e| Failure::ledger(&e))? {
+        return Err(Failure::lost(&item.key));
+    }
+    *recorded = Some(cp);
+    Ok(())
 }
 
 /// Checks every byte against the manifest, records the job `verified`, then promotes.

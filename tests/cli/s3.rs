@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use promote_tests::data;
+use promote_tests::http_server::HttpServer;
 
 use crate::support::*;
 
@@ -527,6 +528,51 @@ fn if_version_on_a_multipart_object_swaps_or_exits_3() {
     assert!(b.leftovers(&s).is_empty(), "no upload or claim left: {:?}", b.leftovers(&s));
 }
 
+/// `promote run` of `m.jsonl` (one large item, `key`, served at `path`) into `bucket`, throttled
+/// to 4 MiB/s, SIGKILLed once the ledger records a checkpoint of at least one 5 MiB part; then
+/// the throttle is lifted. Checks that nothing of it is on local disk or visible in the bucket.
+fn kill_mid_upload(s: &Scratch, server: &HttpServer, bucket: &Bucket, path: &str, key: &str) {
+    use crate::run::{MIB, file_sizes, kill, ledger_count, wait_for};
+    server.throttle(path, 4 * MIB);
+    let mut child = bucket
+        .cmd(s, &["run", "m.jsonl", "--out", "run"])
+        .env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sql = "SELECT COUNT(*) FROM jobs WHERE cp_upload IS NOT NULL AND cp_offset >= ?1";
+    let five = (5 * MIB).to_string();
+    wait_for("a checkpoint of an uploaded part", || {
+        assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
+        ledger_count(&s.path().join("run"), sql, &[&five]) == 1
+    });
+    kill(child);
+    let partials = file_sizes(&s.path().join("run/partials"));
+    assert!(partials.is_empty(), "a partial file on local disk: {partials:?}");
+    let got = bucket.cmd(s, &["get", key, "-"]).output().unwrap();
+    assert_ne!(got.status.code(), Some(0), "the object is visible before it is whole");
+    server.throttle(path, 0);
+}
+
+/// `promote run m.jsonl --out run --report report.json` into `bucket` (resumable from 1 MiB):
+/// its output, the report's one item, and what the process wrote to local disk (`write_bytes`,
+/// what reached the block layer).
+fn rerun_into(s: &Scratch, bucket: &Bucket) -> (std::process::Output, serde_json::Value, u64) {
+    let script = "$PROMOTE run m.jsonl --out run --report report.json || exit 9; grep '^write_bytes' /proc/$$/io";
+    let mut rerun = s.shell(script);
+    for (k, v) in bucket.cmd(s, &[]).get_envs() {
+        if let Some(v) = v {
+            rerun.env(k, v);
+        }
+    }
+    let out = rerun.env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB").output().unwrap();
+    assert_code(&out, 0);
+    let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
+    let report = crate::run::read_json(&s.path().join("report.json"));
+    (out, report["items"][0].clone(), written)
+}
+
 /// A large download into S3 streams into a multipart upload whose parts are the checkpoint:
 /// no partial file on local disk, and after a SIGKILL the rerun goes on from the last part
 /// recorded (a range request from there), with the hash state kept, so the object is every
@@ -535,7 +581,7 @@ fn if_version_on_a_multipart_object_swaps_or_exits_3() {
 /// a download through a partial file writes the object again.
 #[test]
 fn a_large_download_into_s3_resumes_from_its_uploaded_parts_after_sigkill() {
-    use crate::run::{MIB, kill, ledger_count, line, server, wait_for, write_manifest};
+    use crate::run::{MIB, line, server, write_manifest};
     let s = Scratch::new();
     let server = server();
     let bucket = Bucket::new("upload-resume");
@@ -544,38 +590,10 @@ fn a_large_download_into_s3_resumes_from_its_uploaded_parts_after_sigkill() {
     let sha = promote_core::Sha256::of(&bytes).to_string();
     server.add("/big", bytes.clone());
     write_manifest(&s, "m.jsonl", &[line(&server.url("/big"), "big", Some((&sha, len)))]);
-    server.throttle("/big", 4 * MIB);
-    let mut first = bucket.cmd(&s, &["run", "m.jsonl", "--out", "run"]);
-    let mut child = first.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let sql = "SELECT COUNT(*) FROM jobs WHERE cp_upload IS NOT NULL AND cp_offset >= ?1";
-    let five = (5 * MIB).to_string();
-    wait_for("a checkpoint of an uploaded part", || {
-        assert!(child.try_wait().unwrap().is_none(), "promote run ended before the test could interrupt it");
-        ledger_count(&s.path().join("run"), sql, &[&five]) == 1
-    });
-    kill(child);
-    assert!(
-        crate::run::file_sizes(&s.path().join("run/partials")).is_empty(),
-        "a partial file on local disk: {:?}",
-        crate::run::file_sizes(&s.path().join("run/partials"))
-    );
-    let got = bucket.cmd(&s, &["get", "big", "-"]).output().unwrap();
-    assert_ne!(got.status.code(), Some(0), "the object is visible before it is whole");
-    server.throttle("/big", 0);
+    kill_mid_upload(&s, &server, &bucket, "/big", "big");
 
-    let script = "$PROMOTE run m.jsonl --out run --report report.json || exit 9; grep '^write_bytes' /proc/$$/io";
-    let mut rerun = s.shell(script);
-    for (k, v) in bucket.cmd(&s, &[]).get_envs() {
-        if let Some(v) = v {
-            rerun.env(k, v);
-        }
-    }
-    let out = rerun.output().unwrap();
-    assert_code(&out, 0);
-    let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
+    let (_, item, written) = rerun_into(&s, &bucket);
     assert!(written <= len / 10, "the rerun wrote {written} bytes locally for a {len}-byte object");
-    let report = crate::run::read_json(&s.path().join("report.json"));
-    let item = &report["items"][0];
     assert_eq!((item["outcome"].as_str(), item["decision"].as_str()), (Some("promoted"), Some("resume")), "{item}");
     let fetched = item["fetched_bytes"].as_u64().unwrap();
     assert!(fetched <= len - 5 * MIB, "the rerun fetched {fetched} of {len} bytes: it did not go on from the parts");
@@ -583,7 +601,71 @@ fn a_large_download_into_s3_resumes_from_its_uploaded_parts_after_sigkill() {
     let from = len - fetched;
     assert_eq!(last.range, Some(format!("bytes={from}-")), "the rerun's request goes on after the parts: {last:?}");
     assert_eq!(last.status, 206);
-    let got = bucket.cmd(&s, &["get", "big", "-"]).output().unwrap();
-    assert_code(&got, 0);
-    assert!(got.stdout == bytes, "the object is not the source's bytes");
+    assert!(bucket.get(&s, "big") == bytes, "the object is not the source's bytes");
+    assert!(bucket.leftovers(&s).is_empty(), "an upload or marker left: {:?}", bucket.leftovers(&s));
+}
+
+/// The kept parts are not gone on from when their upload is gone (`promote recover` aborted
+/// it: its writer was killed) or the source changed since (its ETag): the rerun fetches the
+/// whole object again into a new upload, the kept one is aborted, and the object is the
+/// source's bytes as they are now.
+#[test]
+fn a_large_download_into_s3_starts_over_when_its_upload_is_gone_or_its_source_changed() {
+    use crate::run::{MIB, line, server, write_manifest};
+    let s = Scratch::new();
+    let server = server();
+    let bucket = Bucket::new("upload-restart");
+    let len = 16 * MIB;
+    for (case, path, key) in [("upload gone", "/gone", "gone"), ("source changed", "/changed", "changed")] {
+        let bytes = data::bytes(43, len as usize);
+        server.add(path, bytes.clone());
+        write_manifest(&s, "m.jsonl", &[line(&server.url(path), key, None)]);
+        kill_mid_upload(&s, &server, &bucket, path, key);
+        let now = if case == "upload gone" {
+            let swept = bucket.run(&s, &["recover"]);
+            assert_code(&swept, 0);
+            bytes
+        } else {
+            let changed = data::bytes(44, len as usize);
+            server.change(path, changed.clone());
+            changed
+        };
+        let (_, item, _) = rerun_into(&s, &bucket);
+        assert_eq!(
+            (item["outcome"].as_str(), item["decision"].as_str(), item["fetched_bytes"].as_u64()),
+            (Some("promoted"), Some("discard"), Some(len)),
+            "{case}: {item}"
+        );
+        assert!(bucket.get(&s, key) == now, "{case}: the object is not the source's bytes");
+        assert!(bucket.leftovers(&s).is_empty(), "{case}: an upload or marker left: {:?}", bucket.leftovers(&s));
+        std::fs::remove_dir_all(s.path().join("run")).unwrap();
+    }
+}
+
+/// A connection dropped mid-body is resumed by the same run from the parts recorded: the
+/// retry asks for the bytes after them, and the object is whole.
+#[test]
+fn a_dropped_connection_into_s3_resumes_from_the_recorded_parts() {
+    use crate::run::{MIB, line, server, write_manifest};
+    let s = Scratch::new();
+    let server = server();
+    let bucket = Bucket::new("upload-drop");
+    let len = 20 * MIB;
+    let bytes = data::bytes(45, len as usize);
+    server.add("/big", bytes.clone());
+    // Slow enough for a checkpoint (every 2 s) of the first 5 MiB part before the drop.
+    server.throttle("/big", 4 * MIB);
+    server.drop_after("/big", 12 * MIB, 1);
+    write_manifest(&s, "m.jsonl", &[line(&server.url("/big"), "big", None)]);
+    let (_, item, _) = rerun_into(&s, &bucket);
+    assert_eq!((item["outcome"].as_str(), item["attempts"].as_u64()), (Some("promoted"), Some(2)), "{item}");
+    let gets: Vec<_> = server.requests("/big").into_iter().filter(|r| r.method == "GET").collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    let from: u64 = gets[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the retry without `Range: bytes=N-`: {:?}", gets[1]));
+    assert!(from >= 5 * MIB && from.is_multiple_of(5 * MIB), "the retry goes on from a part end, not {from}");
+    assert!(bucket.get(&s, "big") == bytes, "the object is not the source's bytes");
 }
