@@ -288,8 +288,8 @@ async fn finish(
         }
         return Err(Failure::core(&err));
     }
-    // The final checkpoint names the whole object and no staged write: should the publish not
-    // happen, the next attempt fetches again (the upload is aborted, or swept).
+    // The final checkpoint names the whole object and no staged write: should the process end
+    // before the publish, the next attempt fetches again (the upload is swept by `recover`).
     let cp = Checkpoint {
         offset: digest.size,
         prefix_sha256: digest.sha256,
@@ -304,5 +304,15 @@ async fn finish(
     if !mine.map_err(|e| Failure::ledger(&e))? || lost.load(Ordering::Relaxed) {
         return Err(Failure::lost(&item.key));
     }
-    staged.promote(&Expected::exactly(digest), Mode::Create).await.map_err(|e| Failure::core(&e))
+    match staged.promote(&Expected::exactly(digest), Mode::Create).await {
+        Ok(promotion) => Ok(promotion),
+        Err(e) => {
+            // A failed publish removes the upload: the next attempt fetches into a new one
+            // (not into a partial file, which the checkpoint recorded above would ask for).
+            if !clear_checkpoint(ctx, job).await? {
+                return Err(Failure::lost(&item.key));
+            }
+            Err(Failure::core(&e))
+        }
+    }
 }
