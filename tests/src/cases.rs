@@ -666,6 +666,18 @@ async fn resumable_write_goes_on_from_its_checkpoint(ctx: Ctx) {
     assert!(point.offset > 0 && point.offset < cut as u64, "checkpoint at {} of {cut} bytes written", point.offset);
     drop(first);
     assert_absent(&store, &k).await;
+    // A point whose token was altered to name other bytes (where the token is JSON with an
+    // offset, as S3's is) is not gone on from.
+    if let Ok(mut token) = serde_json::from_str::<serde_json::Value>(&point.token)
+        && let Some(offset) = token.get("offset").and_then(serde_json::Value::as_u64)
+    {
+        token["offset"] = (offset + 1).into();
+        let altered = promote_core::ResumePoint { token: token.to_string(), ..point.clone() };
+        let refused = store.stage_resumable(&k, &expected, Some(&altered)).await.expect("look");
+        assert!(refused.is_none(), "a token naming {} bytes in parts of {offset} was gone on from", offset + 1);
+    }
+    let not_one = promote_core::ResumePoint { token: "not a token".into(), ..point.clone() };
+    assert!(store.stage_resumable(&k, &expected, Some(&not_one)).await.expect("look").is_none(), "not a token");
     let mut second = store
         .stage_resumable(&k, &expected, Some(&point))
         .await
