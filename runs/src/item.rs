@@ -1,5 +1,6 @@
-//! One item, start to finish: already complete? → fetch (local file, HTTP stream, or HTTP into a
-//! resumable partial) → core's verified, create-only promotion → ledger.
+//! One item, start to finish: already complete? → fetch (local file, HTTP stream, HTTP into a
+//! resumable partial, or on S3 into a resumable multipart upload, see `upload`) → core's
+//! verified, create-only promotion → ledger.
 //!
 //! The ledger records `promoted` only after the backend's publish returned; a repeated attempt
 //! (another process, a rerun after a crash) meets the create-only publish and ends as

@@ -19,15 +19,17 @@
 //! for the run, [`Failure`] with its [`FailureKind`] for one item), and the end as a
 //! [`Summary`]. Stopping is the caller's: the `cancel` future given to [`Plan::run`] (a signal,
 //! a deadline) stops the run cleanly — no new item starts, the ones in flight are dropped
-//! (staged writes discard themselves, partial downloads stay with their checkpoints) — and the
-//! summary says what was done. Nothing here assumes a multi-threaded runtime: blocking steps
-//! (SQLite, fsync, hashing a partial back) go to tokio's blocking pool.
+//! (staged writes discard themselves; partial downloads, and uploads a checkpoint names, stay
+//! with their checkpoints) — and the summary says what was done. Nothing here assumes a
+//! multi-threaded runtime: blocking steps (SQLite, fsync, hashing a partial back) go to tokio's
+//! blocking pool.
 //!
 //! The pieces, one file each: [`manifest`] (JSON Lines in), `index` (where each job's line is,
 //! so a shard's items are read back when it starts), [`job`] (job keys), [`ledger`]
 //! (SQLite: job states, checkpoints, shard leases), [`shards`] (sizing and leases), `bucket`
 //! (leases shared through the bucket), [`fetch`] (HTTP client, per-host limits and headers,
-//! retries), [`resume`] (partial files and decisions), [`item`] (one item start to finish),
+//! retries), [`resume`] (partial files and decisions), `upload` (large downloads straight into
+//! the backend's resumable staged write: S3 multipart parts), [`item`] (one item start to finish),
 //! [`report`] (per-item reports and the summary), [`events`] (what the caller hears),
 //! [`options`] (what the caller asks for) and `plan` (planning the run and driving the shards).
 //!
