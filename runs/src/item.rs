@@ -747,7 +747,7 @@ async fn http(
             let staged = ctx.store.stage_resumable(&item.key, &item.expected, None).await;
             if let Some(staged) = staged.map_err(|e| Failure::core(&e))? {
                 let source = upload::Source { etag, last_modified, total: length };
-                return upload::fresh(ctx, item, job, staged, response, source, checkpoint, lost, done).await;
+                return upload::fill(ctx, item, job, staged, response, source, checkpoint, lost, done).await;
             }
         }
         let kept = match partial.take() {

@@ -45,22 +45,6 @@ impl Source {
     }
 }
 
-/// A fresh download of `response` into `staged` (from [`promote_core::Store::stage_resumable`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn fresh(
-    ctx: &Ctx,
-    item: &Item,
-    job: &str,
-    staged: Staged,
-    response: Response,
-    source: Source,
-    recorded: &mut Option<Checkpoint>,
-    lost: &AtomicBool,
-    done: &mut Done,
-) -> Result<Promotion, Failure> {
-    fill(ctx, item, job, staged, response, source, recorded, lost, done).await
-}
-
 /// Goes on from `cp`, a checkpoint with a resume point: the rest of the object by a range
 /// request into the staged write the point names. Starts over (the point's upload removed, the
 /// checkpoint cleared) when the bytes are gone or the source changed.
@@ -168,9 +152,11 @@ async fn start_over(
     Err(Failure::fetch(&FetchError::Protocol(format!("{why}; fetching from the start"))))
 }
 
-/// Copies the body into `staged`, checkpointing as it goes, then promotes it.
+/// Copies the body of `response` into `staged` (a fresh one from
+/// [`promote_core::Store::stage_resumable`], or one gone on from a checkpoint), recording a
+/// checkpoint as it goes (in the ledger and in `recorded`), then promotes it.
 #[allow(clippy::too_many_arguments)]
-async fn fill(
+pub(crate) async fn fill(
     ctx: &Ctx,
     item: &Item,
     job: &str,

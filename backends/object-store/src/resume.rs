@@ -9,16 +9,14 @@
 
 use std::sync::Arc;
 
-use object_store::multipart::PartId;
-use object_store::{ObjectStoreExt, PutPayload};
-use promote_core::{Error, Expected, Key, PutOptions, Sha256};
+use object_store::ObjectStoreExt;
+use promote_core::{Error, Expected, Key, PutOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Inner;
-use crate::liveness::Owner;
 use crate::parts::PartSizes;
-use crate::staged::{ObjectStaged, Upload};
-use crate::uploads::{self, Marker, marker_path};
+use crate::staged::ObjectStaged;
+use crate::uploads::{self, marker_path};
 
 /// What a checkpoint's token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +59,7 @@ pub(crate) async fn stage(
 ) -> Result<Option<ObjectStaged>, Error> {
     let Some(multipart) = inner.multipart.clone() else { return Ok(None) };
     let Some(from) = from else {
-        let mut staged = ObjectStaged::new(Arc::clone(inner), key.clone(), expected, options.content_type_for(key));
-        staged.resumable = true;
+        let staged = ObjectStaged::resumable(Arc::clone(inner), key.clone(), expected, options.content_type_for(key));
         return Ok(Some(staged));
     };
     let token = match serde_json::from_str::<Token>(from) {
@@ -75,7 +72,7 @@ pub(crate) async fn stage(
     let path = inner.path(key);
     if let (Some(signer), Some(http)) = (&inner.signer, &inner.http) {
         let listed =
-            uploads::part_etags(signer.as_ref(), http, &path, &token.upload_id).await.map_err(|e| Error::Backend {
+            uploads::parts(signer.as_ref(), http, &path, &token.upload_id).await.map_err(|e| Error::Backend {
                 backend: inner.kind.into(),
                 context: format!("checking the multipart upload of {:?} to resume", key.as_str()),
                 retryable: true,
@@ -89,7 +86,7 @@ pub(crate) async fn stage(
             .parts
             .iter()
             .enumerate()
-            .all(|(i, etag)| listed.get(&(i as u64 + 1)).is_some_and(|got| got.as_str() == etag_of(etag)));
+            .all(|(i, etag)| listed.iter().any(|part| part.number == i as u64 + 1 && part.etag == etag_of(etag)));
         if !holds {
             tracing::warn!(key = %key, upload_id = %token.upload_id, "the upload's parts are not the checkpoint's; starting over");
             discard(inner, key, from).await?;
@@ -97,28 +94,11 @@ pub(crate) async fn stage(
         }
     }
     // Take the marker over: the writer named there is this process now.
-    let marker = marker_path(&inner.staging_dir(), &token.upload_id);
-    let body = Marker { key: path.to_string(), upload_id: token.upload_id.clone(), owner: Owner::me() };
-    let body = serde_json::to_vec(&body).expect("marker serializes");
-    inner
-        .store
-        .put(&marker, PutPayload::from(body))
+    let marker = crate::staged::mark(inner, &path, &token.upload_id)
         .await
         .map_err(|e| crate::errors::map(e, inner.kind, key.as_str(), "recording the staging marker for"))?;
-    let mut staged = ObjectStaged::new(Arc::clone(inner), key.clone(), expected, token.content_type.clone());
-    staged.resumable = true;
-    staged.kept = true;
-    staged.sizes = token.sizes;
-    staged.hint = token.hint.as_deref().and_then(|h| h.parse::<Sha256>().ok());
-    staged.written = token.offset;
-    staged.upload = Some(Upload {
-        multipart,
-        id: token.upload_id,
-        marker,
-        parts: token.parts.into_iter().map(|content_id| Some(PartId { content_id })).collect(),
-        tasks: tokio::task::JoinSet::new(),
-    });
-    tracing::info!(key = %key, offset = staged.written, "going on with a multipart upload");
+    let staged = ObjectStaged::going_on(Arc::clone(inner), key.clone(), expected, token, multipart, marker);
+    tracing::info!(key = %key, offset = staged.written(), "going on with a multipart upload");
     Ok(Some(staged))
 }
 

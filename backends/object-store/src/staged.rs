@@ -20,35 +20,35 @@ use crate::uploads::{Marker, marker_path};
 use crate::{claims, digests, errors, resume};
 
 pub(crate) struct ObjectStaged {
-    pub(crate) inner: Arc<Inner>,
-    pub(crate) key: Key,
-    pub(crate) path: Path,
-    pub(crate) hint: Option<Sha256>,
+    inner: Arc<Inner>,
+    key: Key,
+    path: Path,
+    hint: Option<Sha256>,
     /// The object's `Content-Type`, sent with the PUT or when the multipart upload starts.
-    pub(crate) content_type: String,
+    content_type: String,
     /// The size of each part (see `parts`).
-    pub(crate) sizes: PartSizes,
+    sizes: PartSizes,
     /// Bytes written so far.
-    pub(crate) written: u64,
-    pub(crate) buf: BytesMut,
-    pub(crate) upload: Option<Upload>,
+    written: u64,
+    buf: BytesMut,
+    upload: Option<Upload>,
     /// Begun by `stage_resumable`: the upload starts with the first byte, and
     /// [`StagedWrite::checkpoint`] hands out tokens (see `resume`).
-    pub(crate) resumable: bool,
+    resumable: bool,
     /// A token names this upload (handed out, or resumed from): it is the caller's, so it is
     /// kept when the handle is dropped or a part fails, and removed only by publish, `abort`
     /// or the caller's `discard_resumable`.
-    pub(crate) kept: bool,
+    kept: bool,
 }
 
-pub(crate) struct Upload {
+struct Upload {
     /// The store the upload runs in (`inner.multipart`, which is `Some` for every backend that
     /// starts uploads).
-    pub(crate) multipart: Arc<dyn MultipartStore>,
-    pub(crate) id: String,
-    pub(crate) marker: Path,
-    pub(crate) parts: Vec<Option<PartId>>,
-    pub(crate) tasks: JoinSet<(usize, object_store::Result<PartId>)>,
+    multipart: Arc<dyn MultipartStore>,
+    id: String,
+    marker: Path,
+    parts: Vec<Option<PartId>>,
+    tasks: JoinSet<(usize, object_store::Result<PartId>)>,
 }
 
 /// Times a write refused with 409 ConditionalRequestConflict is tried again.
@@ -81,6 +81,17 @@ fn attributes(content_type: &str, sha256: Option<&Sha256>) -> Attributes {
     attributes
 }
 
+/// Records (or rewrites) the marker of upload `upload_id` of `path`, naming this process as
+/// its writer (see `uploads`); returns where it is.
+pub(crate) async fn mark(inner: &Inner, path: &Path, upload_id: &str) -> object_store::Result<Path> {
+    let marker = marker_path(&inner.staging_dir(), upload_id);
+    let body = Marker { key: path.to_string(), upload_id: upload_id.to_owned(), owner: Owner::me() };
+    // A derived record of strings and integers always serializes.
+    let body = serde_json::to_vec(&body).expect("marker serializes");
+    inner.store.put(&marker, PutPayload::from(body)).await?;
+    Ok(marker)
+}
+
 impl ObjectStaged {
     pub(crate) fn new(inner: Arc<Inner>, key: Key, expected: &Expected, content_type: String) -> Self {
         let path = inner.path(&key);
@@ -101,6 +112,39 @@ impl ObjectStaged {
         }
     }
 
+    /// A resumable write (see `resume`): the upload starts with the first byte, and
+    /// [`StagedWrite::checkpoint`] hands out tokens.
+    pub(crate) fn resumable(inner: Arc<Inner>, key: Key, expected: &Expected, content_type: String) -> Self {
+        let mut staged = Self::new(inner, key, expected, content_type);
+        staged.resumable = true;
+        staged
+    }
+
+    /// A resumable write going on with the upload `token` names, in `multipart`, whose marker
+    /// (at `marker`) names this writer: it holds the token's parts and takes the next byte.
+    pub(crate) fn going_on(
+        inner: Arc<Inner>,
+        key: Key,
+        expected: &Expected,
+        token: resume::Token,
+        multipart: Arc<dyn MultipartStore>,
+        marker: Path,
+    ) -> Self {
+        let mut staged = Self::resumable(inner, key, expected, token.content_type);
+        let parts = token.parts.into_iter().map(|content_id| Some(PartId { content_id })).collect();
+        staged.sizes = token.sizes;
+        staged.hint = token.hint.as_deref().and_then(|h| h.parse::<Sha256>().ok());
+        staged.written = token.offset;
+        staged.upload = Some(Upload { multipart, id: token.upload_id, marker, parts, tasks: JoinSet::new() });
+        staged.kept = true;
+        staged
+    }
+
+    /// Bytes written so far (a write gone on with counts the token's).
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     fn err(&self, err: object_store::Error, what: &str) -> Error {
         errors::map(err, self.inner.kind, self.key.as_str(), what)
     }
@@ -113,14 +157,13 @@ impl ObjectStaged {
             .create_multipart_opts(&self.path, opts)
             .await
             .map_err(|e| self.err(e, "starting a multipart upload for"))?;
-        let marker = marker_path(&self.inner.staging_dir(), &id);
-        let body = Marker { key: self.path.to_string(), upload_id: id.clone(), owner: Owner::me() };
-        // A derived record of strings and integers always serializes.
-        let body = serde_json::to_vec(&body).expect("marker serializes");
-        if let Err(e) = self.inner.store.put(&marker, PutPayload::from(body)).await {
-            let _ = multipart.abort_multipart(&self.path, &id).await;
-            return Err(self.err(e, "recording the staging marker for"));
-        }
+        let marker = match mark(&self.inner, &self.path, &id).await {
+            Ok(marker) => marker,
+            Err(e) => {
+                let _ = multipart.abort_multipart(&self.path, &id).await;
+                return Err(self.err(e, "recording the staging marker for"));
+            }
+        };
         tracing::debug!(key = %self.key, upload_id = %id, "multipart upload started");
         self.upload = Some(Upload { multipart, id, marker, parts: Vec::new(), tasks: JoinSet::new() });
         Ok(())

@@ -91,51 +91,6 @@ async fn signed_get_any(
     Ok((status, date, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The ETags of the parts of upload `upload_id` of `path` the server holds, by part number
-/// (ListParts, every page); `None` when the server has no such upload (404: aborted, swept,
-/// completed or expired).
-pub(crate) async fn part_etags(
-    signer: &dyn Signer,
-    http: &HttpClient,
-    path: &Path,
-    upload_id: &str,
-) -> Result<Option<std::collections::BTreeMap<u64, String>>, String> {
-    let mut etags = std::collections::BTreeMap::new();
-    let mut marker = String::new();
-    // Ends with the last page, as in `list`.
-    loop {
-        let mut query = vec![("uploadId".to_owned(), upload_id.to_owned())];
-        if !marker.is_empty() {
-            query.push(("part-number-marker".into(), marker.clone()));
-        }
-        let (status, _, xml) = signed_get_any(signer, http, path, query, "ListParts").await?;
-        if status == http::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(format!("ListParts answered {status}: {}", xml.chars().take(300).collect::<String>()));
-        }
-        for part in elements(&xml, "Part") {
-            if let (Some(number), Some(etag)) = (text(part, "PartNumber"), text(part, "ETag"))
-                && let Ok(number) = number.trim().parse::<u64>()
-            {
-                etags.insert(number, etag.trim().trim_matches('"').to_owned());
-            }
-        }
-        if text(&xml, "IsTruncated").as_deref() != Some("true") {
-            return Ok(Some(etags));
-        }
-        let next = text(&xml, "NextPartNumberMarker").unwrap_or_default();
-        if next.is_empty() {
-            return Ok(Some(etags));
-        }
-        if next == marker {
-            return Err(format!("ListParts did not move past part {next}: the server sent the same page again"));
-        }
-        marker = next;
-    }
-}
-
 /// Every in-progress multipart upload whose key starts with `prefix`, following pagination.
 pub(crate) async fn list(signer: &dyn Signer, http: &HttpClient, prefix: &str) -> Result<Listing, String> {
     let mut listing = Listing { uploads: Vec::new(), server_now: None };
@@ -193,27 +148,62 @@ pub(crate) async fn activity(
     path: &Path,
     upload: &PendingUpload,
 ) -> Result<Activity, String> {
-    let mut activity = Activity { last: upload.initiated, bytes: 0 };
+    let Some(parts) = parts(signer, http, path, &upload.upload_id).await? else {
+        return Err("ListParts answered 404: the upload is gone".into());
+    };
+    Ok(Activity {
+        last: parts.iter().filter_map(|p| p.modified).fold(upload.initiated, |last, t| last.max(Some(t))),
+        bytes: parts.iter().map(|p| p.size).sum(),
+    })
+}
+
+/// One part of an upload, as ListParts describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub(crate) number: u64,
+    /// Without its quotes.
+    pub(crate) etag: String,
+    pub(crate) size: u64,
+    pub(crate) modified: Option<SystemTime>,
+}
+
+/// The parts of upload `upload_id` of `path` the server holds (ListParts, every page); `None`
+/// when the server has no such upload (404: aborted, swept, completed or expired).
+pub(crate) async fn parts(
+    signer: &dyn Signer,
+    http: &HttpClient,
+    path: &Path,
+    upload_id: &str,
+) -> Result<Option<Vec<Part>>, String> {
+    let mut parts = Vec::new();
     let mut marker = String::new();
     // Ends with the last page, as in `list`.
     loop {
-        let mut query = vec![("uploadId".to_owned(), upload.upload_id.clone())];
+        let mut query = vec![("uploadId".to_owned(), upload_id.to_owned())];
         if !marker.is_empty() {
             query.push(("part-number-marker".into(), marker.clone()));
         }
-        let (_, xml) = signed_get(signer, http, path, query, "ListParts").await?;
+        let (status, _, xml) = signed_get_any(signer, http, path, query, "ListParts").await?;
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("ListParts answered {status}: {}", xml.chars().take(300).collect::<String>()));
+        }
         for part in elements(&xml, "Part") {
-            if let Some(modified) = text(part, "LastModified").and_then(|t| parse_time(&t)) {
-                activity.last = activity.last.max(Some(modified));
-            }
-            activity.bytes += text(part, "Size").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            parts.push(Part {
+                number: text(part, "PartNumber").and_then(|n| n.trim().parse().ok()).unwrap_or(0),
+                etag: text(part, "ETag").unwrap_or_default().trim().trim_matches('"').to_owned(),
+                size: text(part, "Size").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0),
+                modified: text(part, "LastModified").and_then(|t| parse_time(&t)),
+            });
         }
         if text(&xml, "IsTruncated").as_deref() != Some("true") {
-            return Ok(activity);
+            return Ok(Some(parts));
         }
         let next = text(&xml, "NextPartNumberMarker").unwrap_or_default();
         if next.is_empty() {
-            return Ok(activity);
+            return Ok(Some(parts));
         }
         if next == marker {
             return Err(format!("ListParts did not move past part {next}: the server sent the same page again"));

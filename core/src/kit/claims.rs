@@ -338,7 +338,7 @@ impl Claims {
         // failure (S3's 409 for a concurrent conditional write) is retried after a short pause.
         for attempt in 0..4u32 {
             let retry = attempt < 3;
-            let created = InFlight::write(self, name, &body, self.store.create(name, body.clone())).await;
+            let created = InFlight::write(&self.store, name, &body, self.store.create(name, body.clone())).await;
             match created {
                 Ok(tag) => return Ok(Some(HeldClaim::new(self, name, lease, body, tag))),
                 Err(Error::AlreadyExists { .. }) => {}
@@ -358,7 +358,7 @@ impl Claims {
                 return Ok(None);
             }
             let replaced =
-                InFlight::write(self, name, &body, self.store.replace(name, body.clone(), &current.tag)).await;
+                InFlight::write(&self.store, name, &body, self.store.replace(name, body.clone(), &current.tag)).await;
             match replaced {
                 Ok(tag) => {
                     let owner = state.record.as_ref().map(|r| r.owner.to_string()).unwrap_or_default();
@@ -562,13 +562,12 @@ struct InFlight {
 impl InFlight {
     /// Sends `request`, a write of `body` to claim `name`, and returns its answer.
     async fn write(
-        claims: &Claims,
+        store: &Arc<dyn ControlStore>,
         name: &str,
         body: &Bytes,
         request: impl std::future::Future<Output = Result<Tag, Error>>,
     ) -> Result<Tag, Error> {
-        let mut guard =
-            Self { store: Arc::clone(&claims.store), name: name.to_owned(), body: body.clone(), answered: false };
+        let mut guard = Self { store: Arc::clone(store), name: name.to_owned(), body: body.clone(), answered: false };
         let answer = request.await;
         guard.answered = true;
         answer
