@@ -555,22 +555,22 @@ fn kill_mid_upload(s: &Scratch, server: &HttpServer, bucket: &Bucket, path: &str
     server.throttle(path, 0);
 }
 
-/// `promote run m.jsonl --out run --report report.json` into `bucket` (resumable from 1 MiB):
-/// its output, the report's one item, and what the process wrote to local disk (`write_bytes`,
-/// what reached the block layer).
-fn rerun_into(s: &Scratch, bucket: &Bucket) -> (std::process::Output, serde_json::Value, u64) {
+/// `promote run m.jsonl --out run --report report.json` into `bucket` (resumable from 1 MiB),
+/// which must succeed: the report's one item, and what the process wrote to local disk
+/// (`write_bytes`, what reached the block layer).
+fn run_into(s: &Scratch, bucket: &Bucket) -> (serde_json::Value, u64) {
     let script = "$PROMOTE run m.jsonl --out run --report report.json || exit 9; grep '^write_bytes' /proc/$$/io";
-    let mut rerun = s.shell(script);
+    let mut run = s.shell(script);
     for (k, v) in bucket.cmd(s, &[]).get_envs() {
         if let Some(v) = v {
-            rerun.env(k, v);
+            run.env(k, v);
         }
     }
-    let out = rerun.env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB").output().unwrap();
+    let out = run.env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB").output().unwrap();
     assert_code(&out, 0);
     let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
     let report = crate::run::read_json(&s.path().join("report.json"));
-    (out, report["items"][0].clone(), written)
+    (report["items"][0].clone(), written)
 }
 
 /// A large download into S3 streams into a multipart upload whose parts are the checkpoint:
@@ -592,7 +592,7 @@ fn a_large_download_into_s3_resumes_from_its_uploaded_parts_after_sigkill() {
     write_manifest(&s, "m.jsonl", &[line(&server.url("/big"), "big", Some((&sha, len)))]);
     kill_mid_upload(&s, &server, &bucket, "/big", "big");
 
-    let (_, item, written) = rerun_into(&s, &bucket);
+    let (item, written) = run_into(&s, &bucket);
     assert!(written <= len / 10, "the rerun wrote {written} bytes locally for a {len}-byte object");
     assert_eq!((item["outcome"].as_str(), item["decision"].as_str()), (Some("promoted"), Some("resume")), "{item}");
     let fetched = item["fetched_bytes"].as_u64().unwrap();
@@ -630,7 +630,7 @@ fn a_large_download_into_s3_starts_over_when_its_upload_is_gone_or_its_source_ch
             server.change(path, changed.clone());
             changed
         };
-        let (_, item, _) = rerun_into(&s, &bucket);
+        let (item, _) = run_into(&s, &bucket);
         assert_eq!(
             (item["outcome"].as_str(), item["decision"].as_str(), item["fetched_bytes"].as_u64()),
             (Some("promoted"), Some("discard"), Some(len)),
@@ -657,7 +657,7 @@ fn a_dropped_connection_into_s3_resumes_from_the_recorded_parts() {
     server.throttle("/big", 4 * MIB);
     server.drop_after("/big", 12 * MIB, 1);
     write_manifest(&s, "m.jsonl", &[line(&server.url("/big"), "big", None)]);
-    let (_, item, _) = rerun_into(&s, &bucket);
+    let (item, _) = run_into(&s, &bucket);
     assert_eq!((item["outcome"].as_str(), item["attempts"].as_u64()), (Some("promoted"), Some(2)), "{item}");
     let gets: Vec<_> = server.requests("/big").into_iter().filter(|r| r.method == "GET").collect();
     assert_eq!(gets.len(), 2, "{gets:?}");
