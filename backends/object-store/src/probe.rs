@@ -18,8 +18,6 @@ pub(crate) struct Report {
     single_put: Result<bool, String>,
     /// A second `If-None-Match: *` multipart completion was refused.
     multipart: Result<bool, String>,
-    /// A PUT with a wrong `x-amz-checksum-sha256` was rejected.
-    checksum: Result<bool, String>,
 }
 
 impl Report {
@@ -40,7 +38,7 @@ impl Report {
             Ok(false) => Check::fail(name, bad),
             Err(e) => Check::fail(name, e.clone()),
         };
-        let mut checks = vec![
+        vec![
             line(
                 "server refuses a second create-only PUT",
                 &self.single_put,
@@ -53,16 +51,23 @@ impl Report {
                 "412 Precondition Failed, object untouched",
                 "UNSAFE: the server replaced the object; create-only is refused (opt in to overwrites with --replace)",
             ),
-        ];
-        checks.push(match &self.checksum {
-            Ok(true) => Check::pass("server verifies x-amz-checksum-sha256", "a wrong checksum was rejected"),
-            Ok(false) => Check::warn(
-                "server verifies x-amz-checksum-sha256",
-                "a wrong checksum was accepted; promote still verifies every byte itself before publishing",
-            ),
-            Err(e) => Check::warn("server verifies x-amz-checksum-sha256", e.clone()),
-        });
-        checks
+        ]
+    }
+}
+
+/// Whether the server checks `x-amz-checksum-sha256`, as a doctor line. Asked by `doctor` only:
+/// nothing else depends on the answer, so a create-only publish does not pay for it.
+pub(crate) async fn checksum_check(inner: &Inner) -> Check {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let path = crate::backend::verbatim(&format!("{}/{}-{nanos}-checksum", inner.probe_dir(), std::process::id()));
+    let name = "server verifies x-amz-checksum-sha256";
+    match checksum_verified(inner, &path).await {
+        Ok(true) => Check::pass(name, "a wrong checksum was rejected"),
+        Ok(false) => Check::warn(
+            name,
+            "a wrong checksum was accepted; promote still verifies every byte itself before publishing",
+        ),
+        Err(e) => Check::warn(name, e),
     }
 }
 
@@ -79,9 +84,8 @@ pub(crate) async fn conditions(inner: &Inner) -> Result<Report, Error> {
         Err(e) => Err(e.to_string()),
     };
     let multipart = multipart_refused(inner, &path).await;
-    let checksum = checksum_verified(inner, &path).await;
     let _ = inner.store.delete(&path).await;
-    Ok(Report { single_put, multipart, checksum })
+    Ok(Report { single_put, multipart })
 }
 
 async fn multipart_refused(inner: &Inner, path: &Path) -> Result<bool, String> {
@@ -107,15 +111,14 @@ async fn multipart_refused(inner: &Inner, path: &Path) -> Result<bool, String> {
     }
 }
 
-/// Sends a PUT whose signed `x-amz-checksum-sha256` does not match its body.
-async fn checksum_verified(inner: &Inner, path: &Path) -> Result<bool, String> {
+/// Sends a PUT to `probe` whose signed `x-amz-checksum-sha256` does not match its body.
+async fn checksum_verified(inner: &Inner, probe: &Path) -> Result<bool, String> {
     let (Some(signer), Some(http)) = (&inner.signer, &inner.http) else { return Ok(true) };
     let wrong = HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     let name = HeaderName::from_static("x-amz-checksum-sha256");
     let options = SignedUrlOptions::default().with_signed_header(name.clone(), wrong.clone());
-    let probe = crate::backend::verbatim(&format!("{path}-checksum"));
     let url = signer
-        .signed_url_opts(Method::PUT, &probe, Duration::from_secs(300), &options)
+        .signed_url_opts(Method::PUT, probe, Duration::from_secs(300), &options)
         .await
         .map_err(|e| format!("signing the checksum probe: {e}"))?;
     let req = http::Request::builder()
@@ -125,6 +128,6 @@ async fn checksum_verified(inner: &Inner, path: &Path) -> Result<bool, String> {
         .body(object_store::client::HttpRequestBody::from(bytes::Bytes::from_static(b"checksum probe")))
         .map_err(|e| e.to_string())?;
     let status = http.execute(req).await.map_err(|e| format!("checksum probe: {e}"))?.status();
-    let _ = inner.store.delete(&probe).await;
+    let _ = inner.store.delete(probe).await;
     Ok(!status.is_success())
 }
