@@ -44,8 +44,14 @@ pub(crate) struct DateTransport {
 }
 
 impl DateTransport {
+    /// A transport with an HTTP client of its own, not OpenDAL's default (one client for the
+    /// whole process). hyper drives each pooled connection from a task on the runtime that
+    /// opened it, and the task ends with that runtime; two backends used on two runtimes (a
+    /// library's, or tests in one process) would share connections, and one runtime ending
+    /// would cut the other's requests off mid-way: a part upload broken off mid-body, or a
+    /// completion whose answer never came and whose retry then found the upload completed.
     pub(crate) fn new(clock: ServerClock) -> Self {
-        Self { inner: ReqwestTransport::default(), clock }
+        Self { inner: ReqwestTransport::new(reqwest::Client::new()), clock }
     }
 }
 
@@ -58,5 +64,71 @@ impl HttpTransport for DateTransport {
             self.clock.saw(date);
         }
         Ok(resp)
+    }
+}
+
+#[cfg(all(test, feature = "services-s3"))]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicUsize;
+
+    use promote_core::{Backend, Error, Key};
+
+    use super::*;
+    use crate::{OpendalBackend, OpendalConfig};
+
+    /// Answers every request on `stream` with an empty 404, keeping the connection open.
+    fn not_found(stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        let mut writer = stream;
+        let mut line = String::new();
+        // Bounded by the client: each pass reads one line, and the client closes its end.
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                let answer = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/xml\r\ncontent-length: 0\r\n\r\n";
+                if writer.write_all(answer).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn two_backends_never_share_a_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || not_found(stream));
+            }
+        });
+        let options = [
+            ("bucket", "b"),
+            ("endpoint", &endpoint),
+            ("region", "us-east-1"),
+            ("access_key_id", "k"),
+            ("secret_access_key", "s"),
+            ("disable_config_load", "true"),
+            ("disable_ec2_metadata", "true"),
+        ];
+        let config = OpendalConfig::new("s3", options.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        let key = Key::new("absent").expect("key");
+        for n in 1..=2 {
+            let backend = OpendalBackend::open(&config).expect("open");
+            // Twice each: the second request rides the backend's own pooled connection.
+            for _ in 0..2 {
+                let head = backend.head(&key).await;
+                assert!(matches!(head, Err(Error::NotFound { .. })), "{head:?}");
+            }
+            assert_eq!(connections.load(Ordering::SeqCst), n, "backend {n} reused another backend's connection");
+        }
     }
 }
