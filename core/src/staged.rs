@@ -128,15 +128,13 @@ impl Staged {
     /// [`Error::Unsupported`] for a write that is not resumable; the backend's error when a
     /// part failed.
     pub async fn checkpoint(&mut self) -> Result<ResumePoint, Error> {
-        let unsupported = || Error::Unsupported {
-            operation: "checkpoints of a staged write".into(),
-            backend: self.store.backend().location(),
+        let Some(marks) = self.marks.as_mut() else {
+            return Err(Error::Unsupported {
+                operation: "checkpoints of a staged write".into(),
+                backend: self.store.backend().location(),
+            });
         };
-        if self.marks.is_none() {
-            return Err(unsupported());
-        }
         let (offset, token) = self.inner.checkpoint().await?;
-        let marks = self.marks.as_mut().ok_or_else(unsupported)?;
         while marks.front().is_some_and(|m| m.size() < offset) {
             marks.pop_front();
         }

@@ -340,9 +340,7 @@ impl Backend for ObjectStoreBackend {
         expected: &Expected,
         options: &PutOptions,
     ) -> Result<Box<dyn StagedWrite>, Error> {
-        if let Some(size) = expected.size.filter(|&size| size > self.inner.max_object_size) {
-            return Err(crate::staged::too_large(&self.inner, key, size));
-        }
+        crate::staged::size_allowed(&self.inner, key, expected)?;
         let content_type = options.content_type_for(key);
         Ok(Box::new(ObjectStaged::new(Arc::clone(&self.inner), key.clone(), expected, content_type)))
     }
@@ -354,9 +352,7 @@ impl Backend for ObjectStoreBackend {
         options: &PutOptions,
         from: Option<&str>,
     ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
-        if let Some(size) = expected.size.filter(|&size| size > self.inner.max_object_size) {
-            return Err(crate::staged::too_large(&self.inner, key, size));
-        }
+        crate::staged::size_allowed(&self.inner, key, expected)?;
         let staged = crate::resume::stage(&self.inner, key, expected, options, from).await?;
         Ok(staged.map(|staged| Box::new(staged) as Box<dyn StagedWrite>))
     }

@@ -71,6 +71,14 @@ pub(crate) fn too_large(inner: &Inner, key: &Key, size: u64) -> Error {
     }
 }
 
+/// Refuses up front, before any request, an object whose declared size is over the limit.
+pub(crate) fn size_allowed(inner: &Inner, key: &Key, expected: &Expected) -> Result<(), Error> {
+    match expected.size.filter(|&size| size > inner.max_object_size) {
+        Some(size) => Err(too_large(inner, key, size)),
+        None => Ok(()),
+    }
+}
+
 /// The object's attributes: its content type, and its digest where known.
 fn attributes(content_type: &str, sha256: Option<&Sha256>) -> Attributes {
     let mut attributes = Attributes::new();
