@@ -1,6 +1,7 @@
 //! [`Store::promote_adopted`]: a complete file the caller wrote and hashed itself (a download
 //! run's partial) becomes the staged write as it is, where the backend can take it
-//! ([`Backend::adopt`](crate::Backend::adopt): on local disk, a rename into the staging area),
+//! ([`Backend::adopt`](crate::Backend::adopt): on local disk or into OpenDAL's local staging, a
+//! rename into the staging area),
 //! so its bytes are written once and hashed once. Core verifies and publishes the handle
 //! exactly as it does a streamed one.
 

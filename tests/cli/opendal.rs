@@ -165,3 +165,39 @@ fn fs_refuses_create_only_naming_the_service_and_replace_works() {
     assert!(t.get(&s, "k") == b"bytes for fs");
     assert_eq!(std::fs::read(root.join("k")).unwrap(), b"bytes for fs");
 }
+
+/// A large download into an OpenDAL service is written to local disk once: its partial, hashed
+/// as it came in, is moved into the backend's staging area (not copied into it) and uploaded
+/// from there. Counted by the kernel for the process (`write_bytes`, what reached the block
+/// layer): within 10% of the object, where a copy into staging writes it twice.
+#[test]
+fn a_large_download_is_written_to_local_disk_once() {
+    use crate::run::{MIB, big_file, line, sha_file, write_manifest};
+    let s = Scratch::new();
+    let server = promote_tests::http_server::HttpServer::start().expect("start the test HTTP server on 127.0.0.1");
+    let len = 32 * MIB;
+    let source = s.path().join("big.src");
+    let sha = big_file(&source, 13, len);
+    server.add_file("/big.bin", source.clone()).unwrap();
+    for (scheme, t) in Target::both("written-once") {
+        write_manifest(&s, "m.jsonl", &[line(&server.url("/big.bin"), "big.bin", Some((&sha, len)))]);
+        let script = format!("$PROMOTE run -q m.jsonl --out run-{scheme} || exit 9; grep '^write_bytes' /proc/$$/io");
+        let mut run = s.shell(&script);
+        for (k, v) in t.cmd(&s, &[]).get_envs() {
+            if let Some(v) = v {
+                run.env(k, v);
+            }
+        }
+        let out = run.env("PROMOTE_RUN__RESUME_THRESHOLD", "1MiB").output().unwrap();
+        assert_code(&out, 0);
+        let written: u64 = stdout(&out).trim().trim_start_matches("write_bytes:").trim().parse().unwrap();
+        let what = format!("{scheme}: wrote {written} bytes for a {len}-byte object");
+        assert!(written >= len * 9 / 10, "{what}: is the counter blind here?");
+        assert!(written <= len * 11 / 10, "{what}: copied into staging, not written once");
+        s.file("got.bin", &t.get(&s, "big.bin"));
+        assert_eq!(sha_file(&s.path().join("got.bin")), sha, "{scheme}: the object is the source's bytes");
+        let partials = std::fs::read_dir(s.path().join(format!("run-{scheme}/partials"))).unwrap().count();
+        assert_eq!(partials, 0, "{scheme}: a partial left behind");
+        assert!(t.leftovers(&s).is_empty(), "{scheme}: {:?}", t.leftovers(&s));
+    }
+}

@@ -4,6 +4,7 @@
 //! staging and publishing are in `staged`, control objects (claims) in `control`, the doctor's
 //! live checks in `probe`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -215,6 +216,28 @@ impl Backend for OpendalBackend {
     ) -> Result<Box<dyn StagedWrite>, Error> {
         let content_type = options.content_type_for(key);
         Ok(Box::new(OpendalStaged::new(Arc::clone(&self.inner), key.clone(), content_type)))
+    }
+
+    /// Takes a complete file larger than `multipart_threshold` on the staging area's filesystem
+    /// as a large object's staging file (a rename), so a download run's partial is not copied
+    /// into staging before its upload. Smaller files are declined: their copy is held in memory
+    /// and sent in one request, with no local write.
+    async fn adopt(
+        &self,
+        key: &Key,
+        path: &Path,
+        file: std::fs::File,
+        size: u64,
+    ) -> Result<Option<Box<dyn StagedWrite>>, Error> {
+        let whole = file.metadata().is_ok_and(|m| m.is_file() && m.len() == size);
+        if size <= self.inner.threshold || !whole {
+            return Ok(None);
+        }
+        let Some(dir) = self.inner.area.adopt(path, &file)? else {
+            return Ok(None);
+        };
+        let content_type = PutOptions::default().content_type_for(key);
+        Ok(Some(Box::new(OpendalStaged::adopted(Arc::clone(&self.inner), key.clone(), content_type, dir, file))))
     }
 
     async fn head(&self, key: &Key) -> Result<Meta, Error> {

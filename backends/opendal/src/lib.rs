@@ -31,7 +31,9 @@
 //! - **Nothing partial is visible.** Small objects are held in memory and written in one
 //!   request; large ones (over `multipart_threshold`) are staged in a local file, verified by
 //!   core, and only then sent as one multi-part write whose commit carries the condition
-//!   (`If-None-Match: *` for create-only, `If-Match: <etag>` for compare-and-swap).
+//!   (`If-None-Match: *` for create-only, `If-Match: <etag>` for compare-and-swap). A complete
+//!   file the caller wrote and hashed (a download run's partial) on the staging area's
+//!   filesystem is moved into it as the staging file instead of copied (`Backend::adopt`).
 //! - **One committer per key.** Where the allowlist says so (S3: LocalStack checks a
 //!   multipart completion's condition before assembling, so racing completions can all win;
 //!   Azure: block-list commits not proven atomic on the emulator), a multi-part commit holds the

@@ -42,6 +42,19 @@ impl OpendalStaged {
         Self { inner, key, buf: BytesMut::new(), file: None, content_type }
     }
 
+    /// A handle whose bytes are all in `dir`'s staging file already (moved there whole, see
+    /// `Area::adopt`): published like a large object written through [`StagedWrite::write`].
+    pub(crate) fn adopted(
+        inner: Arc<Inner>,
+        key: Key,
+        content_type: String,
+        dir: WriterDir,
+        file: std::fs::File,
+    ) -> Self {
+        let file = Some((dir, tokio::fs::File::from_std(file)));
+        Self { inner, key, buf: BytesMut::new(), file, content_type }
+    }
+
     fn io(&self, what: &str, e: std::io::Error) -> Error {
         Error::io(
             format!("{what} the staged bytes of {:?} in {}", self.key.as_str(), self.inner.area.dir().display()),

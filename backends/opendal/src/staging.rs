@@ -52,6 +52,28 @@ impl Area {
         std::fs::write(dir.join("owner.json"), body).map_err(err)?;
         Ok(WriterDir { dir })
     }
+
+    /// Moves the complete file at `path` (open as `file`) into a fresh writer directory as its
+    /// `data`, by a rename: its bytes are not copied. `Ok(None)`, with the file left where it
+    /// was, when it is on another filesystem than the area.
+    pub(crate) fn adopt(&self, path: &Path, file: &std::fs::File) -> Result<Option<WriterDir>, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let inspect = |what: &Path, e| Error::io(format!("inspecting {}", what.display()), e);
+        let device = file.metadata().map_err(|e| inspect(path, e))?.dev();
+        let writer = self.writer()?;
+        if std::fs::metadata(&writer.dir).map_err(|e| inspect(&writer.dir, e))?.dev() != device {
+            return Ok(None);
+        }
+        // The writer directory is new and holds no `data`: nothing is replaced.
+        match std::fs::rename(path, writer.data()) {
+            Ok(()) => Ok(Some(writer)),
+            // Another filesystem after all (a bind mount).
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => Ok(None),
+            Err(e) => {
+                Err(Error::io(format!("moving {} into the staging area {}", path.display(), self.dir.display()), e))
+            }
+        }
+    }
 }
 
 impl WriterDir {
@@ -99,4 +121,43 @@ pub(crate) fn sweep(area: &Area, older_than: Duration, dry_run: bool) -> Result<
         });
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn file(path: &Path, bytes: &[u8]) -> std::fs::File {
+        std::fs::write(path, bytes).expect("write the file");
+        std::fs::File::open(path).expect("open the file")
+    }
+
+    #[test]
+    fn an_adopted_file_is_moved_whole_and_goes_with_its_writer() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let area = Area::new(tmp.path(), "here");
+        let path = tmp.path().join("partial");
+        let writer = area.adopt(&path, &file(&path, b"all of it")).expect("adopt").expect("the same filesystem");
+        assert!(!path.exists(), "the file is moved, not copied");
+        assert_eq!(std::fs::read(writer.data()).expect("the staged data"), b"all of it");
+        let dir = writer.dir.clone();
+        drop(writer);
+        assert!(!dir.exists(), "a dropped writer removes its staging");
+    }
+
+    #[test]
+    fn a_file_on_another_filesystem_is_left_where_it_was() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let other = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
+        let device = |p: &Path| std::fs::metadata(p).expect("inspect").dev();
+        assert_ne!(device(tmp.path()), device(other.path()), "this test needs /dev/shm on a filesystem of its own");
+        let area = Area::new(tmp.path(), "here");
+        let path = other.path().join("partial");
+        assert!(area.adopt(&path, &file(&path, b"stay")).expect("adopt").is_none(), "declined");
+        assert_eq!(std::fs::read(&path).expect("the file stays"), b"stay");
+        let writers = std::fs::read_dir(area.dir()).expect("the area").count();
+        assert_eq!(writers, 0, "no writer directory is left behind");
+    }
 }
