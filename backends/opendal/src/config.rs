@@ -52,7 +52,8 @@ pub struct OpendalConfig {
     #[serde(default = "concurrency")]
     pub upload_concurrency: usize,
     /// Where large objects are staged before they are published (default: the system's
-    /// temporary directory). `promote recover` sweeps what crashed writers left there.
+    /// temporary directory). `promote recover` sweeps what crashed writers left there. A
+    /// download run's partial on this filesystem is moved here whole instead of copied.
     #[serde(default)]
     pub staging_dir: Option<PathBuf>,
     /// The OpenDAL layers around the service.
