@@ -267,6 +267,49 @@ impl Drop for Proxy {
     }
 }
 
+/// A completion whose answer is lost (the proxy closes the connection once the server has
+/// completed the upload): object_store sends it again, the server, which has forgotten the
+/// upload, answers `404 NoSuchUpload`, and promote finds the key holding exactly its upload (the
+/// ETag of its parts), so the put reports the object it published instead of "not found".
+#[test]
+fn a_completion_whose_answer_is_lost_is_still_published() {
+    let s = Scratch::new();
+    let b = Bucket::new("lost-completion");
+    let proxy = Proxy::start(&s, "lost", &["--lose-completion-of", "big.bin"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    let bytes = data::bytes(41, 12 << 20);
+    s.file("big", &bytes);
+    let out = through.run(&s, &["put", "big", "big.bin", "--sha256", &sha(&bytes), "--json"]);
+    assert_code(&out, 0);
+    let receipt: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("a JSON receipt");
+    assert_eq!(receipt["outcome"], "promoted", "{receipt}");
+    assert_once_lost_then_sent_again(&proxy);
+    assert!(b.get(&s, "big.bin") == bytes, "the object is the bytes put");
+    assert_code(&b.run(&s, &["verify", "big.bin", "--sha256", &sha(&bytes)]), 0);
+
+    // A swap (`--if-version`) whose completion's answer is lost is a swap too, not a mismatch.
+    let proxy = Proxy::start(&s, "lost-swap", &["--lose-completion-of", "big.bin"]);
+    let through = Bucket { endpoint: proxy.endpoint.clone(), prefix: b.prefix.clone() };
+    let swapped = data::bytes(42, 12 << 20);
+    s.file("swapped", &swapped);
+    let version = receipt["version"].as_str().expect("a version");
+    let out = through.run(&s, &["put", "swapped", "big.bin", "--if-version", version]);
+    assert_code(&out, 0);
+    assert_once_lost_then_sent_again(&proxy);
+    assert!(b.get(&s, "big.bin") == swapped, "the swap published the new bytes");
+    assert!(b.leftovers(&s).is_empty(), "{:?}", b.leftovers(&s));
+}
+
+/// The proxy lost the answer to one completion of `big.bin`, which the server had completed
+/// (200), and the completion was sent again.
+fn assert_once_lost_then_sent_again(proxy: &Proxy) {
+    let lost = proxy.refused();
+    assert!(lost.len() == 1 && lost[0].starts_with("LOST POST") && lost[0].ends_with(" 200"), "{lost:?}");
+    let completions =
+        proxy.requests().iter().filter(|r| r.starts_with("POST") && r.contains("big.bin?uploadId=")).count();
+    assert_eq!(completions, 2, "the completion was sent again: {:?}", proxy.requests());
+}
+
 #[test]
 fn a_server_ignoring_conditions_is_red_and_create_is_refused() {
     let s = Scratch::new();

@@ -5,6 +5,7 @@
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --read-only  # refuse writes
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --fail STATUS CODE  # fail everything
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --refuse-writes-to TEXT
+    python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --lose-completion-of TEXT
 
 Default: drops If-None-Match / If-Match from every request, so the server behind it ignores
 conditional writes (for testing that promote refuses to trust it).
@@ -17,6 +18,11 @@ PORT_FILE.refused (for testing that reads never write).
 each to PORT_FILE.refused too (for counting how often a fault is retried).
 
 --refuse-writes-to TEXT: like --read-only, for writes whose path contains TEXT only.
+
+--lose-completion-of TEXT: passes every request on, but the answer to the first
+CompleteMultipartUpload (a POST with an uploadId) whose path contains TEXT never reaches the
+client: the proxy closes the connection instead, once the server has answered, and logs
+"LOST METHOD PATH STATUS" to PORT_FILE.refused (for testing a completion whose answer is lost).
 
 Every mode appends "METHOD PATH" of each request it receives to PORT_FILE.requests.
 Writes the port it listens on to PORT_FILE once ready; exits when stdin closes.
@@ -31,6 +37,8 @@ UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
 READ_ONLY = sys.argv[3:] == ["--read-only"]
 REFUSED_PATH = sys.argv[4] if sys.argv[3:4] == ["--refuse-writes-to"] else None
 FAIL = (int(sys.argv[4]), sys.argv[5]) if sys.argv[3:4] == ["--fail"] else None
+LOSE_MODE = sys.argv[3:4] == ["--lose-completion-of"]
+LOSE_COMPLETION = [sys.argv[4] if LOSE_MODE else None]
 REFUSED_LOG = sys.argv[2] + ".refused"
 REQUEST_LOG = sys.argv[2] + ".requests"
 LOG_LOCK = threading.Lock()
@@ -64,12 +72,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.refuse()
         if FAIL:
             return self.refuse(*FAIL)
-        dropped = set() if READ_ONLY or REFUSED_PATH or FAIL else DROPPED
+        dropped = set() if READ_ONLY or REFUSED_PATH or FAIL or LOSE_MODE else DROPPED
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped | HOP}
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
+        conn.close()
+        with LOG_LOCK:
+            lose = LOSE_COMPLETION[0] and self.command == "POST" and "uploadId=" in self.path \
+                and LOSE_COMPLETION[0] in self.path
+            if lose:
+                LOSE_COMPLETION[0] = None
+                with open(REFUSED_LOG, "a") as log:
+                    log.write("LOST %s %s %d\n" % (self.command, self.path, resp.status))
+        if lose:
+            self.close_connection = True
+            return
         self.send_response(resp.status, resp.reason)
         # A HEAD answer has no body but the object's Content-Length: pass that through.
         keep_length = self.command == "HEAD"
@@ -81,7 +100,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        conn.close()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
 

@@ -23,14 +23,20 @@
 //!   percent-encoded; the configured prefix follows the key rules.
 //! - **Any size**: part sizes keep an upload under S3's 10,000 parts (see `parts`); objects over
 //!   `max_object_size` are refused up front when their size is known.
-//! - **Digests**: `x-amz-checksum-sha256` on every PUT and part (servers that verify it reject
-//!   corrupted bodies); the object's SHA-256 in `x-amz-meta-promote-sha256`, so `head` and reruns
-//!   need not read data. For multipart uploads the metadata must be set when the upload starts,
-//!   so it is stored when the caller gave the digest up front (`--sha256`); otherwise `head`
-//!   reports none and promote hashes the object when it needs the digest.
-//! - **Retries**: transient failures are retried with backoff by object_store. A create-only
-//!   write whose retry meets "already exists" (perhaps our own first attempt) is resolved by core
-//!   comparing digests: identical is success, different is a conflict.
+//! - **Digests**: `x-amz-checksum-sha256` on every PUT and part (`checksum = true`, the
+//!   default; servers that verify it reject corrupted bodies); the object's SHA-256 in
+//!   `x-amz-meta-promote-sha256`, so `head` and reruns need not read data. A multipart upload's
+//!   metadata is fixed when it starts, so it carries the digest only when the caller gave it up
+//!   front (`--sha256`); otherwise the digest is recorded after completion in a sidecar under
+//!   `<prefix>/.promote/digests/`, which `head` trusts only while the object's ETag is the one it
+//!   names (see `digests`).
+//! - **Retries**: transient faults are retried with backoff by object_store, decided from the
+//!   HTTP status and S3 error code (see `faults`), never from message text; a plain 4xx is final,
+//!   and so is a 501 Not Implemented. A create-only write whose retry meets "already exists"
+//!   (perhaps our own first attempt) is resolved by core comparing digests: identical is
+//!   success, different is a conflict. A multipart completion whose answer was lost, and whose
+//!   retry meets "no such upload" or a failed condition, is a success when the key holds exactly
+//!   its parts, by their ETag (see `completion`).
 //! - **One completer per key**: a conditional multipart completion holds the key's claim
 //!   ([`promote_core::kit::claims`], stored as control objects under `<prefix>/.promote/claims/`),
 //!   renewed while it completes and fenced right before the completion, so servers whose
@@ -38,25 +44,15 @@
 //!   `control`).
 //! - **No leftovers**: failed, aborted and dropped uploads are aborted, and their claims
 //!   released. Each upload has a marker under `<prefix>/.promote/staging/` naming its writer
-//!   (host, boot, pid namespace, pid, start time);
-//!   need not read data. A multipart upload's metadata is fixed when it starts, so it carries the
-//!   digest only when the caller gave it up front (`--sha256`); otherwise the digest is recorded
-//!   after completion in a sidecar under `<prefix>/.promote/digests/`, which `head` trusts only
-//!   while the object's ETag is the one it names (see `digests`).
-//! - **Retries**: transient faults are retried with backoff by object_store, decided from the
-//!   HTTP status and S3 error code (see `faults`), never from message text; a plain 4xx is final,
-//!   and so is a 501 Not Implemented.
-//!   A create-only write whose retry meets "already exists" (perhaps our own first attempt) is
-//!   resolved by core comparing digests: identical is success, different is a conflict.
-//! - **No leftovers**: failed, aborted and dropped uploads are aborted. Each upload has a marker
-//!   under `<prefix>/.promote/staging/` naming its writer (machine boot, pid, start time);
-//!   `sweep_staging` lists in-progress uploads under the prefix and aborts those whose writer is
-//!   gone (same machine) or that have been idle (since their newest part, on the server's clock)
-//!   for the cut-off; one rule decides dry and real runs.
+//!   (host, boot, pid namespace, pid, start time); `sweep_staging` lists in-progress uploads
+//!   under the prefix and aborts those whose writer is gone (same machine) or that have been
+//!   idle (since their newest part, on the server's clock) for the cut-off; one rule decides dry
+//!   and real runs.
 //! - Memory: at most `part_size × upload_concurrency` bytes in flight per object (default 32 MiB).
 
 mod backend;
 mod claims;
+mod completion;
 mod conditional;
 mod config;
 mod control;

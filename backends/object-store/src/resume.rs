@@ -104,7 +104,7 @@ pub(crate) async fn stage(
 
 /// The ETag in a part's id: object_store's S3 ids are the ETag, or with per-part checksums a
 /// `<PartMetadata>` holding it in `<e_tag>`.
-fn etag_of(content_id: &str) -> &str {
+pub(crate) fn etag_of(content_id: &str) -> &str {
     let inner = content_id
         .split_once("<e_tag>")
         .and_then(|(_, rest)| rest.split_once("</e_tag>"))
