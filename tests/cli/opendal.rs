@@ -33,17 +33,22 @@ impl Target {
     }
 
     fn s3(name: &str) -> Self {
+        Self::s3_at(&var("PROMOTE_TEST_S3_ENDPOINT"), &Self::root(name))
+    }
+
+    /// `scheme = "s3"` through `endpoint` (the S3 server, or a proxy in front of it), at `root`.
+    fn s3_at(endpoint: &str, root: &str) -> Self {
         Self::new(
             "s3",
             vec![
                 ("bucket", var("PROMOTE_TEST_S3_BUCKET")),
-                ("endpoint", var("PROMOTE_TEST_S3_ENDPOINT")),
+                ("endpoint", endpoint.to_owned()),
                 ("region", "us-east-1".into()),
                 ("access_key_id", var("AWS_ACCESS_KEY_ID")),
                 ("secret_access_key", var("AWS_SECRET_ACCESS_KEY")),
                 ("disable_config_load", "true".into()),
                 ("disable_ec2_metadata", "true".into()),
-                ("root", Self::root(name)),
+                ("root", root.to_owned()),
             ],
         )
     }
@@ -200,4 +205,26 @@ fn a_large_download_is_written_to_local_disk_once() {
         assert_eq!(partials, 0, "{scheme}: a partial left behind");
         assert!(t.leftovers(&s).is_empty(), "{scheme}: {:?}", t.leftovers(&s));
     }
+}
+
+/// A multipart completion whose answer is lost (the test proxy closes the connection once the
+/// S3 server has completed the upload): OpenDAL's retry sends it again, the server has forgotten
+/// the upload or finds the key taken, and promote finds the key holding the bytes it verified
+/// (their SHA-256 in the object's metadata), so the put reports its publish, not an error.
+#[test]
+fn a_completion_whose_answer_is_lost_is_still_published() {
+    let s = Scratch::new();
+    let root = Target::root("lost-completion");
+    let direct = Target::s3_at(&var("PROMOTE_TEST_S3_ENDPOINT"), &root);
+    let bytes = data::bytes(43, 12 << 20);
+    s.file("big", &bytes);
+    let proxy = crate::s3::Proxy::start(&s, "lost", &["--lose-completion-of", "big.bin"]);
+    let through = Target::s3_at(&proxy.endpoint, &root);
+    let out = through.run(&s, &["put", "big", "big.bin", "--sha256", &sha(&bytes), "--json"]);
+    assert_code(&out, 0);
+    let receipt: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("a JSON receipt");
+    assert_eq!(receipt["outcome"], "promoted", "{receipt}");
+    crate::s3::assert_once_lost_then_sent_again(&proxy);
+    assert!(direct.get(&s, "big.bin") == bytes, "the object is the bytes put");
+    assert!(direct.leftovers(&s).is_empty(), "{:?}", direct.leftovers(&s));
 }

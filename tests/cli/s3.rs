@@ -216,15 +216,15 @@ fn the_secret_never_reaches_output_or_logs() {
 }
 
 /// The test proxy (`tests/s3/ignore_conditions.py`) in front of the S3 server; stopped on drop.
-struct Proxy {
+pub(crate) struct Proxy {
     child: std::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
     refused_log: std::path::PathBuf,
 }
 
 impl Proxy {
     /// `mode`: `[]` drops conditional headers; `["--read-only"]` refuses every write with 403.
-    fn start(s: &Scratch, name: &str, mode: &[&str]) -> Self {
+    pub(crate) fn start(s: &Scratch, name: &str, mode: &[&str]) -> Self {
         let port_file = s.path().join(format!("{name}.port"));
         let child = Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/s3/ignore_conditions.py"))
@@ -249,12 +249,12 @@ impl Proxy {
     }
 
     /// The writes the read-only proxy refused so far ("METHOD PATH" lines).
-    fn refused(&self) -> Vec<String> {
+    pub(crate) fn refused(&self) -> Vec<String> {
         std::fs::read_to_string(&self.refused_log).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
     /// Every request the proxy received so far ("METHOD PATH" lines).
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         let log = self.refused_log.with_extension("requests");
         std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_owned).collect()
     }
@@ -302,7 +302,7 @@ fn a_completion_whose_answer_is_lost_is_still_published() {
 
 /// The proxy lost the answer to one completion of `big.bin`, which the server had completed
 /// (200), and the completion was sent again.
-fn assert_once_lost_then_sent_again(proxy: &Proxy) {
+pub(crate) fn assert_once_lost_then_sent_again(proxy: &Proxy) {
     let lost = proxy.refused();
     assert!(lost.len() == 1 && lost[0].starts_with("LOST POST") && lost[0].ends_with(" 200"), "{lost:?}");
     let completions =

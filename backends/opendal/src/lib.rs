@@ -43,7 +43,9 @@
 //!   allows it; elsewhere `head` reports none and core hashes the object when it must decide.
 //! - **Retries** come from OpenDAL's retry layer, each attempt under the timeout layer. A
 //!   create-only write whose retry finds "already exists" (perhaps its own first attempt) is
-//!   resolved by core comparing digests.
+//!   resolved by core comparing digests. A multi-part commit whose answer was lost, and whose
+//!   retry finds the upload gone or its condition unmet, is a success when the key holds the
+//!   verified bytes (the digest stored with the object, and its size).
 //! - **Leftovers**: a dropped or aborted write removes its staging file; `recover` removes
 //!   those of dead writers (same host, at once) or idle ones (by age), and stale claims.
 //!   Unfinished uploads on the service (a writer killed during its final upload) are not

@@ -196,9 +196,27 @@ impl OpendalStaged {
             }
             Err(e) => {
                 let _ = writer.abort().await;
+                // A completion whose answer was lost, sent again by the retry layer: the server
+                // has forgotten the completed upload, or its condition no longer holds because of
+                // that first attempt. The key holding the verified bytes says it went through.
+                let lost = matches!(e.kind(), opendal::ErrorKind::NotFound | opendal::ErrorKind::ConditionNotMatch);
+                if (lost || errors::taken(&e))
+                    && let Some(meta) = self.holds(digest).await
+                {
+                    tracing::info!(key = %self.key, "the completion's answer was lost; the key holds the verified bytes");
+                    return Ok(meta);
+                }
                 Err(self.refused(e, mode, "completing the upload of"))
             }
         }
+    }
+
+    /// The key's metadata when the object there is `digest`'s bytes, by the digest stored with
+    /// it (services without user metadata never match).
+    async fn holds(&self, digest: &Digest) -> Option<opendal::Metadata> {
+        let meta = self.inner.op.stat(&self.inner.path(&self.key)).await.ok()?;
+        let stored = meta.user_metadata()?.get(DIGEST_METADATA)?.parse::<promote_core::Sha256>().ok()?;
+        (meta.content_length() == digest.size && stored == digest.sha256).then_some(meta)
     }
 
     /// Takes the key's claim, waiting for another holder; for a create-only commit, an object
