@@ -56,6 +56,17 @@ mod tests {
         assert_ne!(multipart_etag(&[part(b), part(a)]), multipart_etag(&[part(a), part(b)]), "the order counts");
     }
 
+    #[tokio::test]
+    async fn a_key_without_this_upload_is_no_earlier_completion() {
+        use object_store::memory::InMemory;
+        let store = InMemory::new();
+        let path = Path::from("k");
+        let parts = [part("\"0cc175b9c0f1b6a831c399e269772661\"")];
+        assert_eq!(completed_earlier(&store, &path, &parts).await, None, "no object at the key");
+        store.put(&path, "other bytes".into()).await.expect("put");
+        assert_eq!(completed_earlier(&store, &path, &parts).await, None, "an object of another ETag");
+    }
+
     #[test]
     fn a_part_etag_that_is_no_md5_gives_none() {
         assert_eq!(multipart_etag(&[part("\"not-an-md5\"")]), None);
