@@ -588,6 +588,13 @@ async fn adopted_file_is_published_or_left_in_place(ctx: Ctx) {
     assert!(matches!(err, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }), "{err}");
     assert_eq!(std::fs::read(&path).expect("the file stays"), bytes);
     assert_absent(&store, &k).await;
+    // A file that is not the size the caller says is never taken: left as it was.
+    let longer = Digest { size: bytes.len() as u64 + 1, ..digest(&bytes) };
+    let expected_longer = Expected::exactly(longer);
+    let declined = store.promote_adopted(&k, &path, write(&bytes), longer, &expected_longer, Mode::Create).await;
+    assert!(declined.expect("a file of another size").is_none(), "a file of another size was taken");
+    assert_eq!(std::fs::read(&path).expect("the file stays"), bytes);
+    assert_absent(&store, &k).await;
     match store.promote_adopted(&k, &path, write(&bytes), digest(&bytes), &exact(&bytes), Mode::Create).await {
         Ok(Some(outcome)) => {
             assert_eq!((outcome.receipt().sha256, outcome.receipt().size), (Sha256::of(&bytes), bytes.len() as u64));

@@ -233,7 +233,7 @@ impl Backend for OpendalBackend {
         if size <= self.inner.threshold || !whole {
             return Ok(None);
         }
-        let Some(dir) = self.inner.area.adopt(path, &file)? else {
+        let Some(dir) = self.inner.area.adopt(path)? else {
             return Ok(None);
         };
         let content_type = PutOptions::default().content_type_for(key);

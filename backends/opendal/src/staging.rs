@@ -53,21 +53,14 @@ impl Area {
         Ok(WriterDir { dir })
     }
 
-    /// Moves the complete file at `path` (open as `file`) into a fresh writer directory as its
-    /// `data`, by a rename: its bytes are not copied. `Ok(None)`, with the file left where it
-    /// was, when it is on another filesystem than the area.
-    pub(crate) fn adopt(&self, path: &Path, file: &std::fs::File) -> Result<Option<WriterDir>, Error> {
-        use std::os::unix::fs::MetadataExt;
-        let inspect = |what: &Path, e| Error::io(format!("inspecting {}", what.display()), e);
-        let device = file.metadata().map_err(|e| inspect(path, e))?.dev();
+    /// Moves the complete file at `path` into a fresh writer directory as its `data`, by a
+    /// rename: its bytes are not copied. `Ok(None)`, with the file left where it was, when it is
+    /// on another filesystem than the area (the rename says so: `EXDEV`).
+    pub(crate) fn adopt(&self, path: &Path) -> Result<Option<WriterDir>, Error> {
         let writer = self.writer()?;
-        if std::fs::metadata(&writer.dir).map_err(|e| inspect(&writer.dir, e))?.dev() != device {
-            return Ok(None);
-        }
         // The writer directory is new and holds no `data`: nothing is replaced.
         match std::fs::rename(path, writer.data()) {
             Ok(()) => Ok(Some(writer)),
-            // Another filesystem after all (a bind mount).
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => Ok(None),
             Err(e) => {
                 Err(Error::io(format!("moving {} into the staging area {}", path.display(), self.dir.display()), e))
@@ -129,9 +122,8 @@ mod tests {
 
     use super::*;
 
-    fn file(path: &Path, bytes: &[u8]) -> std::fs::File {
-        std::fs::write(path, bytes).expect("write the file");
-        std::fs::File::open(path).expect("open the file")
+    fn writers(area: &Area) -> usize {
+        std::fs::read_dir(area.dir()).expect("the area").count()
     }
 
     #[test]
@@ -139,7 +131,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         let area = Area::new(tmp.path(), "here");
         let path = tmp.path().join("partial");
-        let writer = area.adopt(&path, &file(&path, b"all of it")).expect("adopt").expect("the same filesystem");
+        std::fs::write(&path, b"all of it").expect("write the file");
+        let writer = area.adopt(&path).expect("adopt").expect("the same filesystem");
         assert!(!path.exists(), "the file is moved, not copied");
         assert_eq!(std::fs::read(writer.data()).expect("the staged data"), b"all of it");
         let dir = writer.dir.clone();
@@ -155,9 +148,19 @@ mod tests {
         assert_ne!(device(tmp.path()), device(other.path()), "this test needs /dev/shm on a filesystem of its own");
         let area = Area::new(tmp.path(), "here");
         let path = other.path().join("partial");
-        assert!(area.adopt(&path, &file(&path, b"stay")).expect("adopt").is_none(), "declined");
+        std::fs::write(&path, b"stay").expect("write the file");
+        assert!(area.adopt(&path).expect("adopt").is_none(), "declined");
         assert_eq!(std::fs::read(&path).expect("the file stays"), b"stay");
-        let writers = std::fs::read_dir(area.dir()).expect("the area").count();
-        assert_eq!(writers, 0, "no writer directory is left behind");
+        assert_eq!(writers(&area), 0, "no writer directory is left behind");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_moved_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let area = Area::new(tmp.path(), "here");
+        let path = tmp.path().join("gone");
+        let err = area.adopt(&path).expect_err("no file to move");
+        assert!(err.to_string().contains("gone"), "{err}");
+        assert_eq!(writers(&area), 0, "no writer directory is left behind");
     }
 }
