@@ -8,11 +8,12 @@
 //! on a key that now exists, `If-Match` on a version just replaced (`412`), which would read as
 //! a conflict.
 //!
-//! So a completion answered "not found" or "precondition failed" looks at the key: S3 names a multipart object by the
-//! MD5 of its parts' MD5s and their count (`"<md5>-<n>"`), computed here from the parts' own
-//! ETags. An object under that ETag holds exactly this upload's parts, in this order: it is this
-//! upload, completed. Anything else (no object, another ETag, a server whose ETags are not
-//! MD5s) leaves the error as it was.
+//! So a completion answered "not found" or "precondition failed" looks at the key: S3 names a
+//! multipart object by the MD5 of its parts' MD5s and their count (`"<md5>-<n>"`), computed here
+//! from the parts' own ETags. An object under that ETag holds exactly this upload's parts, in
+//! this order: it is this upload, completed (or another upload of the very same parts, which
+//! published the same bytes). Anything else (no object, another ETag, a server whose ETags are
+//! not MD5s) leaves the error as it was.
 
 use md5::{Digest, Md5};
 use object_store::multipart::PartId;
