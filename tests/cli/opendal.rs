@@ -54,14 +54,19 @@ impl Target {
     }
 
     fn azblob(name: &str) -> Self {
+        Self::azblob_at(&var("PROMOTE_TEST_AZBLOB_ENDPOINT"), &Self::root(name))
+    }
+
+    /// `scheme = "azblob"` through `endpoint` (Azurite, or a proxy in front of it), at `root`.
+    fn azblob_at(endpoint: &str, root: &str) -> Self {
         Self::new(
             "azblob",
             vec![
                 ("container", var("PROMOTE_TEST_AZBLOB_CONTAINER")),
-                ("endpoint", var("PROMOTE_TEST_AZBLOB_ENDPOINT")),
+                ("endpoint", endpoint.to_owned()),
                 ("account_name", var("PROMOTE_TEST_AZBLOB_ACCOUNT_NAME")),
                 ("account_key", var("PROMOTE_TEST_AZBLOB_ACCOUNT_KEY")),
-                ("root", Self::root(name)),
+                ("root", root.to_owned()),
             ],
         )
     }
@@ -207,24 +212,36 @@ fn a_large_download_is_written_to_local_disk_once() {
     }
 }
 
-/// A multipart completion whose answer is lost (the test proxy closes the connection once the
-/// S3 server has completed the upload): OpenDAL's retry sends it again, the server has forgotten
-/// the upload or finds the key taken, and promote finds the key holding the bytes it verified
-/// (their SHA-256 in the object's metadata), so the put reports its publish, not an error.
+/// A multi-part commit whose answer is lost (the test proxy closes the connection once the
+/// server has committed: S3's CompleteMultipartUpload, Azure's Put Block List): OpenDAL's retry
+/// sends it again, the server has forgotten the upload or finds the key taken, and promote finds
+/// the key holding the bytes it verified (their SHA-256 in the object's metadata), so the put
+/// reports its publish, not an error.
 #[test]
 fn a_completion_whose_answer_is_lost_is_still_published() {
-    let s = Scratch::new();
-    let root = Target::root("lost-completion");
-    let direct = Target::s3_at(&var("PROMOTE_TEST_S3_ENDPOINT"), &root);
     let bytes = data::bytes(43, 12 << 20);
-    s.file("big", &bytes);
-    let proxy = crate::s3::Proxy::start(&s, "lost", &["--lose-completion-of", "big.bin"]);
-    let through = Target::s3_at(&proxy.endpoint, &root);
-    let out = through.run(&s, &["put", "big", "big.bin", "--sha256", &sha(&bytes), "--json"]);
-    assert_code(&out, 0);
-    let receipt: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("a JSON receipt");
-    assert_eq!(receipt["outcome"], "promoted", "{receipt}");
-    crate::s3::assert_once_lost_then_sent_again(&proxy);
-    assert!(direct.get(&s, "big.bin") == bytes, "the object is the bytes put");
-    assert!(direct.leftovers(&s).is_empty(), "{:?}", direct.leftovers(&s));
+    for scheme in ["s3", "azblob"] {
+        let s = Scratch::new();
+        s.file("big", &bytes);
+        let root = Target::root("lost-completion");
+        let (endpoint, at): (_, fn(&str, &str) -> Target) = match scheme {
+            "s3" => (var("PROMOTE_TEST_S3_ENDPOINT"), Target::s3_at),
+            _ => (var("PROMOTE_TEST_AZBLOB_ENDPOINT"), Target::azblob_at),
+        };
+        // The proxy forwards to the server's host and port; the path (Azurite's account) stays.
+        let (origin, path) = match endpoint.splitn(4, '/').collect::<Vec<_>>()[..] {
+            [scheme, "", host, path] => (format!("{scheme}//{host}"), format!("/{path}")),
+            _ => (endpoint.clone(), String::new()),
+        };
+        let proxy = crate::s3::Proxy::start_for(&origin, &s, "lost", &["--lose-completion-of", "big.bin"]);
+        let through = at(&format!("{}{path}", proxy.endpoint), &root);
+        let out = through.run(&s, &["put", "big", "big.bin", "--sha256", &sha(&bytes), "--json"]);
+        assert_code(&out, 0);
+        let receipt: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("a JSON receipt");
+        assert_eq!(receipt["outcome"], "promoted", "{scheme}: {receipt}");
+        crate::s3::assert_once_lost_then_sent_again(&proxy);
+        let direct = at(&endpoint, &root);
+        assert!(direct.get(&s, "big.bin") == bytes, "{scheme}: the object is the bytes put");
+        assert!(direct.leftovers(&s).is_empty(), "{scheme}: {:?}", direct.leftovers(&s));
+    }
 }

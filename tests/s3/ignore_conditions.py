@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A proxy in front of a real S3 server, in one of two modes. Listens on 127.0.0.1 only.
+"""A proxy in front of a real S3 server (or Azurite, for --lose-completion-of), in one of several
+modes. Listens on 127.0.0.1 only.
 
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE              # drop conditions
     python3 ignore_conditions.py UPSTREAM_URL PORT_FILE --read-only  # refuse writes
@@ -19,9 +20,9 @@ each to PORT_FILE.refused too (for counting how often a fault is retried).
 
 --refuse-writes-to TEXT: like --read-only, for writes whose path contains TEXT only.
 
---lose-completion-of TEXT: passes every request on, but the answer to the first
-CompleteMultipartUpload (a POST with an uploadId) whose path contains TEXT never reaches the
-client: the proxy closes the connection instead, once the server has answered, and logs
+--lose-completion-of TEXT: passes every request on, but the answer to the first commit of a
+multi-part upload whose path contains TEXT (S3's CompleteMultipartUpload, a POST with an
+uploadId; Azure's Put Block List, a PUT with comp=blocklist) never reaches the client: the proxy closes the connection instead, once the server has answered, and logs
 "LOST METHOD PATH STATUS" to PORT_FILE.refused (for testing a completion whose answer is lost).
 
 Every mode appends "METHOD PATH" of each request it receives to PORT_FILE.requests.
@@ -80,8 +81,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = resp.read()
         conn.close()
         with LOG_LOCK:
-            lose = LOSE_COMPLETION[0] and self.command == "POST" and "uploadId=" in self.path \
-                and LOSE_COMPLETION[0] in self.path
+            commit = (self.command == "POST" and "uploadId=" in self.path) or \
+                (self.command == "PUT" and "comp=blocklist" in self.path)
+            lose = LOSE_COMPLETION[0] and commit and LOSE_COMPLETION[0] in self.path
             if lose:
                 LOSE_COMPLETION[0] = None
                 with open(REFUSED_LOG, "a") as log:
