@@ -889,8 +889,9 @@ async fn download(
 /// Checks a complete partial against the manifest, records it `verified`, then promotes it.
 /// Where the backend can take the file as it is (local disk or OpenDAL's staging, same
 /// filesystem: [`Store::promote_adopted`]), it becomes the staged write, published by the usual
-/// create-only rename or upload: its bytes were written once and hashed once, as they came in. Otherwise core copies
-/// it, hashing every byte again on the way, reading them through the partial's locked handle.
+/// create-only rename or upload: its bytes were written once and hashed once, as they came in.
+/// Otherwise core copies it, hashing every byte again on the way, reading them through the
+/// partial's locked handle.
 /// The partial is deleted while still locked once it is promoted or refused.
 async fn promote_partial(
     ctx: &Ctx,

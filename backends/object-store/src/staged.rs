@@ -313,39 +313,35 @@ impl ObjectStaged {
                 return Err(lost);
             }
         };
-        let completed = match completed {
-            Ok(result) => Ok(result.e_tag),
-            // A retried completion whose first attempt went through, its answer lost (see
-            // `completion`): the upload is gone (404), or the key no longer meets the condition
-            // (412), because of that first attempt. The key holding exactly this upload's parts
-            // says so.
-            Err(
-                e @ (object_store::Error::NotFound { .. }
-                | object_store::Error::Precondition { .. }
-                | object_store::Error::AlreadyExists { .. }),
-            ) => match crate::completion::completed_earlier(self.inner.store.as_ref(), &self.path, &parts).await {
-                Some(etag) => {
-                    tracing::info!(key = %self.key, "the completion's answer was lost; the key holds this upload");
-                    // Already gone once completed; an abort makes sure of it.
-                    let _ = multipart.abort_multipart(&self.path, &id).await;
-                    Ok(Some(etag))
-                }
-                None => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match completed {
-            Ok(etag) => {
+        let e = match completed {
+            Ok(result) => {
                 self.upload = None;
                 let _ = self.inner.store.delete(&marker).await;
-                Ok(etag)
+                return Ok(result.e_tag);
             }
-            Err(e) => {
-                let err = self.refused(e, mode, "completing the multipart upload of");
-                self.discard_upload().await;
-                Err(err)
-            }
+            Err(e) => e,
+        };
+        // A retried completion whose first attempt went through, its answer lost (see
+        // `completion`): the upload is gone (404), or the key no longer meets the condition (412)
+        // because of that first attempt. The key holding exactly this upload's parts says so; the
+        // upload is then discarded as any other (already gone once completed).
+        let answer_lost = matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }
+        );
+        if answer_lost
+            && let Some(etag) =
+                crate::completion::completed_earlier(self.inner.store.as_ref(), &self.path, &parts).await
+        {
+            tracing::info!(key = %self.key, "the completion's answer was lost; the key holds this upload");
+            self.discard_upload().await;
+            return Ok(Some(etag));
         }
+        let err = self.refused(e, mode, "completing the multipart upload of");
+        self.discard_upload().await;
+        Err(err)
     }
 
     /// Buffers `data`; starts the multipart upload past the threshold, then sends each full

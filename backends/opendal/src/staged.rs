@@ -199,8 +199,7 @@ impl OpendalStaged {
                 // A completion whose answer was lost, sent again by the retry layer: the server
                 // has forgotten the completed upload, or its condition no longer holds because of
                 // that first attempt. The key holding the verified bytes says it went through.
-                let lost = matches!(e.kind(), opendal::ErrorKind::NotFound | opendal::ErrorKind::ConditionNotMatch);
-                if (lost || errors::taken(&e))
+                if (e.kind() == opendal::ErrorKind::NotFound || errors::taken(&e))
                     && let Some(meta) = self.holds(digest).await
                 {
                     tracing::info!(key = %self.key, "the completion's answer was lost; the key holds the verified bytes");
